@@ -1,0 +1,233 @@
+"""The cgroup v1 backend, plain (``v1``) or with a controller-less cgroup2 mount (``hybrid``).
+
+v1 has one hierarchy per mount (``cpu``, ``memory``... or joined ones like
+``cpu,cpuacct``), so a job has one directory per hierarchy, each at
+``<own cgroup in that hierarchy>/remo/<job>``. In hybrid mode the cgroup2 mount (usually
+``/sys/fs/cgroup/unified``) carries no controllers but gives what v1 lacks: reliable
+membership and ``populated`` (cgroup.events), ``cgroup.kill`` and ``cpu.stat``. It is then
+the tracking hierarchy, as in runc's fs manager. Without it, the freezer is used to kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping, Sequence
+
+from remo.cgroups import base
+from remo.core.errors import CgroupError
+from remo.core.spec import Limits
+
+#: v1 controllers remo uses. cpuset and devices are left alone: a new cpuset group starts
+#: with empty cpuset.cpus/mems and refuses tasks (cgroup-v1/cpusets.rst), and remo limits
+#: neither. ``name=systemd`` has no controller at all.
+USED = ("cpu", "cpuacct", "memory", "pids", "blkio", "freezer")
+
+
+class V1Group:
+    """A job's directories: one per v1 hierarchy, plus one in the unified mount if any."""
+
+    def __init__(
+        self, name: str, dirs: Mapping[str, str], unified: str | None, fs: base.Fs, kill: bool
+    ) -> None:
+        self.name = name
+        self._dirs = dict(dirs)
+        self._unified = unified
+        self._fs = fs
+        self._has_kill = kill
+        paths = [unified] if unified else []
+        self.paths = paths + sorted({d for d in self._dirs.values() if d not in paths})
+        self._tracking = unified or self._dirs.get("freezer") or self.paths[0]
+
+    def join_files(self) -> list[str]:
+        return [os.path.join(p, "cgroup.procs") for p in self.paths]
+
+    def pids(self) -> list[int]:
+        return base.read_pids(self._fs, self._tracking)
+
+    def signal_all(self, sig: int) -> None:
+        base.signal_pids(self.pids(), sig)
+
+    def kill(self) -> None:
+        fs = self._fs
+        if self._unified and self._has_kill:
+            # cgroup-v2.rst "cgroup.kill" works on a controller-less hierarchy too.
+            base.write(fs, self._unified, "cgroup.kill", "1")
+        elif freezer := self._dirs.get("freezer"):
+            # cgroup-v1/freezer-subsystem.rst: write FROZEN, read back until FROZEN (it
+            # shows FREEZING meanwhile), then THAWED. Killing in between is runc's method.
+            base.freeze_kill(
+                lambda on: base.write(fs, freezer, "freezer.state", "FROZEN" if on else "THAWED"),
+                lambda: (base.read(fs, freezer, "freezer.state") or "").strip() == "FROZEN",
+                self.pids,
+            )
+        else:
+            # Racy against fork; remove_dirs() repeats it until the group is empty.
+            self.signal_all(signal.SIGKILL)
+
+    def populated(self) -> bool:
+        if self._unified:
+            events = base.keyed(base.read(self._fs, self._unified, "cgroup.events"))
+            return events.get("populated", 0) == 1
+        return bool(self.pids())
+
+    def usage(self) -> base.Usage:
+        fs, cpu = self._fs, None
+        if self._unified:
+            stat = base.keyed(base.read(fs, self._unified, "cpu.stat"))
+            cpu = stat["usage_usec"] / 1e6 if "usage_usec" in stat else None
+        if cpu is None and (acct := self._dirs.get("cpuacct")):
+            # cgroup-v1/cpuacct.rst: cpuacct.usage is the total CPU time in nanoseconds.
+            text = (base.read(fs, acct, "cpuacct.usage") or "").strip()
+            cpu = int(text) / 1e9 if text.isdigit() else None
+        peak, ooms = None, 0
+        if memory := self._dirs.get("memory"):
+            # cgroup-v1/memory.rst: max_usage_in_bytes is the high-water mark, and
+            # memory.oom_control reports oom_kill (4.13+).
+            text = (base.read(fs, memory, "memory.max_usage_in_bytes") or "").strip()
+            peak = int(text) if text.isdigit() else None
+            ooms = base.keyed(base.read(fs, memory, "memory.oom_control")).get("oom_kill", 0)
+        return base.Usage(cpu, peak, ooms)
+
+    def destroy(self) -> None:
+        base.remove_dirs(self._fs, self.paths, self)
+
+
+class V1Driver:
+    """Jobs under ``<own>/remo`` in every v1 hierarchy remo uses (and the unified one)."""
+
+    def __init__(
+        self,
+        hierarchies: Mapping[str, str],
+        unified: str | None,
+        io_devices: Sequence[str],
+        fs: base.Fs,
+    ) -> None:
+        """``hierarchies`` maps each mounted v1 controller to this process's cgroup
+        directory in it (joined controllers map to the same directory); ``unified`` is
+        our directory in the cgroup2 mount, if there is one.
+
+        Raises :class:`CgroupError` when not a single hierarchy can be used.
+        """
+        self.name = "hybrid" if unified else "v1"
+        self._fs = fs
+        self._devices = list(io_devices)
+        self._warnings: list[str] = []
+        self._bases: dict[str, str] = {}
+        first_error: CgroupError | None = None
+        for controller in USED:
+            if controller in hierarchies:
+                where = os.path.join(hierarchies[controller], base.PARENT)
+                try:
+                    base.mkdir_exist_ok(fs, where)
+                    self._bases[controller] = where
+                except CgroupError as err:
+                    first_error = first_error or err
+                    self._warnings.append(f"{controller} hierarchy unusable: {err}")
+        self._unified: str | None = None
+        if unified:
+            try:
+                base.mkdir_exist_ok(fs, os.path.join(unified, base.PARENT))
+                self._unified = os.path.join(unified, base.PARENT)
+            except CgroupError as err:
+                first_error = first_error or err
+                self._warnings.append(f"cgroup2 hierarchy unusable: {err}")
+        if not self._bases and not self._unified and first_error:
+            raise first_error
+        self._has_kill = bool(self._unified) and self._has("unified", "cgroup.kill")
+        self._has_memsw = self._has("memory", "memory.memsw.limit_in_bytes")
+        self._supported = self._features()
+
+    def _has(self, controller: str, file: str) -> bool:
+        where = self._unified if controller == "unified" else self._bases.get(controller)
+        return where is not None and self._fs.exists(os.path.join(where, file))
+
+    def _features(self) -> frozenset[str]:
+        found = {c for c in ("memory", "pids") if c in self._bases}
+        if self._has("cpu", "cpu.cfs_quota_us"):  # needs CONFIG_CFS_BANDWIDTH
+            found.add("cpu")
+        if self._devices and self._has("blkio", "blkio.throttle.read_bps_device"):
+            found.add("io")
+        if self._has_kill or "freezer" in self._bases:
+            found.add("kill")
+        if self._has("unified", "cpu.stat") or "cpuacct" in self._bases:
+            found.add("usage")
+        return frozenset(found)
+
+    def warnings(self) -> list[str]:
+        extra = []
+        if "memory" in self._bases and not self._has_memsw:
+            extra.append("no swap accounting (memory.memsw): memory limits do not cover swap")
+        return self._warnings + base.off_warnings(self._supported) + extra
+
+    def supported(self) -> frozenset[str]:
+        return self._supported
+
+    def _group(self, name: str) -> V1Group:
+        dirs = {c: os.path.join(b, name) for c, b in self._bases.items()}
+        unified = os.path.join(self._unified, name) if self._unified else None
+        return V1Group(name, dirs, unified, self._fs, self._has_kill)
+
+    def create(self, name: str, limits: Limits) -> V1Group:
+        base.check_name(name)
+        base.check_limits(limits, self._supported, self.name)
+        group = self._group(name)
+        created: list[str] = []
+        try:
+            for path in group.paths:
+                try:
+                    self._fs.mkdir(path)
+                except OSError as err:
+                    raise CgroupError(os.path.dirname(path), name, "mkdir", err) from err
+                created.append(path)
+            self._write_limits(group, limits)
+        except CgroupError:
+            for path in reversed(created):
+                try:
+                    self._fs.rmdir(path)
+                except OSError:
+                    pass
+            raise
+        return group
+
+    def _write_limits(self, group: V1Group, limits: Limits) -> None:
+        fs, dirs = self._fs, group._dirs
+        if limits.cpu is not None:
+            # scheduler/sched-bwc.rst; period first, so the quota is checked against it.
+            quota, period = base.cpu_quota(limits.cpu)
+            base.write(fs, dirs["cpu"], "cpu.cfs_period_us", str(period))
+            base.write(fs, dirs["cpu"], "cpu.cfs_quota_us", str(quota))
+        if limits.memory is not None:
+            base.write(fs, dirs["memory"], "memory.limit_in_bytes", str(limits.memory))
+            if self._has_memsw:
+                # cgroup-v1/memory.rst: memsw limits memory+swap, so swap cannot hide
+                # usage; it must be >= limit_in_bytes, hence written second.
+                base.write(fs, dirs["memory"], "memory.memsw.limit_in_bytes", str(limits.memory))
+        if limits.pids is not None:
+            base.write(fs, dirs["pids"], "pids.max", str(limits.pids))
+        # cgroup-v1/blkio-controller.rst: "MAJ:MIN bytes_per_second", one device per
+        # write. Throttling applies to the device a bio is submitted to, which is the
+        # whole disk for partitions, so rules name disks.
+        for file, value in (
+            ("blkio.throttle.read_bps_device", limits.io_read_bps),
+            ("blkio.throttle.write_bps_device", limits.io_write_bps),
+        ):
+            if value is not None:
+                for device in self._devices:
+                    base.write(fs, dirs["blkio"], file, f"{device} {value}")
+
+    def open(self, name: str) -> V1Group | None:
+        base.check_name(name)
+        group = self._group(name)
+        if not any(self._fs.exists(p) for p in group.paths):
+            return None
+        return group
+
+    def list_names(self) -> list[str]:
+        names: set[str] = set()
+        for where in {*self._bases.values(), *([self._unified] if self._unified else [])}:
+            try:
+                names.update(self._fs.listdirs(where))
+            except FileNotFoundError:
+                pass
+        return sorted(names)

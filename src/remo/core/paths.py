@@ -1,0 +1,44 @@
+"""Where things live inside a state directory. Pure path arithmetic, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """The layout of a remo state directory (private, mode 0700).
+
+    ``jobs.db`` holds job records, ``jobs/<owner>/<n>/`` each job's ``output`` and
+    ``exit`` files, ``supervisor.*`` the supervisor's socket, lock and log.
+    """
+
+    root: Path
+
+    @property
+    def jobs_db(self) -> Path:
+        return self.root / "jobs.db"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.root / "jobs"
+
+    def job_dir(self, owner: str, seq: int) -> Path:
+        return self.jobs_dir / owner / str(seq)
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.root / "supervisor.sock"
+
+    @property
+    def supervisor_lock(self) -> Path:
+        return self.root / "supervisor.lock"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.root / "supervisor.log"
+
+
+OUTPUT_FILE = "output"
+EXIT_FILE = "exit"

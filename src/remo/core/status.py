@@ -1,0 +1,59 @@
+"""What a job is doing or did: :class:`JobState` and :class:`JobStatus`."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from remo.core.spec import Limits
+
+
+class JobState(enum.StrEnum):
+    """Lifecycle of a job. Every state but ``running`` is final.
+
+    - ``succeeded``: exited with code 0.
+    - ``failed``: exited with a non-zero code.
+    - ``stopped``: ended after someone asked remo to stop it.
+    - ``killed``: died from a signal nobody asked remo to send (OOM killer, kill -9...).
+    - ``lost``: remo lost track of it (supervisor died); ``reason`` says why.
+    """
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    KILLED = "killed"
+    LOST = "lost"
+
+    @property
+    def final(self) -> bool:
+        return self is not JobState.RUNNING
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of one job, as stored by the supervisor."""
+
+    id: str
+    owner: str
+    argv: tuple[str, ...]
+    state: JobState
+    pid: int | None
+    exit_code: int | None
+    signal: int | None
+    started_at: float
+    ended_at: float | None
+    limits: Limits = field(default_factory=Limits)
+    cpu_seconds: float | None = None
+    peak_memory_bytes: int | None = None
+    oom_killed: bool = False
+    reason: str = ""
+    cwd: str = ""
+    output_bytes: int = 0
+    output_truncated: bool = False
+    isolation: tuple[str, ...] = ()
+    schedule_id: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.state.final

@@ -1,0 +1,10 @@
+"""Job output: the per-job output file and the asyncio followers that stream it.
+
+The supervisor writes; the API server reads through :func:`read_output`, with one
+:class:`OutputWatcher` per process waking every follower when a job's files change.
+"""
+
+from remo.output.reader import EXIT_NAME, OUTPUT_NAME, read_output
+from remo.output.watcher import DirWatch, OutputWatcher
+
+__all__ = ["EXIT_NAME", "OUTPUT_NAME", "DirWatch", "OutputWatcher", "read_output"]

@@ -1,0 +1,320 @@
+"""Wake the followers of a job's output when its directory changes.
+
+Why one shared watcher: every inotify instance is a kernel object counted against
+``fs.inotify.max_user_instances`` (128 by default), so one per follower would cap a
+server at a few dozen ``logs -f`` streams. Instead the process (its JobManager) owns a
+single :class:`OutputWatcher` holding one inotify descriptor, registered with the event
+loop through ``loop.add_reader``. Each job directory gets at most one kernel watch,
+shared and reference-counted by every follower of that job, and removed when the last
+one leaves. The descriptor itself is opened with the first watch and closed with the
+last, so an idle server holds none.
+
+Why a generation counter: a follower reads to end of file, then waits. A write landing
+between the read and the wait must not be lost, so the follower notes the directory's
+generation *before* reading and waits for it to differ; a change dispatched in between
+makes the wait return at once instead of blocking on an event that already fired.
+
+Where inotify does not exist (macOS, BSD) the watcher degrades to bounded waits of
+:data:`FALLBACK_WAIT` seconds: followers re-check the files four times a second, which
+is slower but never loses data. On Linux waits are purely event driven.
+
+Everything here runs on one event loop and is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from types import TracebackType
+
+from remo.output import inotify
+
+#: What wakes followers: data written or a writer closing (output), a file created or
+#: renamed into place (the supervisor's atomic ``exit``), a file deleted, and the
+#: directory itself going away. Reads, opens and attribute changes are left out so
+#: that followers' own reads never wake each other.
+WATCH_MASK = (
+    inotify.IN_MODIFY
+    | inotify.IN_CLOSE_WRITE
+    | inotify.IN_CREATE
+    | inotify.IN_MOVED_TO
+    | inotify.IN_DELETE
+    | inotify.IN_DELETE_SELF
+    | inotify.IN_MOVE_SELF
+    | inotify.IN_ONLYDIR
+)
+
+#: Events after which the path no longer names the watched directory. A renamed job
+#: directory counts as gone: followers find the job's files by path.
+_GONE_MASK = inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_UNMOUNT | inotify.IN_IGNORED
+
+#: Seconds a follower waits between re-checks when inotify is unavailable.
+FALLBACK_WAIT = 0.25
+
+
+class _Dir:
+    """State shared by every follower of one directory."""
+
+    __slots__ = ("changed", "generation", "gone", "keys", "path", "refs", "wd")
+
+    def __init__(self, path: str, wd: int | None) -> None:
+        self.path = path
+        self.keys = [path]  # every spelling of the path that resolved to this watch
+        self.wd = wd  # None when polling (no inotify)
+        self.refs = 0
+        self.generation = 0
+        self.gone = False
+        # Created by the first waiter, set and dropped by the next change, so that a
+        # burst of writes nobody is waiting for allocates nothing.
+        self.changed: asyncio.Event | None = None
+
+    def bump(self) -> None:
+        self.generation += 1
+        if self.changed is not None:
+            changed, self.changed = self.changed, None
+            changed.set()
+
+
+class DirWatch:
+    """One follower's hold on a watched directory. Use as a context manager.
+
+    Pattern::
+
+        with watcher.watch(job_dir) as w:
+            while True:
+                seen = w.generation
+                ... read everything available ...
+                if done:
+                    break
+                await w.wait(seen)
+    """
+
+    def __init__(self, watcher: OutputWatcher, state: _Dir) -> None:
+        self._watcher = watcher
+        self._state: _Dir | None = state
+        self._path = state.path
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def generation(self) -> int:
+        """Counter bumped on every change seen in the directory; snapshot it before reading."""
+        return self._live().generation
+
+    @property
+    def gone(self) -> bool:
+        """True once the directory was deleted or renamed: nothing more will happen there."""
+        return self._live().gone
+
+    async def wait(self, seen: int, timeout: float | None = None) -> bool:
+        """Return once the generation differs from ``seen``, the directory is gone, or on timeout.
+
+        Returns ``True`` when woken by a change and ``False`` on a timeout; callers
+        re-check the files either way. Without inotify the wait is bounded by
+        :data:`FALLBACK_WAIT`, after which the directory's existence is re-checked.
+        """
+        state = self._live()
+        if state.generation != seen or state.gone:
+            return True
+        if self._watcher.uses_inotify:
+            return await _wait_for_change(state, timeout)
+        bound = FALLBACK_WAIT if timeout is None else min(timeout, FALLBACK_WAIT)
+        woken = await _wait_for_change(state, bound)
+        if not woken and not os.path.isdir(state.path):
+            self._watcher._forget(state)
+        return woken
+
+    def close(self) -> None:
+        """Leave the directory; the last follower to leave removes the kernel watch."""
+        state, self._state = self._state, None
+        if state is not None:
+            self._watcher._release(state)
+
+    def __enter__(self) -> DirWatch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _live(self) -> _Dir:
+        if self._state is None:
+            raise RuntimeError(f"watch on {self._path} is closed")
+        return self._state
+
+
+async def _wait_for_change(state: _Dir, timeout: float | None) -> bool:
+    if state.changed is None:
+        state.changed = asyncio.Event()
+    changed = state.changed
+    if timeout is None:
+        await changed.wait()
+        return True
+    try:
+        async with asyncio.timeout(timeout):
+            await changed.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+class OutputWatcher:
+    """Watches job directories on behalf of any number of followers; one per process.
+
+    ``use_inotify=None`` picks inotify when the platform has it; ``False`` forces the
+    bounded-wait fallback (for tests, or filesystems whose writes inotify cannot see,
+    such as NFS). :meth:`watch` must be called from within the running event loop.
+    """
+
+    def __init__(self, *, use_inotify: bool | None = None) -> None:
+        if use_inotify and not inotify.AVAILABLE:
+            raise RuntimeError("inotify is not available on this platform")
+        self._use_inotify = inotify.AVAILABLE if use_inotify is None else use_inotify
+        self._ino: inotify.Inotify | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._by_path: dict[str, _Dir] = {}
+        self._by_wd: dict[int, _Dir] = {}
+
+    @property
+    def uses_inotify(self) -> bool:
+        return self._use_inotify
+
+    @property
+    def watch_count(self) -> int:
+        """Number of kernel watches currently held (0 when polling)."""
+        return len(self._by_wd)
+
+    def fileno(self) -> int | None:
+        """The inotify descriptor, or ``None`` while no directory is watched."""
+        return None if self._ino is None else self._ino.fileno()
+
+    def followers(self, path: str) -> int:
+        """How many open :class:`DirWatch` handles share the watch on ``path``."""
+        state = self._by_path.get(os.path.abspath(path))
+        return 0 if state is None else state.refs
+
+    def watch(self, path: str) -> DirWatch:
+        """Start following directory ``path``; raises ``FileNotFoundError`` if it does not exist."""
+        key = os.path.abspath(path)
+        state = self._by_path.get(key)
+        if state is None:
+            state = self._open(key)
+        state.refs += 1
+        return DirWatch(self, state)
+
+    def close(self) -> None:
+        """Release the inotify descriptor now, e.g. at shutdown.
+
+        Followers still attached are woken and carry on with bounded waits until they
+        finish or are cancelled; no data is lost either way.
+        """
+        self._use_inotify = False
+        states = {id(s): s for s in (*self._by_path.values(), *self._by_wd.values())}
+        self._by_wd.clear()
+        for state in states.values():
+            state.wd = None
+            state.bump()
+        self._close_fd()
+
+    def _open(self, key: str) -> _Dir:
+        if not self._use_inotify:
+            if not os.path.isdir(key):
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), key)
+            state = _Dir(key, None)
+            self._by_path[key] = state
+            return state
+        ino = self._inotify()
+        try:
+            wd = ino.add_watch(key, WATCH_MASK)
+        except OSError:
+            if not self._by_wd:
+                self._close_fd()
+            raise
+        state = self._by_wd.get(wd)
+        if state is None:
+            state = _Dir(key, wd)
+            self._by_wd[wd] = state
+        else:  # another spelling of a directory already watched (same inode)
+            state.keys.append(key)
+        self._by_path[key] = state
+        return state
+
+    def _inotify(self) -> inotify.Inotify:
+        if self._ino is None:
+            loop = asyncio.get_running_loop()
+            ino = inotify.Inotify()
+            loop.add_reader(ino.fileno(), self._on_readable)
+            self._ino, self._loop = ino, loop
+        return self._ino
+
+    def _release(self, state: _Dir) -> None:
+        state.refs -= 1
+        if state.refs > 0:
+            return
+        self._unmap(state)
+        if state.wd is not None and self._by_wd.get(state.wd) is state:
+            del self._by_wd[state.wd]
+            if self._ino is not None:
+                self._ino.rm_watch(state.wd)
+        if not self._by_wd:
+            self._close_fd()
+
+    def _forget(self, state: _Dir) -> None:
+        """Mark ``state`` gone and drop it from the maps; its followers still hold it."""
+        state.gone = True
+        self._unmap(state)
+        if state.wd is not None and self._by_wd.get(state.wd) is state:
+            del self._by_wd[state.wd]  # the kernel has dropped (or is dropping) the watch
+        state.bump()
+
+    def _unmap(self, state: _Dir) -> None:
+        for key in state.keys:
+            if self._by_path.get(key) is state:
+                del self._by_path[key]
+
+    def _on_readable(self) -> None:
+        if self._ino is None:
+            return
+        try:
+            events = self._ino.read_events()
+        except (OSError, ValueError):
+            events = [inotify.Event(-1, inotify.IN_Q_OVERFLOW, 0, b"")]
+        woken: dict[int, _Dir] = {}
+        overflow = False
+        for event in events:
+            if event.mask & inotify.IN_Q_OVERFLOW:
+                overflow = True
+                continue
+            state = self._by_wd.get(event.wd)
+            if state is None:  # a watch we already removed; its last events trail behind
+                continue
+            if event.mask & _GONE_MASK:
+                self._forget(state)
+            woken[id(state)] = state
+        if overflow:
+            # Events were dropped: wake everyone, and find deleted directories by hand
+            # since their IN_DELETE_SELF may be among the losses.
+            for state in list(self._by_wd.values()):
+                if not os.path.isdir(state.path):
+                    self._forget(state)
+                woken[id(state)] = state
+        for state in woken.values():
+            state.bump()
+        if not self._by_wd:
+            self._close_fd()
+
+    def _close_fd(self) -> None:
+        ino, loop = self._ino, self._loop
+        self._ino = self._loop = None
+        if ino is None:
+            return
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(ino.fileno())
+        ino.close()

@@ -1,0 +1,206 @@
+"""The job table: one row per job, written by the supervisor, read by everyone.
+
+SQLite in WAL mode lets the API server read while the supervisor writes. The supervisor
+is the only writer of job rows, so ids can be allocated without races: a job id is
+``<owner>/<n>`` where ``n`` counts that owner's jobs (short and typeable).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from remo.core.errors import InvalidArgument, JobNotFound
+from remo.core.spec import ACCOUNT_NAME, JobSpec, Limits
+from remo.core.status import JobState, JobStatus
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    owner TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER,
+    exit_code INTEGER,
+    signal INTEGER,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    cpu_seconds REAL,
+    peak_memory_bytes INTEGER,
+    oom_killed INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    isolation TEXT NOT NULL DEFAULT '',
+    schedule_id TEXT,
+    output_truncated INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, seq)
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS sequences (owner TEXT PRIMARY KEY, next INTEGER NOT NULL);
+"""
+
+
+def job_key(owner: str, seq: int) -> str:
+    """The canonical job id: ``owner/seq``."""
+    return f"{owner}/{seq}"
+
+
+def parse_job_id(job_id: str) -> tuple[str, int]:
+    """Split ``owner/seq``; raise :class:`InvalidArgument` for anything else."""
+    owner, sep, seq = job_id.partition("/")
+    if not sep or not ACCOUNT_NAME.match(owner) or not seq.isdigit() or len(seq) > 18:
+        raise InvalidArgument(f"invalid job id {job_id!r}: expected OWNER/NUMBER")
+    return owner, int(seq)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the database with the settings every remo process uses."""
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a commit survives a crash of the process (what we need when
+    # the API server or supervisor is killed); only an OS crash may lose the last commits.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class JobStore:
+    """Reads and writes job rows. Cheap enough to call from the event loop (one indexed row)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = connect(path)
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writes (supervisor only) -------------------------------------------------
+
+    def allocate(self, owner: str) -> int:
+        """Reserve the next job number of ``owner``."""
+        with self._db:
+            row = self._db.execute("SELECT next FROM sequences WHERE owner=?", (owner,)).fetchone()
+            seq = row[0] if row else 1
+            self._db.execute(
+                "INSERT INTO sequences(owner, next) VALUES(?, ?) "
+                "ON CONFLICT(owner) DO UPDATE SET next=excluded.next",
+                (owner, seq + 1),
+            )
+        return int(seq)
+
+    def release(self, owner: str, seq: int) -> None:
+        """Give back a number whose start failed, so failed starts leave no gap."""
+        with self._db:
+            self._db.execute(
+                "UPDATE sequences SET next=? WHERE owner=? AND next=?", (seq, owner, seq + 1)
+            )
+
+    def insert_running(
+        self,
+        owner: str,
+        seq: int,
+        spec: JobSpec,
+        pid: int,
+        started_at: float,
+        isolation: Iterable[str] = (),
+        schedule_id: str | None = None,
+    ) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO jobs(owner, seq, spec, state, pid, started_at, isolation, schedule_id)"
+                " VALUES(?, ?, ?, 'running', ?, ?, ?, ?)",
+                (
+                    owner,
+                    seq,
+                    json.dumps(spec.to_dict()),
+                    pid,
+                    started_at,
+                    ",".join(isolation),
+                    schedule_id,
+                ),
+            )
+
+    def mark_stop_requested(self, owner: str, seq: int) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE jobs SET stop_requested=1 WHERE owner=? AND seq=?", (owner, seq)
+            )
+
+    def finish(self, owner: str, seq: int, **fields: Any) -> None:
+        """Record the end of a job: state, exit code or signal, usage, reason."""
+        fields.setdefault("ended_at", time.time())
+        if isinstance(fields.get("state"), JobState):
+            fields["state"] = fields["state"].value
+        columns = ", ".join(f"{name}=?" for name in fields)
+        with self._db:
+            self._db.execute(
+                f"UPDATE jobs SET {columns} WHERE owner=? AND seq=?",
+                (*fields.values(), owner, seq),
+            )
+
+    def delete(self, owner: str, seq: int) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM jobs WHERE owner=? AND seq=?", (owner, seq))
+
+    # -- reads ----------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobStatus:
+        """The status of one job; raises :class:`JobNotFound`."""
+        owner, seq = parse_job_id(job_id)
+        row = self._db.execute("SELECT * FROM jobs WHERE owner=? AND seq=?", (owner, seq)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return row_to_status(row)
+
+    def stop_requested(self, owner: str, seq: int) -> bool:
+        row = self._db.execute(
+            "SELECT stop_requested FROM jobs WHERE owner=? AND seq=?", (owner, seq)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def list(
+        self, owner: str | None = None, running_only: bool = False, limit: int = 1000
+    ) -> list[JobStatus]:
+        """Jobs, newest first; every owner's when ``owner`` is None."""
+        where, args = [], []
+        if owner is not None:
+            where.append("owner=?")
+            args.append(owner)
+        if running_only:
+            where.append("state='running'")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._db.execute(
+            f"SELECT * FROM jobs {clause} ORDER BY started_at DESC, seq DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+        return [row_to_status(row) for row in rows]
+
+
+def row_to_status(row: sqlite3.Row) -> JobStatus:
+    spec = json.loads(row["spec"])
+    return JobStatus(
+        id=job_key(row["owner"], row["seq"]),
+        owner=row["owner"],
+        argv=tuple(spec["argv"]),
+        state=JobState(row["state"]),
+        pid=row["pid"],
+        exit_code=row["exit_code"],
+        signal=row["signal"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        limits=Limits.from_dict(spec.get("limits") or {}),
+        cpu_seconds=row["cpu_seconds"],
+        peak_memory_bytes=row["peak_memory_bytes"],
+        oom_killed=bool(row["oom_killed"]),
+        reason=row["reason"],
+        cwd=spec.get("cwd") or "",
+        output_truncated=bool(row["output_truncated"]),
+        isolation=tuple(x for x in row["isolation"].split(",") if x),
+        schedule_id=row["schedule_id"],
+    )

@@ -1,0 +1,3 @@
+from remo.supervisor.main import main
+
+main()

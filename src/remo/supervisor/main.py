@@ -1,0 +1,179 @@
+"""The supervisor process: lock, listen, serve requests, reap, and exit when idle.
+
+Started by :mod:`remo.supervisor.launcher` as ``python -m remo.supervisor``. It forks
+once more so that it is nobody's child (the process that launched it may be killed),
+sets itself as a child subreaper so orphaned job processes are reaped here rather than
+by PID 1, and holds an exclusive lock so one state directory has one supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import fcntl
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from remo.cgroups.detect import detect
+from remo.core.errors import InvalidArgument, RemoError
+from remo.core.paths import StatePaths
+from remo.core.spec import JobSpec
+from remo.store.jobs import JobStore
+from remo.supervisor.protocol import encode, error_to_wire, read_message
+from remo.supervisor.service import Supervisor
+
+log = logging.getLogger("remo.supervisor")
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class Server:
+    """Serves the supervisor socket; exits once nobody is connected and no job runs."""
+
+    def __init__(self, supervisor: Supervisor, linger: float) -> None:
+        self.supervisor = supervisor
+        self.clients = 0
+        self.linger = linger
+        self.done = asyncio.Event()
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.clients += 1
+        self._cancel_idle()
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            while (message := await read_message(reader)) is not None:
+                task = asyncio.create_task(self._answer(message, writer))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+        except (ConnectionError, ValueError) as err:
+            log.warning("dropping client: %s", err)
+        finally:
+            for task in pending:
+                task.cancel()
+            writer.close()
+            self.clients -= 1
+            self.check_idle()
+
+    async def _answer(self, message: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        reply: dict[str, Any] = {"id": message.get("id")}
+        try:
+            reply["ok"] = await self._dispatch(message)
+        except RemoError as err:
+            reply["error"] = error_to_wire(err)
+        except (KeyError, TypeError, ValueError) as err:
+            reply["error"] = error_to_wire(InvalidArgument(f"malformed request: {err}"))
+        if not writer.is_closing():
+            writer.write(encode(reply))
+
+    async def _dispatch(self, message: dict[str, Any]) -> Any:
+        op = message.get("op")
+        sup = self.supervisor
+        if op == "start":
+            return sup.start(JobSpec.from_dict(message["spec"]), message.get("schedule_id"))
+        if op == "stop":
+            await sup.stop(str(message["job_id"]), float(message.get("grace", 10.0)))
+            return None
+        if op == "remove":
+            sup.remove(str(message["job_id"]))
+            return None
+        if op == "info":
+            return {
+                "pid": os.getpid(),
+                "cgroups": sup.driver.name,
+                "warnings": sup.driver.warnings() + _privilege_warnings(),
+                "running": len(sup.running),
+            }
+        raise InvalidArgument(f"unknown operation {op!r}")
+
+    def check_idle(self) -> None:
+        if self.clients == 0 and not self.supervisor.running:
+            self._cancel_idle()
+            loop = asyncio.get_running_loop()
+            self._idle_timer = loop.call_later(self.linger, self._exit_if_still_idle)
+
+    def _exit_if_still_idle(self) -> None:
+        if self.clients == 0 and not self.supervisor.running:
+            self.done.set()
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+
+def _privilege_warnings() -> list[str]:
+    if os.geteuid() == 0:
+        return []
+    return ["not running as root: jobs run as this account, not as their owners"]
+
+
+async def serve(paths: StatePaths, ready_fd: int | None, linger: float) -> None:
+    store = JobStore(paths.jobs_db)
+    supervisor = Supervisor(paths, store, detect())
+    server = Server(supervisor, linger)
+    supervisor.on_idle = server.check_idle
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGCHLD, supervisor.reap)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # A stop of the supervisor must not orphan jobs: it leaves once they are done.
+        loop.add_signal_handler(sig, lambda: log.info("asked to exit; waiting for jobs to end"))
+    supervisor.recover()
+    supervisor.reap()  # children that ended before the handler was installed
+    # The socket is bound relative to the state dir (we chdir'd there) so that deep state
+    # directories do not hit the 108-byte limit of unix socket paths.
+    paths.supervisor_socket.unlink(missing_ok=True)
+    listener = await asyncio.start_unix_server(server.handle, path=paths.supervisor_socket.name)
+    os.chmod(paths.supervisor_socket.name, 0o600)
+    if ready_fd is not None:
+        os.write(ready_fd, b"ready\n")
+        os.close(ready_fd)
+    server.check_idle()
+    await server.done.wait()
+    listener.close()
+    paths.supervisor_socket.unlink(missing_ok=True)
+    store.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="remo-supervisor")
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--ready-fd", type=int)
+    parser.add_argument("--linger", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    paths = StatePaths(Path(args.state_dir).resolve())
+    if os.fork() != 0:  # the launcher reaps this parent at once; we are nobody's child
+        os._exit(0)
+    os.setsid()
+    os.chdir(paths.root)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    log_fd = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s supervisor[%(process)d] %(levelname)s %(message)s"
+    )
+    lock = os.open(paths.supervisor_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        # Another supervisor owns this state dir (maybe just exiting): the launcher
+        # retries its connection rather than running two.
+        if args.ready_fd is not None:
+            os.write(args.ready_fd, b"busy\n")
+        os._exit(0)
+    log.info("started")
+    try:
+        asyncio.run(serve(paths, args.ready_fd, args.linger))
+    except Exception:
+        log.exception("supervisor crashed")
+        sys.exit(1)
+    log.info("exiting: no clients and no running jobs")

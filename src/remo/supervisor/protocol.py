@@ -1,0 +1,74 @@
+"""Framing for the supervisor socket: a 4-byte big-endian length, then a JSON object.
+
+JSON keeps the protocol debuggable with ``socat``; messages are small (a job spec is at
+most ~1 MiB of argv), so its cost does not show next to fork and exec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from typing import Any
+
+from remo.core.errors import (
+    InvalidArgument,
+    JobNotFound,
+    JobStillRunning,
+    RemoError,
+    ResourceExhausted,
+    StartFailed,
+    SupervisorUnavailable,
+)
+
+MAX_MESSAGE = 8 << 20
+_HEADER = struct.Struct(">I")
+
+
+async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """Read one message; None on a clean EOF between messages."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+    except asyncio.IncompleteReadError as err:
+        if err.partial:
+            raise ConnectionError("supervisor connection closed mid-message") from err
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_MESSAGE:
+        raise ConnectionError(f"supervisor message of {size} bytes is too large")
+    body = await reader.readexactly(size)
+    message = json.loads(body)
+    if not isinstance(message, dict):
+        raise ConnectionError("supervisor message is not an object")
+    return message
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message, separators=(",", ":")).encode()
+    return _HEADER.pack(len(body)) + body
+
+
+def error_to_wire(err: RemoError) -> dict[str, Any]:
+    """Serialize an error so the other side can raise the same class."""
+    wire: dict[str, Any] = {"type": type(err).__name__, "message": str(err)}
+    if isinstance(err, StartFailed):
+        wire.update(stage=err.stage, errno=err.errno, detail=err.detail)
+    if isinstance(err, JobNotFound | JobStillRunning):
+        wire.update(job_id=err.job_id)
+    return wire
+
+
+def error_from_wire(wire: dict[str, Any]) -> RemoError:
+    kind = wire.get("type")
+    message = str(wire.get("message", "supervisor error"))
+    if kind == "StartFailed":
+        return StartFailed(str(wire["stage"]), wire.get("errno"), str(wire["detail"]))
+    if kind == "JobNotFound":
+        return JobNotFound(str(wire["job_id"]))
+    if kind == "JobStillRunning":
+        return JobStillRunning(str(wire["job_id"]))
+    if kind == "InvalidArgument":
+        return InvalidArgument(message)
+    if kind == "ResourceExhausted":
+        return ResourceExhausted(message)
+    return SupervisorUnavailable(message)

@@ -1,0 +1,354 @@
+"""The supervisor's state machine: start, stop, reap and record jobs.
+
+Everything runs on one asyncio loop in one thread. A job's life here:
+
+1. ``start``: allocate ``owner/n``, create the output file and cgroup, fork, wait for
+   exec (see :mod:`remo.supervisor.spawn`), insert the ``running`` row.
+2. ``SIGCHLD`` → ``waitpid``: the main process ended. Read usage from the cgroup, kill
+   whatever the job left behind in it (setsid'd or double-forked helpers die with the
+   job), wait until the cgroup is empty, remove it, record the final state, and only
+   then create the ``exit`` marker: followers treat it as "every byte is written".
+3. ``stop``: SIGTERM to every process of the job, SIGKILL to the cgroup after the grace
+   period; the reply is sent once step 2 has recorded the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from remo.cgroups.base import CgroupDriver, JobGroup, Usage
+from remo.core.errors import InvalidArgument, JobStillRunning, RemoError, StartFailed
+from remo.core.paths import EXIT_FILE, OUTPUT_FILE, StatePaths
+from remo.core.spec import JobSpec
+from remo.core.status import JobState, JobStatus
+from remo.store.jobs import JobStore, job_key, parse_job_id
+from remo.supervisor import accounts
+from remo.supervisor.spawn import SpawnRequest, spawn
+
+log = logging.getLogger("remo.supervisor")
+
+#: How long to wait for a killed cgroup to empty before giving up on removing it.
+_EMPTY_TIMEOUT = 30.0
+
+
+@dataclass
+class RunningJob:
+    owner: str
+    seq: int
+    pid: int
+    group: JobGroup | None
+    adopted: bool = False
+    stop_requested: bool = False
+    kill_timer: asyncio.TimerHandle | None = None
+    ended: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def key(self) -> str:
+        return job_key(self.owner, self.seq)
+
+
+def cgroup_name(owner: str, seq: int) -> str:
+    return f"job-{owner}-{seq}"
+
+
+class Supervisor:
+    """Owns every running job of one state directory."""
+
+    def __init__(
+        self,
+        paths: StatePaths,
+        store: JobStore,
+        driver: CgroupDriver,
+        on_idle: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.paths = paths
+        self.on_idle = on_idle
+        self.store = store
+        self.driver = driver
+        self.running: dict[int, RunningJob] = {}  # by main pid
+        self.by_key: dict[str, RunningJob] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._kill_supported = "kill" in driver.supported()
+
+    # -- start ------------------------------------------------------------------------
+
+    def start(self, spec: JobSpec, schedule_id: str | None = None) -> dict[str, Any]:
+        spec.validate()
+        owner = spec.owner or accounts.current_account_name()
+        account = accounts.resolve(owner)
+        seq = self.store.allocate(owner)
+        job_dir = self.paths.job_dir(owner, seq)
+        group: JobGroup | None = None
+        try:
+            job_dir.mkdir(parents=True, mode=0o700)
+            out_fd = os.open(
+                job_dir / OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
+            )
+            try:
+                group = self.driver.create(cgroup_name(owner, seq), spec.limits)
+                join_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in group.join_files()]
+                try:
+                    pid = spawn(
+                        SpawnRequest(
+                            argv=spec.argv,
+                            env=accounts.job_environment(account, dict(spec.env or {})),
+                            cwd=spec.cwd or (account.home if os.path.isdir(account.home) else "/"),
+                            account=account,
+                            output_fd=out_fd,
+                            join_fds=join_fds,
+                        )
+                    )
+                finally:
+                    for fd in join_fds:
+                        os.close(fd)
+            finally:
+                os.close(out_fd)
+        except BaseException as err:
+            if group is not None:
+                _destroy_quietly(group)
+            shutil.rmtree(job_dir, ignore_errors=True)
+            self.store.release(owner, seq)
+            if isinstance(err, OSError):
+                raise StartFailed("setup", err.errno, "cannot prepare the job") from err
+            raise
+        started = time.time()
+        self.store.insert_running(owner, seq, spec, pid, started, schedule_id=schedule_id)
+        job = RunningJob(owner, seq, pid, group)
+        self._track(job)
+        return {"id": job.key, "pid": pid, "started_at": started}
+
+    def _track(self, job: RunningJob) -> None:
+        self.running[job.pid] = job
+        self.by_key[job.key] = job
+
+    # -- stop -------------------------------------------------------------------------
+
+    async def stop(self, job_id: str, grace: float) -> None:
+        """Ask the job to end; return once its end is recorded. Idempotent."""
+        if not (0 <= grace <= 3600):
+            raise InvalidArgument(f"grace must be between 0 and 3600 seconds, got {grace}")
+        job = self.by_key.get(job_id)
+        if job is None:
+            self.store.get(job_id)  # raises JobNotFound for unknown ids
+            return
+        if not job.stop_requested:
+            job.stop_requested = True
+            self.store.mark_stop_requested(job.owner, job.seq)
+            self._signal(job, signal.SIGTERM)
+            job.kill_timer = asyncio.get_running_loop().call_later(grace, self._kill, job)
+        await asyncio.shield(job.ended)
+
+    def _signal(self, job: RunningJob, sig: int) -> None:
+        # SIGTERM goes to every process of the job, so a tree whose members ignore their
+        # parent's death still hears it; processes that started their own session too.
+        if job.group is not None and self._kill_supported:
+            job.group.signal_all(sig)
+        else:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(job.pid, sig)
+
+    def _kill(self, job: RunningJob) -> None:
+        if job.group is not None and self._kill_supported:
+            try:
+                job.group.kill()
+            except RemoError as err:
+                log.warning("kill of %s failed: %s", job.key, err)
+        else:
+            self._signal(job, signal.SIGKILL)
+
+    # -- remove -----------------------------------------------------------------------
+
+    def remove(self, job_id: str) -> None:
+        if job_id in self.by_key:
+            raise JobStillRunning(job_id)
+        self.store.get(job_id)
+        owner, seq = parse_job_id(job_id)
+        self.store.delete(owner, seq)
+        shutil.rmtree(self.paths.job_dir(owner, seq), ignore_errors=True)
+
+    # -- reaping ----------------------------------------------------------------------
+
+    def reap(self) -> None:
+        """SIGCHLD handler: collect every exited child without blocking."""
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            job = self.running.get(pid)
+            if job is None:
+                continue  # an orphaned descendant re-parented to us (we are a subreaper)
+            self._spawn_task(self._finish(job, wait_status=wait_status))
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, job: RunningJob, wait_status: int | None, reason: str = "") -> None:
+        """Record the end of ``job``: usage, leftovers killed, cgroup removed, marker written."""
+        if job.kill_timer is not None:
+            job.kill_timer.cancel()
+        usage = Usage(None, None, 0)
+        if job.group is not None:
+            try:
+                usage = job.group.usage()
+            except RemoError as err:
+                log.warning("usage of %s unreadable: %s", job.key, err)
+            await self._empty_and_destroy(job)
+        elif wait_status is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(job.pid, signal.SIGKILL)
+        fields = _final_fields(job, wait_status, usage, reason)
+        self.store.finish(job.owner, job.seq, **fields)
+        _write_exit_marker(self.paths.job_dir(job.owner, job.seq), fields)
+        del self.running[job.pid]
+        del self.by_key[job.key]
+        if not job.ended.done():
+            job.ended.set_result(None)
+        if not self.running:
+            self.on_idle()
+
+    async def _empty_and_destroy(self, job: RunningJob) -> None:
+        group = job.group
+        assert group is not None
+        delay, deadline = 0.001, time.monotonic() + _EMPTY_TIMEOUT
+        try:
+            while group.populated():
+                self._kill(job)
+                if time.monotonic() > deadline:
+                    log.error("cgroup of %s does not empty; leaving it", job.key)
+                    return
+                # Killed tasks leave the cgroup once the kernel has torn them down; this
+                # is not a follower's wait, so a short backoff is the simple, bounded way.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            group.destroy()
+        except RemoError as err:
+            log.warning("cleanup of %s: %s", job.key, err)
+
+    # -- recovery ---------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Take over jobs a previous supervisor left: adopt live ones, close the rest."""
+        for status in self.store.list(running_only=True, limit=1 << 30):
+            owner, seq = parse_job_id(status.id)
+            group = self.driver.open(cgroup_name(owner, seq))
+            job = RunningJob(owner, seq, status.pid or 0, group, adopted=True)
+            job.stop_requested = self.store.stop_requested(owner, seq)
+            alive = bool(status.pid) and _is_alive(status.pid or 0) and (
+                group is None or (status.pid or 0) in group.pids()
+            )
+            self._track(job)
+            if alive and self._watch_adopted(job):
+                log.info("re-adopted %s (pid %s)", job.key, job.pid)
+                continue
+            self._spawn_task(
+                self._finish(job, None, "the job ended while no supervisor was running")
+            )
+        known = {cgroup_name(*parse_job_id(k)) for k in self.by_key}
+        for name in self.driver.list_names():
+            if name not in known and (group := self.driver.open(name)) is not None:
+                _destroy_quietly(group)
+
+    def _watch_adopted(self, job: RunningJob) -> bool:
+        """Watch a job that is not our child: a pidfd turns readable when it exits."""
+        try:
+            pidfd = os.pidfd_open(job.pid)
+        except OSError:
+            return False
+        loop = asyncio.get_running_loop()
+
+        def exited() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            reason = "exit status unknown: the supervisor was restarted while the job ran"
+            self._spawn_task(self._finish(job, None, reason))
+
+        loop.add_reader(pidfd, exited)
+        return True
+
+    # -- queries used by the request handler --------------------------------------------
+
+    def status(self, job_id: str) -> JobStatus:
+        return self.store.get(job_id)
+
+
+def _final_fields(
+    job: RunningJob, wait_status: int | None, usage: Usage, reason: str
+) -> dict[str, Any]:
+    exit_code = sig = None
+    if wait_status is None:
+        state = JobState.LOST
+    elif os.WIFSIGNALED(wait_status):
+        sig = os.WTERMSIG(wait_status)
+        state = JobState.STOPPED if job.stop_requested else JobState.KILLED
+    else:
+        exit_code = os.waitstatus_to_exitcode(wait_status)
+        if job.stop_requested:
+            state = JobState.STOPPED
+        else:
+            state = JobState.SUCCEEDED if exit_code == 0 else JobState.FAILED
+    oom = usage.oom_kills > 0
+    if oom and not reason:
+        reason = "killed by the out-of-memory killer: the job exceeded its memory limit"
+    return {
+        "state": state,
+        "exit_code": exit_code,
+        "signal": sig,
+        "cpu_seconds": usage.cpu_seconds,
+        "peak_memory_bytes": usage.peak_memory_bytes,
+        "oom_killed": int(oom),
+        "reason": reason,
+        "ended_at": time.time(),
+    }
+
+
+def _write_exit_marker(job_dir: Path, fields: dict[str, Any]) -> None:
+    """Atomically create ``exit``: its appearance tells followers the output is complete."""
+    record = {k: (v.value if isinstance(v, JobState) else v) for k, v in fields.items()}
+    tmp = job_dir / f".{EXIT_FILE}.tmp"
+    try:
+        tmp.write_text(json.dumps(record))
+        os.rename(tmp, job_dir / EXIT_FILE)
+    except FileNotFoundError:
+        pass  # the job was removed meanwhile; nobody can be following it
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        # Disk full: the database row already says the job ended; an empty marker is
+        # enough for followers (creating a name needs no data blocks on most filesystems).
+        log.error("exit marker of %s written empty: disk full", job_dir)
+        with contextlib.suppress(OSError):
+            os.close(os.open(job_dir / EXIT_FILE, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _destroy_quietly(group: JobGroup) -> None:
+    try:
+        group.destroy()
+    except RemoError as err:
+        log.warning("cgroup cleanup failed: %s", err)

@@ -1,0 +1,205 @@
+"""The remo library: start, stop, inspect and follow jobs on this machine.
+
+``JobManager`` is what the API server uses, and what a Python program can use on its
+own, without any server::
+
+    async with JobManager.open("/var/lib/remo") as jobs:
+        job_id = await jobs.start(JobSpec(["make", "test"], limits=Limits(cpu=1.5)))
+        async for chunk in jobs.output(job_id, follow=True):
+            sys.stdout.buffer.write(chunk)
+
+Mutations go to the supervisor process (which owns the jobs and outlives us); reads go
+straight to the SQLite store and the output files, so status and output need no round
+trip and keep working while the supervisor is busy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from remo.core.errors import InvalidArgument, SupervisorUnavailable
+from remo.core.paths import StatePaths
+from remo.core.spec import JobSpec, Limits
+from remo.core.status import JobStatus
+from remo.output.reader import read_output
+from remo.output.watcher import OutputWatcher
+from remo.store.jobs import JobStore, parse_job_id
+from remo.supervisor.client import SupervisorClient
+
+__all__ = ["JobManager", "JobSpec", "JobStatus", "Limits"]
+
+
+class JobManager:
+    """Jobs of one state directory. Create it with :meth:`open`."""
+
+    def __init__(
+        self,
+        paths: StatePaths,
+        client: SupervisorClient,
+        store: JobStore,
+        watcher: OutputWatcher,
+        info: dict[str, Any],
+        default_limits: Limits,
+        max_limits: Limits,
+        linger: float,
+    ) -> None:
+        self.paths = paths
+        self._client = client
+        self._store = store
+        self._watcher = watcher
+        self._info = info
+        self._defaults = default_limits
+        self._maximum = max_limits
+        self._linger = linger
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        state_dir: str | Path,
+        *,
+        default_limits: Limits | None = None,
+        max_limits: Limits | None = None,
+        supervisor_linger: float = 0.0,
+    ) -> AsyncIterator[JobManager]:
+        """Open the state dir (created 0700 if missing), starting its supervisor if needed.
+
+        ``default_limits`` apply to jobs that ask for none; a job asking for more than
+        ``max_limits`` is refused with :class:`InvalidArgument`. The supervisor exits
+        ``supervisor_linger`` seconds after its last client left and its last job ended.
+        """
+        paths = StatePaths(Path(state_dir).resolve())
+        paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        client = await SupervisorClient.connect(paths, supervisor_linger)
+        store = JobStore(paths.jobs_db)
+        watcher = OutputWatcher()
+        try:
+            info = await client.call("info")
+            yield cls(
+                paths,
+                client,
+                store,
+                watcher,
+                info,
+                default_limits or Limits(),
+                max_limits or Limits(),
+                supervisor_linger,
+            )
+        finally:
+            watcher.close()
+            store.close()
+            await client.close()
+
+    @property
+    def protections_off(self) -> list[str]:
+        """Sentences naming the protections this machine cannot give (no root, no cgroups...)."""
+        return list(self._info.get("warnings", []))
+
+    @property
+    def cgroup_mode(self) -> str:
+        """``v2``, ``hybrid``, ``v1`` or ``none``."""
+        return str(self._info.get("cgroups", "none"))
+
+    async def start(self, spec: JobSpec, *, schedule_id: str | None = None) -> str:
+        """Start a job and return its id (``owner/n``) once it runs.
+
+        Raises :class:`InvalidArgument` for a malformed spec or limits above the maximum,
+        :class:`StartFailed` with the OS reason when it cannot run (no such executable,
+        permission denied, missing cwd, unknown account).
+        """
+        spec.validate()
+        spec = JobSpec(**{**spec.__dict__, "limits": self._effective_limits(spec.limits)})
+        reply = await self._call("start", spec=spec.to_dict(), schedule_id=schedule_id)
+        return str(reply["id"])
+
+    def _effective_limits(self, requested: Limits) -> Limits:
+        for name in Limits.__dataclass_fields__:
+            mine, cap = getattr(requested, name), getattr(self._maximum, name)
+            if mine is not None and cap is not None and mine > cap:
+                raise InvalidArgument(f"{name} limit {mine} is above this server's maximum {cap}")
+        values = {
+            name: getattr(requested, name)
+            if getattr(requested, name) is not None
+            else getattr(self._defaults, name)
+            for name in Limits.__dataclass_fields__
+        }
+        return Limits(**values).capped(self._maximum)
+
+    async def stop(self, job_id: str, grace: float = 10.0) -> JobStatus:
+        """SIGTERM every process of the job, SIGKILL them all after ``grace`` seconds.
+
+        Returns the final status once the job has ended. Stopping an ended job is a no-op.
+        """
+        parse_job_id(job_id)
+        await self._call("stop", job_id=job_id, grace=grace)
+        return self._store.get(job_id)
+
+    async def status(self, job_id: str) -> JobStatus:
+        """The job's current status; raises :class:`JobNotFound`."""
+        return self._store.get(job_id)
+
+    async def list(
+        self, owner: str | None = None, *, running_only: bool = False, limit: int = 1000
+    ) -> list[JobStatus]:
+        """Jobs newest first; only ``owner``'s when given."""
+        return self._store.list(owner, running_only=running_only, limit=limit)
+
+    async def remove(self, job_id: str) -> None:
+        """Delete a finished job's record and output; raises :class:`JobStillRunning`."""
+        parse_job_id(job_id)
+        await self._call("remove", job_id=job_id)
+
+    async def output(
+        self, job_id: str, offset: int = 0, follow: bool = False
+    ) -> AsyncIterator[bytes]:
+        """The job's combined stdout and stderr from byte ``offset``.
+
+        With ``follow`` it waits for new bytes (inotify, no polling) and ends once the job
+        has ended and every byte was yielded.
+        """
+        if offset < 0:
+            raise InvalidArgument(f"offset must be >= 0, got {offset}")
+        status = self._store.get(job_id)
+        owner, seq = parse_job_id(status.id)
+        async for chunk in read_output(
+            self._watcher, str(self.paths.job_dir(owner, seq)), offset, follow
+        ):
+            yield chunk
+
+    async def wait(self, job_id: str) -> JobStatus:
+        """Wait until the job has ended and return its final status."""
+        status = self._store.get(job_id)
+        if status.ended:
+            return status
+        owner, seq = parse_job_id(job_id)
+        job_dir = self.paths.job_dir(owner, seq)
+        size = _file_size(job_dir / "output")
+        async for _ in read_output(self._watcher, str(job_dir), size, True):
+            pass  # output itself is not wanted; the iterator ends when the job does
+        return self._store.get(job_id)
+
+    async def _call(self, op: str, **args: Any) -> Any:
+        if not self._client.connected:
+            await self._reconnect()
+        try:
+            return await self._client.call(op, **args)
+        except SupervisorUnavailable:
+            if op == "start":
+                raise  # never start twice: the first attempt may have reached it
+            await self._reconnect()
+            return await self._client.call(op, **args)
+
+    async def _reconnect(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._client.close()
+        self._client = await SupervisorClient.connect(self.paths, self._linger)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,58 @@
+"""Suite-wide guarantees: the tests leave no process, cgroup, mount or socket behind."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def remo_cgroups() -> set[str]:
+    """Every job cgroup under a ``remo`` group anywhere in the cgroup hierarchies."""
+    found: set[str] = set()
+    if not CGROUP_ROOT.is_dir():
+        return found
+    for dirpath, dirnames, _ in os.walk(CGROUP_ROOT):
+        if os.path.basename(dirpath) == "remo":
+            found.update(os.path.join(dirpath, d) for d in dirnames)
+            dirnames.clear()
+    return found
+
+
+def remo_processes() -> set[int]:
+    """Supervisors (and their jobs) started from this test run's temporary directories."""
+    pids: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"remo.supervisor" in cmdline and b"pytest" in cmdline:
+            pids.add(int(entry))
+    return pids
+
+
+def mounts() -> set[str]:
+    return {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    before_cgroups, before_mounts = remo_cgroups(), mounts()
+    yield
+    deadline = time.monotonic() + 15
+    while (remo_processes() or remo_cgroups() - before_cgroups) and time.monotonic() < deadline:
+        time.sleep(0.1)  # supervisors exit on their own once idle
+    base = tmp_path_factory.getbasetemp()
+    assert not remo_processes(), "supervisor processes outlived the tests"
+    assert remo_cgroups() - before_cgroups == set(), "job cgroups were left behind"
+    assert mounts() - before_mounts == set(), "mounts were left behind"
+    sockets = [p for p in base.rglob("*.sock") if p.is_socket()]
+    assert not sockets, f"sockets were left behind: {sockets}"

@@ -1,0 +1,289 @@
+"""The worker library against real processes and, as root, real cgroups."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from remo.core.errors import InvalidArgument, JobNotFound, JobStillRunning, StartFailed
+from remo.core.spec import JobSpec, Limits
+from remo.core.status import JobState
+from remo.worker import JobManager
+from tests.conftest import remo_cgroups
+from tests.integration.conftest import needs_root
+
+PY = sys.executable
+
+
+async def collect(manager: JobManager, job_id: str, offset: int = 0, follow: bool = True) -> bytes:
+    return b"".join([chunk async for chunk in manager.output(job_id, offset, follow)])
+
+
+def job_cgroup_dirs(job_id: str) -> list[str]:
+    owner, seq = job_id.split("/")
+    return [p for p in remo_cgroups() if p.endswith(f"/job-{owner}-{seq}")]
+
+
+async def test_start_status_and_exit_code(manager: JobManager) -> None:
+    job = await manager.start(JobSpec(["sh", "-c", "echo out; echo err >&2; exit 3"]))
+    status = await manager.wait(job)
+    assert status.state is JobState.FAILED
+    assert status.exit_code == 3
+    assert status.signal is None
+    assert status.ended_at is not None and status.ended_at >= status.started_at
+    assert await collect(manager, job) == b"out\nerr\n"
+
+
+async def test_ten_mib_binary_output_is_byte_exact(manager: JobManager, tmp_path: Path) -> None:
+    data = os.urandom(10 << 20)
+    source = tmp_path / "random.bin"
+    source.write_bytes(data)
+    job = await manager.start(JobSpec(["cat", str(source)]))
+    followed = await collect(manager, job)
+    assert hashlib.sha256(followed).digest() == hashlib.sha256(data).digest()
+    middle = len(data) // 2 + 12345
+    tail = await collect(manager, job, offset=middle, follow=False)
+    assert hashlib.sha256(tail).digest() == hashlib.sha256(data[middle:]).digest()
+
+
+async def test_fifty_followers_get_identical_output(manager: JobManager) -> None:
+    script = "import time\nfor i in range(200):\n    print('line', i, flush=True)\n    time.sleep(0.01)"
+    job = await manager.start(JobSpec([PY, "-c", script]))
+    results = await asyncio.gather(*(collect(manager, job) for _ in range(50)))
+    expected = "".join(f"line {i}\n" for i in range(200)).encode()
+    assert all(result == expected for result in results)
+    assert (await manager.status(job)).state is JobState.SUCCEEDED
+
+
+@needs_root
+async def test_stop_kills_setsid_grandchild_ignoring_sigterm(manager: JobManager) -> None:
+    script = textwrap.dedent(
+        """
+        setsid sh -c 'trap "" TERM; echo grandchild $$; exec sleep 1000' &
+        trap "" TERM
+        sleep 1000
+        """
+    )
+    job = await manager.start(JobSpec(["sh", "-c", script]))
+    first = b""
+    async for chunk in manager.output(job, follow=True):
+        first += chunk
+        if b"\n" in first:
+            break
+    grandchild = int(first.split()[1])
+    assert job_cgroup_dirs(job)
+    status = await manager.stop(job, grace=0.3)
+    assert status.state is JobState.STOPPED
+    assert status.signal == signal.SIGKILL
+    assert not Path(f"/proc/{grandchild}").exists() or _is_zombie_free(grandchild)
+    assert job_cgroup_dirs(job) == []
+    # stop is idempotent
+    assert (await manager.stop(job)).state is JobState.STOPPED
+
+
+def _is_zombie_free(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_stop_reaches_sigterm_handler(manager: JobManager) -> None:
+    script = textwrap.dedent(
+        """
+        import signal, sys, time
+        def bye(*_):
+            print("graceful", flush=True)
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, bye)
+        print("ready", flush=True)
+        time.sleep(1000)
+        """
+    )
+    job = await manager.start(JobSpec([PY, "-c", script]))
+    async for chunk in manager.output(job, follow=True):
+        if b"ready" in chunk:
+            break
+    status = await manager.stop(job, grace=10)
+    assert status.state is JobState.STOPPED
+    assert status.exit_code == 0
+    assert b"graceful" in await collect(manager, job)
+
+
+@needs_root
+async def test_memory_limit_oom_kills(manager: JobManager) -> None:
+    limit = 64 << 20
+    job = await manager.start(
+        JobSpec([PY, "-c", f"b = b'x' * {4 * limit}; print('survived')"], limits=Limits(memory=limit))
+    )
+    status = await manager.wait(job)
+    assert status.oom_killed
+    assert status.state is JobState.KILLED
+    assert status.signal == signal.SIGKILL
+    assert b"survived" not in await collect(manager, job)
+    assert status.peak_memory_bytes is not None and status.peak_memory_bytes <= limit + (1 << 20)
+
+
+@needs_root
+async def test_pids_limit_contains_fork_bomb(manager: JobManager) -> None:
+    script = textwrap.dedent(
+        """
+        import os, time
+        made, refused = 0, 0
+        for _ in range(200):
+            try:
+                if os.fork() == 0:
+                    time.sleep(60)
+                    os._exit(0)
+                made += 1
+            except BlockingIOError:
+                refused += 1
+        print(made, refused, flush=True)
+        """
+    )
+    job = await manager.start(JobSpec([PY, "-c", script], limits=Limits(pids=20)))
+    status = await manager.wait(job)
+    made, refused = map(int, (await collect(manager, job)).split())
+    assert made < 20 and refused > 0
+    assert status.state is JobState.SUCCEEDED
+    # the host is unharmed: it can still fork, and no child of the bomb survived the job
+    assert subprocess.run(["true"], check=False).returncode == 0
+    assert job_cgroup_dirs(job) == []
+
+
+@needs_root
+async def test_cpu_limit_throttles_busy_loop(manager: JobManager) -> None:
+    job = await manager.start(
+        JobSpec([PY, "-c", "while True: pass"], limits=Limits(cpu=0.2))
+    )
+    await asyncio.sleep(3)  # the measured interval itself, not a wait for a condition
+    status = await manager.stop(job, grace=0)
+    assert status.cpu_seconds is not None
+    wall = (status.ended_at or 0) - status.started_at
+    assert 0.05 <= status.cpu_seconds <= 0.25 * wall + 0.1
+
+
+@needs_root
+async def test_io_read_limit_throttles_direct_reads(manager: JobManager, tmp_path: Path) -> None:
+    data = tmp_path / "blob"
+    with data.open("wb") as f:
+        f.write(os.urandom(24 << 20))
+        os.fsync(f.fileno())
+    rate = 8 << 20
+    spec = JobSpec(
+        ["dd", f"if={data}", "of=/dev/null", "bs=1M", "iflag=direct"],
+        limits=Limits(io_read_bps=rate),
+    )
+    started = time.monotonic()
+    job = await manager.start(spec)
+    status = await manager.wait(job)
+    elapsed = time.monotonic() - started
+    assert status.state is JobState.SUCCEEDED, await collect(manager, job)
+    observed = (24 << 20) / elapsed
+    assert 0.5 * rate <= observed <= 1.5 * rate, f"{observed / 1e6:.1f} MB/s for limit {rate / 1e6:.1f}"
+
+
+async def test_jobs_survive_kill_9_of_library_process(state_dir: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from remo.worker import JobManager
+        from remo.core.spec import JobSpec
+        async def main():
+            async with JobManager.open({str(state_dir)!r}) as jobs:
+                job = await jobs.start(JobSpec(["sh", "-c", "echo begin; sleep 1; echo end; exit 7"]))
+                print(job, flush=True)
+                await asyncio.sleep(1000)
+        asyncio.run(main())
+        """
+    )
+    user = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE)
+    assert user.stdout is not None
+    job = user.stdout.readline().decode().strip()
+    user.kill()
+    user.wait()
+    async with JobManager.open(state_dir) as manager:
+        status = await manager.wait(job)
+        assert status.state is JobState.FAILED
+        assert status.exit_code == 7
+        assert await collect(manager, job) == b"begin\nend\n"
+
+
+@pytest.mark.parametrize(
+    ("spec", "stage", "err"),
+    [
+        (JobSpec(["/nonexistent/binary"]), "exec", errno.ENOENT),
+        (JobSpec(["no-such-command-remo"]), "exec", errno.ENOENT),
+        (JobSpec(["/etc/hostname"]), "exec", errno.EACCES),
+        (JobSpec(["true"], cwd="/nonexistent/dir"), "chdir", errno.ENOENT),
+    ],
+)
+async def test_start_failures_are_typed_and_leave_nothing(
+    manager: JobManager, spec: JobSpec, stage: str, err: int
+) -> None:
+    cgroups_before = remo_cgroups()
+    with pytest.raises(StartFailed) as caught:
+        await manager.start(spec)
+    assert caught.value.stage == stage
+    assert caught.value.errno == err
+    assert await manager.list() == []
+    assert remo_cgroups() == cgroups_before
+    assert not any((manager.paths.jobs_dir).rglob("output"))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        JobSpec([]),
+        JobSpec(["echo", "a\0b"]),
+        JobSpec([""]),
+        JobSpec(["true"], limits=Limits(memory=-1)),
+        JobSpec(["true"], limits=Limits(cpu=-0.5)),
+        JobSpec(["true"], limits=Limits(pids=0)),
+        JobSpec(["true"], cwd="relative/dir"),
+        JobSpec(["true"], env={"A=B": "c"}),
+    ],
+)
+async def test_invalid_specs_are_rejected(manager: JobManager, spec: JobSpec) -> None:
+    with pytest.raises(InvalidArgument):
+        await manager.start(spec)
+    assert await manager.list() == []
+
+
+async def test_unknown_and_malformed_ids(manager: JobManager) -> None:
+    with pytest.raises(JobNotFound):
+        await manager.status("root/999")
+    with pytest.raises(InvalidArgument):
+        await manager.status("../../etc")
+    with pytest.raises(JobNotFound):
+        await manager.stop("root/999")
+
+
+async def test_remove_finished_job_frees_output(manager: JobManager) -> None:
+    running = await manager.start(JobSpec(["sleep", "30"]))
+    with pytest.raises(JobStillRunning):
+        await manager.remove(running)
+    await manager.stop(running, grace=0)
+    await manager.remove(running)
+    with pytest.raises(JobNotFound):
+        await manager.status(running)
+    assert not any(manager.paths.jobs_dir.rglob("output"))
+
+
+async def test_output_offsets(manager: JobManager) -> None:
+    job = await manager.start(JobSpec(["printf", "0123456789"]))
+    await manager.wait(job)
+    assert await collect(manager, job, 4, follow=False) == b"456789"
+    assert await collect(manager, job, 100, follow=False) == b""
+    with pytest.raises(InvalidArgument):
+        await collect(manager, job, -1)

@@ -207,11 +207,10 @@ async def test_jobs_survive_kill_9_of_library_process(state_dir: Path) -> None:
         asyncio.run(main())
         """
     )
-    user = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE)
-    assert user.stdout is not None
-    job = user.stdout.readline().decode().strip()
-    user.kill()
-    user.wait()
+    with subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE) as user:
+        assert user.stdout is not None
+        job = user.stdout.readline().decode().strip()
+        user.kill()
     async with JobManager.open(state_dir) as manager:
         status = await manager.wait(job)
         assert status.state is JobState.FAILED
@@ -224,13 +223,17 @@ async def test_jobs_survive_kill_9_of_library_process(state_dir: Path) -> None:
     [
         (JobSpec(["/nonexistent/binary"]), "exec", errno.ENOENT),
         (JobSpec(["no-such-command-remo"]), "exec", errno.ENOENT),
-        (JobSpec(["/etc/hostname"]), "exec", errno.EACCES),
+        (JobSpec(["{noexec}"]), "exec", errno.EACCES),
         (JobSpec(["true"], cwd="/nonexistent/dir"), "chdir", errno.ENOENT),
     ],
 )
 async def test_start_failures_are_typed_and_leave_nothing(
-    manager: JobManager, spec: JobSpec, stage: str, err: int
+    manager: JobManager, spec: JobSpec, stage: str, err: int, tmp_path: Path
 ) -> None:
+    plain_file = tmp_path / "not-executable"
+    plain_file.write_text("#!/bin/sh\necho hi\n")
+    plain_file.chmod(0o644)
+    spec = JobSpec([a.format(noexec=plain_file) for a in spec.argv], cwd=spec.cwd)
     cgroups_before = remo_cgroups()
     with pytest.raises(StartFailed) as caught:
         await manager.start(spec)

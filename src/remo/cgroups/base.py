@@ -12,6 +12,7 @@ plain directory tree.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -148,10 +149,8 @@ def read_pids(fs: Fs, directory: str) -> list[int]:
 def signal_pids(pids: Iterable[int], sig: int) -> None:
     """Send ``sig`` to each pid; a pid that exited meanwhile (ESRCH) is not an error."""
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def mkdir_exist_ok(fs: Fs, path: str) -> None:
@@ -198,14 +197,16 @@ _OFF = {
 }
 
 
-def check_limits(limits: Limits, supported: frozenset[str], driver: str) -> None:
-    """Refuse limits this machine cannot enforce, rather than silently ignoring them."""
+def check_limits(limits: Limits, supported: frozenset[str], why: str | None = None) -> None:
+    """Refuse limits this machine cannot enforce, rather than silently ignoring them.
+
+    ``why`` replaces the per-controller explanation (the ``none`` driver has one reason).
+    """
     limits.validate()
     for field, feature, label in _LIMIT_FEATURE:
         if getattr(limits, field) is not None and feature not in supported:
             raise InvalidArgument(
-                f"{label} limit requested but the {driver} cgroup setup of this server "
-                f"cannot enforce it ({_OFF[feature]})"
+                f"{label} limit requested but this server cannot enforce it: {why or _OFF[feature]}"
             )
 
 
@@ -234,9 +235,7 @@ def freeze_kill(
         set_frozen(False)
 
 
-def remove_dirs(
-    fs: Fs, dirs: list[str], group: JobGroup, timeout: float = 5.0
-) -> None:
+def remove_dirs(fs: Fs, dirs: list[str], group: JobGroup, timeout: float = 5.0) -> None:
     """Kill ``group``, wait until it is empty, then rmdir each of ``dirs``.
 
     rmdir(2) of a cgroup fails with EBUSY while it still has live tasks or child groups

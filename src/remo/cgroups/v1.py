@@ -10,6 +10,7 @@ the tracking hierarchy, as in runc's fs manager. Without it, the freezer is used
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -31,13 +32,13 @@ class V1Group:
         self, name: str, dirs: Mapping[str, str], unified: str | None, fs: base.Fs, kill: bool
     ) -> None:
         self.name = name
-        self._dirs = dict(dirs)
+        self.dirs = dict(dirs)
         self._unified = unified
         self._fs = fs
         self._has_kill = kill
         paths = [unified] if unified else []
-        self.paths = paths + sorted({d for d in self._dirs.values() if d not in paths})
-        self._tracking = unified or self._dirs.get("freezer") or self.paths[0]
+        self.paths = paths + sorted({d for d in self.dirs.values() if d not in paths})
+        self._tracking = unified or self.dirs.get("freezer") or self.paths[0]
 
     def join_files(self) -> list[str]:
         return [os.path.join(p, "cgroup.procs") for p in self.paths]
@@ -53,7 +54,7 @@ class V1Group:
         if self._unified and self._has_kill:
             # cgroup-v2.rst "cgroup.kill" works on a controller-less hierarchy too.
             base.write(fs, self._unified, "cgroup.kill", "1")
-        elif freezer := self._dirs.get("freezer"):
+        elif freezer := self.dirs.get("freezer"):
             # cgroup-v1/freezer-subsystem.rst: write FROZEN, read back until FROZEN (it
             # shows FREEZING meanwhile), then THAWED. Killing in between is runc's method.
             base.freeze_kill(
@@ -76,12 +77,12 @@ class V1Group:
         if self._unified:
             stat = base.keyed(base.read(fs, self._unified, "cpu.stat"))
             cpu = stat["usage_usec"] / 1e6 if "usage_usec" in stat else None
-        if cpu is None and (acct := self._dirs.get("cpuacct")):
+        if cpu is None and (acct := self.dirs.get("cpuacct")):
             # cgroup-v1/cpuacct.rst: cpuacct.usage is the total CPU time in nanoseconds.
             text = (base.read(fs, acct, "cpuacct.usage") or "").strip()
             cpu = int(text) / 1e9 if text.isdigit() else None
         peak, ooms = None, 0
-        if memory := self._dirs.get("memory"):
+        if memory := self.dirs.get("memory"):
             # cgroup-v1/memory.rst: max_usage_in_bytes is the high-water mark, and
             # memory.oom_control reports oom_kill (4.13+).
             text = (base.read(fs, memory, "memory.max_usage_in_bytes") or "").strip()
@@ -143,7 +144,7 @@ class V1Driver:
         return where is not None and self._fs.exists(os.path.join(where, file))
 
     def _features(self) -> frozenset[str]:
-        found = {c for c in ("memory", "pids") if c in self._bases}
+        found: set[str] = {c for c in ("memory", "pids") if c in self._bases}
         if self._has("cpu", "cpu.cfs_quota_us"):  # needs CONFIG_CFS_BANDWIDTH
             found.add("cpu")
         if self._devices and self._has("blkio", "blkio.throttle.read_bps_device"):
@@ -170,7 +171,7 @@ class V1Driver:
 
     def create(self, name: str, limits: Limits) -> V1Group:
         base.check_name(name)
-        base.check_limits(limits, self._supported, self.name)
+        base.check_limits(limits, self._supported)
         group = self._group(name)
         created: list[str] = []
         try:
@@ -183,15 +184,13 @@ class V1Driver:
             self._write_limits(group, limits)
         except CgroupError:
             for path in reversed(created):
-                try:
+                with contextlib.suppress(OSError):
                     self._fs.rmdir(path)
-                except OSError:
-                    pass
             raise
         return group
 
     def _write_limits(self, group: V1Group, limits: Limits) -> None:
-        fs, dirs = self._fs, group._dirs
+        fs, dirs = self._fs, group.dirs
         if limits.cpu is not None:
             # scheduler/sched-bwc.rst; period first, so the quota is checked against it.
             quota, period = base.cpu_quota(limits.cpu)
@@ -206,8 +205,8 @@ class V1Driver:
         if limits.pids is not None:
             base.write(fs, dirs["pids"], "pids.max", str(limits.pids))
         # cgroup-v1/blkio-controller.rst: "MAJ:MIN bytes_per_second", one device per
-        # write. Throttling applies to the device a bio is submitted to, which is the
-        # whole disk for partitions, so rules name disks.
+        # write. Rules belong to a disk's request queue; a partition's numbers are
+        # refused or match nothing, hence the whole-disk device list.
         for file, value in (
             ("blkio.throttle.read_bps_device", limits.io_read_bps),
             ("blkio.throttle.write_bps_device", limits.io_write_bps),
@@ -226,8 +225,6 @@ class V1Driver:
     def list_names(self) -> list[str]:
         names: set[str] = set()
         for where in {*self._bases.values(), *([self._unified] if self._unified else [])}:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 names.update(self._fs.listdirs(where))
-            except FileNotFoundError:
-                pass
         return sorted(names)

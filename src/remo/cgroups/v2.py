@@ -8,6 +8,7 @@ driver construction; :meth:`V2Driver.create` is then one mkdir plus a few writes
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Sequence
@@ -76,7 +77,6 @@ class V2Group:
         base.remove_dirs(self._fs, [self.path], self)
 
 
-
 class V2Driver:
     """Jobs under ``<own>/remo`` on a pure cgroup v2 machine."""
 
@@ -114,10 +114,8 @@ class V2Driver:
         for ancestor in chain[:-1]:
             # Best effort above us: an ancestor we do not own may have processes and
             # refuse (EBUSY). The controller then stays off and warnings() says so.
-            try:
+            with contextlib.suppress(CgroupError):
                 self._enable(ancestor)
-            except CgroupError:
-                pass
         try:
             self._enable(self.own)
         except CgroupError as err:
@@ -162,7 +160,7 @@ class V2Driver:
 
     def create(self, name: str, limits: Limits) -> V2Group:
         base.check_name(name)
-        base.check_limits(limits, self._supported, self.name)
+        base.check_limits(limits, self._supported)
         fs, path = self._fs, os.path.join(self.base, name)
         try:
             fs.mkdir(path)
@@ -171,10 +169,8 @@ class V2Driver:
         try:
             self._write_limits(path, limits)
         except CgroupError:
-            try:
+            with contextlib.suppress(OSError):
                 fs.rmdir(path)
-            except OSError:
-                pass
             raise
         return V2Group(name, path, fs, self._has_kill)
 

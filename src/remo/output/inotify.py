@@ -1,11 +1,12 @@
 """A minimal ctypes binding to Linux inotify: just what :mod:`remo.output.watcher` needs.
 
 Why hand-written: of the PyPI packages, watchdog runs observer threads and
-inotify_simple is synchronous (its ``read`` blocks in ``poll``); pyinotify is unmaintained and tied to
-asyncore, which Python 3.12 removed; aionotify and inotipy are small and seldom
-released. asyncinotify is the closest fit, but it is itself a ctypes wrapper of these
-same three calls, and its model (one async iterator of events per instance) would
-still need the fan-out and reference counting of :mod:`remo.output.watcher` on top.
+inotify_simple is synchronous (its ``read`` blocks in ``poll``); pyinotify is
+unmaintained and tied to asyncore, which Python 3.12 removed; aionotify and inotipy are
+small and seldom released. asyncinotify is the closest fit, but it is itself a ctypes
+wrapper of these same three calls, and its model (one async iterator of events per
+instance) would still need the fan-out and reference counting of
+:mod:`remo.output.watcher` on top.
 remo wants only a non-blocking, close-on-exec descriptor to hand to
 ``loop.add_reader``: three libc calls and a struct parser, no threads, no dependency to
 audit or to pin in the server's packaging.

@@ -237,11 +237,12 @@ class OutputWatcher:
             if not self._by_wd:
                 self._close_fd()
             raise
-        state = self._by_wd.get(wd)
-        if state is None:
+        shared = self._by_wd.get(wd)
+        if shared is None:
             state = _Dir(key, wd)
             self._by_wd[wd] = state
         else:  # another spelling of a directory already watched (same inode)
+            state = shared
             state.keys.append(key)
         self._by_path[key] = state
         return state

@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -216,8 +217,9 @@ def role_of(cert: x509.Certificate) -> Role:
     serial = serial_hex(cert)
     if len(values) != 1:
         raise MalformedCertificate(f"certificate {serial} carries no single role (OU)", serial)
+    value = values[0].value
     try:
-        return Role(values[0].value)
+        return Role(value if isinstance(value, str) else value.decode("utf-8", "replace"))
     except ValueError:
         raise MalformedCertificate(
             f"certificate {serial} carries an unknown role {values[0].value!r}", serial
@@ -478,6 +480,7 @@ class CertificateAuthority:
         self, names: Iterable[str], *, validity: timedelta = SERVER_VALIDITY
     ) -> IssuedCertificate:
         """A new server key and certificate for ``names`` (plus the local names)."""
+        names = list(names)
         general = sorted(
             {_general_name(n) for n in (*names, *LOCAL_NAMES)}, key=lambda g: str(g.value)
         )
@@ -532,7 +535,7 @@ class CertificateAuthority:
             key = serialization.load_pem_private_key(key_pem, password=None)
             cert = x509.load_pem_x509_certificate(cert_pem)
             cert.verify_directly_issued_by(self.certificate)
-        except (OSError, ValueError, TypeError, Exception):
+        except (OSError, ValueError, TypeError, InvalidSignature):
             return None
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not _same_public_key(cert, key):
             return None

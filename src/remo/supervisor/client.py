@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -127,21 +128,16 @@ async def _launch(paths: StatePaths, linger: float, deadline: float) -> None:
         os.close(write_end)
         write_end = -1
         await asyncio.to_thread(process.wait)  # the first process forks and exits at once
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_end, "rb", buffering=0)
-        )
-        read_end = -1
-        try:
-            line = await asyncio.wait_for(reader.readline(), max(deadline - time.monotonic(), 0.1))
-        except TimeoutError:
-            line = b""
-        finally:
-            transport.close()
+        line = await asyncio.to_thread(_read_line, read_end, max(deadline - time.monotonic(), 0.1))
         if line == b"busy\n":
             await asyncio.sleep(0.02)  # another supervisor is exiting; connect again shortly
     finally:
         for fd in (read_end, write_end):
             if fd >= 0:
                 os.close(fd)
+
+
+def _read_line(fd: int, timeout: float) -> bytes:
+    """Read the supervisor's one-line readiness report; b"" on EOF or timeout."""
+    ready, _, _ = select.select([fd], [], [], timeout)
+    return os.read(fd, 64) if ready else b""

@@ -30,6 +30,7 @@ from remo.supervisor.service import Supervisor
 log = logging.getLogger("remo.supervisor")
 
 _PR_SET_CHILD_SUBREAPER = 36
+_FIRST_CLIENT_GRACE = 10.0
 
 
 class Server:
@@ -53,6 +54,8 @@ class Server:
                 task.add_done_callback(pending.discard)
         except (ConnectionError, ValueError) as err:
             log.warning("dropping client: %s", err)
+        except asyncio.CancelledError:
+            pass  # the supervisor is exiting
         finally:
             for task in pending:
                 task.cancel()
@@ -91,11 +94,12 @@ class Server:
             }
         raise InvalidArgument(f"unknown operation {op!r}")
 
-    def check_idle(self) -> None:
+    def check_idle(self, linger: float | None = None) -> None:
         if self.clients == 0 and not self.supervisor.running:
             self._cancel_idle()
             loop = asyncio.get_running_loop()
-            self._idle_timer = loop.call_later(self.linger, self._exit_if_still_idle)
+            delay = self.linger if linger is None else linger
+            self._idle_timer = loop.call_later(delay, self._exit_if_still_idle)
 
     def _exit_if_still_idle(self) -> None:
         if self.clients == 0 and not self.supervisor.running:
@@ -133,7 +137,8 @@ async def serve(paths: StatePaths, ready_fd: int | None, linger: float) -> None:
     if ready_fd is not None:
         os.write(ready_fd, b"ready\n")
         os.close(ready_fd)
-    server.check_idle()
+    # The launcher connects right after "ready"; give it time before idling out.
+    server.check_idle(max(server.linger, _FIRST_CLIENT_GRACE))
     await server.done.wait()
     listener.close()
     paths.supervisor_socket.unlink(missing_ok=True)

@@ -1,0 +1,176 @@
+"""remo.v1.Jobs: authenticate, authorize, translate, call the JobManager.
+
+Every RPC goes through :meth:`JobsServicer._call`, which identifies the caller from the
+client certificate (on every call, so a revocation takes effect at once), checks the
+role against :mod:`remo.server.authz`, and turns remo errors into status codes through
+the one table in :mod:`remo.server.errors`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from remo import __version__
+from remo.api.v1 import jobs_pb2 as pb
+from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+from remo.core.errors import InvalidArgument, JobNotFound, RemoError
+from remo.server import authz, ids
+from remo.server.convert import check_offset, spec_from_pb, status_to_pb
+from remo.server.errors import public_message, status_code
+from remo.worker import JobManager
+
+log = logging.getLogger("remo.server")
+
+#: Upper bound of a Stop's grace period, so a request cannot park a stop for days.
+MAX_GRACE = 3600.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated peer of one RPC."""
+
+    user: str
+    role: str
+    serial: str
+    not_after: float
+
+    @property
+    def admin(self) -> bool:
+        return authz.sees_everyone(self.role)
+
+
+class Unauthenticated(Exception):
+    """The client certificate is not acceptable; the message says why."""
+
+
+Authenticator = Callable[[grpc.aio.ServicerContext], Caller]
+
+
+Unary = Callable[[Any, Any, Any, Caller], Awaitable[Any]]
+
+
+def rpc(name: str) -> Callable[[Unary], Callable[[Any, Any, Any], Awaitable[Any]]]:
+    """Wrap a unary handler: admit the caller, map remo errors to status codes."""
+
+    def decorate(handler: Unary) -> Callable[[Any, Any, Any], Awaitable[Any]]:
+        @functools.wraps(handler)
+        async def wrapper(self: Any, request: Any, context: Any) -> Any:
+            caller = await self._admit(context, name)
+            try:
+                return await handler(self, request, context, caller)
+            except RemoError as err:
+                await context.abort(
+                    status_code(err), public_message(err, getattr(request, "id", None))
+                )
+
+        return wrapper
+
+    return decorate
+
+
+class JobsServicer(pb_grpc.JobsServicer):
+    def __init__(self, jobs: JobManager, authenticate: Authenticator) -> None:
+        self.jobs = jobs
+        self._authenticate = authenticate
+
+    async def _admit(self, context: grpc.aio.ServicerContext, rpc: str) -> Caller:
+        """Authenticate the certificate and check the role may call ``rpc`` at all."""
+        try:
+            caller = self._authenticate(context)
+        except Unauthenticated as err:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
+        if not authz.allowed(caller.role, rpc):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"role {caller.role!r} may not call {rpc}; ask an admin for an operator credential",
+            )
+        return caller
+
+    def _job_id(self, caller: Caller, raw: str) -> str:
+        if not raw:
+            raise InvalidArgument("job id is empty")
+        return ids.resolve(caller.user, caller.admin, raw)
+
+    @rpc("Start")
+    async def Start(
+        self, request: pb.StartRequest, context: Any, caller: Caller
+    ) -> pb.StartResponse:
+        spec = spec_from_pb(request, owner=caller.user)
+        job_id = await self.jobs.start(spec)
+        status = await self.jobs.status(job_id)
+        return pb.StartResponse(job=status_to_pb(status, ids.shown(caller.user, job_id)))
+
+    @rpc("Stop")
+    async def Stop(self, request: pb.StopRequest, context: Any, caller: Caller) -> pb.JobStatus:
+        job_id = self._job_id(caller, request.id)
+        grace = request.grace_seconds if request.HasField("grace_seconds") else 10.0
+        if not 0 <= grace <= MAX_GRACE:
+            raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:.0f} seconds")
+        status = await self.jobs.stop(job_id, grace)
+        return status_to_pb(status, ids.shown(caller.user, job_id))
+
+    @rpc("Status")
+    async def Status(self, request: pb.JobRef, context: Any, caller: Caller) -> pb.JobStatus:
+        job_id = self._job_id(caller, request.id)
+        status = await self.jobs.status(job_id)
+        return status_to_pb(status, ids.shown(caller.user, job_id))
+
+    @rpc("Wait")
+    async def Wait(self, request: pb.JobRef, context: Any, caller: Caller) -> pb.JobStatus:
+        job_id = self._job_id(caller, request.id)
+        status = await self.jobs.wait(job_id)
+        return status_to_pb(status, ids.shown(caller.user, job_id))
+
+    @rpc("List")
+    async def List(self, request: pb.ListRequest, context: Any, caller: Caller) -> pb.ListResponse:
+        if request.all_users and not caller.admin:
+            raise InvalidArgument("only admins can list every user's jobs (--all)")
+        owner = None if request.all_users else caller.user
+        limit = min(request.limit or 1000, 10000)
+        jobs = await self.jobs.list(owner, running_only=request.running_only, limit=limit)
+        return pb.ListResponse(jobs=[status_to_pb(j, ids.shown(caller.user, j.id)) for j in jobs])
+
+    async def Output(
+        self, request: pb.OutputRequest, context: Any
+    ) -> AsyncIterator[pb.OutputChunk]:
+        caller = await self._admit(context, "Output")
+        try:
+            job_id = self._job_id(caller, request.id)
+            offset = check_offset(request.offset)
+            await self.jobs.status(job_id)  # NOT_FOUND before the stream starts
+            async for data in self.jobs.output(job_id, offset, request.follow):
+                yield pb.OutputChunk(offset=offset, data=data)
+                offset += len(data)
+        except RemoError as err:
+            await context.abort(status_code(err), public_message(err, request.id))
+
+    @rpc("Remove")
+    async def Remove(
+        self, request: pb.RemoveRequest, context: Any, caller: Caller
+    ) -> pb.RemoveResponse:
+        job_id = self._job_id(caller, request.id)
+        await self.jobs.remove(job_id)
+        return pb.RemoveResponse()
+
+    @rpc("ScheduleStatus")
+    async def ScheduleStatus(self, request: pb.JobRef, context: Any, caller: Caller) -> pb.Schedule:
+        raise JobNotFound(request.id)
+
+    @rpc("WhoAmI")
+    async def WhoAmI(
+        self, request: pb.WhoAmIRequest, context: Any, caller: Caller
+    ) -> pb.WhoAmIResponse:
+        return pb.WhoAmIResponse(
+            user=caller.user,
+            role=caller.role,
+            serial=caller.serial,
+            not_after=caller.not_after,
+            server_version=__version__,
+            protections_off=self.jobs.protections_off,
+        )

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from remo.core.errors import InvalidArgument
+from remo.core.paths import EXIT_FILE, OUTPUT_FILE
 from remo.output import inotify
-from remo.output.reader import EXIT_NAME, OUTPUT_NAME, read_output
+from remo.output.reader import read_output
 from remo.output.watcher import OutputWatcher
 
 linux_only = pytest.mark.skipif(not inotify.AVAILABLE, reason="needs inotify")
@@ -71,11 +72,11 @@ def finish(job: Path) -> None:
     """Create ``exit`` the way the supervisor does: temp name in the same dir, then rename."""
     tmp = job / ".exit.tmp"
     tmp.write_text("0\n")
-    os.rename(tmp, job / EXIT_NAME)
+    os.rename(tmp, job / EXIT_FILE)
 
 
 def append(job: Path, data: bytes) -> None:
-    fd = os.open(job / OUTPUT_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(job / OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         view = memoryview(data)
         while view:
@@ -85,7 +86,7 @@ def append(job: Path, data: bytes) -> None:
 
 
 async def run_writer(job: Path, src: Path, seed: int, *, finish_too: bool = False) -> None:
-    args = [sys.executable, "-c", WRITER, str(src), str(job / OUTPUT_NAME), str(seed)]
+    args = [sys.executable, "-c", WRITER, str(src), str(job / OUTPUT_FILE), str(seed)]
     if finish_too:
         args.append("exit")
     proc = await asyncio.create_subprocess_exec(*args)
@@ -240,7 +241,7 @@ async def test_output_created_after_follower_started(job_dir: Path) -> None:
     task = asyncio.create_task(collect(watcher, job_dir, follow=True))
     await asyncio.sleep(0)  # let the follower attach and find no output file
     assert watcher.followers(str(job_dir)) == 1
-    assert not (job_dir / OUTPUT_NAME).exists()
+    assert not (job_dir / OUTPUT_FILE).exists()
     append(job_dir, b"late ")
     append(job_dir, b"start")
     finish(job_dir)
@@ -285,6 +286,44 @@ async def test_exit_already_present_when_following_starts(job_dir: Path) -> None
     assert await asyncio.wait_for(collect(OutputWatcher(), job_dir, follow=True), TIMEOUT) == (
         b"done"
     )
+
+
+async def test_bytes_written_between_a_read_and_exit_are_delivered(job_dir: Path) -> None:
+    # The consumer runs between the follower's read and its next step: appending and
+    # exiting there is the worst case for a follower that reads first and checks exit
+    # second, which would end without the tail.
+    append(job_dir, b"head ")
+    got = bytearray()
+    stream = read_output(OutputWatcher(), str(job_dir), follow=True)
+    async with aclosing(stream):
+        async for piece in stream:
+            got += piece
+            if piece == b"head ":
+                append(job_dir, b"tail")
+                finish(job_dir)
+    assert bytes(got) == b"head tail"
+
+
+@linux_only
+async def test_change_dispatched_while_the_consumer_awaits_is_not_lost(job_dir: Path) -> None:
+    # The write's event is dispatched while the follower is suspended in its yield; a
+    # follower that noted the generation only after reading would then wait for a
+    # change that already happened (until its backstop, well past this timeout).
+    watcher = OutputWatcher()
+    append(job_dir, b"one ")
+    got = bytearray()
+    with watcher.watch(str(job_dir)) as probe:
+        stream = read_output(watcher, str(job_dir), follow=True)
+        async with asyncio.timeout(3), aclosing(stream):
+            async for piece in stream:
+                got += piece
+                if bytes(got) == b"one ":
+                    seen = probe.generation
+                    append(job_dir, b"two")
+                    assert await probe.wait(seen)  # dispatched before the follower resumes
+                elif bytes(got) == b"one two":
+                    finish(job_dir)
+    assert bytes(got) == b"one two"
 
 
 async def test_final_bytes_written_just_before_exit_are_never_lost(
@@ -407,12 +446,11 @@ async def test_no_inotify_fd_leak_after_followers_finish(job_dir: Path) -> None:
         await asyncio.sleep(0)
     await attached(followers)
     during = open_fds()
-    assert sum("inotify" in target for target in during) == sum(
-        "inotify" in target for target in before
-    ) + 1
+    assert during.count("anon_inode:inotify") == before.count("anon_inode:inotify") + 1
     finish(job_dir)
     await ended(followers)
     assert open_fds() == before
+    assert "anon_inode:inotify" not in open_fds()
 
 
 @linux_only

@@ -37,7 +37,7 @@ CPU_PERIOD_US = 100_000
 _MIN_QUOTA_US = 1_000
 _LONG_PERIOD_US = 1_000_000
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -163,10 +163,15 @@ def mkdir_exist_ok(fs: Fs, path: str) -> None:
 
 
 def check_name(name: str) -> None:
-    """Job group names become directory names next to interface files such as
-    ``cgroup.procs``; letters, digits, ``_`` and ``-`` cannot collide with those."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidArgument(f"invalid cgroup name {name!r}: use 1-128 of [A-Za-z0-9_-]")
+    """Job group names become directory names: no ``/``, no leading dot (``.``, ``..``).
+
+    Dots are allowed because account names may contain them. A name equal to an interface
+    file such as ``cgroup.procs`` is not refused here; mkdir then fails with EEXIST.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"invalid cgroup name {name!r}: use 1-128 of [A-Za-z0-9_.-], not starting with '.'"
+        )
 
 
 def cpu_quota(cores: float) -> tuple[int, int]:

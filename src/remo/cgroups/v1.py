@@ -176,10 +176,7 @@ class V1Driver:
         created: list[str] = []
         try:
             for path in group.paths:
-                try:
-                    self._fs.mkdir(path)
-                except OSError as err:
-                    raise CgroupError(os.path.dirname(path), name, "mkdir", err) from err
+                self._mkdir(path)
                 created.append(path)
             self._write_limits(group, limits)
         except CgroupError:
@@ -188,6 +185,17 @@ class V1Driver:
                     self._fs.rmdir(path)
             raise
         return group
+
+    def _mkdir(self, path: str) -> None:
+        try:
+            try:
+                self._fs.mkdir(path)
+            except FileNotFoundError:
+                # Our remo group was removed while idle: recreate it, once.
+                base.mkdir_exist_ok(self._fs, os.path.dirname(path))
+                self._fs.mkdir(path)
+        except OSError as err:
+            raise CgroupError(os.path.dirname(path), os.path.basename(path), "mkdir", err) from err
 
     def _write_limits(self, group: V1Group, limits: Limits) -> None:
         fs, dirs = self._fs, group.dirs

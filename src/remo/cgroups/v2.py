@@ -94,7 +94,8 @@ class V2Driver:
         self._devices = list(io_devices)
         self.own = own
         self.base = os.path.join(own, base.PARENT)
-        self._setup(mount)
+        self._mount = mount
+        self._setup()
         listed = (base.read(fs, self.base, "cgroup.subtree_control") or "").split()
         self._has_kill = fs.exists(os.path.join(self.base, "cgroup.kill"))
         self._has_swap = fs.exists(os.path.join(self.base, "memory.swap.max"))
@@ -106,9 +107,9 @@ class V2Driver:
             features.add("kill")
         self._supported = frozenset(features)
 
-    def _setup(self, mount: str) -> None:
-        chain = [mount]
-        rel = os.path.relpath(self.own, mount)
+    def _setup(self) -> None:
+        chain = [self._mount]
+        rel = os.path.relpath(self.own, self._mount)
         for part in [] if rel == "." else rel.split(os.sep):
             chain.append(os.path.join(chain[-1], part))
         for ancestor in chain[:-1]:
@@ -163,7 +164,13 @@ class V2Driver:
         base.check_limits(limits, self._supported)
         fs, path = self._fs, os.path.join(self.base, name)
         try:
-            fs.mkdir(path)
+            try:
+                fs.mkdir(path)
+            except FileNotFoundError:
+                # Our remo group was removed while idle (by an admin or a service
+                # manager cleaning up): rebuild it, controllers included, once.
+                self._setup()
+                fs.mkdir(path)
         except OSError as err:
             raise CgroupError(self.base, name, "mkdir", err) from err
         try:

@@ -42,3 +42,4 @@ class StatePaths:
 
 OUTPUT_FILE = "output"
 EXIT_FILE = "exit"
+STATUS_FILE = ".status"

@@ -4,7 +4,7 @@ The supervisor writes; the API server reads through :func:`read_output`, with on
 :class:`OutputWatcher` per process waking every follower when a job's files change.
 """
 
-from remo.output.reader import EXIT_NAME, OUTPUT_NAME, read_output
+from remo.output.reader import read_output
 from remo.output.watcher import DirWatch, OutputWatcher
 
-__all__ = ["EXIT_NAME", "OUTPUT_NAME", "DirWatch", "OutputWatcher", "read_output"]
+__all__ = ["DirWatch", "OutputWatcher", "read_output"]

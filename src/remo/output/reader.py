@@ -28,11 +28,8 @@ import os
 from collections.abc import AsyncIterator
 
 from remo.core.errors import InvalidArgument
+from remo.core.paths import EXIT_FILE, OUTPUT_FILE
 from remo.output.watcher import DirWatch, OutputWatcher
-
-#: File names inside a job directory.
-OUTPUT_NAME = "output"
-EXIT_NAME = "exit"
 
 #: A follower re-checks the files at least this often even without any inotify event.
 #: inotify does not see writes made through a shared mmap or on another NFS client;
@@ -56,6 +53,15 @@ class _OutputFile:
             except (FileNotFoundError, NotADirectoryError):
                 return None
         return self._fd
+
+    def unlinked(self) -> bool:
+        """True once the file we hold open was deleted, i.e. the job is being removed.
+
+        This has to be checked by hand: while any process holds a file of a deleted
+        directory open, the kernel defers the directory's ``IN_DELETE_SELF`` until that
+        file is closed, so a follower holding ``output`` open would never see it.
+        """
+        return self._fd is not None and os.fstat(self._fd).st_nlink == 0
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -87,8 +93,8 @@ async def read_output(
         raise InvalidArgument(f"output offset must be 0 or more, got {offset}")
     if chunk < 1:
         raise InvalidArgument(f"output chunk size must be at least 1 byte, got {chunk}")
-    output = _OutputFile(os.path.join(job_dir, OUTPUT_NAME))
-    exit_path = os.path.join(job_dir, EXIT_NAME)
+    output = _OutputFile(os.path.join(job_dir, OUTPUT_FILE))
+    exit_path = os.path.join(job_dir, EXIT_FILE)
     watch: DirWatch | None = None
     try:
         if follow:
@@ -99,7 +105,7 @@ async def read_output(
         position = offset
         while True:
             seen = watch.generation if watch is not None else 0
-            gone = watch.gone if watch is not None else False
+            gone = watch is not None and (watch.gone or output.unlinked())
             finished = watch is None or os.path.exists(exit_path)  # before reading, always
             while (fd := output.fd()) is not None:
                 data = os.pread(fd, chunk, position)

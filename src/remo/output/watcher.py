@@ -114,16 +114,17 @@ class DirWatch:
 
         Returns ``True`` when woken by a change and ``False`` on a timeout; callers
         re-check the files either way. Without inotify the wait is bounded by
-        :data:`FALLBACK_WAIT`, after which the directory's existence is re-checked.
+        :data:`FALLBACK_WAIT`. After a timeout the directory's existence is re-checked.
         """
         state = self._live()
         if state.generation != seen or state.gone:
             return True
-        if self._watcher.uses_inotify:
-            return await _wait_for_change(state, timeout)
-        bound = FALLBACK_WAIT if timeout is None else min(timeout, FALLBACK_WAIT)
-        woken = await _wait_for_change(state, bound)
-        if not woken and not os.path.isdir(state.path):
+        if not self._watcher.uses_inotify:
+            timeout = FALLBACK_WAIT if timeout is None else min(timeout, FALLBACK_WAIT)
+        woken = await _wait_for_change(state, timeout)
+        if not woken and not state.gone and not os.path.isdir(state.path):
+            # Polling has no other way to notice; with inotify this catches a removal
+            # whose IN_DELETE_SELF the kernel defers while a file in it is still open.
             self._watcher._forget(state)
         return woken
 
@@ -260,20 +261,23 @@ class OutputWatcher:
         if state.refs > 0:
             return
         self._unmap(state)
-        if state.wd is not None and self._by_wd.get(state.wd) is state:
-            del self._by_wd[state.wd]
-            if self._ino is not None:
-                self._ino.rm_watch(state.wd)
-        if not self._by_wd:
-            self._close_fd()
+        self._unwatch(state)
 
     def _forget(self, state: _Dir) -> None:
         """Mark ``state`` gone and drop it from the maps; its followers still hold it."""
         state.gone = True
         self._unmap(state)
-        if state.wd is not None and self._by_wd.get(state.wd) is state:
-            del self._by_wd[state.wd]  # the kernel has dropped (or is dropping) the watch
+        self._unwatch(state)
         state.bump()
+
+    def _unwatch(self, state: _Dir) -> None:
+        """Drop the kernel watch of ``state`` (if still ours), and the fd once none is left."""
+        if state.wd is not None and self._by_wd.get(state.wd) is state:
+            del self._by_wd[state.wd]
+            if self._ino is not None:
+                self._ino.rm_watch(state.wd)  # already dropped by the kernel is fine
+        if not self._by_wd:
+            self._close_fd()
 
     def _unmap(self, state: _Dir) -> None:
         for key in state.keys:

@@ -153,7 +153,9 @@ class JobStore:
     def get(self, job_id: str) -> JobStatus:
         """The status of one job; raises :class:`JobNotFound`."""
         owner, seq = parse_job_id(job_id)
-        row = self._db.execute("SELECT * FROM jobs WHERE owner=? AND seq=?", (owner, seq)).fetchone()
+        row = self._db.execute(
+            "SELECT * FROM jobs WHERE owner=? AND seq=?", (owner, seq)
+        ).fetchone()
         if row is None:
             raise JobNotFound(job_id)
         return row_to_status(row)

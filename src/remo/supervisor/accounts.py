@@ -38,7 +38,9 @@ def resolve(owner: str) -> Account:
     """
     if os.geteuid() != 0:
         entry = pwd.getpwuid(os.geteuid())
-        return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell, False)
+        return Account(
+            entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell, False
+        )
     try:
         entry = pwd.getpwnam(owner)
     except KeyError:

@@ -118,8 +118,17 @@ async def _launch(paths: StatePaths, linger: float, deadline: float) -> None:
     try:
         # Popen is safe from a threaded process (no Python code runs between fork and exec).
         process = subprocess.Popen(
-            [sys.executable, "-m", "remo.supervisor", "--state-dir", str(paths.root),
-             "--ready-fd", str(write_end), "--linger", str(linger)],
+            [
+                sys.executable,
+                "-m",
+                "remo.supervisor",
+                "--state-dir",
+                str(paths.root),
+                "--ready-fd",
+                str(write_end),
+                "--linger",
+                str(linger),
+            ],
             pass_fds=(write_end,),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -89,7 +89,7 @@ class Server:
             return {
                 "pid": os.getpid(),
                 "cgroups": sup.driver.name,
-                "warnings": sup.driver.warnings() + _privilege_warnings(),
+                "warnings": sup.warnings() + _privilege_warnings(),
                 "running": len(sup.running),
             }
         raise InvalidArgument(f"unknown operation {op!r}")

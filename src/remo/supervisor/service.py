@@ -30,11 +30,11 @@ from typing import Any
 
 from remo.cgroups.base import CgroupDriver, JobGroup, Usage
 from remo.core.errors import InvalidArgument, JobStillRunning, RemoError, StartFailed
-from remo.core.paths import EXIT_FILE, OUTPUT_FILE, StatePaths
+from remo.core.paths import EXIT_FILE, OUTPUT_FILE, STATUS_FILE, StatePaths
 from remo.core.spec import JobSpec
 from remo.core.status import JobState, JobStatus
 from remo.store.jobs import JobStore, job_key, parse_job_id
-from remo.supervisor import accounts
+from remo.supervisor import accounts, namespaces
 from remo.supervisor.spawn import SpawnRequest, spawn
 
 log = logging.getLogger("remo.supervisor")
@@ -49,10 +49,14 @@ class RunningJob:
     seq: int
     pid: int
     group: JobGroup | None
+    #: With a PID namespace, ``pid`` is the job's init; the job's own status is in here.
+    status_file: Path | None = None
     adopted: bool = False
     stop_requested: bool = False
     kill_timer: asyncio.TimerHandle | None = None
-    ended: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    ended: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
     @property
     def key(self) -> str:
@@ -81,6 +85,37 @@ class Supervisor:
         self.by_key: dict[str, RunningJob] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._kill_supported = "kill" in driver.supported()
+        self.can_isolate = namespaces.probe(namespaces.CLONE_NEWPID | namespaces.CLONE_NEWNS)
+        self.can_isolate_network = namespaces.probe(namespaces.CLONE_NEWNET)
+
+    def isolation_for(self, spec: JobSpec) -> namespaces.Isolation:
+        """PID and mount namespaces whenever the kernel lets us; network as asked.
+
+        ``network=none`` is a requirement, not a wish: without network namespaces the
+        start fails rather than run a job with network access it was denied.
+        """
+        if spec.network == "none" and not self.can_isolate_network:
+            raise StartFailed(
+                "namespace", None, "network isolation was required but is unavailable here"
+            )
+        if spec.private_tmp and not self.can_isolate:
+            raise StartFailed(
+                "namespace", None, "a private /tmp was required but mount namespaces are unavailable"
+            )
+        return namespaces.Isolation(
+            pid=self.can_isolate,
+            mount=self.can_isolate,
+            network_none=spec.network == "none",
+            private_tmp=spec.private_tmp,
+        )
+
+    def warnings(self) -> list[str]:
+        out = list(self.driver.warnings())
+        if not self.can_isolate:
+            out.append("no PID/mount namespaces: jobs see every process and mount of the host")
+        if not self.can_isolate_network:
+            out.append("no network namespaces: --network none is refused")
+        return out
 
     # -- start ------------------------------------------------------------------------
 
@@ -88,6 +123,7 @@ class Supervisor:
         spec.validate()
         owner = spec.owner or accounts.current_account_name()
         account = accounts.resolve(owner)
+        isolation = self.isolation_for(spec)
         seq = self.store.allocate(owner)
         job_dir = self.paths.job_dir(owner, seq)
         group: JobGroup | None = None
@@ -96,6 +132,11 @@ class Supervisor:
             out_fd = os.open(
                 job_dir / OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
             )
+            status_fd = -1
+            if isolation.pid:
+                status_fd = os.open(
+                    job_dir / STATUS_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
+                )
             try:
                 group = self.driver.create(cgroup_name(owner, seq), spec.limits)
                 join_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in group.join_files()]
@@ -108,6 +149,8 @@ class Supervisor:
                             account=account,
                             output_fd=out_fd,
                             join_fds=join_fds,
+                            isolation=isolation,
+                            status_fd=status_fd,
                         )
                     )
                 finally:
@@ -115,6 +158,8 @@ class Supervisor:
                         os.close(fd)
             finally:
                 os.close(out_fd)
+                if status_fd >= 0:
+                    os.close(status_fd)
         except BaseException as err:
             if group is not None:
                 _destroy_quietly(group)
@@ -124,8 +169,10 @@ class Supervisor:
                 raise StartFailed("setup", err.errno, "cannot prepare the job") from err
             raise
         started = time.time()
-        self.store.insert_running(owner, seq, spec, pid, started, schedule_id=schedule_id)
-        job = RunningJob(owner, seq, pid, group)
+        self.store.insert_running(
+            owner, seq, spec, pid, started, isolation.labels(), schedule_id=schedule_id
+        )
+        job = RunningJob(owner, seq, pid, group, job_dir / STATUS_FILE if isolation.pid else None)
         self._track(job)
         return {"id": job.key, "pid": pid, "started_at": started}
 
@@ -153,7 +200,11 @@ class Supervisor:
     def _signal(self, job: RunningJob, sig: int) -> None:
         # SIGTERM goes to every process of the job, so a tree whose members ignore their
         # parent's death still hears it; processes that started their own session too.
-        if job.group is not None and self._kill_supported:
+        # In a PID namespace the init does that fan-out (kill(-1) from PID 1).
+        if job.status_file is not None and sig != signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(job.pid, sig)
+        elif job.group is not None and self._kill_supported:
             job.group.signal_all(sig)
         else:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -213,6 +264,11 @@ class Supervisor:
         elif wait_status is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(job.pid, signal.SIGKILL)
+        if job.status_file is not None:
+            # Also after a supervisor restart: the init recorded the job's status.
+            wait_status = _job_wait_status(job.status_file, wait_status)
+            if job.adopted and wait_status is not None:
+                reason = "re-adopted after a supervisor restart; exit status recorded by its init"
         fields = _final_fields(job, wait_status, usage, reason)
         self.store.finish(job.owner, job.seq, **fields)
         _write_exit_marker(self.paths.job_dir(job.owner, job.seq), fields)
@@ -248,10 +304,20 @@ class Supervisor:
         for status in self.store.list(running_only=True, limit=1 << 30):
             owner, seq = parse_job_id(status.id)
             group = self.driver.open(cgroup_name(owner, seq))
-            job = RunningJob(owner, seq, status.pid or 0, group, adopted=True)
+            status_file = self.paths.job_dir(owner, seq) / STATUS_FILE
+            job = RunningJob(
+                owner,
+                seq,
+                status.pid or 0,
+                group,
+                status_file if "pid" in status.isolation else None,
+                adopted=True,
+            )
             job.stop_requested = self.store.stop_requested(owner, seq)
-            alive = bool(status.pid) and _is_alive(status.pid or 0) and (
-                group is None or (status.pid or 0) in group.pids()
+            alive = (
+                bool(status.pid)
+                and _is_alive(status.pid or 0)
+                and (group is None or (status.pid or 0) in group.pids())
             )
             self._track(job)
             if alive and self._watch_adopted(job):
@@ -316,6 +382,16 @@ def _final_fields(
         "reason": reason,
         "ended_at": time.time(),
     }
+
+
+def _job_wait_status(status_file: Path, init_status: int | None) -> int | None:
+    """The job's own wait status as its init recorded it; the init's if it had no time."""
+    try:
+        text = status_file.read_text().strip()
+        status_file.unlink()
+    except OSError:
+        return init_status
+    return int(text) if text.isdigit() else init_status
 
 
 def _write_exit_marker(job_dir: Path, fields: dict[str, Any]) -> None:

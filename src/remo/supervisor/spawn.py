@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from remo.core.errors import StartFailed
+from remo.supervisor import namespaces
 from remo.supervisor.accounts import Account
 
 _EXIT_SETUP_FAILED = 127
@@ -35,16 +36,18 @@ class SpawnRequest:
     account: Account
     output_fd: int
     join_fds: list[int] = field(default_factory=list)
-    #: Extra set-up run in the child while still privileged (namespaces); may fork and
-    #: return only in the process that goes on to exec.
-    before_drop: Callable[[], None] | None = None
+    isolation: namespaces.Isolation = field(default_factory=namespaces.Isolation)
+    #: With a PID namespace, the init writes the job's wait status here (see namespaces).
+    status_fd: int = -1
 
 
 def spawn(request: SpawnRequest) -> int:
-    """Fork and exec the job; return its pid once exec succeeded.
+    """Fork and exec the job; return the pid to supervise once exec succeeded.
 
-    Raises :class:`StartFailed` naming the failed step and its errno. The child is reaped
-    here when it fails, so nothing is left behind.
+    Without a PID namespace that is the job's own pid; with one it is the pid of the
+    job's init (the set-up child that created it exits at once and is reaped here).
+    Raises :class:`StartFailed` naming the failed step and its errno. Failed children
+    are reaped here, so nothing is left behind.
     """
     read_end, write_end = os.pipe()  # both close-on-exec (PEP 446)
     try:
@@ -58,9 +61,14 @@ def spawn(request: SpawnRequest) -> int:
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)
+    main_pid = pid
+    if report.startswith(b"pid "):
+        line, _, report = report.partition(b"\n")
+        main_pid = int(line[4:])
+        os.waitpid(pid, 0)  # the set-up child; the init is now our child (we are subreaper)
     if not report:
-        return pid
-    os.waitpid(pid, 0)
+        return main_pid
+    os.waitpid(main_pid, 0)
     try:
         failure = json.loads(report)
     except ValueError:
@@ -88,9 +96,26 @@ def _child(request: SpawnRequest, report_fd: int) -> None:  # pragma: no cover
             os.close(fd)
         stage, detail = "session", "cannot start a new session"
         os.setsid()
-        if request.before_drop is not None:
-            stage, detail = "namespace", "cannot set up the job's namespaces"
-            request.before_drop()
+        isolation = request.isolation
+        if isolation.any or isolation.private_tmp:
+            stage, detail = "namespace", "cannot create the job's namespaces"
+            if isolation.pid:
+                # The init never execs, so close-on-exec does not protect the
+                # supervisor's sockets and database from it: close them explicitly.
+                _close_fds_except({report_fd, request.output_fd, request.status_fd})
+            namespaces.enter(isolation)
+            if isolation.pid:
+                init_pid = os.fork()
+                if init_pid != 0:
+                    os.write(report_fd, f"pid {init_pid}\n".encode())
+                    os._exit(0)
+            stage, detail = "namespace", "cannot prepare the job's namespaces"
+            namespaces.prepare_init(isolation)
+            if isolation.pid:
+                job_pid = os.fork()
+                if job_pid != 0:
+                    os.close(report_fd)
+                    namespaces.run_init(job_pid, request.status_fd)
         stage, detail = "output", "cannot attach the output file"
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -111,9 +136,17 @@ def _child(request: SpawnRequest, report_fd: int) -> None:  # pragma: no cover
         os.execvpe(request.argv[0], list(request.argv), request.env)
     except OSError as err:
         _report(report_fd, stage, err.errno, detail)
-    except BaseException as err:  # noqa: BLE001 - anything must reach the parent, not a traceback
+    except BaseException as err:
         _report(report_fd, stage, None, f"{detail}: {err}")
     os._exit(_EXIT_SETUP_FAILED)
+
+
+def _close_fds_except(keep: set[int]) -> None:  # pragma: no cover - child only
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 def _report(fd: int, stage: str, err: int | None, detail: str) -> None:  # pragma: no cover

@@ -1,0 +1,72 @@
+"""`remo register`: get a credential file for your own account, on the server."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import click
+
+from remo.core.errors import RemoError
+
+
+@click.command("register")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help="State dir of the server to register with (default: the server's default).",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(dir_okay=False),
+    help="Register socket path (instead of --state-dir).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Where to write the credential (default ./<hostname>.remo).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def command(
+    state_dir: str | None, socket_path: str | None, output: str | None, force: bool
+) -> None:
+    """Get a credential file for your account from the remo server on this machine.
+
+    Run it as the user who wants access: the server learns who you are from the
+    kernel, not from anything you type. Copy the file to your own machine and run
+    `remo login FILE` there.
+
+    \b
+    Example:
+      remo register -o ~/build01.remo
+    """
+    from remo.pki.register import DEFAULT_RUN_DIR, register_socket_path, request_credential
+
+    target = Path(output or f"{socket.gethostname()}.remo")
+    if target.exists() and not force:
+        raise click.UsageError(f"{target} exists; choose another name with -o, or --force")
+    if not socket_path:
+        if state_dir:
+            socket_path = str(register_socket_path(state_dir))
+        else:
+            # One server on this machine is the common case: use its socket.
+            found = sorted(DEFAULT_RUN_DIR.glob("register-*.sock"))
+            if len(found) > 1:
+                raise click.UsageError(
+                    "several remo servers run here; name one with --state-dir DIR"
+                )
+            socket_path = str(found[0] if found else register_socket_path("/var/lib/remo"))
+    data = request_credential(socket_path)
+    from remo.pki import package
+
+    package.write(target, data)
+    try:
+        credential = package.parse(data, path=str(target))
+    except RemoError:
+        credential = None
+    who = f" for {credential.user} ({credential.role})" if credential else ""
+    click.echo(f"wrote {target}{who} (mode 0600)")
+    click.echo(f"on your machine: remo login {os.path.basename(target)}")

@@ -1,0 +1,84 @@
+"""`remo server`: run the remo server on this machine."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from remo.server.app import RunningServer
+
+from remo.core.errors import RemoError
+
+
+@click.command("server")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help="Keys, database, job output (default /var/lib/remo as root).",
+)
+@click.option("--listen", metavar="HOST:PORT", help="Address to listen on (default 0.0.0.0:7443).")
+@click.option(
+    "--advertise",
+    metavar="HOST[:PORT]",
+    multiple=True,
+    help="Name clients use to reach this server; goes into the server certificate and credential files. Repeatable.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML settings file (see docs/CONFIG.md).",
+)
+def command(
+    state_dir: str | None, listen: str | None, advertise: tuple[str, ...], config_file: str | None
+) -> None:
+    """Run the remo server: mutual TLS 1.3 on HOST:PORT, jobs under cgroup limits.
+
+    The first start creates the server's CA and certificate in the state dir; later
+    starts reuse them. Users then run `remo register` on this machine to get their
+    credential file. Stopping the server (Ctrl-C, SIGTERM) leaves running jobs running.
+
+    \b
+    Example:
+      sudo remo server --advertise build01.example.com
+    """
+    # grpc must not be imported before this: it fixes the TLS policy at import time.
+    from remo.server.tls import ensure_tls13_only_env
+
+    ensure_tls13_only_env()
+    import asyncio
+    import logging
+
+    from remo.server import app
+    from remo.server.config import load
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = load(config_file, state_dir=state_dir, listen=listen, advertise=list(advertise))
+    try:
+        asyncio.run(app.serve_forever(config, lambda srv: _announce(srv, str(config.state_dir))))
+    except OSError as err:
+        raise RemoError(f"cannot start the server: {err.strerror or err}") from None
+
+
+def _announce(srv: RunningServer, state_dir: str) -> None:
+    lines = [
+        f"remo server listening on {', '.join(srv.addresses)} "
+        f"(port {srv.port}; TLS 1.3 only, client certificate required)",
+        f"  state dir: {state_dir}",
+        f"  cgroups:   {srv.cgroup_mode}",
+        "  jobs run as: "
+        + (
+            "their owners' accounts"
+            if os.geteuid() == 0
+            else f"this account (uid {os.geteuid()}) — not root"
+        ),
+    ]
+    for warning in srv.protections_off:
+        lines.append(f"  protection off: {warning}")
+    lines.append(
+        f"  get a credential (as the user, on this machine): remo register --state-dir {state_dir}"
+    )
+    click.echo("\n".join(lines), err=True)

@@ -1,0 +1,525 @@
+"""A connection to a remo server, and :class:`Client`, the synchronous SDK.
+
+::
+
+    from remo.client import Client
+
+    with Client.from_profile() as remo:              # or Client.from_file("build01.remo")
+        job = remo.start(["make", "-j8", "test"]).job
+        for chunk in remo.output(job.id, follow=True):
+            sys.stdout.buffer.write(chunk.data)
+        print(remo.wait(job.id).exit_code)
+
+Job ids are what users type: ``"12"`` is the caller's job 12, ``"alice/12"`` is alice's
+(admins only); schedules are ``"s3"`` / ``"alice/s3"``.
+
+The channel is gRPC over mutual TLS: the client presents the certificate of its
+credential file and trusts only the CA in that file. The credential is loaded and checked
+(readable, private, complete, valid now) before anything is sent.
+
+:meth:`Client.output` and :meth:`Client.wait` survive server restarts and network
+hiccups: on ``UNAVAILABLE`` or a broken stream they reconnect with backoff and carry on
+(``output`` resumes at the byte after the last one it yielded, so no byte is lost or
+repeated), and give up with :class:`~remo.client.errors.ConnectionFailed` after
+``reconnect_timeout`` seconds (60 by default) without a working connection.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from remo import __version__
+from remo.api.v1 import jobs_pb2 as pb
+from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+from remo.client.errors import ClientError, ConnectionFailed, UsageError, from_rpc_error
+from remo.client.profiles import load_credential, select
+from remo.core.spec import Limits
+from remo.core.status import JobState, JobStatus
+from remo.pki.package import Credential
+
+__all__ = [
+    "Client",
+    "JobList",
+    "JobState",
+    "JobStatus",
+    "Limits",
+    "OutputChunk",
+    "Schedule",
+    "ScheduleRun",
+    "StartResult",
+    "WhoAmI",
+    "job_exit_code",
+]
+
+#: Seconds a unary call may take before it fails with DEADLINE_EXCEEDED.
+DEFAULT_TIMEOUT = 30.0
+#: Seconds :meth:`Client.output` and :meth:`Client.wait` keep trying to reconnect.
+DEFAULT_RECONNECT_TIMEOUT = 60.0
+#: Interval of HTTP/2 keepalive pings while a call is open, so that a dead network path
+#: under a long ``output(follow=True)`` or ``wait`` is noticed. The server must allow
+#: pings this often (grpc.http2.min_ping_interval_without_data_ms).
+KEEPALIVE_MS = 60_000
+
+_RETRY_FIRST = 0.2
+_RETRY_MAX = 2.0
+
+_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.primary_user_agent", f"remo/{__version__}"),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 16 << 20),
+]
+
+
+# -- what the SDK returns ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutputChunk:
+    """A piece of a job's combined output: ``data`` starts at byte ``offset``."""
+
+    offset: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        """The offset to resume at after this chunk."""
+        return self.offset + len(self.data)
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    """One due time of a schedule and what happened then.
+
+    ``outcome`` is ``started``, ``skipped`` (the previous run was still running),
+    ``failed`` (could not start; ``detail`` says why) or ``caught-up`` (run at start-up
+    for a time missed while the server was down).
+    """
+
+    due_at: float
+    outcome: str
+    job_id: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A delayed or recurring job. ``every_seconds`` is 0 for a one-off."""
+
+    id: str
+    owner: str
+    argv: tuple[str, ...]
+    every_seconds: float
+    next_run_at: float | None
+    created_at: float
+    active: bool
+    recent_runs: tuple[ScheduleRun, ...] = ()
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """What :meth:`Client.start` created: a job (started now) or a schedule."""
+
+    job: JobStatus | None = None
+    schedule: Schedule | None = None
+
+
+@dataclass(frozen=True)
+class JobList:
+    jobs: list[JobStatus] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WhoAmI:
+    """Who the server thinks the caller is, and what it says about itself."""
+
+    user: str
+    role: str
+    serial: str
+    not_after: float
+    server_version: str
+    protections_off: tuple[str, ...]
+
+
+def job_exit_code(job: JobStatus) -> int | None:
+    """The shell-style exit code of a finished job: its exit code, or 128+N for signal N.
+
+    ``None`` while the job runs, or when remo lost track of it (state ``lost``).
+    """
+    if job.exit_code is not None:
+        return job.exit_code
+    if job.signal is not None:
+        return 128 + job.signal
+    return None
+
+
+# -- conversions -----------------------------------------------------------------------
+
+
+def _limits(msg: pb.Limits) -> Limits:
+    def opt(name: str) -> int | None:
+        return int(getattr(msg, name)) if msg.HasField(name) else None
+
+    return Limits(
+        cpu=msg.cpu_cores if msg.HasField("cpu_cores") else None,
+        memory=opt("memory_bytes"),
+        io_read_bps=opt("io_read_bps"),
+        io_write_bps=opt("io_write_bps"),
+        pids=opt("pids"),
+    )
+
+
+def _limits_pb(limits: Limits) -> pb.Limits:
+    msg = pb.Limits()
+    if limits.cpu is not None:
+        msg.cpu_cores = float(limits.cpu)
+    for name, value in (
+        ("memory_bytes", limits.memory),
+        ("io_read_bps", limits.io_read_bps),
+        ("io_write_bps", limits.io_write_bps),
+        ("pids", limits.pids),
+    ):
+        if value is not None:
+            setattr(msg, name, int(value))
+    return msg
+
+
+def _job(msg: pb.JobStatus) -> JobStatus:
+    reason = msg.reason
+    try:
+        state = JobState(msg.state)
+    except ValueError:
+        # A newer server may know more states; show the job rather than fail.
+        state = JobState.RUNNING if not msg.HasField("ended_at") else JobState.LOST
+        reason = reason or f"state {msg.state!r} reported by the server"
+    return JobStatus(
+        id=msg.id,
+        owner=msg.owner,
+        argv=tuple(msg.argv),
+        state=state,
+        pid=msg.pid or None,
+        exit_code=msg.exit_code if msg.HasField("exit_code") else None,
+        signal=msg.signal if msg.HasField("signal") else None,
+        started_at=msg.started_at,
+        ended_at=msg.ended_at if msg.HasField("ended_at") else None,
+        limits=_limits(msg.limits),
+        cpu_seconds=msg.cpu_seconds if msg.HasField("cpu_seconds") else None,
+        peak_memory_bytes=(
+            msg.peak_memory_bytes if msg.HasField("peak_memory_bytes") else None
+        ),
+        oom_killed=msg.oom_killed,
+        reason=reason,
+        cwd=msg.cwd,
+        output_truncated=msg.output_truncated,
+        isolation=tuple(msg.isolation),
+        schedule_id=msg.schedule_id or None,
+    )
+
+
+def _schedule(msg: pb.Schedule) -> Schedule:
+    return Schedule(
+        id=msg.id,
+        owner=msg.owner,
+        argv=tuple(msg.argv),
+        every_seconds=msg.every_seconds,
+        next_run_at=msg.next_run_at if msg.HasField("next_run_at") else None,
+        created_at=msg.created_at,
+        active=msg.active,
+        recent_runs=tuple(
+            ScheduleRun(r.due_at, r.outcome, r.job_id, r.detail) for r in msg.recent_runs
+        ),
+    )
+
+
+# -- resilience ------------------------------------------------------------------------
+
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+
+def _retryable(err: grpc.RpcError) -> bool:
+    """Whether ``err`` means "the connection broke", not "the server said no"."""
+    code = err.code() if callable(getattr(err, "code", None)) else None
+    if code in _RETRYABLE:
+        return True
+    details = (err.details() if callable(getattr(err, "details", None)) else "") or ""
+    low = details.lower()
+    if code is grpc.StatusCode.CANCELLED:
+        # A call we cancel ourselves never reaches here; this is the server going away.
+        return True
+    if code is grpc.StatusCode.INTERNAL and "rst_stream" in low:
+        return True
+    return code is grpc.StatusCode.UNKNOWN and "stream removed" in low
+
+
+class _Reconnect:
+    """Backoff and time budget for re-establishing a broken call."""
+
+    def __init__(self, budget: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.budget = budget
+        self._sleep = sleep
+        self._deadline: float | None = None
+        self._delay = _RETRY_FIRST
+
+    def succeeded(self) -> None:
+        self._deadline = None
+        self._delay = _RETRY_FIRST
+
+    def expired(self) -> bool:
+        """Record a failure; True when the budget is spent (else sleep a little first)."""
+        now = time.monotonic()
+        if self._deadline is None:
+            self._deadline = now + self.budget
+        if now >= self._deadline:
+            return True
+        self._sleep(min(self._delay, max(0.0, self._deadline - now)))
+        self._delay = min(self._delay * 2, _RETRY_MAX)
+        return False
+
+
+# -- the client ----------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class Client:
+    """Synchronous client of one remo server. Use as a context manager, or call close().
+
+    Every method raises a :class:`~remo.client.errors.ClientError` subclass on failure
+    (never a raw ``grpc.RpcError``); its ``exit_code`` is what the CLI exits with.
+    """
+
+    def __init__(
+        self,
+        credential: Credential,
+        *,
+        address: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
+    ) -> None:
+        from remo.server.tls import client_credentials
+
+        self.credential = credential
+        self.address = address or credential.addresses[0]
+        self.timeout = timeout
+        self.reconnect_timeout = reconnect_timeout
+        creds = client_credentials(credential.ca_pem, credential.cert_pem, credential.key_pem)
+        self._channel = grpc.secure_channel(self.address, creds, options=_CHANNEL_OPTIONS)
+        self._stub = pb_grpc.JobsStub(self._channel)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Client:
+        """A client for the credential file at ``path`` (checked before use)."""
+        return cls(load_credential(path), **kwargs)
+
+    @classmethod
+    def from_profile(
+        cls, profile: str | None = None, *, env: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> Client:
+        """A client for an installed profile (see :func:`remo.client.profiles.select`)."""
+        return cls.from_file(select(profile, env).path, **kwargs)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # helpers
+
+    def _error(self, err: grpc.RpcError, what: str = "", timeout: float | None = None) -> ClientError:
+        return from_rpc_error(
+            err,
+            target=self.address,
+            path=self.credential.path,
+            what=what,
+            timeout=timeout,
+        )
+
+    def _call(self, method: Callable[..., T], request: Any, *, what: str = "",
+              timeout: float | None = None) -> T:
+        limit = self.timeout if timeout is None else timeout
+        try:
+            return method(request, timeout=limit)
+        except grpc.RpcError as err:
+            raise self._error(err, what, limit) from err
+
+    def _lost(self, err: grpc.RpcError, doing: str) -> ConnectionFailed:
+        cause = self._error(err)
+        return ConnectionFailed(
+            f"lost the connection to {self.address} while {doing} and could not get it "
+            f"back within {self.reconnect_timeout:g}s: {cause}",
+            code=cause.code,
+        )
+
+    # the API
+
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        limits: Limits | None = None,
+        network: str | None = None,
+        private_tmp: bool = False,
+        delay: float | None = None,
+        at: float | datetime | None = None,
+        every: float | None = None,
+    ) -> StartResult:
+        """Start ``argv`` (no shell) now, or create a schedule.
+
+        A schedule is created when any of ``delay`` (seconds from now), ``at`` (unix
+        time or aware datetime of the first run) or ``every`` (period in seconds) is
+        given. The command is checked at start: a missing executable or cwd raises
+        :class:`~remo.client.errors.RemoteError` (FAILED_PRECONDITION) at once.
+        """
+        if isinstance(argv, str | bytes):
+            raise UsageError("argv must be a list of strings, not a single string")
+        request = pb.StartRequest(
+            argv=list(argv),
+            env=dict(env or {}),
+            cwd=cwd or "",
+            limits=_limits_pb(limits or Limits()),
+            network=network or "",
+            private_tmp=private_tmp,
+        )
+        if delay is not None or at is not None or every is not None:
+            when = pb.When(delay_seconds=float(delay or 0.0), every_seconds=float(every or 0.0))
+            if at is not None:
+                when.at_unix = at.timestamp() if isinstance(at, datetime) else float(at)
+            request.when.CopyFrom(when)
+        reply = self._call(self._stub.Start, request, timeout=max(self.timeout, 60.0))
+        return StartResult(
+            job=_job(reply.job) if reply.HasField("job") else None,
+            schedule=_schedule(reply.schedule) if reply.HasField("schedule") else None,
+        )
+
+    def stop(self, job_id: str, *, grace: float | None = None) -> JobStatus:
+        """SIGTERM the job's processes, SIGKILL after ``grace`` seconds; the final status.
+
+        Stopping a job that has already ended returns its status unchanged.
+        """
+        request = pb.StopRequest(id=job_id)
+        if grace is not None:
+            request.grace_seconds = grace
+        timeout = self.timeout + (grace if grace is not None else 30.0)
+        return _job(self._call(self._stub.Stop, request, what=f"job {job_id}", timeout=timeout))
+
+    def status(self, job_id: str) -> JobStatus:
+        return _job(self._call(self._stub.Status, pb.JobRef(id=job_id), what=f"job {job_id}"))
+
+    def list(
+        self, *, all_users: bool = False, running_only: bool = False, limit: int = 0
+    ) -> JobList:
+        """The caller's jobs and schedules (every user's with ``all_users``, admins only)."""
+        request = pb.ListRequest(all_users=all_users, running_only=running_only, limit=limit)
+        reply = self._call(self._stub.List, request)
+        return JobList(
+            jobs=[_job(j) for j in reply.jobs],
+            schedules=[_schedule(s) for s in reply.schedules],
+        )
+
+    def schedule_status(self, schedule_id: str) -> Schedule:
+        return _schedule(
+            self._call(
+                self._stub.ScheduleStatus,
+                pb.JobRef(id=schedule_id),
+                what=f"schedule {schedule_id}",
+            )
+        )
+
+    def remove(self, job_id: str, *, stop_running: bool = False) -> None:
+        """Remove a finished job's record and output, or cancel a schedule.
+
+        For a schedule, ``stop_running`` also stops its runs that are still running.
+        """
+        request = pb.RemoveRequest(id=job_id, stop_running=stop_running)
+        self._call(self._stub.Remove, request, what=f"job {job_id}")
+
+    def whoami(self) -> WhoAmI:
+        reply = self._call(self._stub.WhoAmI, pb.WhoAmIRequest())
+        return WhoAmI(
+            user=reply.user,
+            role=reply.role,
+            serial=reply.serial,
+            not_after=reply.not_after,
+            server_version=reply.server_version,
+            protections_off=tuple(reply.protections_off),
+        )
+
+    def wait(self, job_id: str) -> JobStatus:
+        """Block until the job has ended; its final status. Survives reconnections."""
+        retry = _Reconnect(self.reconnect_timeout)
+        while True:
+            try:
+                reply = self._stub.Wait(pb.JobRef(id=job_id))
+            except grpc.RpcError as err:
+                if not _retryable(err):
+                    raise self._error(err, f"job {job_id}") from err
+                if retry.expired():
+                    raise self._lost(err, f"waiting for job {job_id}") from err
+                continue
+            return _job(reply)
+
+    def output(
+        self, job_id: str, *, offset: int = 0, follow: bool = False
+    ) -> Iterator[OutputChunk]:
+        """The job's combined stdout+stderr from byte ``offset``, in chunks.
+
+        Without ``follow`` it ends at the current end of the output; with ``follow`` it
+        goes on live until the job has ended and every byte was sent. A broken
+        connection is re-established transparently and the stream resumes exactly where
+        it stopped: every byte is yielded once, in order.
+        """
+        if offset < 0:
+            raise UsageError(f"the output offset must be 0 or more, got {offset}")
+        position = offset
+        retry = _Reconnect(self.reconnect_timeout)
+        while True:
+            call = self._stub.Output(pb.OutputRequest(id=job_id, offset=position, follow=follow))
+            try:
+                for msg in call:
+                    data: bytes = msg.data
+                    start: int = msg.offset
+                    if start < position:
+                        # Overlap with what was already yielded (a server resending after
+                        # a resume): keep only the new bytes.
+                        data = data[position - start :]
+                        start = position
+                    if not data:
+                        continue
+                    retry.succeeded()
+                    position = start + len(data)
+                    yield OutputChunk(start, data)
+                return
+            except grpc.RpcError as err:
+                if not _retryable(err):
+                    raise self._error(err, f"job {job_id}") from err
+                if retry.expired():
+                    raise self._lost(
+                        err, f"reading the output of job {job_id} (at byte {position})"
+                    ) from err
+            finally:
+                call.cancel()

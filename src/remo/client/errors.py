@@ -1,0 +1,236 @@
+"""The errors the remo client raises, and their exit codes.
+
+Every error carries a one-line message meant to be shown as is, and the exit code the
+CLI uses for it:
+
+====  =====================================================================
+code  meaning
+====  =====================================================================
+2     usage: a bad flag or value, no profile, a request the server rejected
+      as invalid (``INVALID_ARGUMENT``)
+3     connection: server unreachable, TLS handshake refused, connection lost
+4     authentication/authorization: the credential is unusable (expired, not
+      yet valid, unreadable, loose mode, corrupt), or the server answered
+      ``UNAUTHENTICATED`` / ``PERMISSION_DENIED``
+5     not found: no such job or schedule
+6     remote failure: any other error reported by the server (the command
+      could not start, the job is still running, the server is full...)
+====  =====================================================================
+
+:func:`from_rpc_error` turns a ``grpc.RpcError`` into one of these. This module does
+not import grpc: it only reads the error's ``code()`` and ``details()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from remo.core.errors import InvalidArgument, RemoError
+
+EXIT_USAGE = 2
+EXIT_CONNECTION = 3
+EXIT_AUTH = 4
+EXIT_NOT_FOUND = 5
+EXIT_REMOTE = 6
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+
+
+class ClientError(RemoError):
+    """Base class of the client's errors. ``code`` is the gRPC status name, if any."""
+
+    exit_code = EXIT_REMOTE
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UsageError(ClientError):
+    """Raised for a bad command line or value, before anything is sent."""
+
+    exit_code = EXIT_USAGE
+
+
+class ProfileError(UsageError):
+    """Raised when no profile can be selected, or a named profile does not exist."""
+
+
+class InvalidRequest(UsageError):
+    """Raised when the server rejected the request as invalid (``INVALID_ARGUMENT``)."""
+
+
+class ConnectionFailed(ClientError):
+    """Raised when the server cannot be reached or the connection broke for good."""
+
+    exit_code = EXIT_CONNECTION
+
+
+class TlsHandshakeFailed(ConnectionFailed):
+    """Raised when the TLS handshake failed: wrong server, refused credential, clock."""
+
+
+class CredentialProblem(ClientError):
+    """Raised when the local credential file cannot be used (checked before connecting)."""
+
+    exit_code = EXIT_AUTH
+
+
+class AuthError(ClientError):
+    """Raised when the server does not accept the caller for this request."""
+
+    exit_code = EXIT_AUTH
+
+
+class Unauthenticated(AuthError):
+    """The server does not recognize the certificate (not issued there, or revoked)."""
+
+
+class PermissionDenied(AuthError):
+    """The certificate's role does not allow the request."""
+
+
+class NotFound(ClientError):
+    """No such job or schedule (or one the caller may not see)."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class RemoteError(ClientError):
+    """Any other error reported by the server."""
+
+    exit_code = EXIT_REMOTE
+
+
+class JobLost(RemoteError):
+    """The job ended without an exit status remo could record."""
+
+
+def exit_code_of(err: BaseException) -> int:
+    """The CLI exit code for ``err``."""
+    if isinstance(err, ClientError):
+        return err.exit_code
+    from remo.pki.errors import CredentialError
+
+    if isinstance(err, CredentialError):
+        return EXIT_AUTH
+    if isinstance(err, InvalidArgument):
+        return EXIT_USAGE
+    if isinstance(err, RemoError):
+        return EXIT_REMOTE
+    return EXIT_INTERNAL
+
+
+def message_of(err: BaseException) -> str:
+    """``err`` as one line of text (the CLI prefixes it with ``remo: ``)."""
+    text = str(err).strip() or type(err).__name__
+    return " ".join(text.split())
+
+
+_TLS_REFUSED = (
+    "the server at {target} refused the TLS handshake: check that the credential "
+    "{path}is from this server and was not replaced, that it is not expired or revoked "
+    "(`remo register` on the server gives a new one), and that both clocks are right"
+)
+_TLS_UNTRUSTED = (
+    "the server at {target} is not the one the credential {path}was issued by: its "
+    "certificate is not signed by the credential's CA (the address now points at "
+    "another machine, or the server's state was recreated; get a new credential with "
+    "`remo register`)"
+)
+_TLS_NAME = (
+    "the server at {target} has a certificate that does not name {host}: use one of "
+    "the addresses the server advertises (remo server --advertise), or get a new "
+    "credential with `remo register`"
+)
+
+
+def _connection_error(details: str, target: str, path: str) -> ConnectionFailed:
+    """Explain an ``UNAVAILABLE`` status raised before any answer from the server."""
+    low = details.lower()
+    shown_path = f"{path} " if path else ""
+    host = target.rsplit(":", 1)[0]
+    if "hostname verification" in low:
+        return TlsHandshakeFailed(_TLS_NAME.format(target=target, host=host), code="UNAVAILABLE")
+    if "certificate_verify_failed" in low or "tls handshake failed" in low:
+        return TlsHandshakeFailed(
+            _TLS_UNTRUSTED.format(target=target, path=shown_path), code="UNAVAILABLE"
+        )
+    if "socket closed" in low or "handshake" in low or "ssl" in low:
+        return TlsHandshakeFailed(
+            _TLS_REFUSED.format(target=target, path=shown_path), code="UNAVAILABLE"
+        )
+    if "connection refused" in low:
+        return ConnectionFailed(
+            f"cannot connect to {target}: connection refused; check that `remo server` "
+            "is running there, that it listens on this address and port, and that no "
+            "firewall is in the way",
+            code="UNAVAILABLE",
+        )
+    if "resolv" in low or "dns" in low or "domain name not found" in low:
+        return ConnectionFailed(
+            f"cannot resolve the server name {host!r} (from {target}): check the "
+            "address in the credential and this machine's DNS",
+            code="UNAVAILABLE",
+        )
+    if "no route to host" in low or "network is unreachable" in low or "timed out" in low:
+        return ConnectionFailed(
+            f"cannot reach {target}: {_last_error(details)}; check the network path "
+            "to the server and its firewall",
+            code="UNAVAILABLE",
+        )
+    return ConnectionFailed(
+        f"cannot reach the remo server at {target}: {_last_error(details)}", code="UNAVAILABLE"
+    )
+
+
+def _last_error(details: str) -> str:
+    """The useful tail of grpc's "failed to connect to all addresses; ..." text."""
+    text = details.rpartition("last error: ")[2] or details
+    # "UNKNOWN: ipv4:1.2.3.4:5: Failed to connect to remote host: No route to host"
+    parts = text.split(": ")
+    tail = [p for p in parts if p and not p.isupper() and not p.startswith(("ipv4:", "ipv6:"))]
+    return (": ".join(tail) or text).strip() or "unavailable"
+
+
+def from_rpc_error(
+    err: Any, *, target: str = "", path: str = "", what: str = "", timeout: float | None = None
+) -> ClientError:
+    """Translate a ``grpc.RpcError`` into a :class:`ClientError` with one clear line.
+
+    ``target`` is the server address, ``path`` the credential file (both only for the
+    message); ``what`` names the object of the call (``job 12``) for NOT_FOUND.
+    """
+    code_obj = err.code() if callable(getattr(err, "code", None)) else None
+    code = getattr(code_obj, "name", "") or "UNKNOWN"
+    details = ""
+    if callable(getattr(err, "details", None)):
+        details = err.details() or ""
+    details = " ".join(details.split())
+    if code == "UNAVAILABLE":
+        if "failed to connect" in details or "resolv" in details or not details:
+            return _connection_error(details, target, path)
+        return ConnectionFailed(
+            f"the server at {target} is unavailable: {details}", code=code
+        )
+    if code == "DEADLINE_EXCEEDED":
+        within = f" within {timeout:g}s" if timeout else ""
+        return ConnectionFailed(
+            f"no answer from {target}{within}: is a remo server listening there, and is "
+            "the network path to it working?",
+            code=code,
+        )
+    if code == "UNAUTHENTICATED":
+        return Unauthenticated(
+            f"the server does not accept this credential: {details or 'unauthenticated'}",
+            code=code,
+        )
+    if code == "PERMISSION_DENIED":
+        return PermissionDenied(details or "permission denied", code=code)
+    if code == "NOT_FOUND":
+        return NotFound(details or (f"no {what}" if what else "not found"), code=code)
+    if code == "INVALID_ARGUMENT":
+        return InvalidRequest(details or "invalid request", code=code)
+    if code == "CANCELLED":
+        return ConnectionFailed(f"the call to {target} was cancelled: {details}", code=code)
+    return RemoteError(details or f"the server failed ({code.lower()})", code=code)

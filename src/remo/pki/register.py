@@ -1,0 +1,313 @@
+"""The register socket: how a local account gets its credential file.
+
+``remo server`` listens on a unix stream socket. Whoever connects gets a fresh client
+certificate for *their own* account: the kernel tells the server the caller's uid
+(``SO_PEERCRED``); nothing the caller sends can change who they are.
+
+Where the socket lives
+    The state directory is private (0700), so the socket cannot live in it. It is
+    ``/run/remo/register-<h>.sock`` where ``<h>`` is the first 16 hex digits of the
+    SHA-256 of the state directory's absolute, symlink-resolved path. ``remo register
+    --state-dir DIR`` computes the same name from ``DIR``
+    (:func:`register_socket_path`); one host can run several servers. ``/run/remo`` is
+    created mode 0755 and the socket 0666: every local account may connect.
+
+Who gets which role
+    root gets ``admin``, every other account ``operator``, unless the ``roles`` mapping
+    (account name -> role) passed to :class:`RegisterServer` says otherwise;
+    ``default_role=None`` refuses accounts the mapping does not name.
+
+Protocol (one exchange per connection)
+    client: ``remo-register v1\\n``;
+    server: ``ok <length>\\n`` and ``<length>`` bytes of credential file, or
+    ``error <one-line message>\\n``.
+
+Trust
+    Before connecting, the client checks that the socket and its directory belong to
+    root or to one same account and that the directory is writable by its owner only,
+    so another local account cannot plant a fake server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import pwd
+import socket
+import stat
+import struct
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+
+from remo.core.errors import RemoError
+from remo.core.spec import ACCOUNT_NAME
+from remo.pki import package
+from remo.pki.ca import CLIENT_VALIDITY, CertificateAuthority, Role
+from remo.pki.errors import RegisterError, RegisterRefused, RegisterUnavailable
+from remo.pki.registry import Registry
+
+log = logging.getLogger("remo.register")
+
+DEFAULT_RUN_DIR = Path("/run/remo")
+REQUEST = b"remo-register v1\n"
+MAX_RESPONSE = 1 << 20
+_PEERCRED = struct.Struct("3i")
+
+
+def register_socket_path(
+    state_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str] = DEFAULT_RUN_DIR
+) -> Path:
+    """The register socket of the server whose state directory is ``state_dir``."""
+    resolved = os.path.realpath(os.path.abspath(os.fspath(state_dir)))
+    digest = hashlib.sha256(resolved.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return Path(run_dir) / f"register-{digest}.sock"
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a connected unix socket."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    _pid, uid, _gid = _PEERCRED.unpack(raw)
+    return int(uid)
+
+
+class RegisterServer:
+    """Serves the register socket; use as ``async with`` or :meth:`start` / :meth:`close`."""
+
+    def __init__(
+        self,
+        ca: CertificateAuthority,
+        registry: Registry,
+        addresses: Iterable[str],
+        socket_path: str | os.PathLike[str],
+        *,
+        roles: Mapping[str, Role] | None = None,
+        default_role: Role | None = Role.OPERATOR,
+        validity: timedelta = CLIENT_VALIDITY,
+        timeout: float = 10.0,
+    ) -> None:
+        self.ca = ca
+        self.registry = registry
+        self.addresses = [package.validate_address(a) for a in addresses]
+        if not self.addresses:
+            raise RegisterError("the register socket needs at least one server address to hand out")
+        self.socket_path = Path(socket_path)
+        self.roles = dict(roles or {})
+        self.default_role = default_role
+        self.validity = validity
+        self.timeout = timeout
+        self._server: asyncio.Server | None = None
+
+    # -- policy ------------------------------------------------------------------------
+
+    def role_for(self, uid: int, user: str) -> Role | None:
+        """The role ``user`` (uid ``uid``) gets, or None if it may not register."""
+        if user in self.roles:
+            return Role(self.roles[user])
+        if uid == 0:
+            return Role.ADMIN
+        return self.default_role
+
+    def issue_for_uid(self, uid: int) -> bytes:
+        """Issue, record and package a credential for the account ``uid``."""
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            raise RegisterRefused(f"uid {uid} has no account name on this server") from None
+        if not ACCOUNT_NAME.match(user):
+            raise RegisterRefused(f"account name {user!r} is not one remo accepts")
+        role = self.role_for(uid, user)
+        if role is None:
+            raise RegisterRefused(f"account {user!r} is not allowed to register on this server")
+        issued = self.ca.issue_client(user, role, validity=self.validity)
+        self.registry.record(issued.certificate)
+        log.info("issued certificate %s to %s (uid %d) as %s", issued.serial, user, uid, role)
+        return package.dumps(self.addresses, self.ca.cert_pem, issued.cert_pem, issued.key_pem)
+
+    # -- serving -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the socket directory if needed and start listening."""
+        self._prepare_dir()
+        self._clear_stale()
+        self._server = await asyncio.start_unix_server(
+            self._handle, path=os.fspath(self.socket_path)
+        )
+        os.chmod(self.socket_path, 0o666)
+        log.info("register socket listening on %s", self.socket_path)
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+
+    async def __aenter__(self) -> RegisterServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _prepare_dir(self) -> None:
+        directory = self.socket_path.parent
+        try:
+            directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+            st = directory.stat()
+        except OSError as err:
+            raise RegisterError(
+                f"cannot create the register socket directory {directory}: {err.strerror or err}"
+            ) from None
+        if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+            raise RegisterError(
+                f"refusing to put the register socket in {directory}: it must belong to "
+                f"root or uid {os.geteuid()} and be writable by its owner only"
+            )
+
+    def _clear_stale(self) -> None:
+        path = os.fspath(self.socket_path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise RegisterError(f"{path} exists and is not a socket; remove it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(2.0)
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # left behind by a server that died
+            return
+        finally:
+            probe.close()
+        raise RegisterError(f"another remo server is already listening on {path}")
+
+    def _answer(self, uid: int, request: bytes) -> bytes:
+        if request != REQUEST:
+            raise RegisterRefused("unknown request: use a `remo register` of the same version")
+        return self.issue_for_uid(uid)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            sock = writer.get_extra_info("socket")
+            uid = peer_uid(sock)
+            try:
+                line = await asyncio.wait_for(reader.readline(), self.timeout)
+                data = self._answer(uid, line)
+            except RemoError as err:
+                log.warning("register request from uid %d refused: %s", uid, err)
+                message = " ".join(str(err).split())
+                writer.write(b"error " + message.encode("utf-8", "replace") + b"\n")
+            except (TimeoutError, ValueError):
+                return
+            except Exception:
+                log.exception("register request from uid %d failed", uid)
+                writer.write(b"error internal error; see the remo server log\n")
+            else:
+                writer.write(b"ok %d\n" % len(data) + data)
+            await writer.drain()
+        except (ConnectionError, OSError) as err:
+            log.warning("register connection failed: %s", err)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+
+# -- client side -------------------------------------------------------------------------
+
+
+def _check_trusted(path: str) -> None:
+    """Refuse a socket another unprivileged account could have planted."""
+    try:
+        st = os.lstat(path)
+        dst = os.stat(os.path.dirname(path) or ".")
+    except OSError:
+        return  # connect() will report it
+    if not stat.S_ISSOCK(st.st_mode):
+        raise RegisterError(f"{path} is not a socket")
+    owners_ok = dst.st_uid in (0, st.st_uid)
+    if not owners_ok or st.st_uid not in (0, dst.st_uid) or dst.st_mode & 0o022:
+        raise RegisterError(
+            f"refusing to use {path}: the socket or its directory could belong to someone "
+            "other than the remo server"
+        )
+
+
+def request_credential(
+    socket_path: str | os.PathLike[str], *, timeout: float = 30.0, check_owner: bool = True
+) -> bytes:
+    """Ask the server listening on ``socket_path`` for a credential for our own account.
+
+    Returns the credential file's bytes (write them with :func:`remo.pki.package.write`).
+    Raises :class:`RegisterUnavailable` when no server listens there,
+    :class:`RegisterRefused` when it refuses, :class:`RegisterError` otherwise.
+    """
+    path = os.fspath(socket_path)
+    if check_owner:
+        _check_trusted(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise RegisterUnavailable(
+                f"no remo server is listening on {path}; start it with `remo server` "
+                "(as root, with the same --state-dir)"
+            ) from None
+        except PermissionError:
+            raise RegisterUnavailable(
+                f"permission denied connecting to {path}; the server's socket directory "
+                "must be reachable by every account"
+            ) from None
+        except OSError as err:
+            if err.errno in (errno.ENOTSOCK, errno.ENOTDIR):
+                raise RegisterUnavailable(f"{path} is not a remo register socket") from None
+            raise RegisterError(f"cannot connect to {path}: {err.strerror or err}") from None
+        sock.sendall(REQUEST)
+        with sock.makefile("rb") as stream:
+            status = stream.readline(4096)
+            if status.startswith(b"ok "):
+                try:
+                    length = int(status[3:].strip())
+                except ValueError:
+                    length = -1
+                if not 0 < length <= MAX_RESPONSE:
+                    raise RegisterError(f"the server on {path} sent a malformed answer")
+                data = stream.read(length)
+                if len(data) != length:
+                    raise RegisterError(f"the server on {path} closed the connection early")
+                return data
+            if status.startswith(b"error "):
+                message = status[6:].decode("utf-8", "replace").strip()
+                raise RegisterRefused(f"the remo server refused: {message}")
+            raise RegisterError(f"the server on {path} sent no answer; check the server log")
+    except TimeoutError:
+        raise RegisterError(f"the server on {path} did not answer within {timeout:g}s") from None
+    finally:
+        sock.close()
+
+
+def request_credential_for_state_dir(
+    state_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str] = DEFAULT_RUN_DIR,
+    *,
+    timeout: float = 30.0,
+) -> bytes:
+    """:func:`request_credential` on the socket of the server using ``state_dir``."""
+    return request_credential(register_socket_path(state_dir, run_dir), timeout=timeout)

@@ -1,0 +1,170 @@
+"""Assemble and run the remo server: CA, TLS 1.3 mTLS listener, register socket, jobs.
+
+Import order matters: :func:`remo.server.tls.ensure_tls13_only_env` must run before
+grpc is first imported (see that module), so ``remo server`` calls it before importing
+this module, and this module calls it again, before its own ``import grpc``, to refuse
+to start if someone imported grpc earlier.
+"""
+
+from __future__ import annotations
+
+from remo.server.tls import ensure_tls13_only_env
+
+ensure_tls13_only_env()
+
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+from contextlib import asynccontextmanager  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+import grpc  # noqa: E402
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
+from grpc_reflection.v1alpha import reflection  # noqa: E402
+
+from remo.api.v1 import jobs_pb2, jobs_pb2_grpc  # noqa: E402
+from remo.pki.ca import CertificateAuthority, Role  # noqa: E402
+from remo.pki.errors import CertificateRejected  # noqa: E402
+from remo.pki.register import RegisterServer, register_socket_path  # noqa: E402
+from remo.pki.registry import Registry  # noqa: E402
+from remo.server import tls  # noqa: E402
+from remo.server.config import ServerConfig  # noqa: E402
+from remo.server.servicer import Caller, JobsServicer, Unauthenticated  # noqa: E402
+from remo.worker import JobManager  # noqa: E402
+
+log = logging.getLogger("remo.server")
+
+#: How long in-flight calls get to finish when the server stops; followers are ended
+#: cleanly after it and resume against the next server.
+SHUTDOWN_GRACE = 2.0
+MAX_MESSAGE = 8 << 20
+
+
+@dataclass
+class RunningServer:
+    """A started server: where it listens and what it hands out."""
+
+    port: int
+    addresses: list[str]
+    register_socket: str
+    protections_off: list[str]
+    cgroup_mode: str
+    server: grpc.aio.Server
+    jobs: JobManager
+
+
+def _authenticator(registry: Registry) -> Callable[[Any], Caller]:
+    def authenticate(context: Any) -> Caller:
+        try:
+            identity = tls.authenticate(context, registry)
+        except CertificateRejected as err:
+            raise Unauthenticated(str(err)) from None
+        record = registry.get(identity.serial)
+        not_after = record.not_after.timestamp() if record else 0.0
+        return Caller(identity.user, identity.role.value, identity.serial, not_after)
+
+    return authenticate
+
+
+@asynccontextmanager
+async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
+    """Start everything; stop the listener (never the jobs) on exit."""
+    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(config.state_dir, 0o700)
+    ca = CertificateAuthority.load_or_create(config.state_dir)
+    server_cert = ca.ensure_server_certificate(config.certificate_names())
+    registry = Registry.open(config.state_dir, ca.certificate)
+    try:
+        async with JobManager.open(
+            config.state_dir,
+            default_limits=config.default_limits,
+            max_limits=config.max_limits,
+        ) as jobs:
+            server = grpc.aio.server(
+                options=[
+                    ("grpc.max_receive_message_length", MAX_MESSAGE),
+                    ("grpc.max_send_message_length", MAX_MESSAGE),
+                    ("grpc.keepalive_time_ms", 30_000),
+                    ("grpc.http2.max_pings_without_data", 0),
+                    ("grpc.keepalive_permit_without_calls", 1),
+                ]
+            )
+            jobs_pb2_grpc.add_JobsServicer_to_server(
+                JobsServicer(jobs, _authenticator(registry)), server
+            )
+            health_servicer = health.aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+            reflection.enable_server_reflection(
+                (
+                    jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ),
+                server,
+            )
+            credentials = tls.server_credentials(
+                ca.cert_pem, server_cert.cert_pem, server_cert.key_pem
+            )
+            host, _ = config.listen_host_port()
+            port = server.add_secure_port(config.listen, credentials)
+            if port == 0:
+                raise OSError(f"cannot listen on {config.listen}")
+            await server.start()
+            await health_servicer.set("remo.v1.Jobs", health_pb2.HealthCheckResponse.SERVING)
+            await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+            probe_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            await asyncio.to_thread(tls.verify_tls13_only, probe_host, port)
+            addresses = config.advertised_addresses(port)
+            _write_addresses(config, addresses)
+            socket_path = register_socket_path(config.state_dir, config.register_run_dir)
+            register = RegisterServer(
+                ca,
+                registry,
+                addresses,
+                socket_path,
+                roles={k: Role(v) for k, v in config.roles.items()},
+                default_role=Role(config.default_role) if config.default_role else None,
+            )
+            await register.start()
+            try:
+                yield RunningServer(
+                    port,
+                    addresses,
+                    str(socket_path),
+                    jobs.protections_off,
+                    jobs.cgroup_mode,
+                    server,
+                    jobs,
+                )
+            finally:
+                await register.close()
+                await health_servicer.enter_graceful_shutdown()
+                await server.stop(SHUTDOWN_GRACE)
+    finally:
+        registry.close()
+
+
+async def serve_forever(config: ServerConfig, announce: Callable[[RunningServer], None]) -> None:
+    """Run until SIGTERM or SIGINT; jobs keep running after we exit."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(config) as srv:
+        announce(srv)
+        await stop.wait()
+        log.info("stopping: no new calls; running jobs keep running")
+
+
+ADDRESSES_FILE = "addresses"
+
+
+def _write_addresses(config: ServerConfig, addresses: list[str]) -> None:
+    """Remember where we listen, so `remo admin issue` can put it into packages."""
+    path = config.state_dir / ADDRESSES_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{a}\n" for a in addresses))
+    os.replace(tmp, path)

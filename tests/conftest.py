@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from remo.server.tls import ensure_tls13_only_env
+
+# grpc fixes its TLS policy when first imported: set it before any test imports grpc.
+ensure_tls13_only_env()
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 

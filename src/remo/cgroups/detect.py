@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from remo.cgroups.base import CgroupDriver, Fs
+from remo.cgroups.base import PARENT, CgroupDriver, Fs, check_name
 from remo.cgroups.none import NoneDriver
 from remo.cgroups.v1 import USED, V1Driver
 from remo.cgroups.v2 import V2Driver
@@ -109,13 +109,18 @@ def detect(
     io_devices: Sequence[str] | None = None,
     *,
     fs: Fs | None = None,
+    parent: str = PARENT,
 ) -> CgroupDriver:
     """Return the driver for this machine: ``hybrid``/``v1`` if v1 controllers are
     mounted under ``root``, ``v2`` for a lone cgroup2 mount, else ``none``.
 
     ``io_devices`` (``MAJ:MIN`` strings) defaults to :func:`block_devices`; ``fs`` lets
-    tests emulate the kernel. Never raises: a failure yields ``none`` with the reason.
+    tests emulate the kernel. Jobs go in ``<own cgroup>/<parent>/<name>``: every remo
+    instance running in the same cgroup shares ``parent``, and ``list_names`` shows all
+    of their groups, so a second instance on one machine needs its own ``parent``.
+    Never raises: a failure yields ``none`` with the reason.
     """
+    check_name(parent)
     fs = fs or Fs()
     try:
         v1_paths, v2_path = parse_proc_cgroup(fs.read(os.path.join(proc, "self/cgroup")))
@@ -138,9 +143,9 @@ def detect(
     devices = block_devices() if io_devices is None else list(io_devices)
     try:
         if hierarchies:
-            return V1Driver(hierarchies, unified, devices, fs)
+            return V1Driver(hierarchies, unified, devices, fs, parent)
         if unified and unified_mount:
-            return V2Driver(unified, unified_mount, devices, fs)
+            return V2Driver(unified, unified_mount, devices, fs, parent)
     except CgroupError as err:
         if os.geteuid() != 0 or err.errno in (errno.EACCES, errno.EPERM):
             return NoneDriver(f"not root: no cgroups, {_OFF} ({err})")

@@ -103,10 +103,12 @@ class V1Driver:
         unified: str | None,
         io_devices: Sequence[str],
         fs: base.Fs,
+        parent: str = base.PARENT,
     ) -> None:
         """``hierarchies`` maps each mounted v1 controller to this process's cgroup
         directory in it (joined controllers map to the same directory); ``unified`` is
-        our directory in the cgroup2 mount, if there is one.
+        our directory in the cgroup2 mount, if there is one. ``parent`` names the group
+        holding the jobs (see :func:`remo.cgroups.detect.detect`).
 
         Raises :class:`CgroupError` when not a single hierarchy can be used.
         """
@@ -118,7 +120,7 @@ class V1Driver:
         first_error: CgroupError | None = None
         for controller in USED:
             if controller in hierarchies:
-                where = os.path.join(hierarchies[controller], base.PARENT)
+                where = os.path.join(hierarchies[controller], parent)
                 try:
                     base.mkdir_exist_ok(fs, where)
                     self._bases[controller] = where
@@ -128,8 +130,8 @@ class V1Driver:
         self._unified: str | None = None
         if unified:
             try:
-                base.mkdir_exist_ok(fs, os.path.join(unified, base.PARENT))
-                self._unified = os.path.join(unified, base.PARENT)
+                base.mkdir_exist_ok(fs, os.path.join(unified, parent))
+                self._unified = os.path.join(unified, parent)
             except CgroupError as err:
                 first_error = first_error or err
                 self._warnings.append(f"cgroup2 hierarchy unusable: {err}")

@@ -82,8 +82,16 @@ class V2Driver:
 
     name = "v2"
 
-    def __init__(self, own: str, mount: str, io_devices: Sequence[str], fs: base.Fs) -> None:
-        """``own`` is this process's cgroup directory, ``mount`` the cgroup2 mount point.
+    def __init__(
+        self,
+        own: str,
+        mount: str,
+        io_devices: Sequence[str],
+        fs: base.Fs,
+        parent: str = base.PARENT,
+    ) -> None:
+        """``own`` is this process's cgroup directory, ``mount`` the cgroup2 mount point,
+        ``parent`` the group holding the jobs (see :func:`remo.cgroups.detect.detect`).
 
         Raises :class:`CgroupError` when the hierarchy cannot be prepared.
         """
@@ -93,7 +101,7 @@ class V2Driver:
         self._fs = fs
         self._devices = list(io_devices)
         self.own = own
-        self.base = os.path.join(own, base.PARENT)
+        self.base = os.path.join(own, parent)
         self._mount = mount
         self._setup()
         listed = (base.read(fs, self.base, "cgroup.subtree_control") or "").split()

@@ -70,11 +70,12 @@ KEEPALIVE_MS = 60_000
 
 _RETRY_FIRST = 0.2
 _RETRY_MAX = 2.0
+#: A re-opened call that stayed up this long means the connection is back.
+_HEALTHY_AFTER = 5.0
 
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.primary_user_agent", f"remo/{__version__}"),
     ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.keepalive_time_ms", KEEPALIVE_MS),
     ("grpc.keepalive_timeout_ms", 20_000),
@@ -218,9 +219,7 @@ def _job(msg: pb.JobStatus) -> JobStatus:
         ended_at=msg.ended_at if msg.HasField("ended_at") else None,
         limits=_limits(msg.limits),
         cpu_seconds=msg.cpu_seconds if msg.HasField("cpu_seconds") else None,
-        peak_memory_bytes=(
-            msg.peak_memory_bytes if msg.HasField("peak_memory_bytes") else None
-        ),
+        peak_memory_bytes=(msg.peak_memory_bytes if msg.HasField("peak_memory_bytes") else None),
         oom_killed=msg.oom_killed,
         reason=reason,
         cwd=msg.cwd,
@@ -265,29 +264,48 @@ def _retryable(err: grpc.RpcError) -> bool:
     return code is grpc.StatusCode.UNKNOWN and "stream removed" in low
 
 
+def _never_connected(err: grpc.RpcError) -> bool:
+    """Whether the call failed before reaching the server (rather than mid-way)."""
+    details = (err.details() if callable(getattr(err, "details", None)) else "") or ""
+    return "failed to connect" in details or "resolving" in details
+
+
 class _Reconnect:
-    """Backoff and time budget for re-establishing a broken call."""
+    """Bookkeeping of one resilient call: when did the current outage start?
 
-    def __init__(self, budget: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    An outage ends when a re-opened call yields data or stays open for
+    :data:`_HEALTHY_AFTER` seconds; a call that fails faster than that (say, the server
+    accepts the connection but fails the call at once) does not reset the clock, so
+    the total time spent trying is bounded by the budget.
+    """
+
+    def __init__(self, budget: float) -> None:
         self.budget = budget
-        self._sleep = sleep
-        self._deadline: float | None = None
-        self._delay = _RETRY_FIRST
+        self.outage_since: float | None = None
+        self.opened_at = 0.0
+        self.delay = _RETRY_FIRST
+        #: Still on the first attempt: if that cannot connect at all, fail at once.
+        self.first = True
 
-    def succeeded(self) -> None:
-        self._deadline = None
-        self._delay = _RETRY_FIRST
+    def opened(self) -> None:
+        self.opened_at = time.monotonic()
 
-    def expired(self) -> bool:
-        """Record a failure; True when the budget is spent (else sleep a little first)."""
+    def progressed(self) -> None:
+        self.outage_since = None
+        self.delay = _RETRY_FIRST
+
+    def failed(self) -> float:
+        """Record a failure; the seconds left in the budget (<= 0: give up)."""
         now = time.monotonic()
-        if self._deadline is None:
-            self._deadline = now + self.budget
-        if now >= self._deadline:
-            return True
-        self._sleep(min(self._delay, max(0.0, self._deadline - now)))
-        self._delay = min(self._delay * 2, _RETRY_MAX)
-        return False
+        if self.outage_since is None or now - self.opened_at >= _HEALTHY_AFTER:
+            self.outage_since = now
+            self.delay = _RETRY_FIRST
+        return self.outage_since + self.budget - now
+
+    def backoff(self) -> float:
+        delay = self.delay
+        self.delay = min(self.delay * 2, _RETRY_MAX)
+        return delay
 
 
 # -- the client ----------------------------------------------------------------------
@@ -318,7 +336,7 @@ class Client:
         self.reconnect_timeout = reconnect_timeout
         creds = client_credentials(credential.ca_pem, credential.cert_pem, credential.key_pem)
         self._channel = grpc.secure_channel(self.address, creds, options=_CHANNEL_OPTIONS)
-        self._stub = pb_grpc.JobsStub(self._channel)
+        self._stub = pb_grpc.JobsStub(self._channel)  # type: ignore[no-untyped-call]
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Client:
@@ -348,7 +366,9 @@ class Client:
 
     # helpers
 
-    def _error(self, err: grpc.RpcError, what: str = "", timeout: float | None = None) -> ClientError:
+    def _error(
+        self, err: grpc.RpcError, what: str = "", timeout: float | None = None
+    ) -> ClientError:
         return from_rpc_error(
             err,
             target=self.address,
@@ -357,8 +377,14 @@ class Client:
             timeout=timeout,
         )
 
-    def _call(self, method: Callable[..., T], request: Any, *, what: str = "",
-              timeout: float | None = None) -> T:
+    def _call(
+        self,
+        method: Callable[..., T],
+        request: Any,
+        *,
+        what: str = "",
+        timeout: float | None = None,
+    ) -> T:
         limit = self.timeout if timeout is None else timeout
         try:
             return method(request, timeout=limit)
@@ -367,6 +393,11 @@ class Client:
 
     def _lost(self, err: grpc.RpcError, doing: str) -> ConnectionFailed:
         cause = self._error(err)
+        try:
+            # A fresh call says best why the server cannot be reached right now.
+            self._stub.WhoAmI(pb.WhoAmIRequest(), timeout=5.0)
+        except grpc.RpcError as probe:
+            cause = self._error(probe, timeout=5.0)
         return ConnectionFailed(
             f"lost the connection to {self.address} while {doing} and could not get it "
             f"back within {self.reconnect_timeout:g}s: {cause}",
@@ -471,15 +502,13 @@ class Client:
 
     def wait(self, job_id: str) -> JobStatus:
         """Block until the job has ended; its final status. Survives reconnections."""
-        retry = _Reconnect(self.reconnect_timeout)
+        state = _Reconnect(self.reconnect_timeout)
         while True:
+            state.opened()
             try:
                 reply = self._stub.Wait(pb.JobRef(id=job_id))
             except grpc.RpcError as err:
-                if not _retryable(err):
-                    raise self._error(err, f"job {job_id}") from err
-                if retry.expired():
-                    raise self._lost(err, f"waiting for job {job_id}") from err
+                self._recover(state, err, f"job {job_id}", f"waiting for job {job_id}")
                 continue
             return _job(reply)
 
@@ -496,30 +525,48 @@ class Client:
         if offset < 0:
             raise UsageError(f"the output offset must be 0 or more, got {offset}")
         position = offset
-        retry = _Reconnect(self.reconnect_timeout)
+        state = _Reconnect(self.reconnect_timeout)
         while True:
+            state.opened()
             call = self._stub.Output(pb.OutputRequest(id=job_id, offset=position, follow=follow))
             try:
                 for msg in call:
                     data: bytes = msg.data
                     start: int = msg.offset
                     if start < position:
-                        # Overlap with what was already yielded (a server resending after
-                        # a resume): keep only the new bytes.
+                        # Overlaps what was already yielded: keep only the new bytes.
                         data = data[position - start :]
                         start = position
                     if not data:
                         continue
-                    retry.succeeded()
+                    state.progressed()
                     position = start + len(data)
                     yield OutputChunk(start, data)
                 return
             except grpc.RpcError as err:
-                if not _retryable(err):
-                    raise self._error(err, f"job {job_id}") from err
-                if retry.expired():
-                    raise self._lost(
-                        err, f"reading the output of job {job_id} (at byte {position})"
-                    ) from err
+                doing = f"reading the output of job {job_id} (at byte {position})"
+                self._recover(state, err, f"job {job_id}", doing)
             finally:
                 call.cancel()
+
+    def _recover(self, state: _Reconnect, err: grpc.RpcError, what: str, doing: str) -> None:
+        """After a failed resilient call: return when it is worth trying again, or raise.
+
+        Raises the translated error when ``err`` is not about the connection, and
+        :class:`ConnectionFailed` when no working connection came back within the budget.
+        """
+        if not _retryable(err) or (state.first and _never_connected(err)):
+            raise self._error(err, what) from err
+        state.first = False
+        left = state.failed()
+        if left > 0:
+            time.sleep(min(state.backoff(), left))
+            left = state.outage_since + state.budget - time.monotonic() if state.outage_since else 0
+        if left > 0:
+            try:
+                grpc.channel_ready_future(self._channel).result(timeout=left)
+            except grpc.FutureTimeoutError:
+                pass
+            else:
+                return
+        raise self._lost(err, doing) from err

@@ -210,9 +210,7 @@ def from_rpc_error(
     if code == "UNAVAILABLE":
         if "failed to connect" in details or "resolv" in details or not details:
             return _connection_error(details, target, path)
-        return ConnectionFailed(
-            f"the server at {target} is unavailable: {details}", code=code
-        )
+        return ConnectionFailed(f"the server at {target} is unavailable: {details}", code=code)
     if code == "DEADLINE_EXCEEDED":
         within = f" within {timeout:g}s" if timeout else ""
         return ConnectionFailed(

@@ -193,9 +193,7 @@ def _write_private(path: Path, data: bytes) -> None:
 def set_default(name: str, env: Mapping[str, str] | None = None) -> None:
     """Make the installed profile ``name`` the default."""
     if not profile_path(name, env).exists():
-        raise ProfileError(
-            f"no profile named {name!r} (profiles: {_describe(list_profiles(env))})"
-        )
+        raise ProfileError(f"no profile named {name!r} (profiles: {_describe(list_profiles(env))})")
     directory = config_dir(env)
     _private_dir(directory)
     _write_private(directory / DEFAULT_FILE, f"{name}\n".encode())

@@ -130,7 +130,9 @@ class JobsServicer(pb_grpc.JobsServicer):
     @rpc("List")
     async def List(self, request: pb.ListRequest, context: Any, caller: Caller) -> pb.ListResponse:
         if request.all_users and not caller.admin:
-            raise InvalidArgument("only admins can list every user's jobs (--all)")
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "only admins can list every user's jobs (--all)"
+            )
         owner = None if request.all_users else caller.user
         limit = min(request.limit or 1000, 10000)
         jobs = await self.jobs.list(owner, running_only=request.running_only, limit=limit)

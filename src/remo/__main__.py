@@ -1,0 +1,3 @@
+from remo.cli.main import main
+
+main()

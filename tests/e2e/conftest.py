@@ -1,0 +1,81 @@
+"""A real remo server on loopback with real mTLS, and real unix accounts to call it as."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+
+from remo.api.v1 import jobs_pb2_grpc
+from remo.pki import package
+from remo.pki.ca import CertificateAuthority
+from remo.pki.registry import Registry
+from remo.server import tls
+from remo.server.app import RunningServer, running
+from remo.server.config import ServerConfig
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (run-as, cgroups, useradd)")
+
+TEST_USERS = ("remo-alice", "remo-bob", "remo-carol")
+
+
+@pytest.fixture(scope="session")
+def unix_users() -> Iterator[tuple[str, ...]]:
+    """Accounts jobs can run as; created for the tests and removed after."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create accounts")
+    created = []
+    for name in TEST_USERS:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+            created.append(name)
+    yield TEST_USERS
+    for name in created:
+        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+
+
+@dataclass
+class Server:
+    running: RunningServer
+    state_dir: Path
+    tmp: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.running.port}"
+
+    def credential(self, user: str, role: str, **kw: object) -> Path:
+        """Issue a credential file as `remo admin issue` would."""
+        ca = CertificateAuthority.load(self.state_dir)
+        issued = ca.issue_client(user, role, validity=timedelta(days=1), **kw)  # type: ignore[arg-type]
+        with Registry.open(self.state_dir, ca.certificate) as registry:
+            registry.record(issued.certificate)
+        path = self.tmp / f"{user}-{role}-{issued.serial[:8]}.remo"
+        package.save(path, [self.address], ca.cert_pem, issued.cert_pem, issued.key_pem)
+        return path
+
+    def stub(self, credential: Path) -> tuple[grpc.aio.Channel, jobs_pb2_grpc.JobsStub]:
+        cred = package.load(credential)
+        channel = grpc.aio.secure_channel(
+            cred.addresses[0], tls.client_credentials(cred.ca_pem, cred.cert_pem, cred.key_pem)
+        )
+        return channel, jobs_pb2_grpc.JobsStub(channel)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    state = tmp_path / "state"
+    config = ServerConfig(
+        state_dir=state, listen="127.0.0.1:0", register_run_dir=tmp_path / "run"
+    )
+    async with running(config) as srv:
+        yield Server(srv, state, tmp_path)

@@ -74,8 +74,6 @@ class Server:
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
     state = tmp_path / "state"
-    config = ServerConfig(
-        state_dir=state, listen="127.0.0.1:0", register_run_dir=tmp_path / "run"
-    )
+    config = ServerConfig(state_dir=state, listen="127.0.0.1:0", register_run_dir=tmp_path / "run")
     async with running(config) as srv:
         yield Server(srv, state, tmp_path)

@@ -48,7 +48,11 @@ async def test_role_matrix(server: Server, unix_users: tuple[str, ...]) -> None:
         await bob.Wait(pb.JobRef(id=finished))
 
         # viewer: reads own, writes nothing
-        ok, denied, missing = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND
+        ok, denied, missing = (
+            grpc.StatusCode.OK,
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.NOT_FOUND,
+        )
         assert await code_of(alice_viewer.Status(pb.JobRef(id=alice_job))) == ok
         assert await code_of(alice_viewer.List(pb.ListRequest())) == ok
         assert await code_of(alice_viewer.Start(pb.StartRequest(argv=["true"]))) == denied
@@ -89,7 +93,9 @@ async def test_role_matrix(server: Server, unix_users: tuple[str, ...]) -> None:
             await channel.close()
 
 
-async def test_revocation_takes_effect_on_next_call(server: Server, unix_users: tuple[str, ...]) -> None:
+async def test_revocation_takes_effect_on_next_call(
+    server: Server, unix_users: tuple[str, ...]
+) -> None:
     from remo.pki.ca import CertificateAuthority
     from remo.pki.package import load
     from remo.pki.registry import Registry

@@ -81,7 +81,9 @@ async def test_graceful_stop_reaches_handler_through_init(manager: JobManager) -
 async def test_mounts_inside_do_not_reach_host(manager: JobManager, tmp_path: Path) -> None:
     target = tmp_path / "mnt"
     target.mkdir()
-    script = f"mount -t tmpfs remo-test-tmpfs {target} && grep -c remo-test-tmpfs /proc/self/mountinfo"
+    script = (
+        f"mount -t tmpfs remo-test-tmpfs {target} && grep -c remo-test-tmpfs /proc/self/mountinfo"
+    )
     output, state, _ = await run(manager, JobSpec(["sh", "-c", script]))
     assert state is JobState.SUCCEEDED, output
     assert output.strip() == b"1"
@@ -145,7 +147,11 @@ async def test_namespaces_compose_with_limits(manager: JobManager) -> None:
     from remo.core.spec import Limits
 
     job = await manager.start(
-        JobSpec(["sh", "-c", "ps -e -o pid= | wc -l"], network="none", limits=Limits(pids=50, memory=64 << 20))
+        JobSpec(
+            ["sh", "-c", "ps -e -o pid= | wc -l"],
+            network="none",
+            limits=Limits(pids=50, memory=64 << 20),
+        )
     )
     status = await manager.wait(job)
     assert status.state is JobState.SUCCEEDED

@@ -362,7 +362,7 @@ def test_without_the_policy_tls12_is_accepted(pki: Pki) -> None:
     try:
         _, out = s_client(plain, pki, "tls1_2", pki.alice)
         assert negotiated(out) == ("TLSv1.2", "ECDHE-ECDSA-AES256-GCM-SHA384"), out
-        with pytest.raises(TlsPolicyError, match="accepted TLS 1.2"):
+        with pytest.raises(TlsPolicyError, match=r"accepted TLS 1\.2"):
             tls.verify_tls13_only("127.0.0.1", plain.port)
     finally:
         stop_server(plain)
@@ -380,7 +380,9 @@ def test_policy_guards_in_this_process(
         tls.server_credentials(pki.ca.cert_pem, issued.cert_pem, issued.key_pem)
     # an RSA server key would make the RSA suites usable: refused
     monkeypatch.setenv(tls.CIPHER_SUITES_ENV, tls.TLS12_CIPHER_SUITES)
-    rsa_cert, rsa_key = forge(pki.ca.private_key, pki.ca.name, key=rsa.generate_private_key(65537, 2048))
+    rsa_cert, rsa_key = forge(
+        pki.ca.private_key, pki.ca.name, key=rsa.generate_private_key(65537, 2048)
+    )
     with pytest.raises(TlsPolicyError, match="must be ECDSA"):
         tls.server_credentials(pki.ca.cert_pem, rsa_cert, rsa_key)
     assert tls.server_credentials(pki.ca.cert_pem, issued.cert_pem, issued.key_pem) is not None
@@ -401,27 +403,31 @@ def _bad_certificates(pki: Pki) -> dict[str, tuple[ClientFiles, str | None]]:
     ca_key, ca_name = pki.ca.private_key, pki.ca.name
     stranger = CertificateAuthority.load_or_create(pki.files / "stranger")
     own_key = ec.generate_private_key(ec.SECP256R1())
-    made: dict[str, tuple[tuple[bytes, bytes], str | None]] = {
-        "expired": (
-            forge(ca_key, ca_name, not_before=NOW - timedelta(days=9), not_after=NOW - timedelta(days=1)),
-            "expired",
+    week_ago, yesterday = NOW - timedelta(days=7), NOW - timedelta(days=1)
+    strangers = stranger.issue_client("mallory", Role.ADMIN)
+    revokee, ghost = pki.client("revokee"), pki.client("ghost", record=False)
+    weak_key = rsa.generate_private_key(65537, 1024)
+    made: dict[str, tuple[tuple[bytes, bytes], str]] = {
+        "expired": (forge(ca_key, ca_name, not_before=week_ago, not_after=yesterday), "expired"),
+        "not-yet-valid": (
+            forge(ca_key, ca_name, not_before=NOW + timedelta(days=1)),
+            "not valid before",
         ),
-        "not-yet-valid": (forge(ca_key, ca_name, not_before=NOW + timedelta(days=1)), "not valid before"),
-        "unknown-ca": (
-            (lambda i: (i.cert_pem, i.key_pem))(stranger.issue_client("mallory", Role.ADMIN)),
-            "not issued by this server's CA",
-        ),
+        "unknown-ca": ((strangers.cert_pem, strangers.key_pem), "not issued by this server's CA"),
         "self-signed": (forge(own_key, None, key=own_key), "not issued by this server's CA"),
-        "rsa-1024": (forge(ca_key, ca_name, key=rsa.generate_private_key(65537, 1024)), "1024-bit RSA"),
+        "rsa-1024": (forge(ca_key, ca_name, key=weak_key), "1024-bit RSA"),
         "sha1": (forge_sha1(pki.ca, pki.files), "SHA1"),
-        "server-auth-only": (forge(ca_key, ca_name, usages=[ExtendedKeyUsageOID.SERVER_AUTH]), "clientAuth"),
-        "revoked": ((lambda c: (c.cert_pem, c.key_pem))(pki.client("revokee")), "revoked"),
-        "unrecorded": ((lambda c: (c.cert_pem, c.key_pem))(pki.client("ghost", record=False)), "never recorded"),
-    }  # fmt: skip
+        "server-auth-only": (
+            forge(ca_key, ca_name, usages=[ExtendedKeyUsageOID.SERVER_AUTH]),
+            "clientAuth",
+        ),
+        "revoked": ((revokee.cert_pem, revokee.key_pem), "revoked"),
+        "unrecorded": ((ghost.cert_pem, ghost.key_pem), "never recorded"),
+    }
     out: dict[str, tuple[ClientFiles, str | None]] = {}
     for name, ((cert_pem, key_pem), message) in made.items():
         files = save(pki.files, f"bad-{name}", cert_pem, key_pem)
-        if name not in ("unrecorded", "unknown-ca", "self-signed"):
+        if name not in ("unrecorded", "unknown-ca", "self-signed", "revoked"):
             pki.registry.record(files.certificate)  # so only the named defect can refuse it
         out[name] = (files, message)
     pki.registry.revoke(f"{out['revoked'][0].certificate.serial_number:x}")

@@ -57,7 +57,9 @@ async def test_ten_mib_binary_output_is_byte_exact(manager: JobManager, tmp_path
 
 
 async def test_fifty_followers_get_identical_output(manager: JobManager) -> None:
-    script = "import time\nfor i in range(200):\n    print('line', i, flush=True)\n    time.sleep(0.01)"
+    script = (
+        "import time\nfor i in range(200):\n    print('line', i, flush=True)\n    time.sleep(0.01)"
+    )
     job = await manager.start(JobSpec([PY, "-c", script]))
     results = await asyncio.gather(*(collect(manager, job) for _ in range(50)))
     expected = "".join(f"line {i}\n" for i in range(200)).encode()
@@ -124,7 +126,9 @@ async def test_stop_reaches_sigterm_handler(manager: JobManager) -> None:
 async def test_memory_limit_oom_kills(manager: JobManager) -> None:
     limit = 64 << 20
     job = await manager.start(
-        JobSpec([PY, "-c", f"b = b'x' * {4 * limit}; print('survived')"], limits=Limits(memory=limit))
+        JobSpec(
+            [PY, "-c", f"b = b'x' * {4 * limit}; print('survived')"], limits=Limits(memory=limit)
+        )
     )
     status = await manager.wait(job)
     assert status.oom_killed
@@ -163,9 +167,7 @@ async def test_pids_limit_contains_fork_bomb(manager: JobManager) -> None:
 
 @needs_root
 async def test_cpu_limit_throttles_busy_loop(manager: JobManager) -> None:
-    job = await manager.start(
-        JobSpec([PY, "-c", "while True: pass"], limits=Limits(cpu=0.2))
-    )
+    job = await manager.start(JobSpec([PY, "-c", "while True: pass"], limits=Limits(cpu=0.2)))
     await asyncio.sleep(3)  # the measured interval itself, not a wait for a condition
     status = await manager.stop(job, grace=0)
     assert status.cpu_seconds is not None
@@ -190,7 +192,9 @@ async def test_io_read_limit_throttles_direct_reads(manager: JobManager, tmp_pat
     elapsed = time.monotonic() - started
     assert status.state is JobState.SUCCEEDED, await collect(manager, job)
     observed = (24 << 20) / elapsed
-    assert 0.5 * rate <= observed <= 1.5 * rate, f"{observed / 1e6:.1f} MB/s for limit {rate / 1e6:.1f}"
+    assert 0.5 * rate <= observed <= 1.5 * rate, (
+        f"{observed / 1e6:.1f} MB/s for limit {rate / 1e6:.1f}"
+    )
 
 
 async def test_jobs_survive_kill_9_of_library_process(state_dir: Path) -> None:

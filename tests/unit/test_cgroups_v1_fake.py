@@ -13,6 +13,7 @@ import errno
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ class FakeCgroup1(base.Fs):
     """Hierarchies mounted at ``root/<dir>``; ``unified`` (no controllers) is cgroup2."""
 
     def __init__(
-        self, root: Path, layout: dict[str, tuple[str, ...]], missing: tuple[str, ...] = ()
+        self, root: Path, layout: Mapping[str, tuple[str, ...]], missing: tuple[str, ...] = ()
     ) -> None:
         self.root = root
         self.layout = layout
@@ -171,7 +172,7 @@ def make_proc(tmp: Path, fake: FakeCgroup1, mount_roots: dict[str, str] | None =
 
 
 def make_driver(
-    tmp: Path, layout: dict[str, tuple[str, ...]], missing: tuple[str, ...] = ()
+    tmp: Path, layout: Mapping[str, tuple[str, ...]], missing: tuple[str, ...] = ()
 ) -> tuple[FakeCgroup1, V1Driver]:
     fake = FakeCgroup1(tmp / "cgroup", layout, missing)
     driver = detect(str(fake.root), str(make_proc(tmp, fake)), ["254:0", "8:0"], fs=fake)
@@ -294,7 +295,8 @@ def test_destroy_removes_every_directory(hybrid: tuple[FakeCgroup1, V1Driver]) -
     assert not any(os.path.exists(p) for p in group.paths)
     assert driver.list_names() == []
     assert driver.open("job1") is None
-    group.destroy()
+    group.destroy()  # already gone: ENOENT is fine
+    group.kill()
 
 
 def test_open_finds_partial_leftovers(hybrid: tuple[FakeCgroup1, V1Driver]) -> None:

@@ -317,6 +317,9 @@ def test_destroy_kills_waits_and_removes(fake: FakeCgroup2, driver: V2Driver) ->
     assert (str(path / "cgroup.kill"), "1") in fake.writes
     assert driver.list_names() == []
     group.destroy()  # already gone: ENOENT is fine
+    group.kill()
+    assert group.pids() == []
+    assert not group.populated()
 
 
 def test_destroy_retries_ebusy(fake: FakeCgroup2, driver: V2Driver) -> None:
@@ -324,6 +327,15 @@ def test_destroy_retries_ebusy(fake: FakeCgroup2, driver: V2Driver) -> None:
     fake.busy_rmdirs = 3
     group.destroy()
     assert not (fake.mount / "system.slice/remo.service/remo/job1").exists()
+
+
+def test_destroy_removes_child_groups_made_by_the_job(fake: FakeCgroup2, driver: V2Driver) -> None:
+    group = driver.create("job1", Limits())
+    path = fake.mount / "system.slice/remo.service/remo/job1"
+    fake.mkdir(str(path / "inner"))
+    fake.mkdir(str(path / "inner/deeper"))
+    group.destroy()
+    assert not path.exists()
 
 
 def test_destroy_gives_up_on_lasting_ebusy(fake: FakeCgroup2, driver: V2Driver) -> None:

@@ -46,6 +46,7 @@ from remo.pki.errors import (
     CredentialPermissions,
     CredentialUnreadable,
     MalformedCertificate,
+    PkiError,
     UnknownCertificate,
     UntrustedCertificate,
     WeakCertificate,
@@ -298,6 +299,8 @@ def test_registry_record_list_revoke(ca: CertificateAuthority, registry: Registr
         registry.record(issued.certificate)
     records = registry.list_records()
     assert {r.serial for r in records} == {a1.serial, a2.serial, b1.serial}
+    with pytest.raises(PkiError, match="already recorded"):
+        registry.record(b1.certificate)
     bob = registry.list_records(user="bob")
     assert [(r.user, r.role, r.revoked) for r in bob] == [("bob", Role.ADMIN, False)]
     assert bob[0].not_after == b1.certificate.not_valid_after_utc

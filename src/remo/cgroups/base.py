@@ -18,7 +18,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -153,6 +153,16 @@ def signal_pids(pids: Iterable[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
+@contextlib.contextmanager
+def unless_gone() -> Iterator[None]:
+    """Swallow the error of acting on a group already removed: nothing is left in it."""
+    try:
+        yield
+    except CgroupError as err:
+        if err.errno != errno.ENOENT:
+            raise
+
+
 def mkdir_exist_ok(fs: Fs, path: str) -> None:
     try:
         fs.mkdir(path)
@@ -246,7 +256,8 @@ def remove_dirs(fs: Fs, dirs: list[str], group: JobGroup, timeout: float = 5.0) 
     rmdir(2) of a cgroup fails with EBUSY while it still has live tasks or child groups
     (cgroup-v2.rst "Removing cgroups"; zombies do not count). SIGKILL is asynchronous: a
     killed task stays a member until it has run its exit path and torn down its memory,
-    which takes longer for a large job, so EBUSY is retried with a short backoff.
+    which takes longer for a large job, so EBUSY is retried with a short backoff. A job
+    running as root may also have made child groups; those are removed first.
     A directory already gone (ENOENT) is what we wanted.
     """
     deadline = time.monotonic() + timeout
@@ -269,5 +280,14 @@ def remove_dirs(fs: Fs, dirs: list[str], group: JobGroup, timeout: float = 5.0) 
                     raise CgroupError(
                         os.path.dirname(path), os.path.basename(path), "rmdir", err
                     ) from err
+                _remove_children(fs, path)
                 time.sleep(delay)
                 delay = min(delay * 2, 0.02)
+
+
+def _remove_children(fs: Fs, path: str) -> None:
+    """Best-effort, depth-first rmdir of the groups below ``path``."""
+    with contextlib.suppress(OSError):
+        for child in fs.listdirs(path):
+            _remove_children(fs, os.path.join(path, child))
+            fs.rmdir(os.path.join(path, child))

@@ -50,6 +50,10 @@ class V1Group:
         base.signal_pids(self.pids(), sig)
 
     def kill(self) -> None:
+        with base.unless_gone():
+            self._kill()
+
+    def _kill(self) -> None:
         fs = self._fs
         if self._unified and self._has_kill:
             # cgroup-v2.rst "cgroup.kill" works on a controller-less hierarchy too.

@@ -43,17 +43,18 @@ class V2Group:
         base.signal_pids(self.pids(), sig)
 
     def kill(self) -> None:
-        if self._has_kill:
-            # cgroup-v2.rst "cgroup.kill": writing "1" SIGKILLs every process in the
-            # subtree, and the kernel prevents forks from escaping while it does so.
-            base.write(self._fs, self.path, "cgroup.kill", "1")
-            return
-        # Before 5.14 there is no cgroup.kill; cgroup.freeze (5.2+) closes the fork race.
-        base.freeze_kill(
-            lambda on: base.write(self._fs, self.path, "cgroup.freeze", "1" if on else "0"),
-            lambda: self._events().get("frozen", 1) == 1,
-            self.pids,
-        )
+        with base.unless_gone():
+            if self._has_kill:
+                # cgroup-v2.rst "cgroup.kill": writing "1" SIGKILLs every process in the
+                # subtree, and the kernel deals with concurrent forks and migrations.
+                base.write(self._fs, self.path, "cgroup.kill", "1")
+                return
+            # Before 5.14 there is no cgroup.kill; cgroup.freeze (5.2+) closes the race.
+            base.freeze_kill(
+                lambda on: base.write(self._fs, self.path, "cgroup.freeze", "1" if on else "0"),
+                lambda: self._events().get("frozen", 1) == 1,
+                self.pids,
+            )
 
     def _events(self) -> dict[str, int]:
         return base.keyed(base.read(self._fs, self.path, "cgroup.events"))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from remo.core.errors import InvalidArgument
 from remo.core.paths import EXIT_FILE, OUTPUT_FILE
@@ -75,7 +75,7 @@ async def read_output(
     offset: int = 0,
     follow: bool = False,
     chunk: int = DEFAULT_CHUNK,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield the bytes of ``<job_dir>/output`` from ``offset``, in pieces of at most ``chunk``.
 
     Without ``follow``: yield what is there now and stop. With ``follow``: keep waiting

@@ -90,10 +90,10 @@ class DirWatch:
                 await w.wait(seen)
     """
 
-    def __init__(self, watcher: OutputWatcher, state: _Dir) -> None:
+    def __init__(self, watcher: OutputWatcher, state: _Dir, path: str) -> None:
         self._watcher = watcher
         self._state: _Dir | None = state
-        self._path = state.path
+        self._path = path
 
     @property
     def path(self) -> str:
@@ -208,7 +208,7 @@ class OutputWatcher:
         if state is None:
             state = self._open(key)
         state.refs += 1
-        return DirWatch(self, state)
+        return DirWatch(self, state, key)
 
     def close(self) -> None:
         """Release the inotify descriptor now, e.g. at shutdown.

@@ -14,10 +14,12 @@ call, so a revocation, even by another process, takes effect on the next RPC.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,6 +188,14 @@ class Registry:
 
     # -- writing ---------------------------------------------------------------------
 
+    @staticmethod
+    @contextlib.contextmanager
+    def _integrity(serial: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise PkiError(f"certificate {serial} is already recorded") from None
+
     def record(self, cert: x509.Certificate) -> CertRecord:
         """Record a client certificate remo just issued; returns its row."""
         rec = CertRecord(
@@ -197,7 +207,7 @@ class Registry:
             issued_at=_now().replace(microsecond=0),
             revoked_at=None,
         )
-        with self._lock:
+        with self._lock, self._integrity(rec.serial):
             self._db.execute(
                 "INSERT INTO certificates"
                 " (serial, user, role, not_before, not_after, issued_at, revoked_at)"

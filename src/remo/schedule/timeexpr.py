@@ -145,8 +145,11 @@ def parse_at(text: str, now: datetime, tz: tzinfo | None = None) -> datetime:
     if stamp is None:
         why = "give a time too" if _DATE_ONLY.fullmatch(s) else "not a date and time"
         raise InvalidArgument(f"invalid time {quote(text)}: {why}, {AT_EXAMPLE}")
+    offset = _iso_offset(stamp["tz"])
+    if offset and (int(offset[1:3]) > 23 or int(offset[4:6]) > 59):
+        raise InvalidArgument(f"invalid time {quote(text)}: no such UTC offset, {AT_EXAMPLE}")
     iso = f"{stamp['date']}T{int(stamp['h']):02d}:{stamp['m']}:{stamp['s'] or '00'}"
-    iso += (stamp["frac"] or "") + _iso_offset(stamp["tz"])
+    iso += (stamp["frac"] or "") + offset
     try:
         when = datetime.fromisoformat(iso)
     except ValueError as exc:

@@ -17,7 +17,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 from collections.abc import AsyncIterator, Callable  # noqa: E402
-from contextlib import asynccontextmanager  # noqa: E402
+from contextlib import AsyncExitStack, asynccontextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -32,6 +32,9 @@ from remo.pki.register import RegisterServer, register_socket_path  # noqa: E402
 from remo.pki.registry import Registry  # noqa: E402
 from remo.server import tls  # noqa: E402
 from remo.server.config import ServerConfig  # noqa: E402
+from remo.schedule.store import ScheduleStore  # noqa: E402
+from remo.schedule.timer import Scheduler  # noqa: E402
+from remo.server.convert import NetworkPolicy  # noqa: E402
 from remo.server.servicer import Caller, JobsServicer, Unauthenticated  # noqa: E402
 from remo.worker import JobManager  # noqa: E402
 
@@ -77,12 +80,16 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
     ca = CertificateAuthority.load_or_create(config.state_dir)
     server_cert = ca.ensure_server_certificate(config.certificate_names())
     registry = Registry.open(config.state_dir, ca.certificate)
+    stack = AsyncExitStack()
     try:
-        async with JobManager.open(
-            config.state_dir,
-            default_limits=config.default_limits,
-            max_limits=config.max_limits,
-        ) as jobs:
+        async with (
+            JobManager.open(
+                config.state_dir,
+                default_limits=config.default_limits,
+                max_limits=config.max_limits,
+            ) as jobs,
+            stack,  # exits first: the scheduler stops before the JobManager closes
+        ):
             server = grpc.aio.server(
                 options=[
                     ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -92,8 +99,19 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
                     ("grpc.keepalive_permit_without_calls", 1),
                 ]
             )
+            schedules = ScheduleStore(config.state_dir / "schedules.db")
+            scheduler = Scheduler(schedules, jobs)
+            await scheduler.start()
+            stack.push_async_callback(scheduler.close)
+            stack.callback(schedules.close)
             jobs_pb2_grpc.add_JobsServicer_to_server(
-                JobsServicer(jobs, _authenticator(registry)), server
+                JobsServicer(
+                    jobs,
+                    _authenticator(registry),
+                    scheduler,
+                    NetworkPolicy(config.network, config.force_network_none),
+                ),
+                server,
             )
             health_servicer = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

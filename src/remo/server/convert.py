@@ -3,9 +3,78 @@
 from __future__ import annotations
 
 from remo.api.v1 import jobs_pb2 as pb
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
 from remo.core.errors import InvalidArgument
-from remo.core.spec import JobSpec, Limits
+from remo.core.spec import NETWORK_MODES, JobSpec, Limits
 from remo.core.status import JobStatus
+from remo.schedule.store import Schedule
+from remo.schedule.timeexpr import parse_at
+
+#: Longest period or delay a schedule may have (ten years).
+MAX_SCHEDULE_SECONDS = 10 * 366 * 86400.0
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """The server's network settings: a default, and whether ``none`` is forced."""
+
+    default: str = "host"
+    force_none: bool = False
+
+    def choose(self, requested: str) -> str:
+        if requested and requested not in NETWORK_MODES:
+            raise InvalidArgument(f"network must be one of {', '.join(NETWORK_MODES)}")
+        if self.force_none:
+            return "none"
+        return requested or self.default
+
+
+def due_times(when: pb.When) -> tuple[float, float | None]:
+    """First due time (unix seconds) and period of a schedule request."""
+    now = time.time()
+    every = when.every_seconds or None
+    if every is not None and not 1 <= every <= MAX_SCHEDULE_SECONDS:
+        raise InvalidArgument("the period must be between 1 second and 10 years")
+    if when.at:
+        first = parse_at(when.at, datetime.now().astimezone()).timestamp()
+    elif when.HasField("at_unix"):
+        first = when.at_unix
+        if first < now - 1:
+            raise InvalidArgument("the requested time is in the past")
+    else:
+        if not 0 <= when.delay_seconds <= MAX_SCHEDULE_SECONDS:
+            raise InvalidArgument("the delay must be between 0 and 10 years")
+        first = now + when.delay_seconds
+    return first, every
+
+
+def schedule_to_pb(schedule: Schedule, viewer: str) -> pb.Schedule:
+    owner_prefix = "" if schedule.owner == viewer else f"{schedule.owner}/"
+    msg = pb.Schedule(
+        id=f"{owner_prefix}s{schedule.seq}",
+        owner=schedule.owner,
+        argv=list(schedule.spec.argv),
+        every_seconds=schedule.every or 0.0,
+        created_at=schedule.created_at,
+        active=schedule.active,
+        recent_runs=[
+            pb.ScheduleRun(
+                due_at=r.due_at,
+                outcome=r.outcome,
+                job_id=r.job_id.partition("/")[2]
+                if r.job_id.startswith(f"{viewer}/")
+                else r.job_id,
+                detail=r.detail,
+            )
+            for r in schedule.recent
+        ],
+    )
+    if schedule.next_due is not None:
+        msg.next_run_at = schedule.next_due
+    return msg
 
 
 def limits_from_pb(msg: pb.Limits) -> Limits:
@@ -36,7 +105,7 @@ def limits_to_pb(limits: Limits) -> pb.Limits:
     return msg
 
 
-def spec_from_pb(request: pb.StartRequest, owner: str) -> JobSpec:
+def spec_from_pb(request: pb.StartRequest, owner: str, network: str = "host") -> JobSpec:
     """Build a spec for ``owner`` (taken from the certificate, never from the request)."""
     spec = JobSpec(
         argv=list(request.argv),
@@ -44,7 +113,7 @@ def spec_from_pb(request: pb.StartRequest, owner: str) -> JobSpec:
         cwd=request.cwd or None,
         owner=owner,
         limits=limits_from_pb(request.limits),
-        network=request.network or "host",
+        network=network,
         private_tmp=request.private_tmp,
     )
     spec.validate()

@@ -19,9 +19,18 @@ import grpc
 from remo import __version__
 from remo.api.v1 import jobs_pb2 as pb
 from remo.api.v1 import jobs_pb2_grpc as pb_grpc
-from remo.core.errors import InvalidArgument, JobNotFound, RemoError
+from remo.core.errors import InvalidArgument, RemoError
+from remo.schedule.timer import Scheduler
 from remo.server import authz, ids
-from remo.server.convert import check_offset, spec_from_pb, status_to_pb
+from remo.server.convert import (
+    NetworkPolicy,
+    check_offset,
+    due_times,
+    schedule_to_pb,
+    spec_from_pb,
+    status_to_pb,
+)
+from remo.supervisor import accounts
 from remo.server.errors import public_message, status_code
 from remo.worker import JobManager
 
@@ -75,9 +84,17 @@ def rpc(name: str) -> Callable[[Unary], Callable[[Any, Any, Any], Awaitable[Any]
 
 
 class JobsServicer(pb_grpc.JobsServicer):
-    def __init__(self, jobs: JobManager, authenticate: Authenticator) -> None:
+    def __init__(
+        self,
+        jobs: JobManager,
+        authenticate: Authenticator,
+        scheduler: Scheduler,
+        network_policy: NetworkPolicy | None = None,
+    ) -> None:
         self.jobs = jobs
+        self.scheduler = scheduler
         self._authenticate = authenticate
+        self._network = network_policy or NetworkPolicy()
 
     async def _admit(self, context: grpc.aio.ServicerContext, rpc: str) -> Caller:
         """Authenticate the certificate and check the role may call ``rpc`` at all."""
@@ -101,7 +118,14 @@ class JobsServicer(pb_grpc.JobsServicer):
     async def Start(
         self, request: pb.StartRequest, context: Any, caller: Caller
     ) -> pb.StartResponse:
-        spec = spec_from_pb(request, owner=caller.user)
+        spec = spec_from_pb(
+            request, owner=caller.user, network=self._network.choose(request.network)
+        )
+        if request.HasField("when"):
+            accounts.resolve(caller.user)  # an unknown account fails now, not at 2 a.m.
+            first_due, every = due_times(request.when)
+            schedule = self.scheduler.create(spec, caller.user, first_due, every)
+            return pb.StartResponse(schedule=schedule_to_pb(schedule, caller.user))
         job_id = await self.jobs.start(spec)
         status = await self.jobs.status(job_id)
         return pb.StartResponse(job=status_to_pb(status, ids.shown(caller.user, job_id)))
@@ -136,7 +160,10 @@ class JobsServicer(pb_grpc.JobsServicer):
         owner = None if request.all_users else caller.user
         limit = min(request.limit or 1000, 10000)
         jobs = await self.jobs.list(owner, running_only=request.running_only, limit=limit)
-        return pb.ListResponse(jobs=[status_to_pb(j, ids.shown(caller.user, j.id)) for j in jobs])
+        return pb.ListResponse(
+            jobs=[status_to_pb(j, ids.shown(caller.user, j.id)) for j in jobs],
+            schedules=[schedule_to_pb(s, caller.user) for s in self.scheduler.list(owner)],
+        )
 
     async def Output(
         self, request: pb.OutputRequest, context: Any
@@ -156,13 +183,18 @@ class JobsServicer(pb_grpc.JobsServicer):
     async def Remove(
         self, request: pb.RemoveRequest, context: Any, caller: Caller
     ) -> pb.RemoveResponse:
+        if ids.is_schedule_id(request.id):
+            schedule_id = ids.resolve(caller.user, caller.admin, request.id, schedule=True)
+            await self.scheduler.cancel(schedule_id, request.stop_running)
+            return pb.RemoveResponse()
         job_id = self._job_id(caller, request.id)
         await self.jobs.remove(job_id)
         return pb.RemoveResponse()
 
     @rpc("ScheduleStatus")
     async def ScheduleStatus(self, request: pb.JobRef, context: Any, caller: Caller) -> pb.Schedule:
-        raise JobNotFound(request.id)
+        schedule_id = ids.resolve(caller.user, caller.admin, request.id, schedule=True)
+        return schedule_to_pb(self.scheduler.get(schedule_id), caller.user)
 
     @rpc("WhoAmI")
     async def WhoAmI(

@@ -24,8 +24,10 @@ TLS 1.2 suite can authenticate the server and every TLS 1.2 handshake ends with
    would make the RSA suites usable again.
 
 :func:`verify_tls13_only` checks the result on a listening port, with Python's own
-OpenSSL: a TLS 1.2 handshake must fail and a TLS 1.3 one must get as far as the server's
-certificate request. The server should call it once after binding and stop if it fails.
+OpenSSL: a TLS 1.2-only ClientHello must not get a ServerHello back (it gets an alert or
+a closed connection) and a TLS 1.3-only one must. Only the server's first answer is
+read, so client certificates play no part. The server should call it once after
+binding and stop if it fails.
 
 Client side, :func:`client_credentials` is plain ``ssl_channel_credentials`` with our
 CA as the only root: the server speaks TLS 1.3 only, and TLS 1.3's downgrade
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import socket
 import ssl
@@ -170,40 +173,70 @@ def authenticate(context: Any, registry: Registry) -> Identity:
     return registry.check(der)
 
 
-def verify_tls13_only(host: str, port: int, *, timeout: float = 5.0) -> str:
-    """Check a listening remo server: TLS 1.2 must fail, TLS 1.3 must be spoken.
+_TLS13_SUITE_NAMES = {
+    0x1301: "TLS_AES_128_GCM_SHA256",
+    0x1302: "TLS_AES_256_GCM_SHA384",
+    0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+}
 
-    Returns the negotiated TLS 1.3 cipher suite. Raises :class:`TlsPolicyError` when a
-    TLS 1.2 handshake completes or a TLS 1.3 one does not. The probes present no
-    client certificate, so the server logs two failed handshakes.
+
+def _server_hello(host: str, port: int, version: ssl.TLSVersion, timeout: float) -> int | None:
+    """Send a ClientHello offering only ``version``; the cipher suite the server picked.
+
+    Returns None when the server answers with an alert or closes the connection. Only
+    the ServerHello is looked at, so the answer does not depend on client certificates.
     """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = version
+    if version is ssl.TLSVersion.TLSv1_2:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    ctx.set_alpn_protocols(["h2"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()  # only produces the ClientHello
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(outgoing.read())
+        data = b""
+        try:
+            while len(data) < 5 or len(data) < 5 + int.from_bytes(data[3:5], "big"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except ConnectionResetError:
+            pass
+    # record: type 22 (handshake); message: type 2 (ServerHello), length, version,
+    # random[32], session id, cipher suite
+    if len(data) < 44 or data[0] != 22 or data[5] != 2:
+        return None
+    session_id_len = data[43]
+    at = 44 + session_id_len
+    if len(data) < at + 2:
+        return None
+    return int.from_bytes(data[at : at + 2], "big")
 
-    def handshake(version: ssl.TLSVersion) -> tuple[str, str] | ssl.SSLError:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.minimum_version = ctx.maximum_version = version
-        if version is ssl.TLSVersion.TLSv1_2:
-            ctx.set_ciphers("ALL:@SECLEVEL=0")
-        ctx.set_alpn_protocols(["h2"])
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            try:
-                with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                    cipher = tls.cipher()
-                    return (tls.version() or "", cipher[0] if cipher else "")
-            except ssl.SSLError as err:
-                return err
 
+def verify_tls13_only(host: str, port: int, *, timeout: float = 5.0) -> str:
+    """Check a listening server: it must refuse TLS 1.2 and accept TLS 1.3.
+
+    Sends one TLS 1.2-only and one TLS 1.3-only ClientHello and reads the server's
+    first answer. Returns the TLS 1.3 cipher suite it chose. Raises
+    :class:`TlsPolicyError` when it answers TLS 1.2 with a ServerHello, or TLS 1.3
+    with anything else. (The server logs the two abandoned handshakes.)
+    """
     try:
-        old = handshake(ssl.TLSVersion.TLSv1_2)
-        new = handshake(ssl.TLSVersion.TLSv1_3)
+        old = _server_hello(host, port, ssl.TLSVersion.TLSv1_2, timeout)
+        new = _server_hello(host, port, ssl.TLSVersion.TLSv1_3, timeout)
     except OSError as err:
         raise TlsPolicyError(f"cannot probe {host}:{port}: {err.strerror or err}") from err
-    if not isinstance(old, ssl.SSLError):
+    if old is not None:
         raise TlsPolicyError(
-            f"the server at {host}:{port} accepted TLS 1.2 ({old[1]}); "
-            "grpc was imported before remo.server.tls.ensure_tls13_only_env() ran"
+            f"the server at {host}:{port} accepted TLS 1.2 (cipher suite 0x{old:04x}); "
+            "was grpc imported before remo.server.tls.ensure_tls13_only_env() ran?"
         )
-    if isinstance(new, ssl.SSLError):
-        raise TlsPolicyError(f"the server at {host}:{port} refused TLS 1.3: {new}")
-    return new[1]
+    if new is None or new not in _TLS13_SUITE_NAMES:
+        raise TlsPolicyError(f"the server at {host}:{port} did not accept TLS 1.3")
+    return _TLS13_SUITE_NAMES[new]

@@ -83,7 +83,9 @@ def unshare(flags: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(
+    source: str, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     result = _libc.mount(
         source.encode(),
         target.encode(),

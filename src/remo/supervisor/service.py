@@ -100,7 +100,9 @@ class Supervisor:
             )
         if spec.private_tmp and not self.can_isolate:
             raise StartFailed(
-                "namespace", None, "a private /tmp was required but mount namespaces are unavailable"
+                "namespace",
+                None,
+                "a private /tmp was required but mount namespaces are unavailable",
             )
         return namespaces.Isolation(
             pid=self.can_isolate,

@@ -28,18 +28,21 @@ class Limits(_message.Message):
     ) -> None: ...
 
 class When(_message.Message):
-    __slots__ = ("delay_seconds", "at_unix", "every_seconds")
+    __slots__ = ("delay_seconds", "at_unix", "every_seconds", "at")
     DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AT_UNIX_FIELD_NUMBER: _ClassVar[int]
     EVERY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
     delay_seconds: float
     at_unix: float
     every_seconds: float
+    at: str
     def __init__(
         self,
         delay_seconds: _Optional[float] = ...,
         at_unix: _Optional[float] = ...,
         every_seconds: _Optional[float] = ...,
+        at: _Optional[str] = ...,
     ) -> None: ...
 
 class StartRequest(_message.Message):

@@ -1,0 +1,264 @@
+"""The ``remo`` command: a click group whose verbs are imported only when used.
+
+Start-up cost matters (``remo run -- true`` should beat ``ssh host true`` by far), so
+this module imports click and the standard library only; each verb lives in its own
+module, loaded on demand, and grpc is imported only by verbs that connect.
+
+Errors: every remo error becomes one line on stderr, ``remo: <message>``, and an exit
+code (see :mod:`remo.client.errors`): 2 usage, 3 connection/TLS, 4 credential or
+authorization, 5 not found, 6 other server-side failure, 130 interrupted. ``remo run``
+and ``remo wait`` otherwise exit with the job's own code (128+N when a signal N killed it).
+Set ``REMO_DEBUG=1`` to get a traceback for unexpected errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from remo.client.connection import Client
+
+#: Verb -> (module, attribute). Modules that do not exist (yet) are left out.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("remo.cli.run", "command"),
+    "ps": ("remo.cli.ps", "command"),
+    "status": ("remo.cli.status", "command"),
+    "logs": ("remo.cli.logs", "command"),
+    "stop": ("remo.cli.stop", "command"),
+    "wait": ("remo.cli.wait", "command"),
+    "rm": ("remo.cli.rm", "command"),
+    "login": ("remo.cli.login", "command"),
+    "register": ("remo.cli.register", "command"),
+    "server": ("remo.cli.server_cmd", "command"),
+    "admin": ("remo.cli.admin", "group"),
+}
+
+PROFILE_KEY = "remo.profile"
+EXIT_INTERRUPTED = 130
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``remo: message`` on stderr and exit with ``code``."""
+    click.echo(f"remo: {message}", err=True)
+    sys.exit(code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _report(err: BaseException) -> int:
+    """Print ``err`` as one line and return the exit code."""
+    from remo.client.errors import exit_code_of, message_of
+
+    click.echo(f"remo: {message_of(err)}", err=True)
+    return exit_code_of(err)
+
+
+class RemoGroup(click.Group):
+    """A group that imports its verbs lazily and reports every error as one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = [n for n in COMMANDS if _available(COMMANDS[n][0])]
+        return names + sorted(set(self.commands) - set(names))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        target = COMMANDS.get(cmd_name)
+        if target is None or not _available(target[0]):
+            return None
+        module = importlib.import_module(target[0])
+        command = getattr(module, target[1])
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target[0]}.{target[1]} is not a click command")
+        return command
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> NoReturn:
+        """Run the command line; never returns, never shows a traceback for user errors."""
+        from remo.core.errors import RemoError
+
+        code: int
+        try:
+            result = super().main(
+                args, prog_name or "remo", complete_var, standalone_mode=False, **extra
+            )
+            code = result if isinstance(result, int) else 0
+        except click.exceptions.NoArgsIsHelpError as err:
+            click.echo(err.ctx.get_help() if err.ctx else err.format_message())
+            code = 0
+        except click.UsageError as err:
+            hint = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
+            click.echo(f"remo: {_one_line(err.format_message())}{hint}", err=True)
+            code = 2
+        except click.ClickException as err:
+            click.echo(f"remo: {_one_line(err.format_message())}", err=True)
+            code = err.exit_code
+        except click.exceptions.Exit as err:
+            code = err.exit_code
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("remo: interrupted", err=True)
+            code = EXIT_INTERRUPTED
+        except RemoError as err:
+            code = _report(err)
+        except BrokenPipeError:
+            # The reader went away (remo logs 12 | head): stop quietly.
+            _silence_stdout()
+            code = 141
+        except Exception as err:
+            if os.environ.get("REMO_DEBUG"):
+                raise
+            click.echo(
+                f"remo: internal error: {type(err).__name__}: {_one_line(str(err))} "
+                "(set REMO_DEBUG=1 for details)",
+                err=True,
+            )
+            code = 1
+        sys.exit(code)
+
+
+def _available(module: str) -> bool:
+    if module in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _remember_profile(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.meta[PROFILE_KEY] = value
+
+
+def profile_option(func: F) -> F:
+    """``--profile FILE_OR_NAME`` on a verb (same as the global one, which it overrides)."""
+    return click.option(
+        "--profile",
+        metavar="FILE_OR_NAME",
+        expose_value=False,
+        callback=_remember_profile,
+        help="Credential file or installed profile to use "
+        "(default: $REMO_PROFILE, then the default profile).",
+    )(func)
+
+
+def chosen_profile() -> str | None:
+    """The ``--profile`` value given on the command line, if any."""
+    ctx = click.get_current_context(silent=True)
+    value = ctx.meta.get(PROFILE_KEY) if ctx is not None else None
+    return value if isinstance(value, str) else None
+
+
+def connect() -> Client:
+    """A client for the selected profile; checks the credential before any network I/O."""
+    # grpc core prints handshake failures on stderr at INFO level; remo explains them.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    from remo.client.connection import Client
+
+    return Client.from_profile(chosen_profile())
+
+
+def hint_command(verb: str, job_id: str) -> str:
+    """``remo <verb> [--profile P] <id>`` as the user would retype it."""
+    profile = chosen_profile()
+    flag = f" --profile {_shell_quote(profile)}" if profile else ""
+    return f"remo {verb}{flag} {job_id}"
+
+
+def _shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+_ID = re.compile(r"^(?:(?P<owner>[a-z_][a-z0-9_.-]{0,31})/)?(?P<schedule>s)?(?P<n>[0-9]{1,18})$")
+
+
+def check_id(value: str, *, schedules: bool = True, jobs: bool = True) -> str:
+    """``value`` if it is a job id (N, USER/N) or schedule id (sN, USER/sN), else exit 2."""
+    from remo.client.errors import UsageError
+
+    match = _ID.match(value.strip())
+    kinds = [k for k, ok in (("N or USER/N for a job", jobs), ("sN for a schedule", schedules)) if ok]
+    if match is None:
+        raise UsageError(f"invalid id {value[:40]!r}: use {' or '.join(kinds)}")
+    if match["schedule"] and not schedules:
+        raise UsageError(f"{value} is a schedule; this command takes a job id (N or USER/N)")
+    if not match["schedule"] and not jobs:
+        raise UsageError(f"{value} is a job; this command takes a schedule id (sN)")
+    return value.strip()
+
+
+def is_schedule(job_id: str) -> bool:
+    match = _ID.match(job_id)
+    return bool(match and match["schedule"])
+
+
+@click.group(
+    cls=RemoGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Exit codes: the job's own code for `run` and `wait` (128+N after signal N); "
+    "otherwise 0 ok, 2 usage, 3 connection or TLS, 4 credential or permission, "
+    "5 no such job, 6 other server-side failure, 130 interrupted. See docs/CLI.md.",
+)
+@click.option(
+    "--profile",
+    metavar="FILE_OR_NAME",
+    expose_value=False,
+    callback=_remember_profile,
+    help="Credential file or installed profile to use (also $REMO_PROFILE).",
+)
+@click.version_option(package_name="remo", prog_name="remo", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Run commands on a remote Linux server, under limits, as your own account.
+
+    \b
+    Set up once:
+      remo register                      on the server: writes ./<host>.remo for you
+      remo login ./build01.remo          on your machine: installs it as a profile
+    \b
+    Then:
+      remo run -- make -j8 test          run, stream the output, exit with its code
+      remo run -d --memory 2G -- ./t.sh  start in the background, print the job id
+      remo ps                            your jobs
+      remo logs -f 12                    whole output of job 12, then follow it
+      remo stop 12                       SIGTERM, then SIGKILL after a grace period
+      remo run --every 1d -- ./report.sh run daily
+
+    Run `remo COMMAND --help` for each command's options and examples.
+    """
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the ``remo`` console script."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="remo")
+
+
+if __name__ == "__main__":
+    main()

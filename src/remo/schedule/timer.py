@@ -1,0 +1,135 @@
+"""The scheduler: one task that sleeps until the earliest due time, never polls.
+
+10,000 idle schedules cost one sleeping task and a heap: nothing runs between due
+times. A run that is due starts a job through the JobManager; if the schedule's
+previous run is still running, the new one is skipped and the skip is recorded. Runs
+missed while the server was down run once at start-up (recorded as ``caught-up`` with
+how many were missed), not once per missed period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from remo.core.errors import JobNotFound, RemoError
+from remo.core.spec import JobSpec
+from remo.schedule.store import Run, Schedule, ScheduleStore
+from remo.schedule.timeexpr import missed_runs
+from remo.worker import JobManager
+
+log = logging.getLogger("remo.schedule")
+
+
+class Scheduler:
+    def __init__(self, store: ScheduleStore, jobs: JobManager) -> None:
+        self.store = store
+        self.jobs = jobs
+        self._heap: list[tuple[float, str]] = []
+        self._schedules: dict[str, Schedule] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        now = time.time()
+        for schedule in self.store.list(active_only=True):
+            self._schedules[schedule.id] = schedule
+            if schedule.next_due is not None:
+                heapq.heappush(self._heap, (schedule.next_due, schedule.id))
+        self._task = asyncio.create_task(self._loop(startup=now))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- API ----------------------------------------------------------------------------
+
+    def create(self, spec: JobSpec, owner: str, first_due: float, every: float | None) -> Schedule:
+        spec.validate()
+        schedule = self.store.create(spec, owner, first_due, every)
+        self._schedules[schedule.id] = schedule
+        heapq.heappush(self._heap, (first_due, schedule.id))
+        self._changed.set()
+        return schedule
+
+    def get(self, schedule_id: str) -> Schedule:
+        return self.store.get(schedule_id)
+
+    def list(self, owner: str | None) -> list[Schedule]:
+        return self.store.list(owner, active_only=True)
+
+    async def cancel(self, schedule_id: str, stop_running: bool, grace: float = 10.0) -> None:
+        schedule = self.store.get(schedule_id)
+        self._schedules.pop(schedule_id, None)  # its heap entry is skipped lazily
+        if stop_running:
+            for run in self.store.recent_runs(schedule.owner, schedule.seq, limit=1000):
+                if run.job_id:
+                    with contextlib.suppress(JobNotFound):
+                        await self.jobs.stop(run.job_id, grace)
+        self.store.delete(schedule)
+        self._changed.set()
+
+    # -- the timer ----------------------------------------------------------------------
+
+    async def _loop(self, startup: float) -> None:
+        while True:
+            self._changed.clear()
+            delay = self._heap[0][0] - time.time() if self._heap else None
+            if delay is None or delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), delay)
+                continue
+            due, schedule_id = heapq.heappop(self._heap)
+            schedule = self._schedules.get(schedule_id)
+            if schedule is None or schedule.next_due != due:
+                continue  # cancelled, or a stale entry
+            try:
+                await self._run(schedule, due, startup)
+            except Exception:  # one bad schedule must not stop the others
+                log.exception("schedule %s failed", schedule_id)
+
+    async def _run(self, schedule: Schedule, due: float, startup: float) -> None:
+        now = time.time()
+        outcome, detail, job_id = "started", "", ""
+        missed = 0
+        if schedule.every and due < startup:
+            missed, _ = missed_runs(_dt(due), timedelta(seconds=schedule.every), _dt(now))
+            outcome = "caught-up"
+            detail = f"due while the server was down; {missed + 1} run(s) missed, run once now"
+        elif due < startup:
+            outcome, detail = "caught-up", "due while the server was down; run now"
+        previous = self.store.last_job(schedule)
+        if previous and await self._still_running(previous):
+            outcome, detail = "skipped", f"previous run {previous} is still running"
+        else:
+            try:
+                job_id = await self.jobs.start(schedule.spec, schedule_id=schedule.id)
+            except RemoError as err:
+                outcome, detail = "failed", str(err)
+        self.store.record(schedule, Run(due, outcome, job_id, detail))
+        next_due = None
+        if schedule.every:
+            _, following = missed_runs(_dt(due), timedelta(seconds=schedule.every), _dt(now))
+            next_due = following.timestamp()
+        self.store.set_next(schedule, next_due)
+        if next_due is None:
+            self._schedules.pop(schedule.id, None)
+        else:
+            heapq.heappush(self._heap, (next_due, schedule.id))
+        log.info("schedule %s: %s %s %s", schedule.id, outcome, job_id, detail)
+
+    async def _still_running(self, job_id: str) -> bool:
+        try:
+            return not (await self.jobs.status(job_id)).ended
+        except RemoError:
+            return False
+
+
+def _dt(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)

@@ -31,7 +31,7 @@ async def collect(manager: JobManager, job_id: str, offset: int = 0, follow: boo
 
 def job_cgroup_dirs(job_id: str) -> list[str]:
     owner, seq = job_id.split("/")
-    return [p for p in remo_cgroups() if p.endswith(f"/job-{owner}-{seq}")]
+    return [p for p in remo_cgroups() if p.endswith(f"-{owner}-{seq}")]
 
 
 async def test_start_status_and_exit_code(manager: JobManager) -> None:

@@ -47,12 +47,6 @@ EXIT_INTERRUPTED = 130
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``remo: message`` on stderr and exit with ``code``."""
-    click.echo(f"remo: {message}", err=True)
-    sys.exit(code)
-
-
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -84,7 +78,7 @@ class RemoGroup(click.Group):
             raise TypeError(f"{target[0]}.{target[1]} is not a click command")
         return command
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -205,7 +199,9 @@ def check_id(value: str, *, schedules: bool = True, jobs: bool = True) -> str:
     from remo.client.errors import UsageError
 
     match = _ID.match(value.strip())
-    kinds = [k for k, ok in (("N or USER/N for a job", jobs), ("sN for a schedule", schedules)) if ok]
+    kinds = [
+        k for k, ok in (("N or USER/N for a job", jobs), ("sN for a schedule", schedules)) if ok
+    ]
     if match is None:
         raise UsageError(f"invalid id {value[:40]!r}: use {' or '.join(kinds)}")
     if match["schedule"] and not schedules:

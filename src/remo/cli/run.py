@@ -92,7 +92,9 @@ def parse_when(
     if at is not None:
         now = datetime.now().astimezone()
         at_unix = _parsed("--at", lambda text: parse_at(text, now), at).timestamp()
-    every_s = _parsed("--every", parse_duration, every).total_seconds() if every is not None else None
+    every_s = (
+        _parsed("--every", parse_duration, every).total_seconds() if every is not None else None
+    )
     return delay_s, at_unix, every_s
 
 

@@ -9,14 +9,14 @@ temporary name, then renamed). So once ``exit`` exists no byte will ever be adde
 between that read and its exit.
 
 Why reads happen on the event loop: measured on the development machine, ``os.pread``
-of 1 MiB served from the page cache takes 32 us median and 70 us at the 99th
-percentile (1000 reads from a cached 64 MiB file), shorter than one asyncio scheduling
-round, so a hop to a thread pool would cost more than it saves. Reading a finished
-1 GiB output through :func:`read_output` runs at about 25 GB/s there. After every full
-chunk the generator yields to the loop so that one follower draining a large file
-cannot starve the others. A cold read from disk blocks for one device round trip per
-chunk; remo accepts that, since followers almost always read data the job wrote
-moments ago.
+of 1 MiB served from the page cache takes about 32 us median and under 130 us at the
+99th percentile (1000 reads from a cached 64 MiB file), shorter than one asyncio
+scheduling round, so a hop to a thread pool would cost more than it saves. Reading a
+finished 1 GiB output through :func:`read_output` runs at 17-26 GB/s there. After
+every full chunk the generator yields to the loop so that one follower draining a
+large file cannot starve the others. A cold read from disk blocks for one device round
+trip per chunk; remo accepts that, since followers almost always read data the job
+wrote moments ago.
 
 Memory per follower is one chunk: the file is never read whole.
 """

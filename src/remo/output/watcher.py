@@ -16,7 +16,8 @@ makes the wait return at once instead of blocking on an event that already fired
 
 Where inotify does not exist (macOS, BSD) the watcher degrades to bounded waits of
 :data:`FALLBACK_WAIT` seconds: followers re-check the files four times a second, which
-is slower but never loses data. On Linux waits are purely event driven.
+is slower but never loses data. On Linux followers wake on inotify events; the only
+timeout is the reader's multi-second safety net (see :mod:`remo.output.reader`).
 
 Everything here runs on one event loop and is not thread-safe.
 """

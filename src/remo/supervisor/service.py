@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -63,8 +64,10 @@ class RunningJob:
         return job_key(self.owner, self.seq)
 
 
-def cgroup_name(owner: str, seq: int) -> str:
-    return f"job-{owner}-{seq}"
+def instance_tag(paths: StatePaths) -> str:
+    """A short tag of the state dir: several remo servers may share one ``remo`` cgroup
+    parent (they run in the same cgroup), so each only ever touches its own groups."""
+    return hashlib.sha256(str(paths.root).encode()).hexdigest()[:8]
 
 
 class Supervisor:
@@ -79,6 +82,7 @@ class Supervisor:
     ) -> None:
         self.paths = paths
         self.on_idle = on_idle
+        self._tag = instance_tag(paths)
         self.store = store
         self.driver = driver
         self.running: dict[int, RunningJob] = {}  # by main pid
@@ -119,6 +123,9 @@ class Supervisor:
             out.append("no network namespaces: --network none is refused")
         return out
 
+    def cgroup_name(self, owner: str, seq: int) -> str:
+        return f"{self._tag}-{owner}-{seq}"
+
     # -- start ------------------------------------------------------------------------
 
     def start(self, spec: JobSpec, schedule_id: str | None = None) -> dict[str, Any]:
@@ -140,7 +147,7 @@ class Supervisor:
                     job_dir / STATUS_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
                 )
             try:
-                group = self.driver.create(cgroup_name(owner, seq), spec.limits)
+                group = self.driver.create(self.cgroup_name(owner, seq), spec.limits)
                 join_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in group.join_files()]
                 try:
                     pid = spawn(
@@ -305,7 +312,7 @@ class Supervisor:
         """Take over jobs a previous supervisor left: adopt live ones, close the rest."""
         for status in self.store.list(running_only=True, limit=1 << 30):
             owner, seq = parse_job_id(status.id)
-            group = self.driver.open(cgroup_name(owner, seq))
+            group = self.driver.open(self.cgroup_name(owner, seq))
             status_file = self.paths.job_dir(owner, seq) / STATUS_FILE
             job = RunningJob(
                 owner,
@@ -328,9 +335,9 @@ class Supervisor:
             self._spawn_task(
                 self._finish(job, None, "the job ended while no supervisor was running")
             )
-        known = {cgroup_name(*parse_job_id(k)) for k in self.by_key}
+        known = {self.cgroup_name(*parse_job_id(k)) for k in self.by_key}
         for name in self.driver.list_names():
-            if name not in known and (group := self.driver.open(name)) is not None:
+            if name.startswith(f"{self._tag}-") and name not in known and (group := self.driver.open(name)) is not None:
                 _destroy_quietly(group)
 
     def _watch_adopted(self, job: RunningJob) -> bool:

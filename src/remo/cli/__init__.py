@@ -1,0 +1,1 @@
+"""remo's command line. The entry point is :func:`remo.cli.main.main`."""

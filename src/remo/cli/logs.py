@@ -1,0 +1,42 @@
+"""`remo logs`: a job's output from the first byte (or any offset), optionally live."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from remo.cli.main import check_id, connect, profile_option
+
+
+@click.command("logs")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the job ends.")
+@click.option(
+    "--from",
+    "offset",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="OFFSET",
+    help="Start at this byte of the output (default: the first).",
+)
+@profile_option
+@click.argument("job_id", metavar="ID")
+def command(follow: bool, offset: int, job_id: str) -> None:
+    """Print the output (stdout and stderr combined) of job ID, byte for byte.
+
+    Without -f, prints what there is now and exits; with -f, follows the output live
+    until the job ends and every byte has been printed. Any number of terminals can
+    follow the same job. A dropped connection is resumed where it stopped.
+
+    \b
+    Examples:
+      remo logs 12
+      remo logs -f 12
+      remo logs --from 1048576 12 > rest.log
+    """
+    job_id = check_id(job_id, schedules=False)
+    out = sys.stdout.buffer
+    with connect() as client:
+        for chunk in client.output(job_id, offset=offset, follow=follow):
+            out.write(chunk.data)
+            out.flush()

@@ -1,0 +1,33 @@
+"""`remo wait`: block until a job ends, exit with its exit code."""
+
+from __future__ import annotations
+
+import click
+
+from remo.cli.main import check_id, connect, profile_option
+
+
+@click.command("wait")
+@profile_option
+@click.argument("job_id", metavar="ID")
+@click.pass_context
+def command(ctx: click.Context, job_id: str) -> None:
+    """Wait until job ID has ended and exit with its exit code (128+N after signal N).
+
+    Prints nothing; survives server restarts and short network outages.
+
+    \b
+    Examples:
+      remo wait 12 && echo "job 12 succeeded"
+      id=$(remo run -d -- ./build.sh) && remo wait "$id"; echo "exit $?"
+    """
+    job_id = check_id(job_id, schedules=False)
+    from remo.client.connection import job_exit_code
+    from remo.client.errors import JobLost
+
+    with connect() as client:
+        job = client.wait(job_id)
+    code = job_exit_code(job)
+    if code is None:
+        raise JobLost(f"job {job.id} was lost: {job.reason or 'no exit status recorded'}")
+    ctx.exit(code)

@@ -45,6 +45,7 @@ class JobManager:
         default_limits: Limits,
         max_limits: Limits,
         linger: float,
+        namespaces: bool,
     ) -> None:
         self.paths = paths
         self._client = client
@@ -54,6 +55,7 @@ class JobManager:
         self._defaults = default_limits
         self._maximum = max_limits
         self._linger = linger
+        self._namespaces = namespaces
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -64,16 +66,19 @@ class JobManager:
         default_limits: Limits | None = None,
         max_limits: Limits | None = None,
         supervisor_linger: float = 0.0,
+        namespaces: bool = True,
     ) -> AsyncIterator[JobManager]:
         """Open the state dir (created 0700 if missing), starting its supervisor if needed.
 
         ``default_limits`` apply to jobs that ask for none; a job asking for more than
         ``max_limits`` is refused with :class:`InvalidArgument`. The supervisor exits
         ``supervisor_linger`` seconds after its last client left and its last job ended.
+        ``namespaces=False`` turns off the PID and mount namespaces jobs get by default;
+        it only applies when this call starts the supervisor.
         """
         paths = StatePaths(Path(state_dir).resolve())
         paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        client = await SupervisorClient.connect(paths, supervisor_linger)
+        client = await SupervisorClient.connect(paths, supervisor_linger, namespaces)
         store = JobStore(paths.jobs_db)
         watcher = OutputWatcher()
         try:
@@ -87,6 +92,7 @@ class JobManager:
                 default_limits or Limits(),
                 max_limits or Limits(),
                 supervisor_linger,
+                namespaces,
             )
         finally:
             watcher.close()
@@ -195,7 +201,7 @@ class JobManager:
     async def _reconnect(self) -> None:
         with contextlib.suppress(Exception):
             await self._client.close()
-        self._client = await SupervisorClient.connect(self.paths, self._linger)
+        self._client = await SupervisorClient.connect(self.paths, self._linger, self._namespaces)
 
 
 def _file_size(path: Path) -> int:

@@ -156,3 +156,12 @@ async def test_namespaces_compose_with_limits(manager: JobManager) -> None:
     status = await manager.wait(job)
     assert status.state is JobState.SUCCEEDED
     assert 1 <= int(b"".join([c async for c in manager.output(job)])) <= 5
+
+
+async def test_namespaces_can_be_turned_off(tmp_path: Path) -> None:
+    async with JobManager.open(tmp_path / "plain", namespaces=False) as manager:
+        job = await manager.start(JobSpec(["sh", "-c", "echo $$"]))
+        status = await manager.wait(job)
+        assert "pid" not in status.isolation
+        output = b"".join([c async for c in manager.output(job)])
+        assert int(output) == status.pid  # no PID namespace: the job sees its host pid

@@ -87,6 +87,7 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
                 config.state_dir,
                 default_limits=config.default_limits,
                 max_limits=config.max_limits,
+                namespaces=config.namespaces,
             ) as jobs,
             stack,  # exits first: the scheduler stops before the JobManager closes
         ):

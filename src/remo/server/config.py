@@ -20,6 +20,7 @@ Example ``/etc/remo/server.toml``::
     [isolation]
     network = "host"        # default network of jobs: host or none
     force_network_none = false
+    namespaces = true       # PID + mount namespaces for every job
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class ServerConfig:
     max_limits: Limits = field(default_factory=Limits)
     network: str = "host"
     force_network_none: bool = False
+    namespaces: bool = True
     register_run_dir: Path = Path("/run/remo")
 
     def listen_host_port(self) -> tuple[str, int]:
@@ -134,6 +136,7 @@ def _apply(config: ServerConfig, data: dict[str, Any], path: str) -> None:
     if config.network not in NETWORK_MODES:
         raise InvalidArgument(f"config {path}: isolation.network must be host or none")
     config.force_network_none = bool(isolation.get("force_network_none", False))
+    config.namespaces = bool(isolation.get("namespaces", True))
 
 
 def _limits(table: dict[str, Any], path: str) -> Limits:

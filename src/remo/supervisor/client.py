@@ -32,7 +32,9 @@ class SupervisorClient:
         self._reader_task = asyncio.create_task(self._read_replies())
 
     @classmethod
-    async def connect(cls, paths: StatePaths, linger: float = 0.0) -> SupervisorClient:
+    async def connect(
+        cls, paths: StatePaths, linger: float = 0.0, namespaces: bool = True
+    ) -> SupervisorClient:
         """Connect to the supervisor of ``paths``, starting one when none runs."""
         deadline = time.monotonic() + _LAUNCH_TIMEOUT
         while True:
@@ -45,7 +47,7 @@ class SupervisorClient:
                 raise SupervisorUnavailable(
                     f"the supervisor of {paths.root} did not start; see {paths.supervisor_log}"
                 )
-            await _launch(paths, linger, deadline)
+            await _launch(paths, linger, deadline, namespaces)
 
     async def call(self, op: str, **args: Any) -> Any:
         """Send one request and wait for its answer; raise the error the supervisor raised."""
@@ -111,7 +113,7 @@ async def _open(paths: StatePaths) -> tuple[asyncio.StreamReader, asyncio.Stream
     return await asyncio.open_unix_connection(sock=sock)
 
 
-async def _launch(paths: StatePaths, linger: float, deadline: float) -> None:
+async def _launch(paths: StatePaths, linger: float, deadline: float, namespaces: bool) -> None:
     """Start ``python -m remo.supervisor`` and wait until it listens (or says it is not needed)."""
     paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     read_end, write_end = os.pipe()
@@ -128,6 +130,7 @@ async def _launch(paths: StatePaths, linger: float, deadline: float) -> None:
                 str(write_end),
                 "--linger",
                 str(linger),
+                *([] if namespaces else ["--no-namespaces"]),
             ],
             pass_fds=(write_end,),
             stdin=subprocess.DEVNULL,

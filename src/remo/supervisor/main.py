@@ -117,9 +117,11 @@ def _privilege_warnings() -> list[str]:
     return ["not running as root: jobs run as this account, not as their owners"]
 
 
-async def serve(paths: StatePaths, ready_fd: int | None, linger: float) -> None:
+async def serve(
+    paths: StatePaths, ready_fd: int | None, linger: float, use_namespaces: bool
+) -> None:
     store = JobStore(paths.jobs_db)
-    supervisor = Supervisor(paths, store, detect())
+    supervisor = Supervisor(paths, store, detect(), use_namespaces=use_namespaces)
     server = Server(supervisor, linger)
     supervisor.on_idle = server.check_idle
     loop = asyncio.get_running_loop()
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--ready-fd", type=int)
     parser.add_argument("--linger", type=float, default=0.0)
+    parser.add_argument("--no-namespaces", action="store_true")
     args = parser.parse_args(argv)
     paths = StatePaths(Path(args.state_dir).resolve())
     if os.fork() != 0:  # the launcher reaps this parent at once; we are nobody's child
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(0)
     log.info("started")
     try:
-        asyncio.run(serve(paths, args.ready_fd, args.linger))
+        asyncio.run(serve(paths, args.ready_fd, args.linger, not args.no_namespaces))
     except Exception:
         log.exception("supervisor crashed")
         sys.exit(1)

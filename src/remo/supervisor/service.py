@@ -79,6 +79,7 @@ class Supervisor:
         store: JobStore,
         driver: CgroupDriver,
         on_idle: Callable[[], None] = lambda: None,
+        use_namespaces: bool = True,
     ) -> None:
         self.paths = paths
         self.on_idle = on_idle
@@ -89,7 +90,9 @@ class Supervisor:
         self.by_key: dict[str, RunningJob] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._kill_supported = "kill" in driver.supported()
-        self.can_isolate = namespaces.probe(namespaces.CLONE_NEWPID | namespaces.CLONE_NEWNS)
+        self.can_isolate = use_namespaces and namespaces.probe(
+            namespaces.CLONE_NEWPID | namespaces.CLONE_NEWNS
+        )
         self.can_isolate_network = namespaces.probe(namespaces.CLONE_NEWNET)
 
     def isolation_for(self, spec: JobSpec) -> namespaces.Isolation:

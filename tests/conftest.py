@@ -29,8 +29,8 @@ def remo_cgroups() -> set[str]:
     return found
 
 
-def remo_processes() -> set[int]:
-    """Supervisors (and their jobs) started from this test run's temporary directories."""
+def remo_processes(base: Path) -> set[int]:
+    """Supervisors started for state dirs under this test run's temporary directory."""
     pids: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -39,7 +39,7 @@ def remo_processes() -> set[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"remo.supervisor" in cmdline and b"pytest" in cmdline:
+        if b"remo.supervisor" in cmdline and str(base).encode() in cmdline:
             pids.add(int(entry))
     return pids
 
@@ -52,11 +52,11 @@ def mounts() -> set[str]:
 def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     before_cgroups, before_mounts = remo_cgroups(), mounts()
     yield
-    deadline = time.monotonic() + 15
-    while (remo_processes() or remo_cgroups() - before_cgroups) and time.monotonic() < deadline:
-        time.sleep(0.1)  # supervisors exit on their own once idle
     base = tmp_path_factory.getbasetemp()
-    assert not remo_processes(), "supervisor processes outlived the tests"
+    deadline = time.monotonic() + 15
+    while (remo_processes(base) or remo_cgroups() - before_cgroups) and time.monotonic() < deadline:
+        time.sleep(0.1)  # supervisors exit on their own once idle
+    assert not remo_processes(base), "supervisor processes outlived the tests"
     assert remo_cgroups() - before_cgroups == set(), "job cgroups were left behind"
     assert mounts() - before_mounts == set(), "mounts were left behind"
     sockets = [p for p in base.rglob("*.sock") if p.is_socket()]

@@ -15,12 +15,14 @@ trip and keep working while the supervisor is busy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from remo.core.errors import InvalidArgument, SupervisorUnavailable
+from remo.core.errors import InvalidArgument, RemoError, SupervisorUnavailable
 from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec, Limits
 from remo.core.status import JobStatus
@@ -30,6 +32,8 @@ from remo.store.jobs import JobStore, parse_job_id
 from remo.supervisor.client import SupervisorClient
 
 __all__ = ["JobManager", "JobSpec", "JobStatus", "Limits"]
+
+log = logging.getLogger("remo.worker")
 
 
 class JobManager:
@@ -56,6 +60,8 @@ class JobManager:
         self._maximum = max_limits
         self._linger = linger
         self._namespaces = namespaces
+        self._reconnecting = asyncio.Lock()
+        self._keeper: asyncio.Task[None] | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -81,9 +87,10 @@ class JobManager:
         client = await SupervisorClient.connect(paths, supervisor_linger, namespaces)
         store = JobStore(paths.jobs_db)
         watcher = OutputWatcher()
+        manager: JobManager | None = None
         try:
             info = await client.call("info")
-            yield cls(
+            manager = cls(
                 paths,
                 client,
                 store,
@@ -94,10 +101,22 @@ class JobManager:
                 supervisor_linger,
                 namespaces,
             )
+            manager._keeper = asyncio.create_task(manager._keep_supervisor())
+            yield manager
         finally:
+            if manager is not None:
+                await manager._close()
+            else:
+                await client.close()
             watcher.close()
             store.close()
-            await client.close()
+
+    async def _close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        await self._client.close()
 
     @property
     def protections_off(self) -> list[str]:
@@ -199,9 +218,32 @@ class JobManager:
             return await self._client.call(op, **args)
 
     async def _reconnect(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._client.close()
-        self._client = await SupervisorClient.connect(self.paths, self._linger, self._namespaces)
+        stale = self._client
+        async with self._reconnecting:
+            if self._client is not stale and self._client.connected:
+                return  # someone else already reconnected
+            with contextlib.suppress(Exception):
+                await stale.close()
+            self._client = await SupervisorClient.connect(
+                self.paths, self._linger, self._namespaces
+            )
+            self._info = await self._client.call("info")
+
+    async def _keep_supervisor(self) -> None:
+        """If the supervisor dies, start a new one at once: it re-adopts running jobs
+        (or closes them as lost) so no job is reported running forever."""
+        while True:
+            await self._client.wait_disconnected()
+            log.warning("lost the supervisor of %s; starting a new one", self.paths.root)
+            delay = 0.05
+            while True:
+                try:
+                    await self._reconnect()
+                    break
+                except RemoError as err:
+                    log.error("cannot restart the supervisor: %s", err)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
 
 
 def _file_size(path: Path) -> int:

@@ -294,3 +294,26 @@ async def test_output_offsets(manager: JobManager) -> None:
     assert await collect(manager, job, 100, follow=False) == b""
     with pytest.raises(InvalidArgument):
         await collect(manager, job, -1)
+
+
+@needs_root
+async def test_supervisor_kill_9_jobs_readopted_and_new_supervisor_starts(
+    manager: JobManager,
+) -> None:
+    """A supervisor killed mid-job is replaced at once; its jobs are re-adopted."""
+    job = await manager.start(JobSpec(["sh", "-c", "sleep 1; echo done; exit 5"]))
+    old_pid = manager._info["pid"]
+    os.kill(old_pid, signal.SIGKILL)
+    status = await asyncio.wait_for(manager.wait(job), 30)
+    assert manager._info["pid"] != old_pid
+    assert status.ended
+    # With a PID namespace the job's init recorded its status: nothing is lost.
+    if "pid" in status.isolation:
+        assert status.state is JobState.FAILED and status.exit_code == 5
+    else:
+        assert status.state is JobState.LOST and "supervisor" in status.reason
+    assert await collect(manager, job) == b"done\n"
+    assert job_cgroup_dirs(job) == []
+    # and the new supervisor works
+    again = await manager.start(JobSpec(["true"]))
+    assert (await manager.wait(again)).state is JobState.SUCCEEDED

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from remo.cli.main import check_id, connect, profile_option
+from remo.cli.main import check_id, connect, hint_command, profile_option
 
 
 @click.command("logs")
@@ -35,8 +35,18 @@ def command(follow: bool, offset: int, job_id: str) -> None:
       remo logs --from 1048576 12 > rest.log
     """
     job_id = check_id(job_id, schedules=False)
+    from remo.client.errors import ConnectionFailed
+
     out = sys.stdout.buffer
+    position = offset
     with connect() as client:
-        for chunk in client.output(job_id, offset=offset, follow=follow):
-            out.write(chunk.data)
-            out.flush()
+        try:
+            for chunk in client.output(job_id, offset=position, follow=follow):
+                out.write(chunk.data)
+                out.flush()
+                position = chunk.end
+        except ConnectionFailed as err:
+            if position == offset:
+                raise
+            again = hint_command(f"logs{' -f' if follow else ''} --from {position}", job_id)
+            raise ConnectionFailed(f'{err}; to carry on, run "{again}"', code=err.code) from err

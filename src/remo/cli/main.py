@@ -217,6 +217,7 @@ def is_schedule(job_id: str) -> bool:
 
 
 @click.group(
+    "remo",
     cls=RemoGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Exit codes: the job's own code for `run` and `wait` (128+N after signal N); "

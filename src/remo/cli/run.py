@@ -210,14 +210,22 @@ def command(
 def _attach(client: Client, job: JobStatus) -> int:
     """Stream the job's output until it ends; its exit code. Ctrl-C detaches."""
     from remo.client.connection import job_exit_code
-    from remo.client.errors import JobLost
+    from remo.client.errors import ConnectionFailed, JobLost
 
     out = sys.stdout.buffer
+    position = 0
     try:
         for chunk in client.output(job.id, follow=True):
             out.write(chunk.data)
             out.flush()
+            position = chunk.end
         final = client.wait(job.id)
+    except ConnectionFailed as err:
+        again = hint_command(f"logs -f --from {position}", job.id)
+        raise ConnectionFailed(
+            f'{err}; job {job.id} may still be running: follow it with "{again}"',
+            code=err.code,
+        ) from err
     except KeyboardInterrupt:
         click.echo(
             f"detached from job {job.id} (still running): follow with "

@@ -138,7 +138,7 @@ def select(profile: str | None = None, env: Mapping[str, str] | None = None) -> 
         path = profile_path(default, env)
         if path.exists():
             return Selected(path, default, "default")
-        if len(names) != 1:
+        if len(names) > 1:
             raise ProfileError(
                 f"the default profile {default!r} is not installed any more "
                 f"(profiles: {_describe(names)}); pick one with --profile or "

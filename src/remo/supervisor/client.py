@@ -69,6 +69,10 @@ class SupervisorClient:
     def connected(self) -> bool:
         return not self._reader_task.done()
 
+    async def wait_disconnected(self) -> None:
+        """Return once the connection to the supervisor is gone (for whatever reason)."""
+        await asyncio.wait([self._reader_task])
+
     async def _read_replies(self) -> None:
         error: Exception = SupervisorUnavailable("the supervisor closed the connection")
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -136,6 +137,7 @@ class Supervisor:
         owner = spec.owner or accounts.current_account_name()
         account = accounts.resolve(owner)
         isolation = self.isolation_for(spec)
+        cwd = spec.cwd or (account.home if os.path.isdir(account.home) else "/")
         seq = self.store.allocate(owner)
         job_dir = self.paths.job_dir(owner, seq)
         group: JobGroup | None = None
@@ -157,7 +159,7 @@ class Supervisor:
                         SpawnRequest(
                             argv=spec.argv,
                             env=accounts.job_environment(account, dict(spec.env or {})),
-                            cwd=spec.cwd or (account.home if os.path.isdir(account.home) else "/"),
+                            cwd=cwd,
                             account=account,
                             output_fd=out_fd,
                             join_fds=join_fds,
@@ -181,6 +183,7 @@ class Supervisor:
                 raise StartFailed("setup", err.errno, "cannot prepare the job") from err
             raise
         started = time.time()
+        spec = dataclasses.replace(spec, owner=owner, cwd=cwd)
         self.store.insert_running(
             owner, seq, spec, pid, started, isolation.labels(), schedule_id=schedule_id
         )

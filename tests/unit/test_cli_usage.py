@@ -1,0 +1,416 @@
+"""The CLI without a server: usage errors, one-line messages, exit codes, output shapes.
+
+Commands that would connect get a fake client (``connect`` patched), so what is tested
+here is the command line itself: parsing, validation before any network I/O, how
+results are printed and which exit code comes out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from remo.cli.main import cli
+from remo.client.errors import ConnectionFailed
+from remo.core.spec import Limits
+from remo.core.status import JobState, JobStatus
+from remo.pki import package
+from remo.pki.ca import CertificateAuthority
+
+JOB_KEYS = {
+    "id",
+    "state",
+    "exit_code",
+    "signal",
+    "pid",
+    "owner",
+    "argv",
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+    "cpu_seconds",
+    "peak_memory_bytes",
+    "oom_killed",
+    "limits",
+    "reason",
+    "cwd",
+    "isolation",
+    "schedule_id",
+    "output_truncated",
+}
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A private HOME and config dir, no REMO_PROFILE."""
+    values = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("REMO_PROFILE", raising=False)
+    return values
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def assert_one_line_error(result: Result, code: int, needle: str) -> None:
+    assert result.exit_code == code, (result.exit_code, result.output)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("remo: ")
+    assert needle in lines[0], lines[0]
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+@pytest.fixture
+def no_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a command tries to connect."""
+
+    def connect() -> None:
+        raise AssertionError("the command connected before validating its input")
+
+    for module in ("run", "ps", "status", "logs", "stop", "wait", "rm"):
+        monkeypatch.setattr(f"remo.cli.{module}.connect", connect)
+
+
+# -- usage errors: exit 2, one line, nothing sent ----------------------------------------
+
+
+@pytest.mark.usefixtures("env", "no_connect")
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "--env", "FOO", "--", "true"], "--env 'FOO': expected NAME=VALUE"),
+        (["run", "--env", "=x", "--", "true"], "invalid variable name"),
+        (["run", "--memory", "2X", "--", "true"], "--memory: invalid size '2X'"),
+        (["run", "--memory", "1k", "--", "true"], "memory limit must be between"),
+        (["run", "--io-read", "0", "--", "true"], "--io-read: invalid rate"),
+        (["run", "--io-write", "fast", "--", "true"], "--io-write: invalid rate"),
+        (["run", "--cpu", "lots", "--", "true"], "--cpu: invalid cpu amount"),
+        (["run", "--cpu", "0", "--", "true"], "--cpu: invalid cpu amount"),
+        (["run", "--pids", "0", "--", "true"], "--pids"),
+        (["run", "--in", "20mims", "--", "true"], "--in: invalid duration '20mims'"),
+        (["run", "--in", "5", "--", "true"], "has no unit"),
+        (["run", "--every", "0s", "--", "true"], "--every: invalid duration"),
+        (["run", "--every", "1mo", "--", "true"], "months and years vary"),
+        (["run", "--at", "25:99", "--", "true"], "--at: invalid time"),
+        (["run", "--at", "2001-01-01 00:00", "--", "true"], "in the past"),
+        (["run", "--in", "5m", "--at", "02:00", "--", "true"], "give only one"),
+        (["run", "--cwd", "relative/dir", "--", "true"], "absolute path"),
+        (["run", "--network", "bridge", "--", "true"], "--network"),
+        (["run"], "Missing argument"),
+        (["run", "--bogus", "--", "true"], "No such option"),
+        (["status"], "Missing argument"),
+        (["status", "twelve"], "invalid id 'twelve'"),
+        (["status", "Bad User/3"], "invalid id"),
+        (["logs", "s3"], "s3 is a schedule"),
+        (["logs", "--from", "-1", "3"], "--from"),
+        (["stop", "--grace", "1x", "3"], "--grace: invalid duration"),
+        (["stop", "--grace", "7200", "3"], "0 to 3600 seconds"),
+        (["wait", "s1"], "is a schedule"),
+        (["frobnicate"], "No such command"),
+    ],
+)
+def test_usage_errors(args: list[str], needle: str) -> None:
+    assert_one_line_error(invoke(*args), 2, needle)
+
+
+def test_usage_error_points_at_help(env: dict[str, str]) -> None:
+    result = invoke("run", "--bogus")
+    assert "(see 'remo run --help')" in result.stderr
+
+
+# -- profiles and credentials -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
+    return CertificateAuthority.load_or_create(tmp_path_factory.mktemp("ca") / "state")
+
+
+def credential(ca: CertificateAuthority, path: Path, **kw: Any) -> Path:
+    issued = ca.issue_client("alice", "operator", **kw)
+    package.save(path, ["127.0.0.1:9"], ca.cert_pem, issued.cert_pem, issued.key_pem)
+    return path
+
+
+def test_missing_profile(env: dict[str, str]) -> None:
+    assert_one_line_error(invoke("ps"), 2, "no remo profile: run `remo register` on the server")
+
+
+def test_unknown_profile(env: dict[str, str]) -> None:
+    assert_one_line_error(invoke("--profile", "ghost", "ps"), 2, "--profile ghost")
+    assert_one_line_error(invoke("ps", "--profile", "ghost"), 2, "--profile ghost")
+
+
+def test_several_profiles_without_default(
+    env: dict[str, str], ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    for name in ("a", "b"):
+        assert invoke("login", str(credential(ca, tmp_path / f"{name}.remo"))).exit_code == 0
+    (Path(env["XDG_CONFIG_HOME"]) / "remo" / "default").unlink()
+    assert_one_line_error(invoke("ps"), 2, "several profiles and no default: a, b")
+
+
+def test_expired_credential_is_refused_before_connecting(
+    env: dict[str, str], ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    path = credential(
+        ca, tmp_path / "old.remo", not_before=now - timedelta(days=3), validity=timedelta(days=1)
+    )
+    assert_one_line_error(invoke("--profile", str(path), "ps"), 4, "expired on")
+
+
+def test_loose_credential_is_refused(
+    env: dict[str, str], ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    path = credential(ca, tmp_path / "loose.remo")
+    os.chmod(path, 0o644)
+    assert_one_line_error(invoke("ps", "--profile", str(path)), 4, "chmod 600")
+
+
+def test_login_then_default_switch(
+    env: dict[str, str], ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    first = invoke("login", str(credential(ca, tmp_path / "build01.remo")))
+    assert first.exit_code == 0
+    assert "installed profile build01: alice (operator)" in first.stdout
+    assert "it is the default" in first.stdout
+    second = invoke("login", str(credential(ca, tmp_path / "gpu02.remo")))
+    assert "--profile gpu02" in second.stdout
+    switched = invoke("login", "--default", "gpu02")
+    assert switched.exit_code == 0
+    assert (Path(env["XDG_CONFIG_HOME"]) / "remo" / "default").read_text().strip() == "gpu02"
+
+
+def test_login_of_a_missing_file(env: dict[str, str]) -> None:
+    assert_one_line_error(invoke("login", "nowhere.remo"), 4, "cannot read credential file")
+
+
+# -- help --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["run", "ps", "status", "logs", "stop", "wait", "rm", "login"])
+def test_each_command_has_help_with_examples(verb: str) -> None:
+    result = invoke(verb, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.stdout
+    assert f"remo {verb}" in result.stdout
+
+
+def test_bare_remo_shows_help() -> None:
+    result = invoke()
+    assert result.exit_code == 0
+    assert "remo run -- make -j8 test" in result.stdout
+
+
+def test_cli_help_imports_neither_grpc_nor_cryptography() -> None:
+    code = (
+        "import sys\n"
+        "from remo.cli.main import cli\n"
+        "try:\n"
+        "    cli.main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "for name in ('grpc', 'cryptography', 'rich', 'google.protobuf'):\n"
+        "    assert name not in sys.modules, name\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+# -- with a fake client ---------------------------------------------------------------------
+
+
+def job(**kw: Any) -> JobStatus:
+    values: dict[str, Any] = {
+        "id": "12",
+        "owner": "alice",
+        "argv": ("make", "test"),
+        "state": JobState.SUCCEEDED,
+        "pid": 4242,
+        "exit_code": 0,
+        "signal": None,
+        "started_at": time.time() - 90,
+        "ended_at": time.time() - 30,
+        "limits": Limits(memory=2 << 30, cpu=1.5),
+        "cpu_seconds": 12.5,
+        "peak_memory_bytes": 300 << 20,
+        "isolation": ("pid", "mount"),
+    }
+    values.update(kw)
+    return JobStatus(**values)
+
+
+@dataclass
+class FakeClient:
+    """Stands in for remo.client.connection.Client."""
+
+    final: JobStatus = field(default_factory=job)
+    chunks: list[bytes] = field(default_factory=list)
+    interrupt: bool = False
+    lose_connection: bool = False
+    started: list[dict[str, Any]] = field(default_factory=list)
+
+    def __enter__(self) -> FakeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def start(self, argv: list[str], **kw: Any) -> Any:
+        from remo.client.connection import StartResult
+
+        self.started.append({"argv": argv, **kw})
+        return StartResult(job=job(state=JobState.RUNNING, exit_code=None, ended_at=None))
+
+    def output(self, job_id: str, offset: int = 0, follow: bool = False) -> Iterator[Any]:
+        from remo.client.connection import OutputChunk
+
+        position = offset
+        for data in self.chunks:
+            yield OutputChunk(position, data)
+            position += len(data)
+        if self.interrupt:
+            raise KeyboardInterrupt
+        if self.lose_connection:
+            raise ConnectionFailed("lost the connection to 127.0.0.1:9")
+
+    def wait(self, job_id: str) -> JobStatus:
+        return self.final
+
+    def list(self, **kw: Any) -> Any:
+        from remo.client.connection import JobList
+
+        return JobList(
+            jobs=[self.final, job(id="13", state=JobState.RUNNING, exit_code=None, ended_at=None)]
+        )
+
+    def status(self, job_id: str) -> JobStatus:
+        return self.final
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
+    client = FakeClient()
+    for module in ("run", "ps", "status", "logs", "wait"):
+        monkeypatch.setattr(f"remo.cli.{module}.connect", lambda: client)
+    return client
+
+
+def test_run_streams_bytes_and_exits_with_the_job_code(fake: FakeClient) -> None:
+    fake.chunks = [b"\x00\xffbinary\n", b"more"]
+    fake.final = job(state=JobState.FAILED, exit_code=3)
+    result = CliRunner().invoke(
+        cli, ["run", "--memory", "2G", "--env", "A=1=2", "--", "make", "-j8"]
+    )
+    assert result.exit_code == 3
+    assert result.stdout_bytes == b"\x00\xffbinary\nmore"
+    started = fake.started[0]
+    assert started["argv"] == ["make", "-j8"]
+    assert started["env"] == {"A": "1=2"}
+    assert started["limits"].memory == 2 << 30
+
+
+def test_run_exit_code_after_a_signal_is_128_plus_n(fake: FakeClient) -> None:
+    fake.final = job(state=JobState.KILLED, exit_code=None, signal=9)
+    result = CliRunner().invoke(cli, ["run", "--", "sleep", "100"])
+    assert result.exit_code == 137
+    assert "SIGKILL" in result.stderr
+
+
+def test_run_ctrl_c_detaches(fake: FakeClient) -> None:
+    fake.chunks = [b"partial"]
+    fake.interrupt = True
+    result = CliRunner().invoke(cli, ["run", "--", "sleep", "100"])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == (
+        'detached from job 12 (still running): follow with "remo logs -f 12", '
+        'stop with "remo stop 12"'
+    )
+
+
+def test_run_lost_connection_says_how_to_resume(fake: FakeClient) -> None:
+    fake.chunks = [b"12345"]
+    fake.lose_connection = True
+    result = CliRunner().invoke(cli, ["run", "--", "sleep", "100"])
+    assert result.exit_code == 3
+    assert 'remo logs -f --from 5 12"' in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_run_detached_prints_only_the_id(fake: FakeClient) -> None:
+    result = CliRunner().invoke(cli, ["run", "-d", "--", "sleep", "100"])
+    assert (result.exit_code, result.stdout) == (0, "12\n")
+
+
+def test_ps_json_is_a_list_of_documented_objects(fake: FakeClient) -> None:
+    result = CliRunner().invoke(cli, ["ps", "--json"])
+    assert result.exit_code == 0
+    jobs = json.loads(result.stdout)
+    assert [j["id"] for j in jobs] == ["12", "13"]
+    for item in jobs:
+        assert set(item) == JOB_KEYS
+        assert item["started_at"].endswith("Z")
+        datetime.fromisoformat(item["started_at"].replace("Z", "+00:00"))
+    assert jobs[0]["limits"] == {
+        "cpu_cores": 1.5,
+        "memory_bytes": 2 << 30,
+        "io_read_bps": None,
+        "io_write_bps": None,
+        "pids": None,
+    }
+    assert jobs[1]["ended_at"] is None and jobs[1]["exit_code"] is None
+
+
+def test_ps_table(fake: FakeClient) -> None:
+    result = CliRunner().invoke(cli, ["ps"])
+    assert result.exit_code == 0
+    header, first, second = result.stdout.splitlines()
+    assert header.split() == ["ID", "STATE", "AGE", "EXIT", "COMMAND"]
+    assert first.split() == ["12", "succeeded", "1m30s", "0", "make", "test"]
+    assert second.split()[:2] == ["13", "running"]
+
+
+def test_status_human_and_json(fake: FakeClient) -> None:
+    fake.final = job(state=JobState.KILLED, exit_code=None, signal=9, oom_killed=True)
+    human = CliRunner().invoke(cli, ["status", "12"])
+    assert human.exit_code == 0
+    assert "signal       9 (SIGKILL)" in human.stdout
+    assert "peak memory  300 MiB" in human.stdout
+    assert "limits       cpu 1.5 cores, memory 2 GiB" in human.stdout
+    assert "oom killed   yes" in human.stdout
+    as_json = json.loads(CliRunner().invoke(cli, ["status", "--json", "12"]).stdout)
+    assert set(as_json) == JOB_KEYS and as_json["oom_killed"] is True
+
+
+def test_wait_exits_with_the_job_code(fake: FakeClient) -> None:
+    fake.final = job(state=JobState.FAILED, exit_code=42)
+    result = CliRunner().invoke(cli, ["wait", "12"])
+    assert (result.exit_code, result.stdout) == (42, "")
+
+
+def test_lost_job_is_a_remote_failure(fake: FakeClient) -> None:
+    fake.final = job(state=JobState.LOST, exit_code=None, reason="the supervisor died")
+    result = CliRunner().invoke(cli, ["wait", "12"])
+    assert_one_line_error(result, 6, "job 12 was lost: the supervisor died")
+
+
+def test_logs_writes_raw_bytes(fake: FakeClient) -> None:
+    fake.chunks = [b"a\r\n", b"\x1b[1mbold\x00"]
+    result = CliRunner().invoke(cli, ["logs", "-f", "12"])
+    assert (result.exit_code, result.stdout_bytes) == (0, b"a\r\n\x1b[1mbold\x00")

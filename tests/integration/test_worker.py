@@ -317,3 +317,25 @@ async def test_supervisor_kill_9_jobs_readopted_and_new_supervisor_starts(
     # and the new supervisor works
     again = await manager.start(JobSpec(["true"]))
     assert (await manager.wait(again)).state is JobState.SUCCEEDED
+
+
+async def test_output_cap_drops_the_rest_without_harming_the_job(manager: JobManager) -> None:
+    cap = 64 << 10
+    script = "import sys\nfor _ in range(64):\n    sys.stdout.write('x' * 16384)\nprint('still alive', file=sys.stderr)"
+    job = await manager.start(JobSpec([PY, "-c", script], limits=Limits(output_bytes=cap)))
+    status = await manager.wait(job)
+    assert status.state is JobState.SUCCEEDED  # the job was not harmed
+    assert status.output_truncated
+    output = await collect(manager, job)
+    assert output[:cap] == b"x" * cap
+    notice = output[cap:].decode()
+    assert "output truncated at 65536 bytes" in notice
+    assert f"{(1 << 20) - cap + len('still alive') + 1} more bytes were dropped" in notice
+    assert (manager.paths.jobs_dir / job / "output").stat().st_size == len(output)
+
+
+async def test_uncapped_output_is_not_truncated(manager: JobManager) -> None:
+    job = await manager.start(JobSpec(["head", "-c", "300000", "/dev/zero"]))
+    status = await manager.wait(job)
+    assert not status.output_truncated
+    assert await collect(manager, job) == bytes(300000)

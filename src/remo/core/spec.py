@@ -27,7 +27,8 @@ class Limits:
     """Per-job resource limits; ``None`` means unlimited.
 
     cpu is in cores (0.5 = half of one core), memory in bytes, io in bytes per second,
-    pids is the maximum number of tasks in the job.
+    pids is the maximum number of tasks in the job, output_bytes caps the stored output
+    (bytes beyond it are dropped, the job is not affected).
     """
 
     cpu: float | None = None
@@ -35,6 +36,7 @@ class Limits:
     io_read_bps: int | None = None
     io_write_bps: int | None = None
     pids: int | None = None
+    output_bytes: int | None = None
 
     def validate(self) -> None:
         """Raise :class:`InvalidArgument` if any limit is out of range."""
@@ -45,6 +47,7 @@ class Limits:
             ("io read", self.io_read_bps, 1),
             ("io write", self.io_write_bps, 1),
             ("pids", self.pids, 1),
+            ("output", self.output_bytes, 0),
         ):
             if value is None:
                 continue

@@ -12,6 +12,7 @@ Example ``/etc/remo/server.toml``::
 
     [limits.default]        # for jobs that ask for none
     memory = "4G"
+    output = "1G"           # stored output per job (default 4G); the rest is dropped
     [limits.max]            # no job may ask for more
     cpu = 4
     memory = "16G"
@@ -37,6 +38,7 @@ from remo.core.spec import NETWORK_MODES, Limits
 from remo.core.units import parse_cpu, parse_rate, parse_size
 
 DEFAULT_PORT = 7443
+DEFAULT_OUTPUT_CAP = 4 << 30
 
 
 def default_state_dir() -> Path:
@@ -53,7 +55,8 @@ class ServerConfig:
     advertise: list[str] = field(default_factory=list)
     roles: dict[str, str] = field(default_factory=dict)
     default_role: str | None = "operator"
-    default_limits: Limits = field(default_factory=Limits)
+    #: Jobs that ask for no output cap get this one, so no job can fill the disk.
+    default_limits: Limits = field(default_factory=lambda: Limits(output_bytes=DEFAULT_OUTPUT_CAP))
     max_limits: Limits = field(default_factory=Limits)
     network: str = "host"
     force_network_none: bool = False
@@ -130,6 +133,10 @@ def _apply(config: ServerConfig, data: dict[str, Any], path: str) -> None:
     config.roles = {str(k): str(v) for k, v in roles.items()}
     limits = data.get("limits", {})
     config.default_limits = _limits(limits.get("default", {}), path)
+    if config.default_limits.output_bytes is None:
+        config.default_limits = Limits(
+            **{**config.default_limits.__dict__, "output_bytes": DEFAULT_OUTPUT_CAP}
+        )
     config.max_limits = _limits(limits.get("max", {}), path)
     isolation = data.get("isolation", {})
     config.network = str(isolation.get("network", "host"))
@@ -147,6 +154,7 @@ def _limits(table: dict[str, Any], path: str) -> Limits:
             io_read_bps=parse_rate(str(table["io_read"])) if "io_read" in table else None,
             io_write_bps=parse_rate(str(table["io_write"])) if "io_write" in table else None,
             pids=int(table["pids"]) if "pids" in table else None,
+            output_bytes=parse_size(str(table["output"])) if "output" in table else None,
         )
         limits.validate()
     except (InvalidArgument, ValueError) as err:

@@ -87,6 +87,7 @@ def limits_from_pb(msg: pb.Limits) -> Limits:
         io_read_bps=opt("io_read_bps"),
         io_write_bps=opt("io_write_bps"),
         pids=opt("pids"),
+        output_bytes=opt("output_bytes"),
     )
 
 
@@ -99,6 +100,7 @@ def limits_to_pb(limits: Limits) -> pb.Limits:
         ("io_read_bps", limits.io_read_bps),
         ("io_write_bps", limits.io_write_bps),
         ("pids", limits.pids),
+        ("output_bytes", limits.output_bytes),
     ):
         if value is not None:
             setattr(msg, field, value)

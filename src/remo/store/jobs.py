@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     spec TEXT NOT NULL,
     state TEXT NOT NULL,
     pid INTEGER,
+    init_pid INTEGER NOT NULL DEFAULT 0,
     exit_code INTEGER,
     signal INTEGER,
     started_at REAL NOT NULL,
@@ -107,19 +108,21 @@ class JobStore:
         seq: int,
         spec: JobSpec,
         pid: int,
+        init_pid: int,
         started_at: float,
         isolation: Iterable[str] = (),
         schedule_id: str | None = None,
     ) -> None:
         with self._db:
             self._db.execute(
-                "INSERT INTO jobs(owner, seq, spec, state, pid, started_at, isolation, schedule_id)"
-                " VALUES(?, ?, ?, 'running', ?, ?, ?, ?)",
+                "INSERT INTO jobs(owner, seq, spec, state, pid, init_pid, started_at, isolation,"
+                " schedule_id) VALUES(?, ?, ?, 'running', ?, ?, ?, ?, ?)",
                 (
                     owner,
                     seq,
                     json.dumps(spec.to_dict()),
                     pid,
+                    init_pid,
                     started_at,
                     ",".join(isolation),
                     schedule_id,
@@ -159,6 +162,12 @@ class JobStore:
         if row is None:
             raise JobNotFound(job_id)
         return row_to_status(row)
+
+    def init_pid(self, owner: str, seq: int) -> int:
+        row = self._db.execute(
+            "SELECT init_pid FROM jobs WHERE owner=? AND seq=?", (owner, seq)
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def stop_requested(self, owner: str, seq: int) -> bool:
         row = self._db.execute(

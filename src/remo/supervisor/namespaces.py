@@ -1,4 +1,4 @@
-"""PID, mount and network namespaces for one job, and the small init that runs in them.
+"""PID, mount and network namespaces for one job.
 
 Layout of a namespaced job (all forked from the supervisor, no exec until the job)::
 
@@ -6,12 +6,10 @@ Layout of a namespaced job (all forked from the supervisor, no exec until the jo
                      └ exits at once; init is re-parented to the supervisor,
                        which is a child subreaper, so the supervisor still reaps it.
 
-The init mounts a fresh ``/proc`` for the new PID namespace, optionally a private
-``/tmp``, brings up ``lo`` in a new network namespace, then forks the job. It reaps
-every zombie in the namespace, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to
-every process in it (``kill(-1)`` from PID 1 reaches all of them but itself), and when
-the job's main process ends it records the job's wait status in a file and exits; the
-kernel then kills whatever is left in the namespace.
+Before forking the job, the init mounts a fresh ``/proc`` for the new PID namespace,
+optionally a private ``/tmp``, and brings up ``lo`` in a new network namespace (see
+:mod:`remo.supervisor.init` for what it does afterwards). When the init exits, the
+kernel kills whatever is left in the namespace.
 
 Python 3.11 has no ``os.unshare`` or ``mount``: both come from libc through ctypes.
 """
@@ -22,7 +20,6 @@ import ctypes
 import ctypes.util
 import fcntl
 import os
-import signal
 import socket
 import struct
 from dataclasses import dataclass
@@ -34,14 +31,6 @@ MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
 _SIOCGIFFLAGS, _SIOCSIFFLAGS = 0x8913, 0x8914
 _IFF_UP = 0x1
-FORWARDED_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
@@ -135,24 +124,3 @@ def _loopback_up() -> None:
         request = struct.pack("16sH", b"lo", 0)
         flags = struct.unpack("16sH", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
-
-
-def run_init(job_pid: int, status_fd: int) -> None:  # pragma: no cover - runs as PID 1
-    """Reap and forward until the job's main process ends; record its status; exit."""
-
-    def forward(sig: int, _frame: object) -> None:
-        try:
-            os.kill(-1, sig)
-        except ProcessLookupError:
-            pass
-
-    for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, forward)
-    while True:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(0)
-        if pid == job_pid:
-            os.write(status_fd, f"{status}\n".encode())
-            os._exit(0)

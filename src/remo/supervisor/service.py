@@ -49,10 +49,12 @@ _EMPTY_TIMEOUT = 30.0
 class RunningJob:
     owner: str
     seq: int
+    #: The job's init (our child): see :mod:`remo.supervisor.init`.
     pid: int
     group: JobGroup | None
-    #: With a PID namespace, ``pid`` is the job's init; the job's own status is in here.
-    status_file: Path | None = None
+    #: Where the init records the job's own wait status and output counts.
+    status_file: Path
+    pid_namespace: bool = False
     adopted: bool = False
     stop_requested: bool = False
     kill_timer: asyncio.TimerHandle | None = None
@@ -143,19 +145,16 @@ class Supervisor:
         group: JobGroup | None = None
         try:
             job_dir.mkdir(parents=True, mode=0o700)
-            out_fd = os.open(
-                job_dir / OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
+            # Not O_APPEND: the init splice(2)s into it, which append mode forbids.
+            out_fd = os.open(job_dir / OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            status_fd = os.open(
+                job_dir / STATUS_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
             )
-            status_fd = -1
-            if isolation.pid:
-                status_fd = os.open(
-                    job_dir / STATUS_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
-                )
             try:
                 group = self.driver.create(self.cgroup_name(owner, seq), spec.limits)
                 join_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in group.join_files()]
                 try:
-                    pid = spawn(
+                    pids = spawn(
                         SpawnRequest(
                             argv=spec.argv,
                             env=accounts.job_environment(account, dict(spec.env or {})),
@@ -165,6 +164,7 @@ class Supervisor:
                             join_fds=join_fds,
                             isolation=isolation,
                             status_fd=status_fd,
+                            output_cap=spec.limits.output_bytes,
                         )
                     )
                 finally:
@@ -172,8 +172,7 @@ class Supervisor:
                         os.close(fd)
             finally:
                 os.close(out_fd)
-                if status_fd >= 0:
-                    os.close(status_fd)
+                os.close(status_fd)
         except BaseException as err:
             if group is not None:
                 _destroy_quietly(group)
@@ -185,11 +184,11 @@ class Supervisor:
         started = time.time()
         spec = dataclasses.replace(spec, owner=owner, cwd=cwd)
         self.store.insert_running(
-            owner, seq, spec, pid, started, isolation.labels(), schedule_id=schedule_id
+            owner, seq, spec, pids.job, pids.init, started, isolation.labels(), schedule_id
         )
-        job = RunningJob(owner, seq, pid, group, job_dir / STATUS_FILE if isolation.pid else None)
+        job = RunningJob(owner, seq, pids.init, group, job_dir / STATUS_FILE, isolation.pid)
         self._track(job)
-        return {"id": job.key, "pid": pid, "started_at": started}
+        return {"id": job.key, "pid": pids.job, "started_at": started}
 
     def _track(self, job: RunningJob) -> None:
         self.running[job.pid] = job
@@ -216,7 +215,7 @@ class Supervisor:
         # SIGTERM goes to every process of the job, so a tree whose members ignore their
         # parent's death still hears it; processes that started their own session too.
         # In a PID namespace the init does that fan-out (kill(-1) from PID 1).
-        if job.status_file is not None and sig != signal.SIGKILL:
+        if job.pid_namespace and sig != signal.SIGKILL:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(job.pid, sig)
         elif job.group is not None and self._kill_supported:
@@ -279,12 +278,15 @@ class Supervisor:
         elif wait_status is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(job.pid, signal.SIGKILL)
-        if job.status_file is not None:
-            # Also after a supervisor restart: the init recorded the job's status.
-            wait_status = _job_wait_status(job.status_file, wait_status)
-            if job.adopted and wait_status is not None:
+        # Also after a supervisor restart: the init recorded the job's own status.
+        recorded = _read_init_record(job.status_file)
+        truncated = False
+        if recorded is not None:
+            wait_status, truncated = recorded
+            if job.adopted:
                 reason = "re-adopted after a supervisor restart; exit status recorded by its init"
         fields = _final_fields(job, wait_status, usage, reason)
+        fields["output_truncated"] = int(truncated)
         self.store.finish(job.owner, job.seq, **fields)
         _write_exit_marker(self.paths.job_dir(job.owner, job.seq), fields)
         del self.running[job.pid]
@@ -319,20 +321,21 @@ class Supervisor:
         for status in self.store.list(running_only=True, limit=1 << 30):
             owner, seq = parse_job_id(status.id)
             group = self.driver.open(self.cgroup_name(owner, seq))
-            status_file = self.paths.job_dir(owner, seq) / STATUS_FILE
+            init_pid = self.store.init_pid(owner, seq)
             job = RunningJob(
                 owner,
                 seq,
-                status.pid or 0,
+                init_pid,
                 group,
-                status_file if "pid" in status.isolation else None,
+                self.paths.job_dir(owner, seq) / STATUS_FILE,
+                "pid" in status.isolation,
                 adopted=True,
             )
             job.stop_requested = self.store.stop_requested(owner, seq)
             alive = (
-                bool(status.pid)
-                and _is_alive(status.pid or 0)
-                and (group is None or (status.pid or 0) in group.pids())
+                init_pid > 0
+                and _is_alive(init_pid)
+                and (group is None or init_pid in group.pids())
             )
             self._track(job)
             if alive and self._watch_adopted(job):
@@ -399,14 +402,19 @@ def _final_fields(
     }
 
 
-def _job_wait_status(status_file: Path, init_status: int | None) -> int | None:
-    """The job's own wait status as its init recorded it; the init's if it had no time."""
+def _read_init_record(status_file: Path) -> tuple[int, bool] | None:
+    """The job's wait status and whether output was dropped, as its init recorded them.
+
+    None when the init died before recording (killed with the job at the end of a stop).
+    """
     try:
-        text = status_file.read_text().strip()
+        fields = status_file.read_text().split()
         status_file.unlink()
     except OSError:
-        return init_status
-    return int(text) if text.isdigit() else init_status
+        return None
+    if len(fields) != 3 or not all(f.isdigit() for f in fields):
+        return None
+    return int(fields[0]), int(fields[2]) > 0
 
 
 def _write_exit_marker(job_dir: Path, fields: dict[str, Any]) -> None:

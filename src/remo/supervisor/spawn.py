@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from remo.core.errors import StartFailed
-from remo.supervisor import namespaces
+from remo.supervisor import init, namespaces
 from remo.supervisor.accounts import Account
 
 _EXIT_SETUP_FAILED = 127
@@ -37,15 +37,25 @@ class SpawnRequest:
     output_fd: int
     join_fds: list[int] = field(default_factory=list)
     isolation: namespaces.Isolation = field(default_factory=namespaces.Isolation)
-    #: With a PID namespace, the init writes the job's wait status here (see namespaces).
+    #: The init writes the job's wait status and output byte counts here (see init).
     status_fd: int = -1
+    output_cap: int | None = None
 
 
-def spawn(request: SpawnRequest) -> int:
-    """Fork and exec the job; return the pid to supervise once exec succeeded.
+@dataclass(frozen=True)
+class Spawned:
+    """Pids of a started job: ``init`` is the supervisor's child, ``job`` the command."""
 
-    Without a PID namespace that is the job's own pid; with one it is the pid of the
-    job's init (the set-up child that created it exits at once and is reaped here).
+    init: int
+    job: int
+
+
+def spawn(request: SpawnRequest) -> Spawned:
+    """Fork the job's init and the job, and exec it; return both pids once exec succeeded.
+
+    With a PID namespace the set-up child that created it exits at once (reaped here) and
+    the init, re-parented to us (we are a subreaper), is PID 1 inside; without one the
+    set-up child is the init.
     Raises :class:`StartFailed` naming the failed step and its errno. Failed children
     are reaped here, so nothing is left behind.
     """
@@ -61,19 +71,35 @@ def spawn(request: SpawnRequest) -> int:
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)
-    main_pid = pid
+    init_pid, job_pid = pid, 0
     if report.startswith(b"pid "):
         line, _, report = report.partition(b"\n")
-        main_pid = int(line[4:])
+        init_pid = int(line[4:])
         os.waitpid(pid, 0)  # the set-up child; the init is now our child (we are subreaper)
+    if report.startswith(b"job "):
+        line, _, report = report.partition(b"\n")
+        job_pid = int(line[4:])
+        if request.isolation.pid:
+            job_pid = _host_pid(init_pid)
     if not report:
-        return main_pid
-    os.waitpid(main_pid, 0)
+        return Spawned(init_pid, job_pid)
+    os.waitpid(init_pid, 0)
     try:
         failure = json.loads(report)
     except ValueError:
         failure = {"stage": "exec", "errno": None, "detail": "job set-up failed"}
     raise StartFailed(failure["stage"], failure.get("errno"), failure["detail"])
+
+
+def _host_pid(init_pid: int) -> int:
+    """The job's pid as the host sees it: the init's only child (the init itself only
+    knows the pid inside its namespace)."""
+    try:
+        with open(f"/proc/{init_pid}/task/{init_pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        return 0
+    return int(children[0]) if children else 0
 
 
 def _read_all(fd: int) -> bytes:
@@ -97,30 +123,39 @@ def _child(request: SpawnRequest, report_fd: int) -> None:  # pragma: no cover
         stage, detail = "session", "cannot start a new session"
         os.setsid()
         isolation = request.isolation
+        # The init never execs, so close-on-exec does not protect the supervisor's
+        # sockets and database from it: close them explicitly.
+        _close_fds_except({report_fd, request.output_fd, request.status_fd})
         if isolation.any or isolation.private_tmp:
             stage, detail = "namespace", "cannot create the job's namespaces"
-            if isolation.pid:
-                # The init never execs, so close-on-exec does not protect the
-                # supervisor's sockets and database from it: close them explicitly.
-                _close_fds_except({report_fd, request.output_fd, request.status_fd})
             namespaces.enter(isolation)
-            if isolation.pid:
-                init_pid = os.fork()
-                if init_pid != 0:
-                    os.write(report_fd, f"pid {init_pid}\n".encode())
-                    os._exit(0)
-            stage, detail = "namespace", "cannot prepare the job's namespaces"
-            namespaces.prepare_init(isolation)
-            if isolation.pid:
-                job_pid = os.fork()
-                if job_pid != 0:
-                    os.close(report_fd)
-                    namespaces.run_init(job_pid, request.status_fd)
-        stage, detail = "output", "cannot attach the output file"
+        if isolation.pid:
+            init_pid = os.fork()  # the first child in the new PID namespace is its PID 1
+            if init_pid != 0:
+                os.write(report_fd, f"pid {init_pid}\n".encode())
+                os._exit(0)
+        stage, detail = "namespace", "cannot prepare the job's namespaces"
+        namespaces.prepare_init(isolation)
+        stage, detail = "output", "cannot create the output pipe"
+        pipe_r, pipe_w = init.make_output_pipe()
+        if isolation.pid:
+            os.setsid()  # the init leads the job's process group (for killpg without cgroups)
+        job_pid = os.fork()
+        if job_pid != 0:
+            os.close(pipe_w)
+            os.write(report_fd, f"job {job_pid}\n".encode())
+            os.close(report_fd)
+            relay = init.Relay(pipe_r, request.output_fd, request.output_cap)
+            init.run(job_pid, relay, request.status_fd, pid1=isolation.pid)
+        stage, detail = "output", "cannot attach the output pipe"
+        os.close(pipe_r)
+        os.close(request.output_fd)
+        os.close(request.status_fd)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
-        os.dup2(request.output_fd, 1)
-        os.dup2(request.output_fd, 2)
+        os.dup2(pipe_w, 1)
+        os.dup2(pipe_w, 2)
+        os.close(pipe_w)
         account = request.account
         if account.switch:
             stage, detail = "user", f"cannot switch to account {account.name!r}"

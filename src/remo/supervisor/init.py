@@ -1,0 +1,123 @@
+"""The job's init: the process between the supervisor and the job.
+
+Every job runs as a child of a small init, forked from the supervisor (no exec). With a
+PID namespace it is PID 1 inside; without one it is a plain parent. It has three duties:
+
+1. **Output.** The job's stdout and stderr are one pipe; the init moves the bytes into
+   the job's output file with ``splice(2)`` (no copy through user space) up to the
+   job's output cap, and reads and drops what comes after it. The job is never blocked
+   or harmed by the cap; at the end a one-line notice says how much was dropped.
+2. **Reaping.** As PID 1 it reaps every orphan in the namespace (no zombies).
+3. **Signals.** As PID 1 it forwards SIGTERM and friends to every process in the
+   namespace (``kill(-1)`` from PID 1 reaches all but itself), so a graceful stop reaches
+   the job's own handlers. Without a PID namespace the supervisor signals the job's
+   cgroup directly and the init ignores those signals.
+
+When the job's main process ends, the init drains the pipe, writes the job's wait status
+and byte counts to the status file the supervisor reads, and exits. The init does not
+depend on the supervisor or the API server: either may die and restart meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+
+FORWARDED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+PIPE_SIZE = 1 << 20
+_CHUNK = 1 << 20
+
+
+def make_output_pipe() -> tuple[int, int]:
+    """The job's stdout/stderr pipe, enlarged so a chatty job rarely waits on the init."""
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(OSError):  # capped by /proc/sys/fs/pipe-max-size
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    return read_end, write_end
+
+
+class Relay:
+    """Moves pipe bytes into the output file, up to ``cap`` bytes."""
+
+    def __init__(self, pipe_fd: int, out_fd: int, cap: int | None) -> None:
+        self.pipe_fd = pipe_fd
+        self.out_fd = out_fd
+        self.cap = cap
+        self.written = os.fstat(out_fd).st_size
+        self.dropped = 0
+        self.eof = False
+        os.set_blocking(pipe_fd, False)
+
+    def pump(self) -> None:
+        """Move everything available now; never blocks."""
+        while not self.eof:
+            room = _CHUNK if self.cap is None else min(_CHUNK, self.cap - self.written)
+            try:
+                if room > 0:
+                    moved = os.splice(self.pipe_fd, self.out_fd, room)
+                    self.written += moved
+                else:
+                    moved = len(os.read(self.pipe_fd, _CHUNK))
+                    self.dropped += moved
+            except BlockingIOError:
+                return
+            if moved == 0:
+                self.eof = True
+
+    def finish(self) -> None:
+        if self.dropped:
+            notice = (
+                f"\n[remo: output truncated at {self.cap} bytes; "
+                f"{self.dropped} more bytes were dropped]\n"
+            )
+            with contextlib.suppress(OSError):
+                os.write(self.out_fd, notice.encode())
+
+
+def run(
+    job_pid: int, relay: Relay, status_fd: int, pid1: bool
+) -> None:  # pragma: no cover - runs in the init
+    """Relay, reap and forward until the job's main process ends; never returns."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+
+    def forward(sig: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, sig)
+
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, forward if pid1 else signal.SIG_IGN)
+    status: int | None = None
+    while status is None:
+        watched = [wake_r] if relay.eof else [relay.pipe_fd, wake_r]
+        readable, _, _ = select.select(watched, [], [])
+        if wake_r in readable:
+            os.read(wake_r, 4096)
+        relay.pump()
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == job_pid:
+                status = wait_status
+    # The main process is gone: take what is already in the pipe (helpers it left may
+    # still hold the pipe open; they are killed with the job and not waited for).
+    relay.pump()
+    relay.finish()
+    os.write(status_fd, f"{status} {relay.written} {relay.dropped}\n".encode())
+    os._exit(0)

@@ -39,6 +39,7 @@ import random
 import select
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -48,9 +49,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from remo.core.paths import OUTPUT_FILE, StatePaths
+from remo.core.paths import OUTPUT_FILE
 from remo.store.jobs import parse_job_id
-from remo.supervisor.client import SupervisorClient
 from remo.supervisor.service import instance_tag
 from remo.worker import JobManager, JobSpec
 
@@ -184,16 +184,11 @@ class Bench:
     @contextlib.asynccontextmanager
     async def open(self) -> Any:
         ns_dir, plain_dir = self.base / "ns", self.base / "no-ns"
-        plain_dir.mkdir(mode=0o700)
-        # JobManager.open has no namespace switch; the supervisor has one
-        # (--no-namespaces), reachable through SupervisorClient.connect. Launch that
-        # supervisor first and keep this connection open so it stays up; the
-        # JobManager then connects to it.
-        holder = await SupervisorClient.connect(
-            StatePaths(plain_dir.resolve()), 0.0, namespaces=False
-        )
         try:
-            async with JobManager.open(ns_dir) as ns, JobManager.open(plain_dir) as plain:
+            async with (
+                JobManager.open(ns_dir) as ns,
+                JobManager.open(plain_dir, namespaces=False) as plain,
+            ):
                 self.ns, self.plain = ns, plain
                 self.sup_pids = [int(ns._info["pid"]), int(plain._info["pid"])]
                 try:
@@ -202,7 +197,6 @@ class Bench:
                     await stop_all(ns)
                     await stop_all(plain)
         finally:
-            await holder.close()
             for pid in self.sup_pids:
                 if not wait_gone(pid, 30):
                     print(f"warning: supervisor {pid} did not exit within 30 s", file=sys.stderr)
@@ -613,7 +607,14 @@ def detail(r: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def dump_tasks() -> None:
+    """SIGUSR1: print where every task of the benchmark is waiting (to debug a hang)."""
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+
+
 async def run(quick: bool) -> dict[str, Any]:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
     base = Path(tempfile.mkdtemp(prefix="remo-bench-", dir="/tmp"))
     try:
         async with Bench(base).open() as b:

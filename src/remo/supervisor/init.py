@@ -21,6 +21,7 @@ depend on the supervisor or the API server: either may die and restart meanwhile
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import select
@@ -56,6 +57,7 @@ class Relay:
         self.written = os.fstat(out_fd).st_size
         self.dropped = 0
         self.eof = False
+        self.disk_full = False
         os.set_blocking(pipe_fd, False)
 
     def pump(self) -> None:
@@ -67,19 +69,32 @@ class Relay:
                     moved = os.splice(self.pipe_fd, self.out_fd, room)
                     self.written += moved
                 else:
-                    moved = len(os.read(self.pipe_fd, _CHUNK))
-                    self.dropped += moved
+                    moved = self._drop()
             except BlockingIOError:
                 return
+            except OSError as err:
+                if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    raise
+                # The disk is full: the job must not block on a full pipe, so this
+                # chunk is dropped (and counted); writing resumes when space returns.
+                self.disk_full = True
+                moved = self._drop()
             if moved == 0:
                 self.eof = True
 
+    def _drop(self) -> int:
+        dropped = len(os.read(self.pipe_fd, _CHUNK))  # BlockingIOError: nothing to drop
+        self.dropped += dropped
+        return dropped
+
     def finish(self) -> None:
         if self.dropped:
-            notice = (
-                f"\n[remo: output truncated at {self.cap} bytes; "
-                f"{self.dropped} more bytes were dropped]\n"
+            why = (
+                "the server's disk was full"
+                if self.disk_full
+                else f"output truncated at {self.cap} bytes"
             )
+            notice = f"\n[remo: {why}; {self.dropped} bytes were dropped]\n"
             with contextlib.suppress(OSError):
                 os.write(self.out_fd, notice.encode())
 

@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from remo.cgroups.base import CgroupDriver, JobGroup, Usage
-from remo.core.errors import InvalidArgument, JobStillRunning, RemoError, StartFailed
+from remo.core.errors import (
+    InvalidArgument,
+    JobStillRunning,
+    RemoError,
+    ResourceExhausted,
+    StartFailed,
+)
 from remo.core.paths import EXIT_FILE, OUTPUT_FILE, STATUS_FILE, StatePaths
 from remo.core.spec import JobSpec
 from remo.core.status import JobState, JobStatus
@@ -40,6 +47,8 @@ from remo.supervisor import accounts, namespaces
 from remo.supervisor.spawn import SpawnRequest, spawn
 
 log = logging.getLogger("remo.supervisor")
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 #: How long to wait for a killed cgroup to empty before giving up on removing it.
 _EMPTY_TIMEOUT = 30.0
@@ -140,7 +149,10 @@ class Supervisor:
         account = accounts.resolve(owner)
         isolation = self.isolation_for(spec)
         cwd = spec.cwd or (account.home if os.path.isdir(account.home) else "/")
-        seq = self.store.allocate(owner)
+        try:
+            seq = self.store.allocate(owner)
+        except sqlite3.OperationalError as err:
+            raise self._storage_error(err) from err
         job_dir = self.paths.job_dir(owner, seq)
         group: JobGroup | None = None
         try:
@@ -177,18 +189,37 @@ class Supervisor:
             if group is not None:
                 _destroy_quietly(group)
             shutil.rmtree(job_dir, ignore_errors=True)
-            self.store.release(owner, seq)
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.store.release(owner, seq)
+            if isinstance(err, OSError) and err.errno in _DISK_FULL:
+                raise self._storage_error(err) from err
             if isinstance(err, OSError):
                 raise StartFailed("setup", err.errno, "cannot prepare the job") from err
             raise
         started = time.time()
         spec = dataclasses.replace(spec, owner=owner, cwd=cwd)
-        self.store.insert_running(
-            owner, seq, spec, pids.job, pids.init, started, isolation.labels(), schedule_id
-        )
+        try:
+            self.store.insert_running(
+                owner, seq, spec, pids.job, pids.init, started, isolation.labels(), schedule_id
+            )
+        except sqlite3.OperationalError as err:
+            # A job nobody knows about must not run: kill it and refuse the start.
+            if group is not None:
+                _destroy_quietly(group)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pids.init, 0)
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise self._storage_error(err) from err
         job = RunningJob(owner, seq, pids.init, group, job_dir / STATUS_FILE, isolation.pid)
         self._track(job)
         return {"id": job.key, "pid": pids.job, "started_at": started}
+
+    def _storage_error(self, err: Exception) -> ResourceExhausted:
+        log.error("cannot record a job: %s", err)
+        return ResourceExhausted(
+            f"the server cannot store a new job ({err}): its disk may be full; "
+            "running jobs are not affected"
+        )
 
     def _track(self, job: RunningJob) -> None:
         self.running[job.pid] = job
@@ -287,7 +318,8 @@ class Supervisor:
                 reason = "re-adopted after a supervisor restart; exit status recorded by its init"
         fields = _final_fields(job, wait_status, usage, reason)
         fields["output_truncated"] = int(truncated)
-        self.store.finish(job.owner, job.seq, **fields)
+        # The row first, then the marker: whoever sees the marker reads a final status.
+        await self._record_end(job, fields)
         _write_exit_marker(self.paths.job_dir(job.owner, job.seq), fields)
         del self.running[job.pid]
         del self.by_key[job.key]
@@ -295,6 +327,18 @@ class Supervisor:
             job.ended.set_result(None)
         if not self.running:
             self.on_idle()
+
+    async def _record_end(self, job: RunningJob, fields: dict[str, Any]) -> None:
+        """Write the final row; on a full disk keep retrying until space returns."""
+        delay = 0.1
+        while True:
+            try:
+                self.store.finish(job.owner, job.seq, **fields)
+                return
+            except sqlite3.OperationalError as err:
+                log.error("cannot record the end of %s (%s); retrying", job.key, err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _empty_and_destroy(self, job: RunningJob) -> None:
         group = job.group
@@ -333,9 +377,7 @@ class Supervisor:
             )
             job.stop_requested = self.store.stop_requested(owner, seq)
             alive = (
-                init_pid > 0
-                and _is_alive(init_pid)
-                and (group is None or init_pid in group.pids())
+                init_pid > 0 and _is_alive(init_pid) and (group is None or init_pid in group.pids())
             )
             self._track(job)
             if alive and self._watch_adopted(job):
@@ -346,7 +388,11 @@ class Supervisor:
             )
         known = {self.cgroup_name(*parse_job_id(k)) for k in self.by_key}
         for name in self.driver.list_names():
-            if name.startswith(f"{self._tag}-") and name not in known and (group := self.driver.open(name)) is not None:
+            if (
+                name.startswith(f"{self._tag}-")
+                and name not in known
+                and (group := self.driver.open(name)) is not None
+            ):
                 _destroy_quietly(group)
 
     def _watch_adopted(self, job: RunningJob) -> bool:

@@ -20,7 +20,15 @@ class Limits(_message.Message):
     io_write_bps: int
     pids: int
     output_bytes: int
-    def __init__(self, cpu_cores: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., io_read_bps: _Optional[int] = ..., io_write_bps: _Optional[int] = ..., pids: _Optional[int] = ..., output_bytes: _Optional[int] = ...) -> None: ...
+    def __init__(
+        self,
+        cpu_cores: _Optional[float] = ...,
+        memory_bytes: _Optional[int] = ...,
+        io_read_bps: _Optional[int] = ...,
+        io_write_bps: _Optional[int] = ...,
+        pids: _Optional[int] = ...,
+        output_bytes: _Optional[int] = ...,
+    ) -> None: ...
 
 class When(_message.Message):
     __slots__ = ("delay_seconds", "at_unix", "every_seconds", "at")
@@ -32,7 +40,13 @@ class When(_message.Message):
     at_unix: float
     every_seconds: float
     at: str
-    def __init__(self, delay_seconds: _Optional[float] = ..., at_unix: _Optional[float] = ..., every_seconds: _Optional[float] = ..., at: _Optional[str] = ...) -> None: ...
+    def __init__(
+        self,
+        delay_seconds: _Optional[float] = ...,
+        at_unix: _Optional[float] = ...,
+        every_seconds: _Optional[float] = ...,
+        at: _Optional[str] = ...,
+    ) -> None: ...
 
 class StartRequest(_message.Message):
     __slots__ = ("argv", "env", "cwd", "limits", "network", "private_tmp", "when")
@@ -43,6 +57,7 @@ class StartRequest(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
     ARGV_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
@@ -57,7 +72,16 @@ class StartRequest(_message.Message):
     network: str
     private_tmp: bool
     when: When
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., network: _Optional[str] = ..., private_tmp: _Optional[bool] = ..., when: _Optional[_Union[When, _Mapping]] = ...) -> None: ...
+    def __init__(
+        self,
+        argv: _Optional[_Iterable[str]] = ...,
+        env: _Optional[_Mapping[str, str]] = ...,
+        cwd: _Optional[str] = ...,
+        limits: _Optional[_Union[Limits, _Mapping]] = ...,
+        network: _Optional[str] = ...,
+        private_tmp: _Optional[bool] = ...,
+        when: _Optional[_Union[When, _Mapping]] = ...,
+    ) -> None: ...
 
 class StartResponse(_message.Message):
     __slots__ = ("job", "schedule")
@@ -65,7 +89,11 @@ class StartResponse(_message.Message):
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     job: JobStatus
     schedule: Schedule
-    def __init__(self, job: _Optional[_Union[JobStatus, _Mapping]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
+    def __init__(
+        self,
+        job: _Optional[_Union[JobStatus, _Mapping]] = ...,
+        schedule: _Optional[_Union[Schedule, _Mapping]] = ...,
+    ) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("id",)
@@ -101,7 +129,12 @@ class ListRequest(_message.Message):
     all_users: bool
     running_only: bool
     limit: int
-    def __init__(self, all_users: _Optional[bool] = ..., running_only: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+    def __init__(
+        self,
+        all_users: _Optional[bool] = ...,
+        running_only: _Optional[bool] = ...,
+        limit: _Optional[int] = ...,
+    ) -> None: ...
 
 class ListResponse(_message.Message):
     __slots__ = ("jobs", "schedules")
@@ -109,7 +142,11 @@ class ListResponse(_message.Message):
     SCHEDULES_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[JobStatus]
     schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
+    def __init__(
+        self,
+        jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ...,
+        schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...,
+    ) -> None: ...
 
 class OutputRequest(_message.Message):
     __slots__ = ("id", "offset", "follow")
@@ -119,7 +156,9 @@ class OutputRequest(_message.Message):
     id: str
     offset: int
     follow: bool
-    def __init__(self, id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+    def __init__(
+        self, id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...
+    ) -> None: ...
 
 class OutputChunk(_message.Message):
     __slots__ = ("offset", "data")
@@ -130,7 +169,26 @@ class OutputChunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("id", "owner", "argv", "state", "pid", "exit_code", "signal", "started_at", "ended_at", "limits", "cpu_seconds", "peak_memory_bytes", "oom_killed", "reason", "cwd", "isolation", "schedule_id", "output_truncated")
+    __slots__ = (
+        "id",
+        "owner",
+        "argv",
+        "state",
+        "pid",
+        "exit_code",
+        "signal",
+        "started_at",
+        "ended_at",
+        "limits",
+        "cpu_seconds",
+        "peak_memory_bytes",
+        "oom_killed",
+        "reason",
+        "cwd",
+        "isolation",
+        "schedule_id",
+        "output_truncated",
+    )
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -167,7 +225,27 @@ class JobStatus(_message.Message):
     isolation: _containers.RepeatedScalarFieldContainer[str]
     schedule_id: str
     output_truncated: bool
-    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_seconds: _Optional[float] = ..., peak_memory_bytes: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., reason: _Optional[str] = ..., cwd: _Optional[str] = ..., isolation: _Optional[_Iterable[str]] = ..., schedule_id: _Optional[str] = ..., output_truncated: _Optional[bool] = ...) -> None: ...
+    def __init__(
+        self,
+        id: _Optional[str] = ...,
+        owner: _Optional[str] = ...,
+        argv: _Optional[_Iterable[str]] = ...,
+        state: _Optional[str] = ...,
+        pid: _Optional[int] = ...,
+        exit_code: _Optional[int] = ...,
+        signal: _Optional[int] = ...,
+        started_at: _Optional[float] = ...,
+        ended_at: _Optional[float] = ...,
+        limits: _Optional[_Union[Limits, _Mapping]] = ...,
+        cpu_seconds: _Optional[float] = ...,
+        peak_memory_bytes: _Optional[int] = ...,
+        oom_killed: _Optional[bool] = ...,
+        reason: _Optional[str] = ...,
+        cwd: _Optional[str] = ...,
+        isolation: _Optional[_Iterable[str]] = ...,
+        schedule_id: _Optional[str] = ...,
+        output_truncated: _Optional[bool] = ...,
+    ) -> None: ...
 
 class ScheduleRun(_message.Message):
     __slots__ = ("due_at", "outcome", "job_id", "detail")
@@ -179,10 +257,25 @@ class ScheduleRun(_message.Message):
     outcome: str
     job_id: str
     detail: str
-    def __init__(self, due_at: _Optional[float] = ..., outcome: _Optional[str] = ..., job_id: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    def __init__(
+        self,
+        due_at: _Optional[float] = ...,
+        outcome: _Optional[str] = ...,
+        job_id: _Optional[str] = ...,
+        detail: _Optional[str] = ...,
+    ) -> None: ...
 
 class Schedule(_message.Message):
-    __slots__ = ("id", "owner", "argv", "every_seconds", "next_run_at", "created_at", "active", "recent_runs")
+    __slots__ = (
+        "id",
+        "owner",
+        "argv",
+        "every_seconds",
+        "next_run_at",
+        "created_at",
+        "active",
+        "recent_runs",
+    )
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -199,7 +292,17 @@ class Schedule(_message.Message):
     created_at: float
     active: bool
     recent_runs: _containers.RepeatedCompositeFieldContainer[ScheduleRun]
-    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., every_seconds: _Optional[float] = ..., next_run_at: _Optional[float] = ..., created_at: _Optional[float] = ..., active: _Optional[bool] = ..., recent_runs: _Optional[_Iterable[_Union[ScheduleRun, _Mapping]]] = ...) -> None: ...
+    def __init__(
+        self,
+        id: _Optional[str] = ...,
+        owner: _Optional[str] = ...,
+        argv: _Optional[_Iterable[str]] = ...,
+        every_seconds: _Optional[float] = ...,
+        next_run_at: _Optional[float] = ...,
+        created_at: _Optional[float] = ...,
+        active: _Optional[bool] = ...,
+        recent_runs: _Optional[_Iterable[_Union[ScheduleRun, _Mapping]]] = ...,
+    ) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
@@ -219,4 +322,12 @@ class WhoAmIResponse(_message.Message):
     not_after: float
     server_version: str
     protections_off: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, user: _Optional[str] = ..., role: _Optional[str] = ..., serial: _Optional[str] = ..., not_after: _Optional[float] = ..., server_version: _Optional[str] = ..., protections_off: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(
+        self,
+        user: _Optional[str] = ...,
+        role: _Optional[str] = ...,
+        serial: _Optional[str] = ...,
+        not_after: _Optional[float] = ...,
+        server_version: _Optional[str] = ...,
+        protections_off: _Optional[_Iterable[str]] = ...,
+    ) -> None: ...

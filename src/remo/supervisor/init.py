@@ -36,6 +36,8 @@ FORWARDED_SIGNALS = (
     signal.SIGUSR2,
 )
 PIPE_SIZE = 1 << 20
+#: The status file is created with this many spaces, then overwritten in place.
+STATUS_RECORD_SIZE = 64
 _CHUNK = 1 << 20
 
 
@@ -134,5 +136,8 @@ def run(
     # still hold the pipe open; they are killed with the job and not waited for).
     relay.pump()
     relay.finish()
-    os.write(status_fd, f"{status} {relay.written} {relay.dropped}\n".encode())
+    record = f"{status} {relay.written} {relay.dropped}".encode()
+    # Overwrites the placeholder the supervisor wrote: no new block is needed, so the
+    # record is kept even when the disk is full.
+    os.pwrite(status_fd, record.ljust(STATUS_RECORD_SIZE), 0)
     os._exit(0)

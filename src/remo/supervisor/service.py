@@ -43,12 +43,14 @@ from remo.core.paths import EXIT_FILE, OUTPUT_FILE, STATUS_FILE, StatePaths
 from remo.core.spec import JobSpec
 from remo.core.status import JobState, JobStatus
 from remo.store.jobs import JobStore, job_key, parse_job_id
-from remo.supervisor import accounts, namespaces
+from remo.supervisor import accounts, init, namespaces
 from remo.supervisor.spawn import SpawnRequest, spawn
 
 log = logging.getLogger("remo.supervisor")
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+#: New jobs are refused when the state dir's filesystem has less than this free.
+MIN_FREE_BYTES = 4 << 20
 
 #: How long to wait for a killed cgroup to empty before giving up on removing it.
 _EMPTY_TIMEOUT = 30.0
@@ -149,6 +151,7 @@ class Supervisor:
         account = accounts.resolve(owner)
         isolation = self.isolation_for(spec)
         cwd = spec.cwd or (account.home if os.path.isdir(account.home) else "/")
+        self._check_free_space()
         try:
             seq = self.store.allocate(owner)
         except sqlite3.OperationalError as err:
@@ -163,6 +166,7 @@ class Supervisor:
                 job_dir / STATUS_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
             )
             try:
+                os.write(status_fd, b" " * init.STATUS_RECORD_SIZE)
                 group = self.driver.create(self.cgroup_name(owner, seq), spec.limits)
                 join_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in group.join_files()]
                 try:
@@ -213,6 +217,17 @@ class Supervisor:
         job = RunningJob(owner, seq, pids.init, group, job_dir / STATUS_FILE, isolation.pid)
         self._track(job)
         return {"id": job.key, "pid": pids.job, "started_at": started}
+
+    def _check_free_space(self) -> None:
+        """Refuse new jobs before the disk is completely full: the space left is what
+        running jobs' output and their final records need."""
+        stats = os.statvfs(self.paths.root)
+        free = stats.f_bavail * stats.f_frsize
+        if free < MIN_FREE_BYTES:
+            raise ResourceExhausted(
+                f"the server's disk is full ({free >> 10} KiB free in {self.paths.root}); "
+                "no new jobs until space is freed (remo rm old jobs); running jobs continue"
+            )
 
     def _storage_error(self, err: Exception) -> ResourceExhausted:
         log.error("cannot record a job: %s", err)

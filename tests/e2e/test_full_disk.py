@@ -1,0 +1,82 @@
+"""A full disk never crashes the server: starts fail clearly, everything else goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from remo.api.v1 import jobs_pb2 as pb
+from remo.server.app import running
+from remo.server.config import ServerConfig
+from tests.conftest import remo_processes
+from tests.e2e.conftest import Server, needs_root
+
+pytestmark = needs_root
+
+
+def fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with filler.open("wb") as f:
+        block = b"\0" * (64 << 10)
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(block)
+                f.flush()
+    return filler
+
+
+async def test_full_disk(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "remo-full-disk", str(state)], check=True
+    )
+    try:
+        config = ServerConfig(
+            state_dir=state, listen="127.0.0.1:0", register_run_dir=tmp_path / "run"
+        )
+        async with running(config) as srv:
+            server = Server(srv, state, tmp_path)
+            channel, stub = server.stub(server.credential("root", "admin"))
+            async with channel:
+                script = "for i in $(seq 1 40); do echo line $i; sleep 0.05; done; exit 4"
+                job = (await stub.Start(pb.StartRequest(argv=["sh", "-c", script]))).job
+                filler = fill(state)
+
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub.Start(pb.StartRequest(argv=["true"]))
+                assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "disk is full" in (caught.value.details() or "")
+                # reads keep working while the disk is full
+                assert (await stub.Status(pb.JobRef(id=job.id))).state in ("running", "failed")
+                assert (await stub.List(pb.ListRequest())).jobs
+                first = [c async for c in stub.Output(pb.OutputRequest(id=job.id))]
+                assert b"".join(c.data for c in first).startswith(b"line 1\n")
+
+                await asyncio.sleep(2.5)  # the job ends while the disk is still full
+                filler.unlink()  # space returns
+                status = await asyncio.wait_for(stub.Wait(pb.JobRef(id=job.id)), 30)
+                assert status.state == "failed" and status.exit_code == 4
+                output = b"".join([c.data async for c in stub.Output(pb.OutputRequest(id=job.id))])
+                assert output.startswith(b"line 1\n")
+                if b"dropped" in output:
+                    assert b"disk was full" in output
+                again = (await stub.Start(pb.StartRequest(argv=["echo", "back"]))).job
+                assert (await stub.Wait(pb.JobRef(id=again.id))).state == "succeeded"
+    finally:
+        deadline = time.monotonic() + 15
+        while remo_processes(state) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the supervisor leaves its state dir once idle
+        result = subprocess.run(["umount", str(state)], check=False, capture_output=True)
+        if result.returncode != 0:
+            subprocess.run(["umount", "-l", str(state)], check=False)
+        assert not os.path.ismount(state)
+    assert errno.ENOSPC  # the error the filler ran into

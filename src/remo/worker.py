@@ -177,6 +177,11 @@ class JobManager:
         parse_job_id(job_id)
         await self._call("remove", job_id=job_id)
 
+    async def purge(self, older_than: float) -> int:
+        """Delete records and output of jobs that ended more than ``older_than`` seconds
+        ago; return how many. Running jobs are never touched."""
+        return int(await self._call("purge", older_than=older_than))
+
     async def output(
         self, job_id: str, offset: int = 0, follow: bool = False
     ) -> AsyncIterator[bytes]:

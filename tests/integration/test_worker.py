@@ -340,3 +340,16 @@ async def test_uncapped_output_is_not_truncated(manager: JobManager) -> None:
     status = await manager.wait(job)
     assert not status.output_truncated
     assert await collect(manager, job) == bytes(300000)
+
+
+async def test_retention_purges_old_finished_jobs_only(manager: JobManager) -> None:
+    done = await manager.start(JobSpec(["echo", "old"]))
+    await manager.wait(done)
+    running = await manager.start(JobSpec(["sleep", "30"]))
+    assert await manager.purge(older_than=3600) == 0
+    assert await manager.purge(older_than=0) == 1
+    with pytest.raises(JobNotFound):
+        await manager.status(done)
+    assert not (manager.paths.jobs_dir / done).exists()
+    assert (await manager.status(running)).state is JobState.RUNNING
+    await manager.stop(running, grace=0)

@@ -104,6 +104,9 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
             scheduler = Scheduler(schedules, jobs)
             await scheduler.start()
             stack.push_async_callback(scheduler.close)
+            if config.retention is not None:
+                purger = asyncio.create_task(_purge_forever(jobs, config.retention))
+                stack.callback(purger.cancel)
             stack.callback(schedules.close)
             jobs_pb2_grpc.add_JobsServicer_to_server(
                 JobsServicer(
@@ -176,6 +179,18 @@ async def serve_forever(config: ServerConfig, announce: Callable[[RunningServer]
         announce(srv)
         await stop.wait()
         log.info("stopping: no new calls; running jobs keep running")
+
+
+async def _purge_forever(jobs: JobManager, retention: float) -> None:
+    """Apply the retention period now and then (a few times per period, at most hourly)."""
+    while True:
+        try:
+            removed = await jobs.purge(retention)
+            if removed:
+                log.info("purged %d finished job(s) older than the retention period", removed)
+        except Exception:  # a failed purge must not stop the server; retried next round
+            log.exception("purge failed")
+        await asyncio.sleep(min(max(retention / 4, 1.0), 3600.0))
 
 
 ADDRESSES_FILE = "addresses"

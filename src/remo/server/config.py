@@ -4,6 +4,7 @@ Example ``/etc/remo/server.toml``::
 
     state_dir = "/var/lib/remo"
     listen = "0.0.0.0:7443"
+    retention = "30d"       # purge finished jobs older than this ("forever" keeps them)
     advertise = ["build01.example.com"]
 
     [roles]                 # role given by `remo register`, by account
@@ -39,6 +40,7 @@ from remo.core.units import parse_cpu, parse_rate, parse_size
 
 DEFAULT_PORT = 7443
 DEFAULT_OUTPUT_CAP = 4 << 30
+DEFAULT_RETENTION = 30 * 86400.0
 
 
 def default_state_dir() -> Path:
@@ -61,6 +63,8 @@ class ServerConfig:
     network: str = "host"
     force_network_none: bool = False
     namespaces: bool = True
+    #: Finished jobs older than this (seconds) are purged; None keeps them forever.
+    retention: float | None = DEFAULT_RETENTION
     register_run_dir: Path = Path("/run/remo")
 
     def listen_host_port(self) -> tuple[str, int]:
@@ -117,12 +121,15 @@ def load(path: str | None, **overrides: Any) -> ServerConfig:
 
 
 def _apply(config: ServerConfig, data: dict[str, Any], path: str) -> None:
-    known = {"state_dir", "listen", "advertise", "roles", "limits", "isolation"}
+    known = {"state_dir", "listen", "advertise", "roles", "limits", "isolation", "retention"}
     unknown = set(data) - known
     if unknown:
         raise InvalidArgument(f"config {path}: unknown setting(s) {', '.join(sorted(unknown))}")
     if "state_dir" in data:
         config.state_dir = Path(str(data["state_dir"]))
+    if "retention" in data:
+        text = str(data["retention"])
+        config.retention = None if text in ("forever", "never") else _duration(text, path)
     if "listen" in data:
         config.listen = str(data["listen"])
     if "advertise" in data:
@@ -144,6 +151,15 @@ def _apply(config: ServerConfig, data: dict[str, Any], path: str) -> None:
         raise InvalidArgument(f"config {path}: isolation.network must be host or none")
     config.force_network_none = bool(isolation.get("force_network_none", False))
     config.namespaces = bool(isolation.get("namespaces", True))
+
+
+def _duration(text: str, path: str) -> float:
+    from remo.schedule.timeexpr import parse_duration
+
+    try:
+        return parse_duration(text).total_seconds()
+    except InvalidArgument as err:
+        raise InvalidArgument(f"config {path}: retention: {err}") from None
 
 
 def _limits(table: dict[str, Any], path: str) -> Limits:

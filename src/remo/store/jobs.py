@@ -147,6 +147,13 @@ class JobStore:
                 (*fields.values(), owner, seq),
             )
 
+    def ended_before(self, cutoff: float) -> list[tuple[str, int]]:
+        """Finished jobs that ended before ``cutoff`` (unix seconds)."""
+        rows = self._db.execute(
+            "SELECT owner, seq FROM jobs WHERE state != 'running' AND ended_at < ?", (cutoff,)
+        ).fetchall()
+        return [(str(r[0]), int(r[1])) for r in rows]
+
     def delete(self, owner: str, seq: int) -> None:
         with self._db:
             self._db.execute("DELETE FROM jobs WHERE owner=? AND seq=?", (owner, seq))

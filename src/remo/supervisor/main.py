@@ -85,6 +85,8 @@ class Server:
         if op == "remove":
             sup.remove(str(message["job_id"]))
             return None
+        if op == "purge":
+            return sup.purge(float(message["older_than"]))
         if op == "info":
             return {
                 "pid": os.getpid(),

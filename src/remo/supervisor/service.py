@@ -289,6 +289,17 @@ class Supervisor:
         self.store.delete(owner, seq)
         shutil.rmtree(self.paths.job_dir(owner, seq), ignore_errors=True)
 
+    def purge(self, older_than: float) -> int:
+        """Remove records and output of jobs that ended more than ``older_than`` s ago."""
+        if older_than < 0:
+            raise InvalidArgument("retention must not be negative")
+        removed = 0
+        for owner, seq in self.store.ended_before(time.time() - older_than):
+            self.store.delete(owner, seq)
+            shutil.rmtree(self.paths.job_dir(owner, seq), ignore_errors=True)
+            removed += 1
+        return removed
+
     # -- reaping ----------------------------------------------------------------------
 
     def reap(self) -> None:

@@ -13,6 +13,7 @@ from remo.server.tls import ensure_tls13_only_env
 
 # grpc fixes its TLS policy when first imported: set it before any test imports grpc.
 ensure_tls13_only_env()
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

@@ -46,6 +46,8 @@ def command(
       sudo remo server --advertise build01.example.com
     """
     # grpc must not be imported before this: it fixes the TLS policy at import time.
+    # grpc logs every refused handshake at INFO; keep the server's own log readable.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from remo.server.tls import ensure_tls13_only_env
 
     ensure_tls13_only_env()

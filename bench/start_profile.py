@@ -41,7 +41,7 @@ _DEPTH = 0  # 0 = supervisor, +1 per fork: the set-up child, the init, the job
 def mark(label: str) -> None:
     if _TRACE is None:
         return
-    fd = os.open(_TRACE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = _real_open(_TRACE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, f"{time.perf_counter_ns()} {label}@{_DEPTH}\n".encode())
     finally:
@@ -92,6 +92,16 @@ def _traced_fork() -> int:
 
 
 _real_fork = os.fork
+_real_open = os.open
+
+
+def _traced_open(path: Any, *args: Any, **kwargs: Any) -> int:
+    name = os.path.basename(os.fspath(path)) if isinstance(path, str | os.PathLike) else "?"
+    mark(f"open:{name}>")
+    try:
+        return _real_open(path, *args, **kwargs)
+    finally:
+        mark(f"open:{name}<")
 
 
 def install(trace: str) -> None:
@@ -103,6 +113,9 @@ def install(trace: str) -> None:
     from remo.supervisor import init, main, namespaces, service, spawn
 
     os.fork = _traced_fork
+    os.open = _traced_open
+    _wrap(Path, "mkdir", "mkdir")
+    _wrap(service.Supervisor, "_check_free_space", "check_free_space")
     _wrap(main.Server, "_dispatch", "dispatch")
     _wrap(service.Supervisor, "start", "Supervisor.start")
     _wrap(jobs.JobStore, "allocate", "store.allocate")
@@ -193,6 +206,8 @@ def analyse(trace: str) -> tuple[list[tuple[str, float, float]], float]:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--as-supervisor":
+        global _DEPTH
+        _DEPTH = -1  # the supervisor forks once to detach: it is depth 0 after that
         install(sys.argv[2])
         from remo.supervisor.main import main as supervisor_main
 
@@ -214,7 +229,7 @@ def main() -> None:
           "1 set-up child, 2 init (or job without a PID namespace), 3 job")
     print(f"start() median {statistics.median(totals):.2f} ms as timed by the client "
           f"(traced window median {total:.2f} ms)\n")
-    print(f"| step (between trace points) | median ms | share of median total | seen in |")
+    print("| step (between trace points) | median ms | share of median total | seen in |")
     print("|---|---|---|---|")
     for key, med, seen in rows:
         if seen >= 0.5:

@@ -173,29 +173,41 @@ def wait_gone(pid: int, timeout: float) -> bool:
 
 
 class Bench:
-    """Two state dirs: one supervisor with namespaces (the default), one without."""
+    """The managers under test, each with its own state dir and supervisor.
 
-    def __init__(self, base: Path) -> None:
+    ``ns``: the default (PID+mount namespaces as root); ``plain``: a supervisor started
+    with ``namespaces=False``; ``alt``: the default again, with its state dir under
+    another parent directory (to tell remo's own cost from the filesystem's).
+    """
+
+    def __init__(self, base: Path, alt_base: Path | None) -> None:
         self.base = base
+        self.alt_base = alt_base
         self.ns: JobManager
         self.plain: JobManager
+        self.alt: JobManager | None = None
         self.sup_pids: list[int] = []
 
     @contextlib.asynccontextmanager
     async def open(self) -> Any:
-        ns_dir, plain_dir = self.base / "ns", self.base / "no-ns"
         try:
-            async with (
-                JobManager.open(ns_dir) as ns,
-                JobManager.open(plain_dir, namespaces=False) as plain,
-            ):
-                self.ns, self.plain = ns, plain
-                self.sup_pids = [int(ns._info["pid"]), int(plain._info["pid"])]
+            async with contextlib.AsyncExitStack() as stack:
+                self.ns = await stack.enter_async_context(JobManager.open(self.base / "ns"))
+                self.plain = await stack.enter_async_context(
+                    JobManager.open(self.base / "no-ns", namespaces=False)
+                )
+                managers = [self.ns, self.plain]
+                if self.alt_base is not None:
+                    self.alt = await stack.enter_async_context(
+                        JobManager.open(self.alt_base / "ns")
+                    )
+                    managers.append(self.alt)
+                self.sup_pids = [int(m._info["pid"]) for m in managers]
                 try:
                     yield self
                 finally:
-                    await stop_all(ns)
-                    await stop_all(plain)
+                    for manager in managers:
+                        await stop_all(manager)
         finally:
             for pid in self.sup_pids:
                 if not wait_gone(pid, 30):
@@ -274,6 +286,7 @@ async def bench_start(b: Bench, rounds: int, warmup: int) -> dict[str, Any]:
         "remo_ns": lambda: remo_start(b.ns, "host"),
         "remo_no_ns": lambda: remo_start(b.plain, "host"),
         "remo_ns_network_none": lambda: remo_start(b.ns, "none"),
+        **({"remo_ns_alt_dir": lambda: remo_start(b.alt, "host")} if b.alt else {}),
         "popen_true": popen_true,
         "popen_sh": popen_first_byte,
         "asyncio_sh": asyncio_first_byte,
@@ -449,11 +462,14 @@ async def bench_churn(b: Bench, count: int, in_flight: int, every: int) -> dict[
     fds: list[tuple[int, int]] = [(0, before["supervisor_fds"])]
     done = 0
     states: dict[str, int] = {}
+    early: list[str] = []  # wait() returned while the status still said running
 
     async def one() -> None:
         nonlocal done
         job_id = await manager.start(JobSpec(["true"]))
         status = await manager.wait(job_id)
+        if not status.ended:
+            early.append(job_id)
         states[status.state.value] = states.get(status.state.value, 0) + 1
         done += 1
         if done % every == 0:
@@ -464,6 +480,10 @@ async def bench_churn(b: Bench, count: int, in_flight: int, every: int) -> dict[
     after = snapshot()
     await asyncio.sleep(1.0)
     settled = snapshot()
+    early_later = {}
+    for job_id in early:
+        state = (await manager.status(job_id)).state.value
+        early_later[state] = early_later.get(state, 0) + 1
 
     async def base_one() -> None:
         proc = await asyncio.create_subprocess_exec("true")
@@ -474,6 +494,8 @@ async def bench_churn(b: Bench, count: int, in_flight: int, every: int) -> dict[
         "jobs": count,
         "in_flight": in_flight,
         "job_states": states,
+        "wait_returned_while_running": len(early),
+        "those_jobs_1s_later": early_later,
         "elapsed_s": elapsed,
         "remo_jobs_per_s": count / elapsed,
         "asyncio_jobs_per_s": count / base_elapsed,
@@ -522,6 +544,10 @@ def rows(r: dict[str, Any]) -> list[list[str]]:
     out.append(["start() median, namespaced vs not", f"{f2(s['remo_ns']['median'])} ms",
                 f"{f2(s['remo_no_ns']['median'])} ms (no ns)", f"{ns_ratio:.2f}x", "<= 2x",
                 "yes" if ns_ratio <= 2 else "**no**"])
+    if "remo_ns_alt_dir" in s:
+        row(f"start() returns, median (ns, state dir in {r['state_dirs']['alt']})",
+            s["remo_ns_alt_dir"]["median"], s["remo_ns"]["median"], "ms",
+            "(baseline: ns, state dir in /tmp)", None)
     row("start() returns, median (ns + network none)", s["remo_ns_network_none"]["median"],
         s["remo_ns"]["median"], "ms", "(baseline: ns, network host)", None)
     row("first output byte, median (PID+mount ns)", fb["remo_ns"]["median"],
@@ -542,6 +568,8 @@ def rows(r: dict[str, Any]) -> list[list[str]]:
     c = r["churn"]
     row(f"{c['jobs']} `true` jobs, {c['in_flight']} in flight", c["remo_jobs_per_s"],
         c["asyncio_jobs_per_s"], "jobs/s", "", None)
+    out.append(["wait() returned while status said running", str(c["wait_returned_while_running"]),
+                "", "", "0", "yes" if c["wait_returned_while_running"] == 0 else "**no**"])
     cg_b, cg_a = c["before"]["cgroup_dirs"], c["after"]["cgroup_dirs"]
     out.append(["remo cgroup dirs (all instances / this one)",
                 f"{cg_a['all']} / {cg_a['this_instance']} after",
@@ -599,7 +627,9 @@ def detail(r: dict[str, Any]) -> str:
     )
     c = r["churn"]
     out.append(
-        f"churn: {c['jobs']} jobs in {c['elapsed_s']:.2f} s, states {c['job_states']}; "
+        f"churn: {c['jobs']} jobs in {c['elapsed_s']:.2f} s, states {c['job_states']}, "
+        f"wait() returned early {c['wait_returned_while_running']} times "
+        f"(1 s later: {c['those_jobs_1s_later']}); "
         f"RSS KiB by jobs done {c['rss_samples_kib']}; fds {c['fd_samples']}"
     )
     for when in ("before", "after", "after_1s"):
@@ -613,31 +643,67 @@ def dump_tasks() -> None:
         task.print_stack(file=sys.stderr)
 
 
-async def run(quick: bool) -> dict[str, Any]:
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
-    base = Path(tempfile.mkdtemp(prefix="remo-bench-", dir="/tmp"))
+async def phase(name: str, seconds: float, work: Awaitable[Any]) -> Any:
+    """Run one benchmark; on a hang, show where every task waits and fail."""
+    print(f"{name}...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
     try:
-        async with Bench(base).open() as b:
+        async with asyncio.timeout(seconds):
+            result = await work
+    except TimeoutError:
+        print(f"{name} did not finish in {seconds} s; tasks:", file=sys.stderr)
+        dump_tasks()
+        raise
+    print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return result
+
+
+async def run(quick: bool, parent: str, alt_parent: str) -> dict[str, Any]:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
+    base = Path(tempfile.mkdtemp(prefix="remo-bench-", dir=parent))
+    alt = Path(tempfile.mkdtemp(prefix="remo-bench-", dir=alt_parent)) if alt_parent else None
+    try:
+        async with Bench(base, alt).open() as b:
             info = {"ns": b.ns._info, "no_ns": b.plain._info}
-            print("start latency...", flush=True)
-            start = await bench_start(b, rounds=50 if quick else 200, warmup=10)
-            print("follow latency...", flush=True)
-            follow = await bench_follow(b, lines=150 if quick else 400, skip=10)
-            print("1 GiB output...", flush=True)
-            big = await bench_big_output(b, reps=3)
-            print("churn...", flush=True)
-            churn = await bench_churn(b, count=200 if quick else 1000, in_flight=8, every=100)
+            start = await phase(
+                "start latency", 900, bench_start(b, rounds=50 if quick else 200, warmup=10)
+            )
+            follow = await phase(
+                "follow latency", 120, bench_follow(b, lines=150 if quick else 400, skip=10)
+            )
+            big = await phase("1 GiB output", 300, bench_big_output(b, reps=3))
+            churn = await phase(
+                "start and reap",
+                900,
+                bench_churn(b, count=200 if quick else 1000, in_flight=8, every=100),
+            )
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return {"supervisors": info, "start": start, "follow": follow, "big_output": big,
-            "churn": churn}
+        if alt is not None:
+            shutil.rmtree(alt, ignore_errors=True)
+    return {
+        "state_dirs": {"main": str(base), "alt": str(alt) if alt else None},
+        "supervisors": info,
+        "start": start,
+        "follow": follow,
+        "big_output": big,
+        "churn": churn,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples")
+    parser.add_argument(
+        "--state-parent", default="/tmp", help="where the temporary state dirs go (/tmp)"
+    )
+    parser.add_argument(
+        "--alt-state-parent",
+        default="/var/tmp",
+        help="parent of one more state dir, for a start-latency comparison ('' for none)",
+    )
     args = parser.parse_args()
-    results = asyncio.run(run(args.quick))
+    results = asyncio.run(run(args.quick, args.state_parent, args.alt_state_parent))
     results["meta"] = {
         "command": shlex.join([".venv/bin/python", "bench/worker_bench.py", *sys.argv[1:]]),
         "quick": args.quick,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -68,7 +69,7 @@ async def test_recurring_runs_skips_overlap_and_rm_stops_it(server: Server) -> N
         skipped = next(r for r in history if r.outcome == "skipped")
         assert "still running" in skipped.detail
         dues = [r.due_at for r in history]
-        assert all(abs((b - a) - 1.0) < 1e-6 for a, b in zip(dues, dues[1:], strict=False))
+        assert all(abs((b - a) - 1.0) < 1e-6 for a, b in itertools.pairwise(dues))
         listed = await stub.List(pb.ListRequest())
         assert [s.id for s in listed.schedules] == [sid]
 

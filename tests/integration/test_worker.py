@@ -206,7 +206,8 @@ async def test_jobs_survive_kill_9_of_library_process(state_dir: Path) -> None:
         from remo.core.spec import JobSpec
         async def main():
             async with JobManager.open({str(state_dir)!r}) as jobs:
-                job = await jobs.start(JobSpec(["sh", "-c", "echo begin; sleep 1; echo end; exit 7"]))
+                script = "echo begin; sleep 1; echo end; exit 7"
+                job = await jobs.start(JobSpec(["sh", "-c", script]))
                 print(job, flush=True)
                 await asyncio.sleep(1000)
         asyncio.run(main())
@@ -322,7 +323,10 @@ async def test_supervisor_kill_9_jobs_readopted_and_new_supervisor_starts(
 
 async def test_output_cap_drops_the_rest_without_harming_the_job(manager: JobManager) -> None:
     cap = 64 << 10
-    script = "import sys\nfor _ in range(64):\n    sys.stdout.write('x' * 16384)\nprint('still alive', file=sys.stderr)"
+    script = (
+        "import sys\nfor _ in range(64):\n    sys.stdout.write('x' * 16384)\n"
+        "print('still alive', file=sys.stderr)"
+    )
     job = await manager.start(JobSpec([PY, "-c", script], limits=Limits(output_bytes=cap)))
     status = await manager.wait(job)
     assert status.state is JobState.SUCCEEDED  # the job was not harmed

@@ -24,7 +24,8 @@ from remo.core.errors import RemoError
     "--advertise",
     metavar="HOST[:PORT]",
     multiple=True,
-    help="Name clients use to reach this server; goes into the server certificate and credential files. Repeatable.",
+    help="Name clients use to reach this server (server certificate, credential files). "
+    "Repeatable.",
 )
 @click.option(
     "--config",

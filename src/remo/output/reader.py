@@ -38,6 +38,9 @@ BACKSTOP_SECONDS = 5.0
 
 DEFAULT_CHUNK = 1 << 20
 
+#: Largest file offset: pread fails with EINVAL when offset + count would pass it.
+_MAX_OFFSET = (1 << 63) - 1
+
 
 class _OutputFile:
     """The output file, opened on first use: a job may not have created it yet."""
@@ -108,7 +111,8 @@ async def read_output(
             gone = watch is not None and (watch.gone or output.unlinked())
             finished = watch is None or os.path.exists(exit_path)  # before reading, always
             while (fd := output.fd()) is not None:
-                data = os.pread(fd, chunk, position)
+                # an offset near 2^63 is past any end of file: read nothing, no EINVAL
+                data = os.pread(fd, min(chunk, _MAX_OFFSET - position), position)
                 if not data:
                     break
                 position += len(data)

@@ -143,7 +143,7 @@ class ScheduleStore:
             raise JobNotFound(schedule_id)
         return self._load(row)
 
-    def list(self, owner: str | None = None, active_only: bool = False) -> list[Schedule]:
+    def select(self, owner: str | None = None, active_only: bool = False) -> list[Schedule]:
         clauses, args = [], []
         if owner is not None:
             clauses.append("owner=?")
@@ -164,7 +164,8 @@ class ScheduleStore:
 
     def last_job(self, schedule: Schedule) -> str | None:
         row = self._db.execute(
-            "SELECT job_id FROM runs WHERE owner=? AND seq=? AND job_id != '' ORDER BY at DESC LIMIT 1",
+            "SELECT job_id FROM runs WHERE owner=? AND seq=? AND job_id != ''"
+            " ORDER BY at DESC LIMIT 1",
             (schedule.owner, schedule.seq),
         ).fetchone()
         return str(row[0]) if row else None

@@ -36,7 +36,7 @@ class Scheduler:
 
     async def start(self) -> None:
         now = time.time()
-        for schedule in self.store.list(active_only=True):
+        for schedule in self.store.select(active_only=True):
             self._schedules[schedule.id] = schedule
             if schedule.next_due is not None:
                 heapq.heappush(self._heap, (schedule.next_due, schedule.id))
@@ -61,8 +61,9 @@ class Scheduler:
     def get(self, schedule_id: str) -> Schedule:
         return self.store.get(schedule_id)
 
-    def list(self, owner: str | None) -> list[Schedule]:
-        return self.store.list(owner, active_only=True)
+    def active(self, owner: str | None) -> list[Schedule]:
+        """Schedules with runs still to come (``owner``'s, or everyone's)."""
+        return self.store.select(owner, active_only=True)
 
     async def cancel(self, schedule_id: str, stop_running: bool, grace: float = 10.0) -> None:
         schedule = self.store.get(schedule_id)

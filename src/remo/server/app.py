@@ -30,10 +30,10 @@ from remo.pki.ca import CertificateAuthority, Role  # noqa: E402
 from remo.pki.errors import CertificateRejected  # noqa: E402
 from remo.pki.register import RegisterServer, register_socket_path  # noqa: E402
 from remo.pki.registry import Registry  # noqa: E402
-from remo.server import tls  # noqa: E402
-from remo.server.config import ServerConfig  # noqa: E402
 from remo.schedule.store import ScheduleStore  # noqa: E402
 from remo.schedule.timer import Scheduler  # noqa: E402
+from remo.server import tls  # noqa: E402
+from remo.server.config import ServerConfig  # noqa: E402
 from remo.server.convert import NetworkPolicy  # noqa: E402
 from remo.server.servicer import Caller, JobsServicer, Unauthenticated  # noqa: E402
 from remo.worker import JobManager  # noqa: E402
@@ -108,7 +108,7 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
                 purger = asyncio.create_task(_purge_forever(jobs, config.retention))
                 stack.callback(purger.cancel)
             stack.callback(schedules.close)
-            jobs_pb2_grpc.add_JobsServicer_to_server(
+            jobs_pb2_grpc.add_JobsServicer_to_server(  # type: ignore[no-untyped-call]
                 JobsServicer(
                     jobs,
                     _authenticator(registry),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from remo.api.v1 import jobs_pb2 as pb
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from remo.api.v1 import jobs_pb2 as pb
 from remo.core.errors import InvalidArgument
 from remo.core.spec import NETWORK_MODES, JobSpec, Limits
 from remo.core.status import JobStatus
@@ -48,6 +48,8 @@ def due_times(when: pb.When) -> tuple[float, float | None]:
         if not 0 <= when.delay_seconds <= MAX_SCHEDULE_SECONDS:
             raise InvalidArgument("the delay must be between 0 and 10 years")
         first = now + when.delay_seconds
+    if not first <= now + MAX_SCHEDULE_SECONDS:  # also refuses NaN and infinity
+        raise InvalidArgument("the first run must be within 10 years")
     return first, every
 
 

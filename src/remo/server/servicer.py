@@ -30,8 +30,8 @@ from remo.server.convert import (
     spec_from_pb,
     status_to_pb,
 )
-from remo.supervisor import accounts
 from remo.server.errors import public_message, status_code
+from remo.supervisor import accounts
 from remo.worker import JobManager
 
 log = logging.getLogger("remo.server")
@@ -162,7 +162,7 @@ class JobsServicer(pb_grpc.JobsServicer):
         jobs = await self.jobs.list(owner, running_only=request.running_only, limit=limit)
         return pb.ListResponse(
             jobs=[status_to_pb(j, ids.shown(caller.user, j.id)) for j in jobs],
-            schedules=[schedule_to_pb(s, caller.user) for s in self.scheduler.list(owner)],
+            schedules=[schedule_to_pb(s, caller.user) for s in self.scheduler.active(owner)],
         )
 
     async def Output(

@@ -1,0 +1,990 @@
+"""Load and reliability benchmarks of a real remo server (gRPC, mutual TLS 1.3, real jobs).
+
+Run as root (jobs run under cgroups and in namespaces, as their owner's account)::
+
+    .venv/bin/python bench/load_bench.py            # every scenario, full size
+    .venv/bin/python bench/load_bench.py --quick    # every scenario, CI-sized
+    .venv/bin/python bench/load_bench.py --kill9 --sigterm --quick   # a selection
+
+Each scenario gets its own ``remo server --state-dir <tmp> --listen 127.0.0.1:<free
+port>`` subprocess (the console script from .venv/bin, stderr to
+``bench/results/load-<scenario>-server.log``), and an admin credential issued from the
+server's CA exactly as ``remo admin issue`` does. Clients are grpc.aio channels with that
+credential; every channel has its own TCP+TLS connection.
+
+1. ``--load``: N concurrent clients (200 for 60 s; quick 50 for 10 s), in several
+   worker processes, mixing Start (short jobs), Status, List, Output follow and
+   Remove; twice (two rounds), so that memory kept after the first round can be told
+   from memory growing with every round. Errors must be zero. Server and supervisor
+   RSS: before, peak during, ~10 s after each round.
+2. ``--lifecycles``: 10,000 start+wait+remove (quick 1,000), 8 in flight. Before and
+   after: server and supervisor fds and RSS, this instance's cgroup directories,
+   zombies under the supervisor, job directories left on disk. The server's asyncio
+   task count is not observable from outside the process and is not reported.
+3. ``--slow-follower``: a job writes 50 MiB as fast as it can while 5 fast followers
+   and one slow follower (1 KiB/s: read a message, sleep len/1024 s) read it.
+   Compared with the same run without the slow follower: the job's own write time,
+   the fast followers' completion time, and the server's RSS.
+4. ``--many-followers``: 1,000 jobs (quick 200) printing 1..10 once a second, each
+   followed by its own client connection; all followers must get exactly the 10
+   lines. Time to start all, peak server/supervisor RSS and fds, peak running jobs.
+5. ``--kill9``: 20 jobs print a counter every 100 ms for 5 s and exit 3; one follower
+   per job. SIGKILL the server mid-stream, start it again on the same port and state
+   dir; followers resume from their byte offset. Every follower must have the exact
+   output, every job must be ``failed`` with exit code 3.
+6. ``--sigterm``: the same with SIGTERM: the server must exit within a few seconds,
+   jobs keep running, streams end cleanly or with UNAVAILABLE and resume.
+
+Results: a table on stdout and ``bench/results/load.json`` (scenarios run are merged
+into the existing file, each with its own timestamp and mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness as h  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RESULTS_DIR = HERE / "results"
+RESULTS = RESULTS_DIR / "load.json"
+
+
+# -- one server per scenario ----------------------------------------------------------------
+
+
+class Env:
+    """A fresh state dir, a ``remo server`` on a free loopback port, an admin credential."""
+
+    def __init__(self, name: str, user: str) -> None:
+        self.name = name
+        self.user = user
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"remo-load-{name}-")).resolve()
+        self.state = self.tmp / "state"
+        self.port = h.free_port()
+        log = RESULTS_DIR / f"load-{name}-server.log"
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        log.write_bytes(b"")
+        self.server = h.ServerProcess(self.state, self.port, log)
+        self.cred = self.tmp / "admin.remo"
+        self._sup: int | None = None
+        self.tag = ""
+        self.cleanup_report: dict[str, Any] = {}
+
+    def __enter__(self) -> Env:
+        from remo.core.paths import StatePaths
+        from remo.supervisor.service import instance_tag
+
+        self.start_s = self.server.start()
+        h.issue_admin(self.state, self.server.address, self.cred, self.user)
+        self.tag = instance_tag(StatePaths(self.state))
+        return self
+
+    def sup_pid(self) -> int | None:
+        if self._sup is None or not h.pid_alive(self._sup):
+            self._sup = h.find_supervisor(self.state)
+        return self._sup
+
+    def server_pid(self) -> int | None:
+        return self.server.pid
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = h.snapshot(self.server_pid(), self.sup_pid(), self.tag)
+        snap["job_dirs"] = _count_job_dirs(self.state)
+        return snap
+
+    def __exit__(self, *exc: object) -> None:
+        """SIGTERM the server, wait for the supervisor to finish its jobs and exit."""
+        report = self.cleanup_report
+        sup = self.sup_pid()
+        report["server_stop_s"] = self.server.stop()
+        if sup is not None:
+            gone = h.wait_pid_gone(sup, 180)
+            report["supervisor_exited"] = gone
+        report["cgroup_dirs_left"] = h.cgroup_dirs(self.tag) if self.tag else None
+        with contextlib.suppress(OSError):
+            shutil.copyfile(
+                self.state / "supervisor.log", RESULTS_DIR / f"load-{self.name}-supervisor.log"
+            )
+        if sup is None or report.get("supervisor_exited"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            report["kept_state_dir"] = str(self.tmp)  # jobs still running there
+
+
+def _count_job_dirs(state: Path) -> int:
+    jobs = state / "jobs"
+    n = 0
+    with contextlib.suppress(OSError):
+        for owner in os.listdir(jobs):
+            with contextlib.suppress(OSError):
+                n += len(os.listdir(jobs / owner))
+    return n
+
+
+def mib(kib: int | None) -> float | None:
+    return None if kib is None else round(kib / 1024, 1)
+
+
+# -- scenario 1: mixed load ---------------------------------------------------------------
+
+
+async def _warm_up(cred: str) -> None:
+    """A few calls of every kind, so that 'before' is not a never-called server."""
+    from remo.api.v1 import jobs_pb2 as pb
+    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+
+    channel = h.open_channel(cred)
+    stub = pb_grpc.JobsStub(channel)
+    for argv, _ in h.SHORT_JOBS * 4:
+        job = (await stub.Start(pb.StartRequest(argv=argv))).job.id
+        await stub.Status(pb.JobRef(id=job))
+        await stub.List(pb.ListRequest(limit=100))
+        async for _ in stub.Output(pb.OutputRequest(id=job, follow=True)):
+            pass
+        await stub.Remove(pb.RemoveRequest(id=job))
+    await channel.close()
+
+
+def scenario_load(args: argparse.Namespace) -> dict[str, Any]:
+    clients, duration = (50, 10.0) if args.quick else (args.clients, args.duration)
+    procs = min(args.procs, clients)
+    per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    out: dict[str, Any] = {
+        "clients": clients,
+        "duration_s": duration,
+        "worker_processes": procs,
+        "think_ms_mean": args.think * 1000,
+        "list_limit": args.list_limit,
+        "op_weights": h.OPS,
+        "rounds": [],
+    }
+    ctx = mp.get_context("spawn")
+    with Env("load", args.user) as env:
+        asyncio.run(_warm_up(str(env.cred)))
+        time.sleep(1)
+        before = env.snapshot()
+        out["before"] = before
+        for rnd in range(args.rounds):
+            ready, results = ctx.Queue(), ctx.Queue()
+            go = ctx.Event()
+            workers = [
+                ctx.Process(
+                    target=h.mixed_load_worker,
+                    args=(
+                        i,
+                        str(env.cred),
+                        per[i],
+                        duration,
+                        args.think,
+                        args.list_limit,
+                        ready,
+                        go,
+                        results,
+                    ),
+                )
+                for i in range(procs)
+            ]
+            for w in workers:
+                w.start()
+            for _ in workers:
+                ready.get(timeout=180)
+            start_snap = env.snapshot()
+            with h.Sampler(env.server_pid, env.sup_pid, interval=1.0) as sampler:
+                t0 = time.monotonic()
+                go.set()
+                parts = [results.get(timeout=duration + 600) for _ in workers]
+                wall = time.monotonic() - t0
+            for w in workers:
+                w.join(30)
+            time.sleep(args.settle)
+            after = env.snapshot()
+            rnd_out = _merge_load(parts, wall)
+            rnd_out.update(
+                {
+                    "round": rnd + 1,
+                    "connected_idle": start_snap,
+                    "during_peak": {
+                        "server_rss_kib": sampler.peak("server_rss_kib"),
+                        "supervisor_rss_kib": sampler.peak("sup_rss_kib"),
+                        "server_fds": sampler.peak("server_fds"),
+                        "supervisor_fds": sampler.peak("sup_fds"),
+                        "server_threads": sampler.peak("server_threads"),
+                    },
+                    "after": after,
+                    "after_settle_s": args.settle,
+                }
+            )
+            out["rounds"].append(rnd_out)
+    out["cleanup"] = env.cleanup_report
+    rounds = out["rounds"]
+    last = rounds[-1]
+    b_srv, a_srv = before["server_rss_kib"], last["after"]["server_rss_kib"]
+    b_sup, a_sup = before["supervisor_rss_kib"], last["after"]["supervisor_rss_kib"]
+    out["server_rss_after_over_before"] = round(a_srv / b_srv, 3)
+    out["supervisor_rss_after_over_before"] = round(a_sup / b_sup, 3) if b_sup and a_sup else None
+    if len(rounds) >= 2:
+        r1 = rounds[0]["after"]["server_rss_kib"]
+        out["server_rss_growth_last_round_kib"] = a_srv - r1
+        out["supervisor_rss_growth_last_round_kib"] = a_sup - rounds[0]["after"]["supervisor_rss_kib"]
+    errors = sum(sum(r["errors"].values()) for r in rounds)
+    out["checks"] = {
+        "zero errors": errors == 0,
+        "no fatal worker error": not any(r.get("fatal") for r in rounds),
+        "server RSS flat across rounds (<= 5% growth in the last round)": (
+            len(rounds) < 2 or (a_srv - rounds[0]["after"]["server_rss_kib"]) <= 0.05 * a_srv
+        ),
+        "supervisor RSS after <= before * 1.10": bool(b_sup and a_sup and a_sup <= 1.10 * b_sup),
+        "fds back to before (server, supervisor)": (
+            last["after"]["server_fds"] <= before["server_fds"]
+            and last["after"]["supervisor_fds"] <= before["supervisor_fds"]
+        ),
+        "no zombies, no cgroup dirs left": last["after"]["zombies"] == 0
+        and last["after"]["cgroup_dirs"] == 0,
+    }
+    return out
+
+
+def _merge_load(parts: list[tuple[int, dict[str, Any]]], wall: float) -> dict[str, Any]:
+    lat: dict[str, list[float]] = {}
+    errors: Counter[str] = Counter()
+    notes: Counter[str] = Counter()
+    samples: list[str] = []
+    fatal = [p["fatal"] for _, p in parts if "fatal" in p]
+    elapsed = []
+    for _, p in parts:
+        if "fatal" in p:
+            continue
+        for op, vals in p["lat"].items():
+            lat.setdefault(op, []).extend(vals)
+        errors.update(p["errors"])
+        notes.update(p["notes"])
+        samples.extend(p["error_samples"])
+        elapsed.append(p["elapsed"])
+    calls = sum(len(v) for v in lat.values())
+    run_s = max(elapsed) if elapsed else wall
+    return {
+        "fatal": fatal,
+        "calls_ok": calls,
+        "errors": dict(errors),
+        "error_samples": samples[:10],
+        "notes": dict(notes),
+        "elapsed_s": round(run_s, 2),
+        "rps": round(calls / run_s, 1) if run_s else None,
+        "latency": {op: h.lat_summary(v) for op, v in lat.items()},
+    }
+
+
+# -- scenario 2: job lifecycles -------------------------------------------------------------
+
+
+def scenario_lifecycles(args: argparse.Namespace) -> dict[str, Any]:
+    n = 1000 if args.quick else args.lifecycles
+    warm = 50 if args.quick else 200
+    with Env("lifecycles", args.user) as env:
+        out = asyncio.run(_lifecycles(env, n, args.concurrency, warm))
+    out["cleanup"] = env.cleanup_report
+    return out
+
+
+async def _lifecycles(env: Env, n: int, conc: int, warm: int) -> dict[str, Any]:
+    import grpc
+
+    from remo.api.v1 import jobs_pb2 as pb
+    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+
+    channel = h.open_channel(str(env.cred))
+    stub = pb_grpc.JobsStub(channel)
+    errors: Counter[str] = Counter()
+    bad_state: Counter[str] = Counter()
+    lat: dict[str, list[float]] = {"Start": [], "Wait": [], "Remove": [], "lifecycle": []}
+
+    async def one() -> None:
+        t0 = time.perf_counter()
+        try:
+            job = (await stub.Start(pb.StartRequest(argv=["true"]), timeout=60)).job.id
+            t1 = time.perf_counter()
+            st = await stub.Wait(pb.JobRef(id=job), timeout=60)
+            t2 = time.perf_counter()
+            await stub.Remove(pb.RemoveRequest(id=job), timeout=60)
+            t3 = time.perf_counter()
+        except grpc.aio.AioRpcError as err:
+            errors[f"{err.code().name}: {err.details()}"[:120]] += 1
+            return
+        if st.state != "succeeded" or st.exit_code != 0:
+            bad_state[st.state] += 1
+        lat["Start"].append(t1 - t0)
+        lat["Wait"].append(t2 - t1)
+        lat["Remove"].append(t3 - t2)
+        lat["lifecycle"].append(t3 - t0)
+
+    async def run(count: int, marks: list[dict[str, Any]] | None) -> float:
+        sem = asyncio.Semaphore(conc)
+        done = 0
+        step = max(count // 10, 1)
+        t0 = time.monotonic()
+
+        async def bounded() -> None:
+            nonlocal done
+            async with sem:
+                await one()
+            done += 1
+            if marks is not None and done % step == 0:
+                snap = await asyncio.to_thread(env.snapshot)
+                snap["done"] = done
+                snap["t_s"] = round(time.monotonic() - t0, 2)
+                marks.append(snap)
+
+        await asyncio.gather(*(bounded() for _ in range(count)))
+        return time.monotonic() - t0
+
+    await run(warm, None)
+    for v in lat.values():
+        v.clear()
+    await asyncio.sleep(2)
+    before = env.snapshot()
+    marks: list[dict[str, Any]] = []
+    elapsed = await run(n, marks)
+    await asyncio.sleep(3)
+    after = env.snapshot()
+    await channel.close()
+    growth = {k: after[k] - before[k] for k in before if isinstance(before[k], int) and isinstance(after.get(k), int)}
+    xs = [m["done"] for m in marks]
+    srv_slope = h.slope(xs, [m["server_rss_kib"] for m in marks]) * 1000
+    sup_slope = h.slope(xs, [m["supervisor_rss_kib"] for m in marks]) * 1000
+    return {
+        "lifecycles": n,
+        "in_flight": conc,
+        "warm_up_lifecycles": warm,
+        "elapsed_s": round(elapsed, 1),
+        "lifecycles_per_s": round(n / elapsed, 1),
+        "errors": dict(errors),
+        "wrong_final_state": dict(bad_state),
+        "latency": {k: h.lat_summary(v) for k, v in lat.items()},
+        "before": before,
+        "after": after,
+        "growth": growth,
+        "progress": marks,
+        "server_rss_slope_kib_per_1000_jobs": round(srv_slope, 1),
+        "supervisor_rss_slope_kib_per_1000_jobs": round(sup_slope, 1),
+        "server_asyncio_tasks": "not observable from outside the process; not measured",
+        "checks": {
+            "zero errors, every job succeeded": not errors and not bad_state,
+            "server fds: no growth": growth["server_fds"] <= 0,
+            "supervisor fds: no growth": growth["supervisor_fds"] <= 0,
+            "cgroup dirs: none left": after["cgroup_dirs"] == 0,
+            "zombies: none": after["zombies"] == 0,
+            "job dirs: none left": after["job_dirs"] == 0,
+            "server RSS growth < 10 MiB": growth["server_rss_kib"] < 10 * 1024,
+            "supervisor RSS growth < 10 MiB": growth["supervisor_rss_kib"] < 10 * 1024,
+        },
+    }
+
+
+# -- scenario 3: a slow follower ------------------------------------------------------------
+
+BIG_MIB = 50
+BIG_ARGV = [
+    "sh",
+    "-c",
+    "t0=$(date +%s%N); dd if=/dev/zero bs=1M count="
+    + str(BIG_MIB)
+    + " status=none; t1=$(date +%s%N); echo; echo elapsed_ns=$((t1-t0))",
+]
+SLOW_BPS = 1024
+
+
+def scenario_slow(args: argparse.Namespace) -> dict[str, Any]:
+    repeat = 1 if args.quick else 3
+    hold = 5.0 if args.quick else 15.0
+    with Env("slow", args.user) as env:
+        out = asyncio.run(_slow(env, repeat, hold))
+    out["cleanup"] = env.cleanup_report
+    return out
+
+
+async def _slow(env: Env, repeat: int, hold: float) -> dict[str, Any]:
+    from remo.api.v1 import jobs_pb2 as pb
+    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+
+    await _warm_up(str(env.cred))
+    runs: list[dict[str, Any]] = []
+    idle = env.snapshot()
+    for i in range(repeat * 2):
+        with_slow = i % 2 == 1
+        runs.append(await _slow_once(env, with_slow, hold, pb, pb_grpc))
+    base = [r for r in runs if not r["slow"]]
+    slow = [r for r in runs if r["slow"]]
+
+    def med(rs: list[dict[str, Any]], key: str) -> float:
+        return round(statistics.median(r[key] for r in rs), 1)
+
+    out = {
+        "job_bytes": BIG_MIB << 20,
+        "fast_followers": 5,
+        "slow_follower_bytes_per_s": SLOW_BPS,
+        "slow_held_for_s_after_fast_done": hold,
+        "repeats_each": repeat,
+        "server_rss_idle_kib": idle["server_rss_kib"],
+        "runs": runs,
+        "median_job_write_ms": {"without_slow": med(base, "job_write_ms"), "with_slow": med(slow, "job_write_ms")},
+        "median_job_run_ms": {"without_slow": med(base, "job_run_ms"), "with_slow": med(slow, "job_run_ms")},
+        "median_fast_done_ms": {"without_slow": med(base, "fast_done_max_ms"), "with_slow": med(slow, "fast_done_max_ms")},
+        "max_server_rss_kib": {
+            "without_slow": max(r["server_rss_max_kib"] for r in base),
+            "with_slow": max(r["server_rss_max_kib"] for r in slow),
+            "with_slow_while_lagging": max(r["server_rss_max_lagging_kib"] for r in slow),
+        },
+    }
+    ok_bytes = all(r["fast_ok"] == 5 for r in runs)
+    jw_b, jw_s = out["median_job_write_ms"]["without_slow"], out["median_job_write_ms"]["with_slow"]
+    fd_b, fd_s = out["median_fast_done_ms"]["without_slow"], out["median_fast_done_ms"]["with_slow"]
+    rss = out["max_server_rss_kib"]
+    out["checks"] = {
+        "every fast follower got every byte": ok_bytes,
+        "job write time unaffected (with <= 1.25x without + 20 ms)": jw_s <= 1.25 * jw_b + 20,
+        "fast followers unaffected (with <= 1.25x without + 100 ms)": fd_s <= 1.25 * fd_b + 100,
+        "server RSS bounded while lagging (<= without + 32 MiB)": rss["with_slow_while_lagging"]
+        <= rss["without_slow"] + 32 * 1024,
+        "zero errors": not any(r["errors"] for r in runs),
+    }
+    return out
+
+
+async def _slow_once(env: Env, with_slow: bool, hold: float, pb: Any, pb_grpc: Any) -> dict[str, Any]:
+    import grpc
+
+    control = h.open_channel(str(env.cred))
+    fast_ch = [h.open_channel(str(env.cred), unique=i) for i in range(5)]
+    slow_ch = h.open_channel(str(env.cred), unique=99)
+    chans = [control, *fast_ch, slow_ch]
+    await asyncio.gather(*(c.channel_ready() for c in chans))
+    stub = pb_grpc.JobsStub(control)
+    errors: list[str] = []
+    expect_min = BIG_MIB << 20
+    fast_done: list[float] = []
+    fast_ok = 0
+    slow_got = 0
+    lagging = asyncio.Event()
+
+    sampler = h.Sampler(env.server_pid, env.sup_pid, interval=0.1, extra=lambda: {**h.tcp_queues(env.port), "lagging": lagging.is_set()})
+    with sampler:
+        t0 = time.perf_counter()
+        job = (await stub.Start(pb.StartRequest(argv=BIG_ARGV))).job.id
+
+        async def fast(ch: Any) -> None:
+            nonlocal fast_ok
+            got = 0
+            tail = b""
+            try:
+                async for chunk in pb_grpc.JobsStub(ch).Output(pb.OutputRequest(id=job, follow=True)):
+                    if chunk.offset != got:
+                        errors.append(f"fast: offset {chunk.offset} != {got}")
+                    got += len(chunk.data)
+                    tail = (tail + chunk.data)[-64:]
+            except grpc.aio.AioRpcError as err:
+                errors.append(f"fast: {err.code().name}: {err.details()}")
+                return
+            fast_done.append((time.perf_counter() - t0) * 1000)
+            if got > expect_min and b"elapsed_ns=" in tail:
+                fast_ok += 1
+            else:
+                errors.append(f"fast: got {got} bytes, tail {tail!r}")
+
+        async def slow(ch: Any) -> None:
+            nonlocal slow_got
+            try:
+                async for chunk in pb_grpc.JobsStub(ch).Output(pb.OutputRequest(id=job, follow=True)):
+                    slow_got += len(chunk.data)
+                    await asyncio.sleep(len(chunk.data) / SLOW_BPS)
+            except grpc.aio.AioRpcError as err:
+                if err.code() is not grpc.StatusCode.CANCELLED:
+                    errors.append(f"slow: {err.code().name}: {err.details()}")
+
+        slow_task = asyncio.create_task(slow(slow_ch)) if with_slow else None
+        await asyncio.gather(*(fast(c) for c in fast_ch))
+        final = await stub.Wait(pb.JobRef(id=job))
+        tail_out = b""
+        async for chunk in stub.Output(pb.OutputRequest(id=job, offset=max(0, expect_min - 8))):
+            tail_out += chunk.data
+        if slow_task is not None:
+            lagging.set()
+            t_lag = time.monotonic()
+            await asyncio.sleep(hold)
+            lag_s = time.monotonic() - t_lag
+            slow_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await slow_task
+            lagging.clear()
+        await asyncio.sleep(1.0)
+    rss_after = h.rss_kib(env.server_pid())
+    await stub.Remove(pb.RemoveRequest(id=job))
+    for c in chans:
+        await c.close()
+    line = tail_out.rsplit(b"elapsed_ns=", 1)[-1].strip()
+    lag_samples = [s for s in sampler.samples if s.extra.get("lagging")]
+    return {
+        "slow": with_slow,
+        "job_state": final.state,
+        "job_write_ms": round(int(line) / 1e6, 1) if line.isdigit() else float("nan"),
+        "job_run_ms": round((final.ended_at - final.started_at) * 1000, 1),
+        "fast_done_ms": [round(x, 1) for x in sorted(fast_done)],
+        "fast_done_max_ms": round(max(fast_done), 1) if fast_done else float("nan"),
+        "fast_ok": fast_ok,
+        "slow_bytes_received": slow_got if with_slow else None,
+        "slow_lag_s": round(lag_s, 1) if with_slow else None,
+        "server_rss_max_kib": sampler.peak("server_rss_kib"),
+        "server_rss_max_lagging_kib": max((s.server_rss_kib or 0) for s in lag_samples) if lag_samples else None,
+        "server_rss_after_kib": rss_after,
+        "server_tx_queue_max_while_lagging": max((s.extra["tx_queue_max"] for s in lag_samples), default=None),
+        "errors": errors,
+    }
+
+
+# -- scenario 4: many concurrently followed jobs --------------------------------------------
+
+TEN_LINES = ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo $i; sleep 1; done"]
+TEN_EXPECT = b"".join(f"{i}\n".encode() for i in range(1, 11))
+
+
+def scenario_many(args: argparse.Namespace) -> dict[str, Any]:
+    n = 200 if args.quick else args.jobs
+    procs = min(args.procs, n)
+    per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    ctx = mp.get_context("spawn")
+    out: dict[str, Any] = {"jobs": n, "worker_processes": procs, "start_in_flight": args.start_conc * procs}
+    with Env("many", args.user) as env:
+        asyncio.run(_warm_up(str(env.cred)))
+        out["before"] = env.snapshot()
+        out["server_nofile_limit"] = h.nofile_limit(env.server_pid() or 0)
+        out["supervisor_nofile_limit"] = h.nofile_limit(env.sup_pid() or 0)
+        ready, results = ctx.Queue(), ctx.Queue()
+        go = ctx.Event()
+        workers = [
+            ctx.Process(
+                target=h.follow_many_worker,
+                args=(i, str(env.cred), per[i], TEN_LINES, TEN_EXPECT, args.start_conc, ready, go, results),
+            )
+            for i in range(procs)
+        ]
+        for w in workers:
+            w.start()
+        for _ in workers:
+            ready.get(timeout=600)
+        out["connected"] = env.snapshot()
+
+        def extra() -> dict[str, Any]:
+            tree = h.supervisor_tree(env.sup_pid())
+            return {"running_jobs": tree["children"], "zombies": tree["zombies"]}
+
+        with h.Sampler(env.server_pid, env.sup_pid, interval=1.0, extra=extra) as sampler:
+            go.set()
+            parts = [results.get(timeout=900)[1] for _ in workers]
+        for w in workers:
+            w.join(30)
+        time.sleep(3)
+        out["after"] = env.snapshot()
+    out["cleanup"] = env.cleanup_report
+    fatal = [p["fatal"] for p in parts if "fatal" in p]
+    parts = [p for p in parts if "fatal" not in p]
+    errors: Counter[str] = Counter()
+    for p in parts:
+        errors.update(p["errors"])
+    go_wall = min(p["go_wall"] for p in parts) if parts else 0
+    last = max((p["last_start_wall"] or 0) for p in parts) if parts else 0
+    done = [d for p in parts for d in p["done_wall"]]
+    ok = sum(p["ok"] for p in parts)
+    wrong = sum(p["wrong"] for p in parts)
+    out.update(
+        {
+            "fatal": fatal,
+            "connect_s_max": round(max((p["connect_s"] for p in parts), default=0), 1),
+            "time_to_start_all_s": round(last - go_wall, 2),
+            "start_latency": h.lat_summary([x for p in parts for x in p["start_lat"]]),
+            "all_followers_done_s": round(max(done) - go_wall, 2) if done else None,
+            "followers_exact": ok,
+            "followers_wrong": wrong,
+            "errors": dict(errors),
+            "error_samples": [s for p in parts for s in p["error_samples"]][:10],
+            "peak": {
+                "running_jobs": sampler.peak_extra("running_jobs"),
+                "server_rss_kib": sampler.peak("server_rss_kib"),
+                "supervisor_rss_kib": sampler.peak("sup_rss_kib"),
+                "server_fds": sampler.peak("server_fds"),
+                "supervisor_fds": sampler.peak("sup_fds"),
+                "server_threads": sampler.peak("server_threads"),
+                "zombies": sampler.peak_extra("zombies"),
+            },
+        }
+    )
+    limit = out["server_nofile_limit"] or 0
+    out["checks"] = {
+        "every follower got exactly the 10 lines": ok == n and wrong == 0,
+        "zero errors": not errors and not fatal,
+        f"all {n} jobs running at once": (out["peak"]["running_jobs"] or 0) >= n,
+        "server stayed below its fd limit": (out["peak"]["server_fds"] or 0) < limit,
+        "no cgroup dirs, zombies or fds left after": out["after"]["cgroup_dirs"] == 0
+        and out["after"]["zombies"] == 0
+        and out["after"]["server_fds"] <= out["before"]["server_fds"] + 2,
+    }
+    return out
+
+
+# -- scenarios 5 and 6: the server dies mid-stream ------------------------------------------
+
+COUNTER_ARGV = [
+    "sh",
+    "-c",
+    "i=0; while [ $i -lt 50 ]; do echo $i; i=$((i+1)); sleep 0.1; done; exit 3",
+]
+COUNTER_EXPECT = b"".join(f"{i}\n".encode() for i in range(50))
+
+
+def scenario_restart(args: argparse.Namespace, sig: int) -> dict[str, Any]:
+    repeat = 1 if args.quick else args.repeat
+    name = "kill9" if sig == signal.SIGKILL else "sigterm"
+    with Env(name, args.user) as env:
+        asyncio.run(_warm_up(str(env.cred)))
+        iterations = [asyncio.run(_restart_once(env, sig, args.restart_jobs)) for _ in range(repeat)]
+    out: dict[str, Any] = {
+        "signal": signal.Signals(sig).name,
+        "jobs": args.restart_jobs,
+        "iterations": iterations,
+        "cleanup": env.cleanup_report,
+    }
+    exact = sum(it["followers_exact"] for it in iterations)
+    total = sum(it["jobs"] for it in iterations)
+    checks = {
+        "every follower got the exact output (no dup, no loss)": exact == total,
+        "every job failed with exit code 3 (none died)": all(it["jobs_failed_3"] == it["jobs"] for it in iterations),
+        "no offset anomalies": all(it["offset_anomalies"] == 0 for it in iterations),
+        "no unexpected errors": all(not it["fatal_errors"] for it in iterations),
+        "supervisor survived the server": all(it["supervisor_same"] for it in iterations),
+    }
+    if sig == signal.SIGTERM:
+        checks["server exited within 5 s of SIGTERM"] = all(it["server_exit_s"] <= 5 for it in iterations)
+    out["checks"] = checks
+    return out
+
+
+async def _restart_once(env: Env, sig: int, n_jobs: int) -> dict[str, Any]:
+    import grpc
+
+    from remo.api.v1 import jobs_pb2 as pb
+    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+
+    control = h.open_channel(str(env.cred), unique=1)
+    poll_ch = h.open_channel(str(env.cred), unique=2)
+    chans = [h.open_channel(str(env.cred), unique=100 + i) for i in range(n_jobs)]
+    await asyncio.gather(*(c.channel_ready() for c in [control, poll_ch, *chans]))
+    stub = pb_grpc.JobsStub(control)
+    sup_before = env.sup_pid()
+    jobs = [(await stub.Start(pb.StartRequest(argv=COUNTER_ARGV))).job.id for _ in range(n_jobs)]
+    t_started = time.monotonic()
+    fatal: list[str] = []
+    interruptions: Counter[str] = Counter()
+    anomalies = 0
+    missing_after_clean_end = 0
+
+    async def call_retrying(make: Any) -> Any:
+        delay = 0.05
+        while True:
+            try:
+                return await make()
+            except grpc.aio.AioRpcError as err:
+                if not h.retryable(err):
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def follower(job: str, ch: Any) -> bytes:
+        nonlocal anomalies, missing_after_clean_end
+        fstub = pb_grpc.JobsStub(ch)
+        got = bytearray()
+        delay = 0.05
+        while True:
+            try:
+                async for chunk in fstub.Output(pb.OutputRequest(id=job, offset=len(got), follow=True)):
+                    data = chunk.data
+                    if chunk.offset != len(got):
+                        anomalies += 1
+                        if chunk.offset < len(got):  # overlap: keep only new bytes
+                            data = data[len(got) - chunk.offset :]
+                    got += data
+                    delay = 0.05
+            except grpc.aio.AioRpcError as err:
+                if not h.retryable(err):
+                    fatal.append(f"Output {job}: {err.code().name}: {err.details()}")
+                    return bytes(got)
+                interruptions[f"{err.code().name}: {err.details()}"[:100]] += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            # A clean end: the job ended, or the server ended the stream while going away.
+            st = await call_retrying(lambda: fstub.Status(pb.JobRef(id=job), timeout=2))
+            if st.state == "running":
+                interruptions["clean end while the job was still running"] += 1
+                continue
+            rest = b"".join(
+                await call_retrying(
+                    lambda: _collect(fstub.Output(pb.OutputRequest(id=job, offset=len(got))))
+                )
+            )
+            if rest:
+                missing_after_clean_end += 1
+                interruptions["clean end before the last bytes (found afterwards)"] += 1
+                got += rest
+            return bytes(got)
+
+    outage: list[tuple[float, bool]] = []
+    stop_poll = asyncio.Event()
+
+    async def poller() -> None:
+        pstub = pb_grpc.JobsStub(poll_ch)
+        while not stop_poll.is_set():
+            try:
+                await pstub.Status(pb.JobRef(id=jobs[0]), timeout=0.5)
+                outage.append((time.monotonic(), True))
+            except grpc.aio.AioRpcError:
+                outage.append((time.monotonic(), False))
+            await asyncio.sleep(0.05)
+
+    followers = [asyncio.create_task(follower(j, c)) for j, c in zip(jobs, chans, strict=True)]
+    poll_task = asyncio.create_task(poller())
+    await asyncio.sleep(max(0.0, 1.5 - (time.monotonic() - t_started)))
+    running_before = h.supervisor_tree(env.sup_pid())["children"]
+    t_kill = time.monotonic()
+    exit_s = await asyncio.to_thread(env.server.signal, sig)
+    running_during = h.supervisor_tree(env.sup_pid())["children"]
+    restart_s = await asyncio.to_thread(env.server.start)
+    t_up = time.monotonic()
+    results = await asyncio.gather(*followers)
+    stop_poll.set()
+    await poll_task
+    finals = [await stub.Status(pb.JobRef(id=j)) for j in jobs]
+    sup_after = env.sup_pid()
+    first_ok_after = next((t for t, ok in outage if ok and t > t_kill), None)
+    exact = sum(1 for r in results if r == COUNTER_EXPECT)
+    wrong = [
+        {"job": j, "len": len(r), "want": len(COUNTER_EXPECT)}
+        for j, r in zip(jobs, results, strict=True)
+        if r != COUNTER_EXPECT
+    ]
+    for j in jobs:
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await stub.Remove(pb.RemoveRequest(id=j))
+    for c in [control, poll_ch, *chans]:
+        await c.close()
+    return {
+        "jobs": n_jobs,
+        "killed_after_s": round(t_kill - t_started, 2),
+        "jobs_running_at_kill": running_before,
+        "jobs_running_while_server_down": running_during,
+        "server_exit_s": round(exit_s, 3),
+        "server_restart_s": round(restart_s, 2),
+        "rpc_outage_s": round(first_ok_after - t_kill, 2) if first_ok_after else None,
+        "followers_exact": exact,
+        "wrong_outputs": wrong[:5],
+        "offset_anomalies": anomalies,
+        "clean_ends_missing_bytes": missing_after_clean_end,
+        "interruptions_seen": dict(interruptions),
+        "fatal_errors": fatal[:5],
+        "job_states": dict(Counter(f"{s.state}/{s.exit_code if s.HasField('exit_code') else '-'}" for s in finals)),
+        "jobs_failed_3": sum(1 for s in finals if s.state == "failed" and s.exit_code == 3),
+        "supervisor_same": sup_before is not None and sup_before == sup_after,
+        "after_restart_s": round(time.monotonic() - t_up, 2),
+    }
+
+
+async def _collect(call: Any) -> list[bytes]:
+    return [chunk.data async for chunk in call]
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def _fmt_lat(lat: dict[str, Any]) -> str:
+    if not lat or not lat.get("n"):
+        return "-"
+    return f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms (n={lat['n']})"
+
+
+def table_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    if name == "load":
+        rows.append(("clients x duration", f"{r['clients']} x {r['duration_s']:.0f} s, {r['worker_processes']} procs, {len(r['rounds'])} rounds"))
+        for rnd in r["rounds"]:
+            k = f"round {rnd['round']}"
+            rows.append((f"{k}: RPS / errors", f"{rnd['rps']} / {sum(rnd['errors'].values())} {rnd['errors'] or ''}"))
+            for op in ("Start", "Status", "List", "Output", "Remove"):
+                rows.append((f"{k}: {op}", _fmt_lat(rnd["latency"].get(op, {}))))
+            rows.append((f"{k}: RSS server before/peak/after MiB", f"{mib(r['before']['server_rss_kib'])} / {mib(rnd['during_peak']['server_rss_kib'])} / {mib(rnd['after']['server_rss_kib'])}"))
+            rows.append((f"{k}: RSS supervisor before/peak/after MiB", f"{mib(r['before']['supervisor_rss_kib'])} / {mib(rnd['during_peak']['supervisor_rss_kib'])} / {mib(rnd['after']['supervisor_rss_kib'])}"))
+    elif name == "lifecycles":
+        rows.append(("lifecycles / rate", f"{r['lifecycles']} in {r['elapsed_s']} s ({r['lifecycles_per_s']}/s, {r['in_flight']} in flight)"))
+        rows.append(("lifecycle latency", _fmt_lat(r["latency"]["lifecycle"])))
+        rows.append(("Start latency", _fmt_lat(r["latency"]["Start"])))
+        for k in ("server_fds", "supervisor_fds", "cgroup_dirs", "zombies", "job_dirs", "server_rss_kib", "supervisor_rss_kib"):
+            rows.append((f"{k} before -> after", f"{r['before'][k]} -> {r['after'][k]} ({r['growth'].get(k, 0):+d})"))
+        rows.append(("RSS slope KiB/1000 jobs srv/sup", f"{r['server_rss_slope_kib_per_1000_jobs']} / {r['supervisor_rss_slope_kib_per_1000_jobs']}"))
+    elif name == "slow":
+        rows.append(("job write ms (without/with slow)", f"{r['median_job_write_ms']['without_slow']} / {r['median_job_write_ms']['with_slow']}"))
+        rows.append(("job run ms (without/with slow)", f"{r['median_job_run_ms']['without_slow']} / {r['median_job_run_ms']['with_slow']}"))
+        rows.append(("5 fast followers done ms (w/o / with)", f"{r['median_fast_done_ms']['without_slow']} / {r['median_fast_done_ms']['with_slow']}"))
+        m = r["max_server_rss_kib"]
+        rows.append(("server RSS max MiB idle/w-o/with/lagging", f"{mib(r['server_rss_idle_kib'])} / {mib(m['without_slow'])} / {mib(m['with_slow'])} / {mib(m['with_slow_while_lagging'])}"))
+        slow_runs = [x for x in r["runs"] if x["slow"]]
+        rows.append(("slow follower received (bytes)", ", ".join(str(x["slow_bytes_received"]) for x in slow_runs)))
+        rows.append(("server tx queue max while lagging", ", ".join(str(x["server_tx_queue_max_while_lagging"]) for x in slow_runs)))
+    elif name == "many":
+        rows.append(("jobs / followers exact", f"{r['jobs']} / {r['followers_exact']} (wrong {r['followers_wrong']})"))
+        rows.append(("errors", f"{sum(r['errors'].values())} {r['errors'] or ''} {r['fatal'] or ''}"))
+        rows.append(("time to start all", f"{r['time_to_start_all_s']} s ({_fmt_lat(r['start_latency'])})"))
+        rows.append(("all followers done after", f"{r['all_followers_done_s']} s"))
+        p = r["peak"]
+        rows.append(("peak running jobs", str(p["running_jobs"])))
+        rows.append(("peak RSS MiB server/supervisor", f"{mib(p['server_rss_kib'])} / {mib(p['supervisor_rss_kib'])}"))
+        rows.append(("peak fds server/supervisor (limit)", f"{p['server_fds']} / {p['supervisor_fds']} ({r['server_nofile_limit']})"))
+    elif name in ("kill9", "sigterm"):
+        for i, it in enumerate(r["iterations"], 1):
+            rows.append((f"#{i} exact followers / jobs failed(3)", f"{it['followers_exact']}/{it['jobs']} / {it['jobs_failed_3']}/{it['jobs']} {it['job_states']}"))
+            rows.append((f"#{i} server exit / restart / RPC outage s", f"{it['server_exit_s']} / {it['server_restart_s']} / {it['rpc_outage_s']}"))
+            rows.append((f"#{i} jobs running at kill / while down", f"{it['jobs_running_at_kill']} / {it['jobs_running_while_server_down']}"))
+            rows.append((f"#{i} interruptions", "; ".join(f"{k} x{v}" for k, v in it["interruptions_seen"].items()) or "none"))
+    for check, ok in r.get("checks", {}).items():
+        rows.append((("PASS " if ok else "FAIL ") + check, ""))
+    cl = r.get("cleanup", {})
+    if cl:
+        rows.append(("cleanup", f"server stop {cl.get('server_stop_s') and round(cl['server_stop_s'], 2)} s, supervisor exited {cl.get('supervisor_exited')}, cgroup dirs left {cl.get('cgroup_dirs_left')}"))
+    return rows
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    for name, r in results.items():
+        print(f"\n== {name} ({r.get('elapsed_total_s', '?')} s) ==")
+        rows = table_rows(name, r)
+        width = max(len(k) for k, _ in rows)
+        for k, v in rows:
+            print(f"  {k.ljust(width)}  {v}")
+
+
+SCENARIOS = {
+    "load": scenario_load,
+    "lifecycles": scenario_lifecycles,
+    "slow": scenario_slow,
+    "many": scenario_many,
+    "kill9": lambda a: scenario_restart(a, signal.SIGKILL),
+    "sigterm": lambda a: scenario_restart(a, signal.SIGTERM),
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="CI-sized versions")
+    p.add_argument("--load", action="store_true", help="1. mixed load of many clients")
+    p.add_argument("--lifecycles", nargs="?", const=-1, type=int, default=None, metavar="N", help="2. N start+wait+remove (default 10000)")
+    p.add_argument("--slow-follower", dest="slow", action="store_true", help="3. one slow follower")
+    p.add_argument("--many-followers", dest="many", nargs="?", const=-1, type=int, default=None, metavar="N", help="4. N followed jobs at once (default 1000)")
+    p.add_argument("--kill9", action="store_true", help="5. SIGKILL the server mid-stream")
+    p.add_argument("--sigterm", action="store_true", help="6. SIGTERM the server mid-stream")
+    p.add_argument("--clients", type=int, default=200)
+    p.add_argument("--duration", type=float, default=60.0)
+    p.add_argument("--rounds", type=int, default=2, help="load rounds (scenario 1)")
+    p.add_argument("--think", type=float, default=0.1, help="mean think time between a client's calls, s")
+    p.add_argument("--list-limit", type=int, default=100)
+    p.add_argument("--settle", type=float, default=10.0, help="idle seconds before the 'after' sample")
+    p.add_argument("--procs", type=int, default=4, help="client worker processes")
+    p.add_argument("--concurrency", type=int, default=8, help="lifecycles in flight (scenario 2)")
+    p.add_argument("--start-conc", type=int, default=8, help="Starts in flight per worker process (scenario 4)")
+    p.add_argument("--restart-jobs", type=int, default=20)
+    p.add_argument("--repeat", type=int, default=3, help="kill/restart iterations (scenarios 5, 6)")
+    p.add_argument("--user", default="root", help="account of the admin credential (jobs run as it)")
+    args = p.parse_args()
+    chosen = [
+        name
+        for name, on in (
+            ("load", args.load),
+            ("lifecycles", args.lifecycles is not None),
+            ("slow", args.slow),
+            ("many", args.many is not None),
+            ("kill9", args.kill9),
+            ("sigterm", args.sigterm),
+        )
+        if on
+    ] or list(SCENARIOS)
+    args.lifecycles = 10000 if args.lifecycles in (None, -1) else args.lifecycles
+    args.jobs = 1000 if args.many in (None, -1) else args.many
+    nofile = h.raise_nofile()
+    meta = {
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([".venv/bin/python", "bench/load_bench.py", *sys.argv[1:]]),
+        "quick": args.quick,
+        "host": platform.node(),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "bench_nofile": nofile,
+        "python": platform.python_version(),
+    }
+    with contextlib.suppress(Exception):
+        import grpc
+
+        from remo import __version__
+
+        meta["grpcio"] = grpc.__version__
+        meta["remo"] = __version__
+    results: dict[str, dict[str, Any]] = {}
+    t_all = time.monotonic()
+    for name in chosen:
+        t0 = time.monotonic()
+        print(f"-- {name} ...", flush=True)
+        try:
+            res = SCENARIOS[name](args)
+        except Exception as err:  # report and go on with the other scenarios
+            import traceback
+
+            traceback.print_exc()
+            res = {"crashed": f"{type(err).__name__}: {err}", "checks": {"scenario ran to the end": False}}
+        res["elapsed_total_s"] = round(time.monotonic() - t0, 1)
+        res["quick"] = args.quick
+        res["when"] = meta["when"]
+        res["command"] = meta["command"]
+        res["loadavg_at_start"] = meta["loadavg_at_start"]
+        results[name] = res
+        print(f"   {name}: {res['elapsed_total_s']} s", flush=True)
+    meta["elapsed_total_s"] = round(time.monotonic() - t_all, 1)
+    print_table(results)
+    stored: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        stored = json.loads(RESULTS.read_text())
+    stored.setdefault("scenarios", {}).update(results)
+    stored["last_run"] = meta
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(stored, indent=2, default=str) + "\n")
+    print(f"\nresults: {RESULTS} (total {meta['elapsed_total_s']} s)")
+    failed = [n for n, r in results.items() if not all(r.get("checks", {}).values())]
+    if failed:
+        print("FAILED checks in: " + ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

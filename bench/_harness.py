@@ -115,6 +115,19 @@ def fd_count(pid: int | None) -> int | None:
         return None
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """utime + stime of ``pid`` so far."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def nofile_limit(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/limits") as f:
@@ -401,7 +414,7 @@ class Sampler:
 
     def take(self) -> Sample:
         s, v = self._server(), self._sup()
-        sample = Sample(
+        return Sample(
             time.monotonic() - self.t0,
             rss_kib(s),
             fd_count(s),
@@ -410,7 +423,6 @@ class Sampler:
             fd_count(v),
             self._extra() if self._extra else {},
         )
-        return sample
 
     def __enter__(self) -> Sampler:
         self.t0 = time.monotonic()
@@ -447,6 +459,8 @@ def snapshot(server_pid: int | None, sup_pid: int | None, tag: str | None = None
         "server_threads": threads(server_pid),
         "supervisor_rss_kib": rss_kib(sup_pid),
         "supervisor_fds": fd_count(sup_pid),
+        "server_cpu_s": cpu_seconds(server_pid),
+        "supervisor_cpu_s": cpu_seconds(sup_pid),
         "supervisor_children": tree["children"],
         "zombies": tree["zombies"],
     }
@@ -694,9 +708,7 @@ async def _follow_many(
     t_conn = time.monotonic()
     starter = open_channel(cred_path, unique=index * 100000 + 99999)
     followers = [open_channel(cred_path, unique=index * 100000 + i) for i in range(n_jobs)]
-    await asyncio.gather(
-        *(asyncio.wait_for(c.channel_ready(), 120) for c in [starter, *followers])
-    )
+    await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), 120) for c in [starter, *followers]))
     connect_s = time.monotonic() - t_conn
     ready.put(index)
     await asyncio.to_thread(go.wait)

@@ -24,6 +24,7 @@ import asyncio
 import collections
 import functools
 import inspect
+import itertools
 import os
 import shutil
 import statistics
@@ -43,7 +44,7 @@ def mark(label: str) -> None:
         return
     fd = _real_open(_TRACE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, f"{time.perf_counter_ns()} {label}@{_DEPTH}\n".encode())
+        _real_write(fd, f"{time.perf_counter_ns()} {label}@{_DEPTH}\n".encode())
     finally:
         os.close(fd)
 
@@ -93,6 +94,7 @@ def _traced_fork() -> int:
 
 _real_fork = os.fork
 _real_open = os.open
+_real_write = os.write
 
 
 def _traced_open(path: Any, *args: Any, **kwargs: Any) -> int:
@@ -129,6 +131,7 @@ def install(trace: str) -> None:
     _wrap(namespaces, "enter", "unshare+mount-private")
     _wrap(namespaces, "prepare_init", "prepare_init")
     _wrap(init, "make_output_pipe", "output-pipe")
+    _wrap(os, "write", "write")
     _wrap(os, "setsid", "setsid")
     _wrap(os, "chdir", "chdir")
     _wrap(os, "execvpe", "execvpe", leave=False)
@@ -141,8 +144,16 @@ async def measure(state: Path, trace: str, starts: int, namespaces: bool) -> lis
     from remo.worker import JobManager, JobSpec
 
     global _TRACE
-    args = [sys.executable, __file__, "--as-supervisor", trace, "--state-dir", str(state),
-            "--linger", "0"]
+    args = [
+        sys.executable,
+        __file__,
+        "--as-supervisor",
+        trace,
+        "--state-dir",
+        str(state),
+        "--linger",
+        "0",
+    ]
     if not namespaces:
         args.append("--no-namespaces")
     state.mkdir(mode=0o700)
@@ -172,7 +183,7 @@ async def measure(state: Path, trace: str, starts: int, namespaces: bool) -> lis
     return totals[10:]
 
 
-def analyse(trace: str) -> tuple[list[tuple[str, float, float]], float]:
+def analyse(trace: str) -> tuple[list[tuple[str, float, float, float]], float]:
     events = []
     with open(trace) as f:
         for line in f:
@@ -192,16 +203,20 @@ def analyse(trace: str) -> tuple[list[tuple[str, float, float]], float]:
     steps: dict[str, list[float]] = collections.defaultdict(list)
     order: dict[str, int] = {}
     for window in windows:
-        for (t_a, a), (t_b, b) in zip(window, window[1:]):
+        for (t_a, a), (t_b, b) in itertools.pairwise(window):
             key = f"{a} -> {b}"
             order.setdefault(key, len(order))
             steps[key].append((t_b - t_a) / 1e6)
     total = statistics.median((w[-1][0] - w[0][0]) / 1e6 for w in windows)
     rows = [
-        (key, statistics.median(v), len(v) / len(windows))
+        (key, statistics.median(v), _p90(v), len(v) / len(windows))
         for key, v in sorted(steps.items(), key=lambda kv: order[kv[0]])
     ]
     return rows, total
+
+
+def _p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1] if len(values) > 1 else values[0]
 
 
 def main() -> None:
@@ -225,15 +240,22 @@ def main() -> None:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     kind = "without namespaces" if args.no_namespaces else "with PID+mount namespaces"
-    print(f"{args.starts} traced starts {kind}; label@N: N = 0 supervisor (or client), "
-          "1 set-up child, 2 init (or job without a PID namespace), 3 job")
-    print(f"start() median {statistics.median(totals):.2f} ms as timed by the client "
-          f"(traced window median {total:.2f} ms)\n")
-    print("| step (between trace points) | median ms | share of median total | seen in |")
-    print("|---|---|---|---|")
-    for key, med, seen in rows:
+    print(
+        f"{args.starts} traced starts {kind}; label@N: N = 0 supervisor (or client), "
+        "1 set-up child, 2 init (or job without a PID namespace), 3 job"
+    )
+    print(
+        f"start() median {statistics.median(totals):.2f} ms, p90 {_p90(totals):.2f} ms "
+        "as timed by the client "
+        f"(traced window median {total:.2f} ms)\n"
+    )
+    print("| step (between trace points) | median ms | p90 ms | share of median total | seen in |")
+    print("|---|---|---|---|---|")
+    for key, med, p90, seen in rows:
         if seen >= 0.5:
-            print(f"| {key} | {med:.3f} | {med / total * 100:.0f}% | {seen * 100:.0f}% |")
+            print(
+                f"| {key} | {med:.3f} | {p90:.3f} | {med / total * 100:.0f}% | {seen * 100:.0f}% |"
+            )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import datetime
 import json
@@ -49,6 +50,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from remo.core.errors import StartFailed
 from remo.core.paths import OUTPUT_FILE
 from remo.store.jobs import parse_job_id
 from remo.supervisor.service import instance_tag
@@ -71,6 +73,9 @@ TICKER = (
     "        time.sleep(delay)\n"
 )
 GIB = 1 << 30
+#: The "after idle" start case waits this long first: the first cgroup migration after a
+#: quiet spell waits for an RCU grace period (see docs/BENCHMARKS.md).
+IDLE_BEFORE_START = 0.25
 CHUNK = 1 << 20
 
 
@@ -234,10 +239,22 @@ async def first_chunk(manager: JobManager, job_id: str) -> bytes:
 # -- 1. start latency ----------------------------------------------------------------------
 
 
-async def remo_start(manager: JobManager, network: str) -> tuple[int, int]:
+#: Starts refused with StartFailed, by message; a refused start gives no sample.
+START_FAILURES: collections.Counter[str] = collections.Counter()
+
+
+async def remo_start(
+    manager: JobManager, network: str, idle: float = 0.0
+) -> tuple[int, int] | None:
     spec = JobSpec(FIRST_BYTE_ARGV, network=network)
+    if idle:
+        await asyncio.sleep(idle)  # not timed: the start comes after a quiet spell
     t0 = time.perf_counter_ns()
-    job_id = await manager.start(spec)
+    try:
+        job_id = await manager.start(spec)
+    except StartFailed as err:
+        START_FAILURES[str(err)] += 1
+        return None
     t1 = time.perf_counter_ns()
     data = await first_chunk(manager, job_id)
     t2 = time.perf_counter_ns()
@@ -282,10 +299,11 @@ async def asyncio_first_byte() -> tuple[int, int]:
 
 
 async def bench_start(b: Bench, rounds: int, warmup: int) -> dict[str, Any]:
-    cases: dict[str, Callable[[], Awaitable[tuple[int, int]]]] = {
+    cases: dict[str, Callable[[], Awaitable[tuple[int, int] | None]]] = {
         "remo_ns": lambda: remo_start(b.ns, "host"),
         "remo_no_ns": lambda: remo_start(b.plain, "host"),
         "remo_ns_network_none": lambda: remo_start(b.ns, "none"),
+        "remo_ns_after_idle": lambda: remo_start(b.ns, "host", IDLE_BEFORE_START),
         **({"remo_ns_alt_dir": lambda: remo_start(b.alt, "host")} if b.alt else {}),
         "popen_true": popen_true,
         "popen_sh": popen_first_byte,
@@ -303,12 +321,17 @@ async def bench_start(b: Bench, rounds: int, warmup: int) -> dict[str, Any]:
     assert "pid" in labels["remo_ns"] and "pid" not in labels["remo_no_ns"], labels
     start: dict[str, list[float]] = {k: [] for k in cases}
     first: dict[str, list[float]] = {k: [] for k in cases}
+    failed: collections.Counter[str] = collections.Counter()
     rng = random.Random(1)
     order = list(cases)
     for i in range(warmup + rounds):
         rng.shuffle(order)  # no case always runs right after another
         for name in order:
-            t_start, t_first = await cases[name]()
+            sample = await cases[name]()
+            if sample is None:
+                failed[name] += 1
+                continue
+            t_start, t_first = sample
             if i >= warmup:
                 start[name].append(ms(t_start))
                 first[name].append(ms(t_first))
@@ -317,6 +340,8 @@ async def bench_start(b: Bench, rounds: int, warmup: int) -> dict[str, Any]:
         "rounds": rounds,
         "warmup_rounds": warmup,
         "isolation": labels,
+        "start_failed": dict(failed),
+        "start_failure_messages": dict(START_FAILURES),
         "start_returned_ms": {k: summary(v) for k, v in start.items()},
         "first_byte_ms": {k: summary(v) for k, v in first.items() if k != "popen_true"},
         "samples_start_ms": start,
@@ -463,10 +488,16 @@ async def bench_churn(b: Bench, count: int, in_flight: int, every: int) -> dict[
     done = 0
     states: dict[str, int] = {}
     early: list[str] = []  # wait() returned while the status still said running
+    start_failed: collections.Counter[str] = collections.Counter()
 
     async def one() -> None:
         nonlocal done
-        job_id = await manager.start(JobSpec(["true"]))
+        try:
+            job_id = await manager.start(JobSpec(["true"]))
+        except StartFailed as err:
+            start_failed[str(err)] += 1
+            done += 1
+            return
         status = await manager.wait(job_id)
         if not status.ended:
             early.append(job_id)
@@ -494,6 +525,7 @@ async def bench_churn(b: Bench, count: int, in_flight: int, every: int) -> dict[
         "jobs": count,
         "in_flight": in_flight,
         "job_states": states,
+        "start_failed": dict(start_failed),
         "wait_returned_while_running": len(early),
         "those_jobs_1s_later": early_later,
         "elapsed_s": elapsed,
@@ -518,76 +550,234 @@ def f2(x: float) -> str:
 def rows(r: dict[str, Any]) -> list[list[str]]:
     out: list[list[str]] = []
 
-    def row(figure: str, remo: float, base: float | None, unit: str, target: str, met: bool | None,
-            higher_is_better: bool = False) -> None:
+    def row(
+        figure: str,
+        remo: float,
+        base: float | None,
+        unit: str,
+        target: str,
+        met: bool | None,
+        higher_is_better: bool = False,
+    ) -> None:
         ratio = "" if not base else f"{(remo / base):.2f}x"
-        out.append([
-            figure,
-            f"{f2(remo)} {unit}",
-            "" if base is None else f"{f2(base)} {unit}",
-            ratio,
-            target,
-            "" if met is None else ("yes" if met else "**no**"),
-        ])
+        out.append(
+            [
+                figure,
+                f"{f2(remo)} {unit}",
+                "" if base is None else f"{f2(base)} {unit}",
+                ratio,
+                target,
+                "" if met is None else ("yes" if met else "**no**"),
+            ]
+        )
 
     s = r["start"]["start_returned_ms"]
     fb = r["start"]["first_byte_ms"]
-    row("start() returns, median (PID+mount ns)", s["remo_ns"]["median"],
-        s["popen_true"]["median"], "ms", "<= 5 ms", s["remo_ns"]["median"] <= 5)
-    row("start() returns, p90 (PID+mount ns)", s["remo_ns"]["p90"], s["popen_true"]["p90"], "ms",
-        "", None)
-    row("start() returns, median (no namespaces)", s["remo_no_ns"]["median"],
-        s["popen_true"]["median"], "ms", "<= 5 ms", s["remo_no_ns"]["median"] <= 5)
-    row("start() returns, p90 (no namespaces)", s["remo_no_ns"]["p90"], s["popen_true"]["p90"],
-        "ms", "", None)
+    row(
+        "start() returns, median (PID+mount ns)",
+        s["remo_ns"]["median"],
+        s["popen_true"]["median"],
+        "ms",
+        "<= 5 ms",
+        s["remo_ns"]["median"] <= 5,
+    )
+    row(
+        "start() returns, p90 (PID+mount ns)",
+        s["remo_ns"]["p90"],
+        s["popen_true"]["p90"],
+        "ms",
+        "",
+        None,
+    )
+    row(
+        "start() returns, median (no namespaces)",
+        s["remo_no_ns"]["median"],
+        s["popen_true"]["median"],
+        "ms",
+        "<= 5 ms",
+        s["remo_no_ns"]["median"] <= 5,
+    )
+    row(
+        "start() returns, p90 (no namespaces)",
+        s["remo_no_ns"]["p90"],
+        s["popen_true"]["p90"],
+        "ms",
+        "",
+        None,
+    )
     ns_ratio = s["remo_ns"]["median"] / s["remo_no_ns"]["median"]
-    out.append(["start() median, namespaced vs not", f"{f2(s['remo_ns']['median'])} ms",
-                f"{f2(s['remo_no_ns']['median'])} ms (no ns)", f"{ns_ratio:.2f}x", "<= 2x",
-                "yes" if ns_ratio <= 2 else "**no**"])
+    out.append(
+        [
+            "start() median, namespaced vs not",
+            f"{f2(s['remo_ns']['median'])} ms",
+            f"{f2(s['remo_no_ns']['median'])} ms (no ns)",
+            f"{ns_ratio:.2f}x",
+            "<= 2x",
+            "yes" if ns_ratio <= 2 else "**no**",
+        ]
+    )
+    refused = sum(r["start"]["start_failed"].values()) + sum(r["churn"]["start_failed"].values())
+    attempts = r["start"]["rounds"] + r["start"]["warmup_rounds"]
+    attempts = attempts * sum(1 for k in s if k.startswith("remo")) + r["churn"]["jobs"]
+    out.append(
+        [
+            "starts refused with StartFailed",
+            f"{refused} of {attempts}",
+            "",
+            "",
+            "0",
+            "yes" if refused == 0 else "**no**",
+        ]
+    )
+    row(
+        f"start() returns, median after {IDLE_BEFORE_START * 1000:.0f} ms idle (ns)",
+        s["remo_ns_after_idle"]["median"],
+        s["popen_true"]["median"],
+        "ms",
+        "<= 5 ms",
+        s["remo_ns_after_idle"]["median"] <= 5,
+    )
     if "remo_ns_alt_dir" in s:
-        row(f"start() returns, median (ns, state dir in {r['state_dirs']['alt']})",
-            s["remo_ns_alt_dir"]["median"], s["remo_ns"]["median"], "ms",
-            "(baseline: ns, state dir in /tmp)", None)
-    row("start() returns, median (ns + network none)", s["remo_ns_network_none"]["median"],
-        s["remo_ns"]["median"], "ms", "(baseline: ns, network host)", None)
-    row("first output byte, median (PID+mount ns)", fb["remo_ns"]["median"],
-        fb["popen_sh"]["median"], "ms", "", None)
-    row("first output byte, p90 (PID+mount ns)", fb["remo_ns"]["p90"], fb["popen_sh"]["p90"],
-        "ms", "", None)
-    row("first output byte, median (no namespaces)", fb["remo_no_ns"]["median"],
-        fb["popen_sh"]["median"], "ms", "", None)
-    row("first output byte, median (asyncio baseline)", fb["remo_ns"]["median"],
-        fb["asyncio_sh"]["median"], "ms", "", None)
+        row(
+            f"start() returns, median (ns, state dir under {r['state_dirs']['alt_parent']})",
+            s["remo_ns_alt_dir"]["median"],
+            s["remo_ns"]["median"],
+            "ms",
+            f"(baseline: ns, state dir under {r['state_dirs']['parent']})",
+            None,
+        )
+    row(
+        "start() returns, median (ns + network none)",
+        s["remo_ns_network_none"]["median"],
+        s["remo_ns"]["median"],
+        "ms",
+        "(baseline: ns, network host)",
+        None,
+    )
+    row(
+        "first output byte, median (PID+mount ns)",
+        fb["remo_ns"]["median"],
+        fb["popen_sh"]["median"],
+        "ms",
+        "",
+        None,
+    )
+    row(
+        "first output byte, p90 (PID+mount ns)",
+        fb["remo_ns"]["p90"],
+        fb["popen_sh"]["p90"],
+        "ms",
+        "",
+        None,
+    )
+    row(
+        "first output byte, median (no namespaces)",
+        fb["remo_no_ns"]["median"],
+        fb["popen_sh"]["median"],
+        "ms",
+        "",
+        None,
+    )
+    row(
+        "first output byte, median (asyncio baseline)",
+        fb["remo_ns"]["median"],
+        fb["asyncio_sh"]["median"],
+        "ms",
+        "",
+        None,
+    )
     f = r["follow"]
-    row("follow latency, median", f["remo_follow_ms"]["median"], f["pipe_ms"]["median"], "ms",
-        "<= 5 ms", f["remo_follow_ms"]["median"] <= 5)
+    row(
+        "follow latency, median",
+        f["remo_follow_ms"]["median"],
+        f["pipe_ms"]["median"],
+        "ms",
+        "<= 5 ms",
+        f["remo_follow_ms"]["median"] <= 5,
+    )
     row("follow latency, p99", f["remo_follow_ms"]["p99"], f["pipe_ms"]["p99"], "ms", "", None)
     g = r["big_output"]
-    row("read finished 1 GiB output", g["remo_median_gb_per_s"], g["os_read_median_gb_per_s"],
-        "GB/s", ">= 1 GB/s", g["remo_median_gb_per_s"] >= 1)
+    row(
+        "read finished 1 GiB output",
+        g["remo_median_gb_per_s"],
+        g["os_read_median_gb_per_s"],
+        "GB/s",
+        ">= 1 GB/s",
+        g["remo_median_gb_per_s"] >= 1,
+    )
     c = r["churn"]
-    row(f"{c['jobs']} `true` jobs, {c['in_flight']} in flight", c["remo_jobs_per_s"],
-        c["asyncio_jobs_per_s"], "jobs/s", "", None)
-    out.append(["wait() returned while status said running", str(c["wait_returned_while_running"]),
-                "", "", "0", "yes" if c["wait_returned_while_running"] == 0 else "**no**"])
+    row(
+        f"{c['jobs']} `true` jobs, {c['in_flight']} in flight",
+        c["remo_jobs_per_s"],
+        c["asyncio_jobs_per_s"],
+        "jobs/s",
+        "",
+        None,
+    )
+    out.append(
+        [
+            "wait() returned while status said running",
+            str(c["wait_returned_while_running"]),
+            "",
+            "",
+            "0",
+            "yes" if c["wait_returned_while_running"] == 0 else "**no**",
+        ]
+    )
     cg_b, cg_a = c["before"]["cgroup_dirs"], c["after"]["cgroup_dirs"]
-    out.append(["remo cgroup dirs (all instances / this one)",
-                f"{cg_a['all']} / {cg_a['this_instance']} after",
-                f"{cg_b['all']} / {cg_b['this_instance']} before", "", "back to start",
-                "yes" if cg_a == cg_b else "**no**"])
-    out.append(["supervisor open fds", f"{c['after']['supervisor_fds']} after",
-                f"{c['before']['supervisor_fds']} before", "", "back to start",
-                "yes" if c["after"]["supervisor_fds"] == c["before"]["supervisor_fds"] else "**no**"])
+    out.append(
+        [
+            "job cgroup dirs under every .../remo/: this instance's (all instances')",
+            f"{cg_a['this_instance']} ({cg_a['all']}) after",
+            f"{cg_b['this_instance']} ({cg_b['all']}) before",
+            "",
+            "back to start",
+            "yes" if cg_a["this_instance"] == cg_b["this_instance"] else "**no**",
+        ]
+    )
+    out.append(
+        [
+            "supervisor open fds",
+            f"{c['after']['supervisor_fds']} after",
+            f"{c['before']['supervisor_fds']} before",
+            "",
+            "back to start",
+            "yes" if c["after"]["supervisor_fds"] == c["before"]["supervisor_fds"] else "**no**",
+        ]
+    )
     zb = c["before"]["supervisor_children"].get("Z", 0)
     za = c["after"]["supervisor_children"].get("Z", 0)
-    out.append(["zombie children of the supervisor", f"{za} after", f"{zb} before", "", "0",
-                "yes" if za == 0 else "**no**"])
+    out.append(
+        [
+            "zombie children of the supervisor",
+            f"{za} after",
+            f"{zb} before",
+            "",
+            "0",
+            "yes" if za == 0 else "**no**",
+        ]
+    )
     rss = c["rss_samples_kib"]
-    out.append(["supervisor RSS, first vs last sample", f"{rss[-1][1] / 1024:.1f} MiB",
-                f"{rss[0][1] / 1024:.1f} MiB", f"{rss[-1][1] / rss[0][1]:.2f}x",
-                "", ""])
-    out.append(["supervisor RSS slope", f"{c['rss_slope_kib_per_1000_jobs']:.0f} KiB/1000 jobs",
-                "", "", "", ""])
+    out.append(
+        [
+            "supervisor RSS, first vs last sample",
+            f"{rss[-1][1] / 1024:.1f} MiB",
+            f"{rss[0][1] / 1024:.1f} MiB",
+            f"{rss[-1][1] / rss[0][1]:.2f}x",
+            "",
+            "",
+        ]
+    )
+    out.append(
+        [
+            "supervisor RSS slope",
+            f"{c['rss_slope_kib_per_1000_jobs']:.0f} KiB/1000 jobs",
+            "",
+            "",
+            "",
+            "",
+        ]
+    )
     return out
 
 
@@ -602,19 +792,25 @@ def detail(r: dict[str, Any]) -> str:
     out = []
     s = r["start"]
     out.append(f"start latency ({s['rounds']} rounds, argv {shlex.join(s['argv'])}), ms:")
-    out.append(f"  {'case':<34}{'min':>8}{'median':>8}{'p90':>8}{'p99':>8}{'max':>8}")
+    out.append(f"  {'case':<42}{'min':>8}{'median':>8}{'p90':>8}{'p99':>8}{'max':>8}")
     for kind, key in (("start() returned", "start_returned_ms"), ("first byte", "first_byte_ms")):
         for name, st in s[key].items():
             out.append(
-                f"  {kind + ' ' + name:<34}{st['min']:8.2f}{st['median']:8.2f}"
+                f"  {kind + ' ' + name:<42}{st['min']:8.2f}{st['median']:8.2f}"
                 f"{st['p90']:8.2f}{st['p99']:8.2f}{st['max']:8.2f}"
             )
+    if s["start_failure_messages"] or r["churn"]["start_failed"]:
+        out.append(
+            f"  starts refused: {s['start_failed']} in the latency rounds, "
+            f"{r['churn']['start_failed']} in start-and-reap; messages "
+            f"{s['start_failure_messages']}"
+        )
     f = r["follow"]
     out.append(f"follow latency ({f['lines']} lines every {f['interval_ms']} ms), ms:")
     for name in ("remo_follow_ms", "pipe_ms"):
         st = f[name]
         out.append(
-            f"  {name:<34}{st['min']:8.2f}{st['median']:8.2f}{st['p90']:8.2f}"
+            f"  {name:<42}{st['min']:8.2f}{st['median']:8.2f}{st['p90']:8.2f}"
             f"{st['p99']:8.2f}{st['max']:8.2f}"
         )
     g = r["big_output"]
@@ -643,10 +839,43 @@ def dump_tasks() -> None:
         task.print_stack(file=sys.stderr)
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def our_ticks() -> int:
+    """CPU jiffies of this benchmark: this process, the supervisors, and every child
+    reaped by either (the baselines' processes; the jobs, through their inits)."""
+    t = os.times()
+    ticks = (t.user + t.system + t.children_user + t.children_system) * os.sysconf("SC_CLK_TCK")
+    for pid in SUPERVISORS:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ticks += sum(int(v) for v in stat[stat.rindex(")") + 2 :].split()[11:15])
+    return round(ticks)
+
+
+MACHINE: dict[str, dict[str, float]] = {}
+SUPERVISORS: list[int] = []
+
+
 async def phase(name: str, seconds: float, work: Awaitable[Any]) -> Any:
-    """Run one benchmark; on a hang, show where every task waits and fail."""
+    """Run one benchmark; on a hang, show where every task waits and fail.
+
+    Records how busy the machine was meanwhile (all processes: remo's, the baselines'
+    and anything else running), to judge the noise.
+    """
     print(f"{name}...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
+    busy0, total0 = cpu_ticks()
+    ours0 = our_ticks()
     try:
         async with asyncio.timeout(seconds):
             result = await work
@@ -654,7 +883,23 @@ async def phase(name: str, seconds: float, work: Awaitable[Any]) -> Any:
         print(f"{name} did not finish in {seconds} s; tasks:", file=sys.stderr)
         dump_tasks()
         raise
-    print(f"{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    busy1, total1 = cpu_ticks()
+    ours1 = our_ticks()
+    elapsed = time.perf_counter() - t0
+    total = max(total1 - total0, 1)
+    MACHINE[name] = {
+        "seconds": elapsed,
+        "cpu_busy_fraction": (busy1 - busy0) / total,
+        "cpu_busy_fraction_not_this_benchmark": max(busy1 - busy0 - (ours1 - ours0), 0) / total,
+        "loadavg_1min_after": os.getloadavg()[0],
+    }
+    print(
+        f"{name}: {elapsed:.1f} s; CPU busy {MACHINE[name]['cpu_busy_fraction'] * 100:.0f}% "
+        f"of {os.cpu_count()} cores, of which other processes "
+        f"{MACHINE[name]['cpu_busy_fraction_not_this_benchmark'] * 100:.0f}%",
+        file=sys.stderr,
+        flush=True,
+    )
     return result
 
 
@@ -665,6 +910,7 @@ async def run(quick: bool, parent: str, alt_parent: str) -> dict[str, Any]:
     try:
         async with Bench(base, alt).open() as b:
             info = {"ns": b.ns._info, "no_ns": b.plain._info}
+            SUPERVISORS[:] = b.sup_pids
             start = await phase(
                 "start latency", 900, bench_start(b, rounds=50 if quick else 200, warmup=10)
             )
@@ -682,12 +928,13 @@ async def run(quick: bool, parent: str, alt_parent: str) -> dict[str, Any]:
         if alt is not None:
             shutil.rmtree(alt, ignore_errors=True)
     return {
-        "state_dirs": {"main": str(base), "alt": str(alt) if alt else None},
+        "state_dirs": {"parent": parent, "alt_parent": alt_parent or None},
         "supervisors": info,
         "start": start,
         "follow": follow,
         "big_output": big,
         "churn": churn,
+        "machine_during_phases": MACHINE,
     }
 
 
@@ -714,8 +961,10 @@ def main() -> None:
         "euid": os.geteuid(),
     }
     table = rows(results)
-    results["table"] = [dict(zip(["figure", "remo", "baseline", "ratio", "target", "met"], t,
-                                 strict=True)) for t in table]
+    results["table"] = [
+        dict(zip(["figure", "remo", "baseline", "ratio", "target", "met"], t, strict=True))
+        for t in table
+    ]
     print()
     print(detail(results))
     print()

@@ -175,6 +175,8 @@ def connect() -> Client:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from remo.client.connection import Client
 
+    global _connected
+    _connected = True
     return Client.from_profile(chosen_profile())
 
 
@@ -252,9 +254,29 @@ def cli() -> None:
     """
 
 
+_connected = False
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Entry point of the ``remo`` console script."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="remo")
+    """Entry point of the ``remo`` console script.
+
+    After a verb that connected, the process ends with ``os._exit`` once stdout and
+    stderr are flushed: tearing down grpc's threads and the interpreter's modules
+    would add tens of milliseconds to every command and does nothing useful here.
+    """
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="remo")
+    except SystemExit as done:
+        if not _connected:
+            raise
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                code = code or 1
+        os._exit(code)
+    raise AssertionError("cli.main returned")  # pragma: no cover
 
 
 if __name__ == "__main__":

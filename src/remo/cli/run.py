@@ -55,17 +55,22 @@ def parse_limits(
     from remo.client.errors import UsageError
     from remo.core.errors import InvalidArgument
     from remo.core.spec import Limits
-    from remo.core.units import parse_cpu, parse_rate, parse_size
 
-    limits = Limits(
-        cpu=_parsed("--cpu", parse_cpu, cpu) if cpu is not None else None,
-        memory=_parsed("--memory", parse_size, memory) if memory is not None else None,
-        io_read_bps=_parsed("--io-read", parse_rate, io_read) if io_read is not None else None,
-        io_write_bps=(
-            _parsed("--io-write", parse_rate, io_write) if io_write is not None else None
-        ),
-        pids=pids,
-    )
+    limits = Limits(pids=pids)
+    if cpu is not None or memory is not None or io_read is not None or io_write is not None:
+        from remo.core.units import parse_cpu, parse_rate, parse_size
+
+        limits = Limits(
+            cpu=_parsed("--cpu", parse_cpu, cpu) if cpu is not None else None,
+            memory=_parsed("--memory", parse_size, memory) if memory is not None else None,
+            io_read_bps=(
+                _parsed("--io-read", parse_rate, io_read) if io_read is not None else None
+            ),
+            io_write_bps=(
+                _parsed("--io-write", parse_rate, io_write) if io_write is not None else None
+            ),
+            pids=pids,
+        )
     try:
         limits.validate()
     except InvalidArgument as err:

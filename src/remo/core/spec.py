@@ -21,6 +21,9 @@ MAX_ARGV_BYTES = 1 << 20
 
 NETWORK_MODES = ("host", "none")
 
+#: Most tasks a pids limit may name: Linux's PID_MAX_LIMIT; pids.max refuses more (EINVAL).
+MAX_PIDS = 1 << 22
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -42,19 +45,20 @@ class Limits:
         """Raise :class:`InvalidArgument` if any limit is out of range."""
         if self.cpu is not None and not (0.001 <= self.cpu <= 4096):
             raise InvalidArgument(f"cpu limit must be between 0.001 and 4096 cores, got {self.cpu}")
-        for name, value, low in (
-            ("memory", self.memory, 1 << 20),
-            ("io read", self.io_read_bps, 1),
-            ("io write", self.io_write_bps, 1),
-            ("pids", self.pids, 1),
-            ("output", self.output_bytes, 0),
+        for name, value, low, high in (
+            ("memory", self.memory, 1 << 20, 1 << 62),
+            ("io read", self.io_read_bps, 1, 1 << 62),
+            ("io write", self.io_write_bps, 1, 1 << 62),
+            ("pids", self.pids, 1, MAX_PIDS),
+            ("output", self.output_bytes, 0, 1 << 62),
         ):
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidArgument(f"{name} limit must be an integer, got {value!r}")
-            if value < low or value > 1 << 62:
-                raise InvalidArgument(f"{name} limit must be between {low} and 2^62, got {value}")
+            if not low <= value <= high:
+                top = "2^62" if high == 1 << 62 else high
+                raise InvalidArgument(f"{name} limit must be between {low} and {top}, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}

@@ -173,12 +173,21 @@ async def serve_forever(config: ServerConfig, announce: Callable[[RunningServer]
     """Run until SIGTERM or SIGINT; jobs keep running after we exit."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():  # asked twice: leave now (jobs are the supervisor's, not ours)
+            log.warning("second stop signal: exiting at once")
+            os._exit(1)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     async with running(config) as srv:
         announce(srv)
         await stop.wait()
         log.info("stopping: no new calls; running jobs keep running")
+        # Whatever happens during shutdown, it must not outlive the grace period by much.
+        loop.call_later(SHUTDOWN_GRACE + 10, os._exit, 1)
 
 
 async def _purge_forever(jobs: JobManager, retention: float) -> None:

@@ -21,7 +21,8 @@ def resolve(user: str, admin: bool, raw: str, *, schedule: bool = False) -> str:
     owner, sep, local = raw.rpartition("/")
     if not sep:
         owner = user
-    if not pattern.match(local) or (sep and not ACCOUNT_NAME.match(owner)):
+    # fullmatch: with match, '$' would also accept a trailing newline ("1\n", "root\n/1")
+    if not pattern.fullmatch(local) or (sep and not ACCOUNT_NAME.fullmatch(owner)):
         kind = "schedule id (sN or USER/sN)" if schedule else "job id (N or USER/N)"
         raise InvalidArgument(f"invalid {kind}: {raw[:64]!r}")
     if owner != user and not admin:
@@ -36,4 +37,4 @@ def shown(user: str, canonical: str) -> str:
 
 
 def is_schedule_id(raw: str) -> bool:
-    return bool(_SCHEDULE.match(raw.rpartition("/")[2]))
+    return bool(_SCHEDULE.fullmatch(raw.rpartition("/")[2]))

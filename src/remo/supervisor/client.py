@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import select
 import socket
 import subprocess
 import sys
@@ -143,8 +142,11 @@ async def _launch(paths: StatePaths, linger: float, deadline: float, namespaces:
         )
         os.close(write_end)
         write_end = -1
-        await asyncio.to_thread(process.wait)  # the first process forks and exits at once
-        line = await asyncio.to_thread(_read_line, read_end, max(deadline - time.monotonic(), 0.1))
+        line = await _read_ready(read_end, max(deadline - time.monotonic(), 0.1))
+        # The launched process forks the supervisor and exits at once: reap it (it is
+        # long gone when the supervisor reports; the timeout only guards against a bug).
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=1)
         if line == b"busy\n":
             await asyncio.sleep(0.02)  # another supervisor is exiting; connect again shortly
     finally:
@@ -153,7 +155,24 @@ async def _launch(paths: StatePaths, linger: float, deadline: float, namespaces:
                 os.close(fd)
 
 
-def _read_line(fd: int, timeout: float) -> bytes:
-    """Read the supervisor's one-line readiness report; b"" on EOF or timeout."""
-    ready, _, _ = select.select([fd], [], [], timeout)
-    return os.read(fd, 64) if ready else b""
+async def _read_ready(fd: int, timeout: float) -> bytes:
+    """The supervisor's one-line readiness report; b"" on EOF or timeout.
+
+    Waits on the event loop (not in a thread), so a server shutting down meanwhile can
+    cancel it at once.
+    """
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def on_readable() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(fd, on_readable)
+    try:
+        await asyncio.wait_for(readable, timeout)
+    except TimeoutError:
+        return b""
+    finally:
+        loop.remove_reader(fd)
+    return os.read(fd, 64)

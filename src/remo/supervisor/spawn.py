@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from remo.supervisor import init, namespaces
 from remo.supervisor.accounts import Account
 
 _EXIT_SETUP_FAILED = 127
+_REPORT_LINE = re.compile(rb"(pid|job) ([0-9]+)\n")
 
 
 @dataclass
@@ -71,14 +73,16 @@ def spawn(request: SpawnRequest) -> Spawned:
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)
+    # The set-up child's "pid" line races the init's "job" line (or its failure report):
+    # either may come first. Each is one atomic write; JSON never holds a raw newline.
+    found = dict(_REPORT_LINE.findall(report))
+    report = _REPORT_LINE.sub(b"", report)
     init_pid, job_pid = pid, 0
-    if report.startswith(b"pid "):
-        line, _, report = report.partition(b"\n")
-        init_pid = int(line[4:])
+    if b"pid" in found:
+        init_pid = int(found[b"pid"])
         os.waitpid(pid, 0)  # the set-up child; the init is now our child (we are subreaper)
-    if report.startswith(b"job "):
-        line, _, report = report.partition(b"\n")
-        job_pid = int(line[4:])
+    if b"job" in found:
+        job_pid = int(found[b"job"])
         if request.isolation.pid:
             job_pid = _host_pid(init_pid)
     if not report:

@@ -98,6 +98,9 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
                     ("grpc.keepalive_time_ms", 30_000),
                     ("grpc.http2.max_pings_without_data", 0),
                     ("grpc.keepalive_permit_without_calls", 1),
+                    # Clients ping every 60 s on long follows; accept pings that often.
+                    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+                    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ]
             )
             schedules = ScheduleStore(config.state_dir / "schedules.db")

@@ -246,20 +246,20 @@ def scenario_load(args: argparse.Namespace) -> dict[str, Any]:
     b_sup, a_sup = before["supervisor_rss_kib"], last["after"]["supervisor_rss_kib"]
     out["server_rss_after_over_before"] = round(a_srv / b_srv, 3)
     out["supervisor_rss_after_over_before"] = round(a_sup / b_sup, 3) if b_sup and a_sup else None
-    if len(rounds) >= 2:
-        r1 = rounds[0]["after"]["server_rss_kib"]
-        out["server_rss_growth_last_round_kib"] = a_srv - r1
-        out["supervisor_rss_growth_last_round_kib"] = (
-            a_sup - rounds[0]["after"]["supervisor_rss_kib"]
-        )
+    srv_trend = rss_trend([r["after"]["server_rss_kib"] for r in rounds])
+    sup_trend = rss_trend([r["after"]["supervisor_rss_kib"] for r in rounds])
+    out["server_rss_after_rounds_kib"] = srv_trend
+    out["supervisor_rss_after_rounds_kib"] = sup_trend
     errors = sum(sum(r["errors"].values()) for r in rounds)
     out["checks"] = {
         "zero errors": errors == 0,
         "no fatal worker error": not any(r.get("fatal") for r in rounds),
-        "server RSS flat across rounds (<= 5% growth in the last round)": (
-            len(rounds) < 2 or (a_srv - rounds[0]["after"]["server_rss_kib"]) <= 0.05 * a_srv
+        "server RSS flat afterwards (after/before <= 1.10)": a_srv <= 1.10 * b_srv,
+        "supervisor RSS flat afterwards (after/before <= 1.10)": bool(
+            b_sup and a_sup and a_sup <= 1.10 * b_sup
         ),
-        "supervisor RSS after <= before * 1.10": bool(b_sup and a_sup and a_sup <= 1.10 * b_sup),
+        "server RSS: no growth across rounds (slope <= 2% per round)": srv_trend["flat"],
+        "supervisor RSS: no growth across rounds (slope <= 2% per round)": sup_trend["flat"],
         "fds back to before (server, supervisor)": (
             last["after"]["server_fds"] <= before["server_fds"]
             and last["after"]["supervisor_fds"] <= before["supervisor_fds"]
@@ -268,6 +268,21 @@ def scenario_load(args: argparse.Namespace) -> dict[str, Any]:
         and last["after"]["cgroup_dirs"] == 0,
     }
     return out
+
+
+def rss_trend(afters: list[int]) -> dict[str, Any]:
+    """RSS after each round and its least-squares slope per round.
+
+    Memory a process keeps after a peak (allocator arenas, caches) shows as a first
+    round higher than "before" and later rounds level with it; a leak shows as a slope.
+    """
+    xs = list(range(1, len(afters) + 1))
+    slope = h.slope(xs, afters) if len(afters) >= 2 else 0.0
+    return {
+        "values": afters,
+        "slope_per_round": round(slope, 1),
+        "flat": len(afters) < 2 or slope <= 0.02 * afters[0],
+    }
 
 
 def _merge_load(parts: list[tuple[int, dict[str, Any]]], wall: float) -> dict[str, Any]:
@@ -616,8 +631,6 @@ def lines_job(n: int) -> tuple[list[str], bytes]:
 def scenario_many(args: argparse.Namespace) -> dict[str, Any]:
     n = 200 if args.quick else args.jobs
     procs = min(args.procs, n)
-    per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
-    ctx = mp.get_context("spawn")
     argv, expect = lines_job(args.many_seconds)
     out: dict[str, Any] = {
         "jobs": n,
@@ -625,49 +638,76 @@ def scenario_many(args: argparse.Namespace) -> dict[str, Any]:
         "job_seconds": args.many_seconds,
         "worker_processes": procs,
         "start_in_flight": args.start_conc * procs,
+        "rounds": [],
     }
     with Env("many", args.user) as env:
         asyncio.run(_warm_up(str(env.cred)))
         out["before"] = env.snapshot()
         out["server_nofile_limit"] = h.nofile_limit(env.server_pid() or 0)
         out["supervisor_nofile_limit"] = h.nofile_limit(env.sup_pid() or 0)
-        ready, results = ctx.Queue(), ctx.Queue()
-        go = ctx.Event()
-        workers = [
-            ctx.Process(
-                target=h.follow_many_worker,
-                args=(
-                    i,
-                    str(env.cred),
-                    per[i],
-                    argv,
-                    expect,
-                    args.start_conc,
-                    ready,
-                    go,
-                    results,
-                ),
-            )
-            for i in range(procs)
-        ]
-        for w in workers:
-            w.start()
-        for _ in workers:
-            ready.get(timeout=600)
-        out["connected"] = env.snapshot()
-
-        def extra() -> dict[str, Any]:
-            tree = h.supervisor_tree(env.sup_pid())
-            return {"running_jobs": tree["children"], "zombies": tree["zombies"]}
-
-        with h.Sampler(env.server_pid, env.sup_pid, interval=1.0, extra=extra) as sampler:
-            go.set()
-            parts = [results.get(timeout=900)[1] for _ in workers]
-        for w in workers:
-            w.join(30)
-        time.sleep(3)
-        out["after"] = env.snapshot()
+        for rnd in range(args.many_rounds):
+            res = _many_round(env, n, procs, argv, expect, args.start_conc)
+            time.sleep(args.settle)
+            res["after"] = env.snapshot()
+            res["round"] = rnd + 1
+            out["rounds"].append(res)
     out["cleanup"] = env.cleanup_report
+    first, last = out["rounds"][0], out["rounds"][-1]
+    # The figures of the first round at top level; every round in "rounds".
+    out.update({k: v for k, v in first.items() if k not in ("round",)})
+    out["after"] = last["after"]
+    limit = out["server_nofile_limit"] or 0
+    rounds = out["rounds"]
+    checks = {
+        f"every follower got exactly the {args.many_seconds} lines": all(
+            r["followers_exact"] == n and r["followers_wrong"] == 0 for r in rounds
+        ),
+        "zero errors": all(not r["errors"] and not r["fatal"] for r in rounds),
+        f"all {n} jobs running at once": all((r["peak"]["running_jobs"] or 0) >= n for r in rounds),
+        "server stayed below its fd limit": all(
+            (r["peak"]["server_fds"] or 0) < limit for r in rounds
+        ),
+        "no cgroup dirs, zombies or fds left after": last["after"]["cgroup_dirs"] == 0
+        and last["after"]["zombies"] == 0
+        and last["after"]["server_fds"] <= out["before"]["server_fds"] + 2,
+    }
+    if len(rounds) >= 2:
+        trend = rss_trend([r["after"]["server_rss_kib"] for r in rounds])
+        out["server_rss_after_rounds_kib"] = trend
+        checks["server RSS: no growth across rounds (slope <= 2% per round)"] = trend["flat"]
+    out["checks"] = checks
+    return out
+
+
+def _many_round(
+    env: Env, n: int, procs: int, argv: list[str], expect: bytes, start_conc: int
+) -> dict[str, Any]:
+    per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    ctx = mp.get_context("spawn")
+    ready, results = ctx.Queue(), ctx.Queue()
+    go = ctx.Event()
+    workers = [
+        ctx.Process(
+            target=h.follow_many_worker,
+            args=(i, str(env.cred), per[i], argv, expect, start_conc, ready, go, results),
+        )
+        for i in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    for _ in workers:
+        ready.get(timeout=600)
+    connected = env.snapshot()
+
+    def extra() -> dict[str, Any]:
+        tree = h.supervisor_tree(env.sup_pid())
+        return {"running_jobs": tree["children"], "zombies": tree["zombies"]}
+
+    with h.Sampler(env.server_pid, env.sup_pid, interval=1.0, extra=extra) as sampler:
+        go.set()
+        parts = [results.get(timeout=1800)[1] for _ in workers]
+    for w in workers:
+        w.join(30)
     fatal = [p["fatal"] for p in parts if "fatal" in p]
     parts = [p for p in parts if "fatal" not in p]
     errors: Counter[str] = Counter()
@@ -676,41 +716,27 @@ def scenario_many(args: argparse.Namespace) -> dict[str, Any]:
     go_wall = min(p["go_wall"] for p in parts) if parts else 0
     last = max((p["last_start_wall"] or 0) for p in parts) if parts else 0
     done = [d for p in parts for d in p["done_wall"]]
-    ok = sum(p["ok"] for p in parts)
-    wrong = sum(p["wrong"] for p in parts)
-    out.update(
-        {
-            "fatal": fatal,
-            "connect_s_max": round(max((p["connect_s"] for p in parts), default=0), 1),
-            "time_to_start_all_s": round(last - go_wall, 2),
-            "start_latency": h.lat_summary([x for p in parts for x in p["start_lat"]]),
-            "all_followers_done_s": round(max(done) - go_wall, 2) if done else None,
-            "followers_exact": ok,
-            "followers_wrong": wrong,
-            "errors": dict(errors),
-            "error_samples": [s for p in parts for s in p["error_samples"]][:10],
-            "peak": {
-                "running_jobs": sampler.peak_extra("running_jobs"),
-                "server_rss_kib": sampler.peak("server_rss_kib"),
-                "supervisor_rss_kib": sampler.peak("sup_rss_kib"),
-                "server_fds": sampler.peak("server_fds"),
-                "supervisor_fds": sampler.peak("sup_fds"),
-                "server_threads": sampler.peak("server_threads"),
-                "zombies": sampler.peak_extra("zombies"),
-            },
-        }
-    )
-    limit = out["server_nofile_limit"] or 0
-    out["checks"] = {
-        f"every follower got exactly the {args.many_seconds} lines": ok == n and wrong == 0,
-        "zero errors": not errors and not fatal,
-        f"all {n} jobs running at once": (out["peak"]["running_jobs"] or 0) >= n,
-        "server stayed below its fd limit": (out["peak"]["server_fds"] or 0) < limit,
-        "no cgroup dirs, zombies or fds left after": out["after"]["cgroup_dirs"] == 0
-        and out["after"]["zombies"] == 0
-        and out["after"]["server_fds"] <= out["before"]["server_fds"] + 2,
+    return {
+        "connected": connected,
+        "fatal": fatal,
+        "connect_s_max": round(max((p["connect_s"] for p in parts), default=0), 1),
+        "time_to_start_all_s": round(last - go_wall, 2),
+        "start_latency": h.lat_summary([x for p in parts for x in p["start_lat"]]),
+        "all_followers_done_s": round(max(done) - go_wall, 2) if done else None,
+        "followers_exact": sum(p["ok"] for p in parts),
+        "followers_wrong": sum(p["wrong"] for p in parts),
+        "errors": dict(errors),
+        "error_samples": [s for p in parts for s in p["error_samples"]][:10],
+        "peak": {
+            "running_jobs": sampler.peak_extra("running_jobs"),
+            "server_rss_kib": sampler.peak("server_rss_kib"),
+            "supervisor_rss_kib": sampler.peak("sup_rss_kib"),
+            "server_fds": sampler.peak("server_fds"),
+            "supervisor_fds": sampler.peak("sup_fds"),
+            "server_threads": sampler.peak("server_threads"),
+            "zombies": sampler.peak_extra("zombies"),
+        },
     }
-    return out
 
 
 # -- scenarios 5 and 6: the server dies mid-stream ------------------------------------------
@@ -953,6 +979,15 @@ def table_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str]]:
                     ),
                 )
             )
+        for who in ("server", "supervisor"):
+            t = r.get(f"{who}_rss_after_rounds_kib")
+            if t:
+                rows.append(
+                    (
+                        f"{who} RSS after each round MiB (slope/round)",
+                        f"{_slash(*(mib(v) for v in t['values']))} ({mib(t['slope_per_round'])})",
+                    )
+                )
     elif name == "lifecycles":
         rows.append(
             (
@@ -1026,33 +1061,42 @@ def table_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str]]:
         )
     elif name == "many":
         rows.append(("job", f"{r.get('job_seconds', 10)} lines, one a second"))
-        rows.append(
-            (
-                "jobs / followers exact",
-                f"{r['jobs']} / {r['followers_exact']} (wrong {r['followers_wrong']})",
+        for rnd in r.get("rounds", [r]):
+            k = f"round {rnd.get('round', 1)}"
+            p = rnd["peak"]
+            errs = f"{sum(rnd['errors'].values())} {rnd['errors'] or ''} {rnd['fatal'] or ''}"
+            rows += [
+                (
+                    f"{k}: followers exact / errors",
+                    f"{rnd['followers_exact']}/{r['jobs']} / {errs}",
+                ),
+                (
+                    f"{k}: time to start all",
+                    f"{rnd['time_to_start_all_s']} s (Start {_fmt_lat(rnd['start_latency'])})",
+                ),
+                (f"{k}: all followers done after", f"{rnd['all_followers_done_s']} s"),
+                (f"{k}: peak running jobs", str(p["running_jobs"])),
+                (
+                    f"{k}: peak RSS MiB server / supervisor",
+                    _slash(mib(p["server_rss_kib"]), mib(p["supervisor_rss_kib"])),
+                ),
+                (
+                    f"{k}: peak fds server / supervisor (limit)",
+                    f"{p['server_fds']} / {p['supervisor_fds']} ({r['server_nofile_limit']})",
+                ),
+                (
+                    f"{k}: server RSS MiB before / after",
+                    _slash(mib(r["before"]["server_rss_kib"]), mib(rnd["after"]["server_rss_kib"])),
+                ),
+            ]
+        t = r.get("server_rss_after_rounds_kib")
+        if t:
+            rows.append(
+                (
+                    "server RSS after each round MiB (slope/round)",
+                    f"{_slash(*(mib(v) for v in t['values']))} ({mib(t['slope_per_round'])})",
+                )
             )
-        )
-        rows.append(
-            ("errors", f"{sum(r['errors'].values())} {r['errors'] or ''} {r['fatal'] or ''}")
-        )
-        rows.append(
-            ("time to start all", f"{r['time_to_start_all_s']} s ({_fmt_lat(r['start_latency'])})")
-        )
-        rows.append(("all followers done after", f"{r['all_followers_done_s']} s"))
-        p = r["peak"]
-        rows.append(("peak running jobs", str(p["running_jobs"])))
-        rows.append(
-            (
-                "peak RSS MiB server/supervisor",
-                f"{mib(p['server_rss_kib'])} / {mib(p['supervisor_rss_kib'])}",
-            )
-        )
-        rows.append(
-            (
-                "peak fds server/supervisor (limit)",
-                f"{p['server_fds']} / {p['supervisor_fds']} ({r['server_nofile_limit']})",
-            )
-        )
     elif name in ("kill9", "sigterm"):
         for i, it in enumerate(r["iterations"], 1):
             rows.append(
@@ -1142,7 +1186,7 @@ def main() -> int:
     p.add_argument("--sigterm", action="store_true", help="6. SIGTERM the server mid-stream")
     p.add_argument("--clients", type=int, default=200)
     p.add_argument("--duration", type=float, default=60.0)
-    p.add_argument("--rounds", type=int, default=2, help="load rounds (scenario 1)")
+    p.add_argument("--rounds", type=int, default=None, help="load rounds (scenario 1; 3, quick 2)")
     p.add_argument(
         "--think", type=float, default=0.1, help="mean think time between a client's calls, s"
     )
@@ -1157,6 +1201,9 @@ def main() -> int:
     )
     p.add_argument(
         "--many-seconds", type=int, default=10, help="lines (= seconds) of each scenario-4 job"
+    )
+    p.add_argument(
+        "--many-rounds", type=int, default=None, help="rounds of scenario 4 (3, quick 1)"
     )
     p.add_argument("--restart-jobs", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3, help="kill/restart iterations (scenarios 5, 6)")
@@ -1178,6 +1225,10 @@ def main() -> int:
     ] or list(SCENARIOS)
     args.lifecycles = 10000 if args.lifecycles in (None, -1) else args.lifecycles
     args.jobs = 1000 if args.many in (None, -1) else args.many
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 3
+    if args.many_rounds is None:
+        args.many_rounds = 1 if args.quick else 3
     nofile = h.raise_nofile()
     meta = {
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

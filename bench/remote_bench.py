@@ -27,7 +27,7 @@ the machine hits both alike):
    warm-ups each. Target: remo at least 2x faster.
 2. ``remo logs <id>`` of a finished job that wrote 1 GiB (``head -c 1G /dev/zero``,
    started with ``remo run -d`` and awaited with ``remo wait``), stdout to /dev/null,
-   vs ``ssh 127.0.0.1 'head -c 1G /dev/zero' > /dev/null``: throughput (median of 3).
+   vs ``ssh 127.0.0.1 'head -c 1G /dev/zero' > /dev/null``: throughput (median of 5, interleaved).
    Target: remo at least 2x ssh's throughput.
 3. follow latency: a job prints ``time.time_ns()`` every 20 ms for 6 s (after a 1.5 s
    pause, so that the follower is attached before the first line); ``remo logs -f <id>``
@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -113,7 +114,7 @@ def free_port() -> int:
 def timed(argv: Sequence[str], env: dict[str, str] | None = None, **kw: Any) -> float:
     """Seconds ``argv`` took, start to exit; raises if it failed."""
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, **kw)
+    proc = subprocess.run(argv, check=False, env=env, stdin=subprocess.DEVNULL, **kw)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{shlex.join(argv)} exited with {proc.returncode}")
@@ -160,8 +161,14 @@ class RemoSide:
     def start(self) -> None:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [REMO, "server", "--state-dir", str(self.state), "--listen",
-                 f"127.0.0.1:{self.port}"],
+                [
+                    REMO,
+                    "server",
+                    "--state-dir",
+                    str(self.state),
+                    "--listen",
+                    f"127.0.0.1:{self.port}",
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -184,8 +191,12 @@ class RemoSide:
         removed = 0
         for job in jobs:
             job_id = str(job["id"])
-            if subprocess.run([REMO, "rm", "--stop", job_id], env=self.env,
-                              capture_output=True, check=False).returncode == 0:
+            if (
+                subprocess.run(
+                    [REMO, "rm", "--stop", job_id], env=self.env, capture_output=True, check=False
+                ).returncode
+                == 0
+            ):
                 removed += 1
         return removed
 
@@ -211,7 +222,10 @@ def ensure_sshd() -> str | None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     proc = subprocess.run(
         ["apt-get", "install", "-y", "openssh-server", "openssh-client"],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0 or not os.path.exists(SSHD):
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -237,8 +251,7 @@ class SshSide:
 
     def start(self) -> None:
         for key in (self.host_key, self.client_key):
-            out(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "remo-bench",
-                 "-f", str(key)])
+            out(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "remo-bench", "-f", str(key)])
         shutil.copyfile(f"{self.client_key}.pub", self.authorized)
         os.chmod(self.authorized, 0o600)
         self.config.write_text(
@@ -267,8 +280,9 @@ class SshSide:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sshd exited: {self.log.read_text(errors='replace')}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=1
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
             ):
                 break
             if time.monotonic() > deadline:
@@ -278,13 +292,21 @@ class SshSide:
 
     def cmd(self, *remote: str) -> list[str]:
         return [
-            "ssh", "-F", "/dev/null",
-            "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "BatchMode=yes",
-            "-o", "LogLevel=ERROR",
-            "-i", str(self.client_key),
-            "-p", str(self.port),
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+            str(self.client_key),
+            "-p",
+            str(self.port),
             "127.0.0.1",
             *remote,
         ]
@@ -319,8 +341,7 @@ def interleaved(
 
 def run_true(remo: RemoSide, ssh: SshSide | None, samples: int) -> dict[str, Any]:
     fns: dict[str, Callable[[], float]] = {
-        "remo": lambda: timed(remo.cmd("run", "--", "true"), remo.env,
-                              stdout=subprocess.DEVNULL),
+        "remo": lambda: timed(remo.cmd("run", "--", "true"), remo.env, stdout=subprocess.DEVNULL),
     }
     if ssh is not None:
         fns["ssh"] = lambda: timed(ssh.cmd("true"), stdout=subprocess.DEVNULL)
@@ -350,10 +371,12 @@ def count_bytes(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
     return total
 
 
-def big_output(remo: RemoSide, ssh: SshSide | None, size_spec: str, size: int,
-               repeats: int) -> dict[str, Any]:
-    job_id = out(remo.cmd("run", "-d", "--", "head", "-c", size_spec, "/dev/zero"),
-                 remo.env).strip()
+def big_output(
+    remo: RemoSide, ssh: SshSide | None, size_spec: str, size: int, repeats: int
+) -> dict[str, Any]:
+    job_id = out(
+        remo.cmd("run", "-d", "--", "head", "-c", size_spec, "/dev/zero"), remo.env
+    ).strip()
     t0 = time.perf_counter()
     out(remo.cmd("wait", job_id), remo.env)
     job_seconds = time.perf_counter() - t0
@@ -367,11 +390,11 @@ def big_output(remo: RemoSide, ssh: SshSide | None, size_spec: str, size: int,
         got = count_bytes(ssh.cmd(f"head -c {size_spec} /dev/zero"))
         if got != size:
             raise RuntimeError(f"ssh gave {got} bytes, expected {size}")
-        fns["ssh"] = lambda: timed(ssh.cmd(f"head -c {size_spec} /dev/zero"),
-                                   stdout=subprocess.DEVNULL)
+        fns["ssh"] = lambda: timed(
+            ssh.cmd(f"head -c {size_spec} /dev/zero"), stdout=subprocess.DEVNULL
+        )
     raw = interleaved(fns, warmups=0, samples=repeats)
-    result: dict[str, Any] = {"bytes": size, "job_id": job_id,
-                              "job_write_s": round(job_seconds, 2)}
+    result: dict[str, Any] = {"bytes": size, "job_id": job_id, "job_write_s": round(job_seconds, 2)}
     for name, v in raw.items():
         med = statistics.median(v)
         result[name] = {
@@ -434,34 +457,48 @@ def follow_latency(remo: RemoSide, ssh: SshSide | None, seconds: float) -> dict[
     result["job_id"] = job_id
     result["remo"] = _follow(remo.cmd("logs", "-f", job_id), remo.env, seconds + 60)
     if ssh is not None:
-        result["ssh"] = _follow(ssh.cmd(JOB_PYTHON, "-c", shlex.quote(script)), None,
-                                seconds + 60)
+        result["ssh"] = _follow(ssh.cmd(JOB_PYTHON, "-c", shlex.quote(script)), None, seconds + 60)
     return result
 
 
 # -- context: start-up cost and where the time of one ``remo run -- true`` goes -----------
 
 
+#: Packages whose cumulative import time is reported (wherever in the tree they load).
+IMPORT_WATCH = (
+    "click",
+    "grpc",
+    "asyncio",
+    "cryptography.x509",
+    "remo.pki.package",
+    "remo.api.v1.jobs_pb2",
+    "google.protobuf.descriptor_pool",
+    "remo.client.profiles",
+    "remo.core",
+)
+
+
 def import_time(statement: str) -> dict[str, Any]:
-    """Sum of ``-X importtime`` self times (ms) and the 8 most expensive top-level imports."""
+    """Sum of ``-X importtime`` self times (ms), and the cumulative time of some packages."""
     proc = subprocess.run(
         [PYTHON, "-X", "importtime", "-c", statement],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     total_us = 0
-    top: list[tuple[int, str]] = []
+    cumulative: dict[str, int] = {}
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
-        fields = line[len("import time:"):].split("|")
-        self_us, cumulative_us, name = int(fields[0]), int(fields[1]), fields[2]
+        fields = line[len("import time:") :].split("|")
+        self_us, cumulative_us, name = int(fields[0]), int(fields[1]), fields[2].strip()
         total_us += self_us
-        if not name.startswith("  "):  # top-level (imported by the statement itself)
-            top.append((cumulative_us, name.strip()))
-    top.sort(reverse=True)
+        if name in IMPORT_WATCH:
+            cumulative[name] = max(cumulative.get(name, 0), cumulative_us)
     return {
         "total_ms": round(total_us / 1000, 1),
-        "top_cumulative_ms": {name: round(us / 1000, 1) for us, name in top[:8]},
+        "cumulative_ms": {name: round(us / 1000, 1) for name, us in cumulative.items()},
     }
 
 
@@ -515,7 +552,7 @@ def run_phases(remo: RemoSide, runs: int) -> dict[str, Any]:
         if _ == 0:
             continue  # warm-up
         totals.append(total * 1000)
-        for (_, prev), (label, now) in zip(marks, marks[1:], strict=False):
+        for (_, prev), (label, now) in itertools.pairwise(marks):
             per_step.setdefault(label, []).append((now - prev) / 1e6)
         per_step.setdefault("exit (os._exit, reaped)", []).append(
             total * 1000 - (marks[-1][1] - marks[0][1]) / 1e6
@@ -524,20 +561,49 @@ def run_phases(remo: RemoSide, runs: int) -> dict[str, Any]:
     return {"runs": runs, "steps_ms": steps, "total_median_ms": round(statistics.median(totals), 1)}
 
 
+#: In one process: RPC round trips on a finished job, to tell per-call cost from follow cost.
+RPC_SCRIPT = r"""
+import json, statistics, sys, time
+import grpc
+from remo.client.connection import Client
+client = Client.from_profile(None)
+grpc.channel_ready_future(client._channel).result(timeout=30)
+job = client.start(["true"]).job
+client.wait(job.id)
+def ms(fn, n):
+    v = []
+    for _ in range(n + 3):
+        t0 = time.perf_counter(); fn(); v.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(v[3:]), 2)
+n = int(sys.argv[1])
+print(json.dumps({
+    "job_id": job.id,
+    "status_ms": ms(lambda: client.status(job.id), n),
+    "wait_finished_ms": ms(lambda: client.wait(job.id), n),
+    "output_finished_ms": ms(lambda: list(client.output(job.id)), n),
+    "output_follow_finished_ms": ms(lambda: list(client.output(job.id, follow=True)), n),
+}))
+"""
+
+
 def context(remo: RemoSide, runs: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
     result["importtime_remo_cli_main"] = median_of_median(
-        lambda: import_time("import remo.cli.main"), "total_ms", 5)
+        lambda: import_time("import remo.cli.main"), "total_ms", 5
+    )
     result["importtime_remo_run_path"] = median_of_median(
         lambda: import_time("import remo.cli.main, remo.cli.run, remo.client.connection"),
-        "total_ms", 5)
+        "total_ms",
+        5,
+    )
     help_times = [timed([REMO, "--help"], stdout=subprocess.DEVNULL) for _ in range(runs + 2)]
     result["remo_help_ms"] = round(statistics.median(help_times[2:]) * 1000, 1)
     bare = [timed([PYTHON, "-c", "pass"]) for _ in range(runs + 2)]
     result["python_c_pass_ms"] = round(statistics.median(bare[2:]) * 1000, 1)
-    bare_s = [timed([PYTHON, "-S", "-c", "pass"]) for _ in range(runs + 2)]
-    result["python_S_c_pass_ms"] = round(statistics.median(bare_s[2:]) * 1000, 1)
     result["run_true_phases"] = run_phases(remo, runs)
+    result["rpc_on_finished_job"] = json.loads(
+        out([PYTHON, "-c", RPC_SCRIPT, str(runs * 3)], remo.env)
+    )
     return result
 
 
@@ -557,47 +623,68 @@ def table(results: dict[str, Any]) -> list[dict[str, Any]]:
     remo_ms = f1["remo"]["median_ms"]
     ssh_ms = f1["ssh"]["median_ms"] if has_ssh else None
     speedup = ratio(ssh_ms, remo_ms)
-    rows.append({
-        "figure": f"`run -- true` end to end, median of {f1['remo']['n']} (ms)",
-        "remo": remo_ms, "ssh": ssh_ms,
-        "ratio": f"{speedup}x faster" if speedup else "-",
-        "target": ">= 2x faster", "met": speedup is not None and speedup >= 2,
-    })
+    rows.append(
+        {
+            "figure": f"`run -- true` end to end, median of {f1['remo']['n']} (ms)",
+            "remo": remo_ms,
+            "ssh": ssh_ms,
+            "ratio": f"{speedup}x faster" if speedup else "-",
+            "target": ">= 2x faster",
+            "met": speedup is not None and speedup >= 2,
+        }
+    )
     size_gib = f2["bytes"] / (1 << 30)
     remo_tp = f2["remo"]["mib_per_s"]
     ssh_tp = f2["ssh"]["mib_per_s"] if has_ssh else None
     tp_ratio = ratio(remo_tp, ssh_tp)
-    rows.append({
-        "figure": f"`logs` of a finished {size_gib:g} GiB output (MiB/s)",
-        "remo": remo_tp, "ssh": ssh_tp,
-        "ratio": f"{tp_ratio}x" if tp_ratio else "-",
-        "target": ">= 2x ssh", "met": tp_ratio is not None and tp_ratio >= 2,
-    })
-    rows.append({
-        "figure": f"`logs -f` latency, median (ms, n={f3['remo'].get('n')})",
-        "remo": f3["remo"].get("median_ms"),
-        "ssh": f3["ssh"].get("median_ms") if has_ssh else None,
-        "ratio": f"{ratio(f3['remo'].get('median_ms'), f3['ssh'].get('median_ms'))}x"
-        if has_ssh else "-",
-        "target": "remo <= 20 ms",
-        "met": f3["remo"].get("median_ms") is not None and f3["remo"]["median_ms"] <= 20,
-    })
-    rows.append({
-        "figure": "`logs -f` latency, p99 (ms)",
-        "remo": f3["remo"].get("p99_ms"),
-        "ssh": f3["ssh"].get("p99_ms") if has_ssh else None,
-        "ratio": f"{ratio(f3['remo'].get('p99_ms'), f3['ssh'].get('p99_ms'))}x"
-        if has_ssh else "-",
-        "target": "-", "met": None,
-    })
+    rows.append(
+        {
+            "figure": f"`logs` of a finished {size_gib:g} GiB output (MiB/s)",
+            "remo": remo_tp,
+            "ssh": ssh_tp,
+            "ratio": f"{tp_ratio}x" if tp_ratio else "-",
+            "target": ">= 2x ssh",
+            "met": tp_ratio is not None and tp_ratio >= 2,
+        }
+    )
+    rows.append(
+        {
+            "figure": f"`logs -f` latency, median (ms, n={f3['remo'].get('n')})",
+            "remo": f3["remo"].get("median_ms"),
+            "ssh": f3["ssh"].get("median_ms") if has_ssh else None,
+            "ratio": f"{ratio(f3['remo'].get('median_ms'), f3['ssh'].get('median_ms'))}x"
+            if has_ssh
+            else "-",
+            "target": "remo <= 20 ms",
+            "met": f3["remo"].get("median_ms") is not None and f3["remo"]["median_ms"] <= 20,
+        }
+    )
+    rows.append(
+        {
+            "figure": "`logs -f` latency, p99 (ms)",
+            "remo": f3["remo"].get("p99_ms"),
+            "ssh": f3["ssh"].get("p99_ms") if has_ssh else None,
+            "ratio": f"{ratio(f3['remo'].get('p99_ms'), f3['ssh'].get('p99_ms'))}x"
+            if has_ssh
+            else "-",
+            "target": "-",
+            "met": None,
+        }
+    )
     return rows
 
 
 def render(rows: list[dict[str, Any]]) -> str:
     head = ["figure", "remo", "ssh", "ratio", "target", "met?"]
     body = [
-        [r["figure"], str(r["remo"]), "-" if r["ssh"] is None else str(r["ssh"]), r["ratio"],
-         r["target"], "-" if r["met"] is None else ("yes" if r["met"] else "NO")]
+        [
+            r["figure"],
+            str(r["remo"]),
+            "-" if r["ssh"] is None else str(r["ssh"]),
+            r["ratio"],
+            r["target"],
+            "-" if r["met"] is None else ("yes" if r["met"] else "NO"),
+        ]
         for r in rows
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -612,7 +699,7 @@ def main() -> int:
     args = parser.parse_args()
     samples = 8 if args.quick else 20
     size_spec, size = ("256M", 256 << 20) if args.quick else ("1G", 1 << 30)
-    repeats = 2 if args.quick else 3
+    repeats = 2 if args.quick else 5
     follow_s = 4.0 if args.quick else 6.0
 
     if os.geteuid() != 0:
@@ -631,16 +718,19 @@ def main() -> int:
         "loadavg_start": loadavg(),
     }
     with contextlib.suppress(Exception):
-        import grpc  # noqa: PLC0415
+        from importlib.metadata import version
 
-        meta["grpcio"] = grpc.__version__
+        meta["grpcio"] = version("grpcio")
+        meta["protobuf"] = version("protobuf")
+        meta["cryptography"] = version("cryptography")
     ssh_skip = "disabled with --no-ssh" if args.no_ssh else ensure_sshd()
     if ssh_skip:
         print(f"ssh baseline skipped: {ssh_skip}", flush=True)
         meta["ssh_skipped"] = ssh_skip
     else:
-        meta["openssh"] = subprocess.run(["ssh", "-V"], capture_output=True, text=True,
-                                         check=False).stderr.strip()
+        meta["openssh"] = subprocess.run(
+            ["ssh", "-V"], capture_output=True, text=True, check=False
+        ).stderr.strip()
 
     tmp = Path(tempfile.mkdtemp(prefix="remo-remote-bench."))
     remo = RemoSide(tmp / "remo")
@@ -655,7 +745,7 @@ def main() -> int:
             print(f"starting sshd on 127.0.0.1:{ssh.port} ...", flush=True)
             try:
                 ssh.start()
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 print(f"ssh baseline skipped: {err}", flush=True)
                 meta["ssh_skipped"] = str(err)
                 ssh.stop()
@@ -663,10 +753,13 @@ def main() -> int:
 
         print(f"1/4 run -- true, {samples} samples each ...", flush=True)
         results["run_true"] = run_true(remo, ssh, samples)
+        results["run_true"]["loadavg_after"] = loadavg()
         print(f"2/4 logs of a finished {size_spec} output, {repeats} each ...", flush=True)
         results["big_output"] = big_output(remo, ssh, size_spec, size, repeats)
+        results["big_output"]["loadavg_after"] = loadavg()
         print(f"3/4 follow latency, {follow_s:g} s each ...", flush=True)
         results["follow"] = follow_latency(remo, ssh, follow_s)
+        results["follow"]["loadavg_after"] = loadavg()
         print("4/4 start-up context ...", flush=True)
         results["context"] = context(remo, 10 if not args.quick else 5)
         meta["jobs_removed"] = remo.remove_all_jobs()
@@ -687,15 +780,26 @@ def main() -> int:
     print(render(rows))
     ctx = results["context"]
     print()
-    print(f"import remo.cli.main: {ctx['importtime_remo_cli_main']['total_ms']} ms "
-          f"(-X importtime, sum of self times); what `remo run` imports: "
-          f"{ctx['importtime_remo_run_path']['total_ms']} ms")
-    print(f"remo --help: {ctx['remo_help_ms']} ms; python -c pass: {ctx['python_c_pass_ms']} ms; "
-          f"python -S -c pass: {ctx['python_S_c_pass_ms']} ms")
+    print(
+        f"import remo.cli.main: {ctx['importtime_remo_cli_main']['total_ms']} ms "
+        f"(-X importtime, sum of self times); what `remo run` imports: "
+        f"{ctx['importtime_remo_run_path']['total_ms']} ms"
+    )
+    print(
+        "  cumulative: "
+        + ", ".join(f"{k} {v}" for k, v in ctx["importtime_remo_run_path"]["cumulative_ms"].items())
+    )
+    print(f"remo --help: {ctx['remo_help_ms']} ms; python -c pass: {ctx['python_c_pass_ms']} ms")
     print("one `remo run -- true` done by hand in a fresh process, median per step (ms):")
     for label, ms in ctx["run_true_phases"]["steps_ms"].items():
         print(f"  {ms:8.1f}  {label}")
     print(f"  {ctx['run_true_phases']['total_median_ms']:8.1f}  total (wall, as seen here)")
+    rpc = ctx["rpc_on_finished_job"]
+    print(
+        f"RPCs on a finished job (one process, median): Status {rpc['status_ms']} ms, "
+        f"Wait {rpc['wait_finished_ms']} ms, Output {rpc['output_finished_ms']} ms, "
+        f"Output with follow {rpc['output_follow_finished_ms']} ms"
+    )
     print(f"\nload average: start {meta['loadavg_start']}, end {meta['loadavg_end']}")
     if "error" in server_log.lower() or "traceback" in server_log.lower():
         print("note: the server log mentions errors; first lines:")

@@ -97,15 +97,6 @@ _real_open = os.open
 _real_write = os.write
 
 
-def _traced_open(path: Any, *args: Any, **kwargs: Any) -> int:
-    name = os.path.basename(os.fspath(path)) if isinstance(path, str | os.PathLike) else "?"
-    mark(f"open:{name}>")
-    try:
-        return _real_open(path, *args, **kwargs)
-    finally:
-        mark(f"open:{name}<")
-
-
 def install(trace: str) -> None:
     """Put the trace points in place (in the supervisor process, before it starts)."""
     global _TRACE
@@ -115,7 +106,6 @@ def install(trace: str) -> None:
     from remo.supervisor import init, main, namespaces, service, spawn
 
     os.fork = _traced_fork
-    os.open = _traced_open
     _wrap(Path, "mkdir", "mkdir")
     _wrap(service.Supervisor, "_check_free_space", "check_free_space")
     _wrap(main.Server, "_dispatch", "dispatch")
@@ -131,7 +121,6 @@ def install(trace: str) -> None:
     _wrap(namespaces, "enter", "unshare+mount-private")
     _wrap(namespaces, "prepare_init", "prepare_init")
     _wrap(init, "make_output_pipe", "output-pipe")
-    _wrap(os, "write", "write")
     _wrap(os, "setsid", "setsid")
     _wrap(os, "chdir", "chdir")
     _wrap(os, "execvpe", "execvpe", leave=False)
@@ -183,7 +172,8 @@ async def measure(state: Path, trace: str, starts: int, namespaces: bool) -> lis
     return totals[10:]
 
 
-def analyse(trace: str) -> tuple[list[tuple[str, float, float, float]], float]:
+def read_windows(trace: str) -> list[list[tuple[int, str]]]:
+    """The trace points of each start, from the client's call to its return."""
     events = []
     with open(trace) as f:
         for line in f:
@@ -193,26 +183,81 @@ def analyse(trace: str) -> tuple[list[tuple[str, float, float, float]], float]:
     windows: list[list[tuple[int, str]]] = []
     current: list[tuple[int, str]] | None = None
     for event in events:
-        if event[1].startswith("client.start>"):
+        if event[1] == "client.start>@0":
             current = [event]
         elif current is not None:
             current.append(event)
-            if event[1].startswith("client.start<"):
+            if event[1] == "client.start<@0":
                 windows.append(current)
                 current = None
-    steps: dict[str, list[float]] = collections.defaultdict(list)
-    order: dict[str, int] = {}
-    for window in windows:
-        for (t_a, a), (t_b, b) in itertools.pairwise(window):
-            key = f"{a} -> {b}"
-            order.setdefault(key, len(order))
-            steps[key].append((t_b - t_a) / 1e6)
-    total = statistics.median((w[-1][0] - w[0][0]) / 1e6 for w in windows)
-    rows = [
-        (key, statistics.median(v), _p90(v), len(v) / len(windows))
-        for key, v in sorted(steps.items(), key=lambda kv: order[kv[0]])
+    return windows
+
+
+def milestones(job_depth: int) -> list[tuple[str, str]]:
+    """(trace point, name of the phase that ends there), in the order a start passes them.
+
+    ``job_depth`` is 3 with a PID namespace (supervisor, set-up child, init, job) and 2
+    without one (the set-up child is the init).
+    """
+    points = [
+        ("client.start>@0", ""),
+        ("dispatch>@0", "request: client to supervisor"),
+        ("mkdir>@0", "supervisor: validate, account, allocate id (SQLite)"),
+        ("cgroup.create>@0", "supervisor: job dir, output and status files"),
+        ("cgroup.create<@0", "supervisor: create the job's cgroups"),
+        ("fork>@0", "supervisor: open cgroup.procs files, build the request"),
+        ("forked-child@1", "fork #1: supervisor -> set-up child"),
+        ("setsid>@1", "set-up child: join the cgroups (write cgroup.procs)"),
+        ("fork>@1", "set-up child: setsid, close fds, namespaces, output pipe"),
+        (
+            "forked-child@2",
+            "fork #2: " + ("set-up child -> init" if job_depth == 3 else "init -> job"),
+        ),
     ]
-    return rows, total
+    if job_depth == 3:
+        points += [
+            ("fork>@2", "init: mount /proc, output pipe, setsid"),
+            ("forked-child@3", "fork #3: init -> job"),
+        ]
+    points += [
+        (f"execvpe>@{job_depth}", "job: stdio, chdir, signal mask"),
+        ("wait-for-exec<@0", "exec, until the supervisor sees the pipe close"),
+        ("dispatch<@0", "supervisor: job pid, insert the row (SQLite)"),
+        ("client.start<@0", "reply: supervisor to client"),
+    ]
+    return points
+
+
+def analyse(trace: str) -> tuple[list[tuple[str, float, float]], float, float, int]:
+    """Median and p90 of each phase, the median total, the p90 total, and the window count."""
+    windows = read_windows(trace)
+    phases: dict[str, list[float]] = collections.defaultdict(list)
+    names: list[str] = []
+    totals = []
+    for window in windows:
+        first: dict[str, int] = {}
+        for t, label in window:
+            first.setdefault(label, t)
+        depth = 3 if "execvpe>@3" in first else 2
+        points = milestones(depth)
+        if any(p not in first for p, _ in points):
+            continue  # a start whose trace is incomplete (not expected)
+        for (prev, _), (point, name) in itertools.pairwise(points):
+            if name not in names:
+                names.append(name)
+            phases[name].append((first[point] - first[prev]) / 1e6)
+        totals.append((window[-1][0] - window[0][0]) / 1e6)
+    rows = [(name, statistics.median(phases[name]), _p90(phases[name])) for name in names]
+    return rows, statistics.median(totals), _p90(totals), len(totals)
+
+
+def steps(trace: str) -> list[tuple[str, float, float]]:
+    """Every pair of consecutive trace points: a finer, noisier view."""
+    found: dict[str, list[float]] = collections.defaultdict(list)
+    for window in read_windows(trace):
+        for (t_a, a), (t_b, b) in itertools.pairwise(window):
+            found[f"{a} -> {b}"].append((t_b - t_a) / 1e6)
+    return [(k, statistics.median(v), len(v)) for k, v in found.items()]
 
 
 def _p90(values: list[float]) -> float:
@@ -231,31 +276,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--starts", type=int, default=200)
     parser.add_argument("--no-namespaces", action="store_true")
+    parser.add_argument("--state-parent", default="/tmp", help="where the state dir goes")
+    parser.add_argument(
+        "--steps", action="store_true", help="also list every pair of consecutive trace points"
+    )
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="remo-start-profile-", dir="/tmp"))
+    base = Path(tempfile.mkdtemp(prefix="remo-start-profile-", dir=args.state_parent))
     trace = str(base / "trace")
     try:
         totals = asyncio.run(measure(base / "state", trace, args.starts, not args.no_namespaces))
-        rows, total = analyse(trace)
+        rows, total, total_p90, count = analyse(trace)
+        pairs = steps(trace) if args.steps else []
     finally:
         shutil.rmtree(base, ignore_errors=True)
     kind = "without namespaces" if args.no_namespaces else "with PID+mount namespaces"
+    print(f"{count} traced starts {kind}, state dir under {args.state_parent}")
     print(
-        f"{args.starts} traced starts {kind}; label@N: N = 0 supervisor (or client), "
-        "1 set-up child, 2 init (or job without a PID namespace), 3 job"
+        f"start() as timed by the client: median {statistics.median(totals):.2f} ms, "
+        f"p90 {_p90(totals):.2f} ms (traced: median {total:.2f} ms, p90 {total_p90:.2f} ms)\n"
     )
-    print(
-        f"start() median {statistics.median(totals):.2f} ms, p90 {_p90(totals):.2f} ms "
-        "as timed by the client "
-        f"(traced window median {total:.2f} ms)\n"
-    )
-    print("| step (between trace points) | median ms | p90 ms | share of median total | seen in |")
-    print("|---|---|---|---|---|")
-    for key, med, p90, seen in rows:
-        if seen >= 0.5:
-            print(
-                f"| {key} | {med:.3f} | {p90:.3f} | {med / total * 100:.0f}% | {seen * 100:.0f}% |"
-            )
+    print("| phase of a start | median ms | p90 ms | share of the median total |")
+    print("|---|---|---|---|")
+    for name, med, p90 in rows:
+        print(f"| {name} | {med:.3f} | {p90:.3f} | {med / total * 100:.0f}% |")
+    if pairs:
+        print("\n| trace points (label@process depth) | median ms | count |")
+        print("|---|---|---|")
+        for key, med, n in pairs:
+            print(f"| {key} | {med:.3f} | {n} |")
 
 
 if __name__ == "__main__":

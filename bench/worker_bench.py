@@ -10,9 +10,11 @@ Every figure is measured in one run next to a baseline measured in the same run:
 1. start latency: ``start()`` until it returns (it returns once exec of the job
    succeeded, see ``remo.supervisor.spawn``), and until a follower sees the job's
    first output byte. With PID+mount namespaces (what the supervisor uses as root),
-   without them (a supervisor launched with ``--no-namespaces``), and with
-   ``network="none"``. Baselines: ``subprocess.Popen`` (returns after exec) and
-   ``asyncio.create_subprocess_exec``, reading the first byte from a pipe.
+   without them (``JobManager.open(..., namespaces=False)``), with
+   ``network="none"``, after 250 ms of idleness, and with the state dir under another
+   parent (``--alt-state-parent``). Baselines: ``subprocess.Popen`` (returns after
+   exec) and ``asyncio.create_subprocess_exec``, reading the first byte from a pipe.
+   Starts refused with ``StartFailed`` are counted, not fatal.
 2. follow latency: a job prints ``time.time_ns()`` every 10 ms; a follower
    (``output(follow=True)``) records arrival. Baseline: the same program's stdout read
    through a plain asyncio pipe.
@@ -23,7 +25,8 @@ Every figure is measured in one run next to a baseline measured in the same run:
    ``asyncio.create_subprocess_exec("true")`` with the same concurrency.
 
 Results: a table on stdout and ``bench/results/worker.json``. The state directories
-are temporary (under /tmp) and removed at the end.
+are temporary (under ``--state-parent``, /tmp by default) and removed at the end.
+``bench/start_profile.py`` breaks one start down step by step.
 """
 
 from __future__ import annotations

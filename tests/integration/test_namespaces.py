@@ -59,9 +59,9 @@ async def test_orphaned_grandchildren_are_reaped(manager: JobManager) -> None:
 async def test_graceful_stop_reaches_handler_through_init(manager: JobManager) -> None:
     script = textwrap.dedent(
         """
-        import signal, sys, time
+        import os, signal, sys, time
         def bye(*_):
-            print("handled", flush=True)
+            os.write(1, b"handled\\n")  # not print: it may interrupt print("ready")
             sys.exit(3)
         signal.signal(signal.SIGTERM, bye)
         print("ready", flush=True)

@@ -104,9 +104,9 @@ def _is_zombie_free(pid: int) -> bool:
 async def test_stop_reaches_sigterm_handler(manager: JobManager) -> None:
     script = textwrap.dedent(
         """
-        import signal, sys, time
+        import os, signal, sys, time
         def bye(*_):
-            print("graceful", flush=True)
+            os.write(1, b"graceful\\n")  # not print: it may interrupt print("ready")
             sys.exit(0)
         signal.signal(signal.SIGTERM, bye)
         print("ready", flush=True)

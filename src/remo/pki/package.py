@@ -127,7 +127,9 @@ def save(
 
 def _read(path: str) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: opening a FIFO nobody writes to would block forever (it is then
+        # refused below as not a regular file); it changes nothing for regular files.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as err:
         raise CredentialUnreadable(
             path, f"cannot read credential file {path}: {err.strerror or err}"

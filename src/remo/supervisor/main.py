@@ -78,7 +78,7 @@ class Server:
         op = message.get("op")
         sup = self.supervisor
         if op == "start":
-            return sup.start(JobSpec.from_dict(message["spec"]), message.get("schedule_id"))
+            return await sup.start(JobSpec.from_dict(message["spec"]), message.get("schedule_id"))
         if op == "stop":
             await sup.stop(str(message["job_id"]), float(message.get("grace", 10.0)))
             return None

@@ -40,11 +40,17 @@ from remo.core.errors import (
     StartFailed,
 )
 from remo.core.paths import EXIT_FILE, OUTPUT_FILE, STATUS_FILE, StatePaths
-from remo.core.spec import JobSpec
+from remo.core.spec import JobSpec, Limits
 from remo.core.status import JobState, JobStatus
 from remo.store.jobs import JobStore, job_key, parse_job_id
 from remo.supervisor import accounts, init, namespaces
-from remo.supervisor.spawn import SpawnRequest, spawn
+from remo.supervisor.spawn import (
+    Spawned,
+    SpawnRequest,
+    fork_job,
+    parse_report,
+    read_report,
+)
 
 log = logging.getLogger("remo.supervisor")
 
@@ -98,6 +104,9 @@ class Supervisor:
         self.paths = paths
         self.on_idle = on_idle
         self._tag = instance_tag(paths)
+        self._spawning = 0
+        self._waiters: dict[int, asyncio.Future[int]] = {}
+        self._unclaimed: dict[int, int] = {}
         self.store = store
         self.driver = driver
         self.running: dict[int, RunningJob] = {}  # by main pid
@@ -145,7 +154,8 @@ class Supervisor:
 
     # -- start ------------------------------------------------------------------------
 
-    def start(self, spec: JobSpec, schedule_id: str | None = None) -> dict[str, Any]:
+    async def start(self, spec: JobSpec, schedule_id: str | None = None) -> dict[str, Any]:
+        """Start a job; return once it has exec'd (or raise why it could not)."""
         spec.validate()
         owner = spec.owner or accounts.current_account_name()
         account = accounts.resolve(owner)
@@ -157,6 +167,51 @@ class Supervisor:
         except sqlite3.OperationalError as err:
             raise self._storage_error(err) from err
         job_dir = self.paths.job_dir(owner, seq)
+        request = SpawnRequest(
+            argv=spec.argv,
+            env=accounts.job_environment(account, dict(spec.env or {})),
+            cwd=cwd,
+            account=account,
+            output_fd=-1,
+            isolation=isolation,
+            output_cap=spec.limits.output_bytes,
+        )
+        self._spawning += 1
+        try:
+            group, pids = await self._spawn(
+                request, job_dir, self.cgroup_name(owner, seq), spec.limits
+            )
+        except BaseException:
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.store.release(owner, seq)
+            raise
+        finally:
+            self._spawning -= 1
+        started = time.time()
+        spec = dataclasses.replace(spec, owner=owner, cwd=cwd)
+        try:
+            self.store.insert_running(
+                owner, seq, spec, pids.job, pids.init, started, isolation.labels(), schedule_id
+            )
+        except sqlite3.OperationalError as err:
+            # A job nobody knows about must not run: kill it and refuse the start.
+            self._unclaimed.pop(pids.init, None)
+            if group is not None:
+                _destroy_quietly(group)
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise self._storage_error(err) from err
+        job = RunningJob(owner, seq, pids.init, group, job_dir / STATUS_FILE, isolation.pid)
+        self._track(job)
+        if (early := self._unclaimed.pop(pids.init, None)) is not None:
+            self._spawn_task(self._finish(job, wait_status=early))  # it already ended
+        if not self._spawning:
+            self._unclaimed.clear()
+        return {"id": job.key, "pid": pids.job, "started_at": started}
+
+    async def _spawn(
+        self, request: SpawnRequest, job_dir: Path, group_name: str, limits: Limits
+    ) -> tuple[JobGroup | None, Spawned]:
+        """Create the job's files and cgroup, fork, and wait for exec; undo all on failure."""
         group: JobGroup | None = None
         try:
             job_dir.mkdir(parents=True, mode=0o700)
@@ -167,20 +222,12 @@ class Supervisor:
             )
             try:
                 os.write(status_fd, b" " * init.STATUS_RECORD_SIZE)
-                group = self.driver.create(self.cgroup_name(owner, seq), spec.limits)
+                group = self.driver.create(group_name, limits)
                 join_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in group.join_files()]
                 try:
-                    pids = spawn(
-                        SpawnRequest(
-                            argv=spec.argv,
-                            env=accounts.job_environment(account, dict(spec.env or {})),
-                            cwd=cwd,
-                            account=account,
-                            output_fd=out_fd,
-                            join_fds=join_fds,
-                            isolation=isolation,
-                            status_fd=status_fd,
-                            output_cap=spec.limits.output_bytes,
+                    forked = fork_job(
+                        dataclasses.replace(
+                            request, output_fd=out_fd, status_fd=status_fd, join_fds=join_fds
                         )
                     )
                 finally:
@@ -189,34 +236,32 @@ class Supervisor:
             finally:
                 os.close(out_fd)
                 os.close(status_fd)
+            report = parse_report(
+                forked, await read_report(forked.report_fd), request.isolation.pid
+            )
+            for pid in report.reap:
+                await self._wait_child(pid)
+            if report.failure is not None:
+                raise report.failure
         except BaseException as err:
             if group is not None:
                 _destroy_quietly(group)
             shutil.rmtree(job_dir, ignore_errors=True)
-            with contextlib.suppress(sqlite3.OperationalError):
-                self.store.release(owner, seq)
             if isinstance(err, OSError) and err.errno in _DISK_FULL:
                 raise self._storage_error(err) from err
             if isinstance(err, OSError):
                 raise StartFailed("setup", err.errno, "cannot prepare the job") from err
             raise
-        started = time.time()
-        spec = dataclasses.replace(spec, owner=owner, cwd=cwd)
-        try:
-            self.store.insert_running(
-                owner, seq, spec, pids.job, pids.init, started, isolation.labels(), schedule_id
-            )
-        except sqlite3.OperationalError as err:
-            # A job nobody knows about must not run: kill it and refuse the start.
-            if group is not None:
-                _destroy_quietly(group)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pids.init, 0)
-            shutil.rmtree(job_dir, ignore_errors=True)
-            raise self._storage_error(err) from err
-        job = RunningJob(owner, seq, pids.init, group, job_dir / STATUS_FILE, isolation.pid)
-        self._track(job)
-        return {"id": job.key, "pid": pids.job, "started_at": started}
+        return group, report.spawned
+
+    async def _wait_child(self, pid: int) -> int:
+        """The exit status of a child the reaper does not track as a job."""
+        if pid in self._unclaimed:
+            return self._unclaimed.pop(pid)
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters[pid] = waiter
+        self.reap()  # it may have exited before its SIGCHLD was handled
+        return await waiter
 
     def _check_free_space(self) -> None:
         """Refuse new jobs before the disk is completely full: the space left is what
@@ -313,7 +358,12 @@ class Supervisor:
                 return
             job = self.running.get(pid)
             if job is None:
-                continue  # an orphaned descendant re-parented to us (we are a subreaper)
+                if (waiter := self._waiters.pop(pid, None)) is not None:
+                    waiter.set_result(wait_status)
+                elif self._spawning:
+                    self._unclaimed[pid] = wait_status  # maybe a job's init, not yet tracked
+                # otherwise an orphaned descendant re-parented to us (we are a subreaper)
+                continue
             self._spawn_task(self._finish(job, wait_status=wait_status))
 
     def _spawn_task(self, coro: Any) -> None:

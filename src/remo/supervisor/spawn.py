@@ -13,6 +13,7 @@ thread that does not exist in the child).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -52,47 +53,96 @@ class Spawned:
     job: int
 
 
-def spawn(request: SpawnRequest) -> Spawned:
-    """Fork the job's init and the job, and exec it; return both pids once exec succeeded.
+@dataclass(frozen=True)
+class Forked:
+    """A set-up child on its way to exec; its report arrives on ``report_fd``."""
 
-    With a PID namespace the set-up child that created it exits at once (reaped here) and
-    the init, re-parented to us (we are a subreaper), is PID 1 inside; without one the
-    set-up child is the init.
-    Raises :class:`StartFailed` naming the failed step and its errno. Failed children
-    are reaped here, so nothing is left behind.
+    pid: int
+    report_fd: int
+
+
+def fork_job(request: SpawnRequest) -> Forked:
+    """Fork the set-up child, which goes on to fork the job's init and the job.
+
+    Returns at once; read the report with :func:`read_report` (EOF means exec
+    succeeded) and interpret it with :func:`parse_report`.
     """
     read_end, write_end = os.pipe()  # both close-on-exec (PEP 446)
     try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
             _child(request, write_end)
-        os.close(write_end)
-        write_end = -1
-        report = _read_all(read_end)
-    finally:
+    except BaseException:
         os.close(read_end)
-        if write_end >= 0:
-            os.close(write_end)
+        raise
+    finally:
+        os.close(write_end)
+    return Forked(pid, read_end)
+
+
+async def read_report(fd: int) -> bytes:
+    """Read the set-up report to EOF on the event loop (other requests go on meanwhile),
+    then close ``fd``."""
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+    done: asyncio.Future[None] = loop.create_future()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            while chunk := os.read(fd, 4096):
+                chunks.append(chunk)
+        except BlockingIOError:
+            return
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the set-up said: the pids, children to reap, or the failure."""
+
+    spawned: Spawned
+    reap: tuple[int, ...]
+    failure: StartFailed | None
+
+
+def parse_report(forked: Forked, report: bytes, pid_namespace: bool) -> Report:
+    """Make sense of the set-up report.
+
+    With a PID namespace the set-up child exits once it forked the init (the init,
+    re-parented to us as a subreaper, is PID 1 inside); without one the set-up child is
+    the init. On failure the init has exited too and must be reaped.
+    """
     # The set-up child's "pid" line races the init's "job" line (or its failure report):
     # either may come first. Each is one atomic write; JSON never holds a raw newline.
     found = dict(_REPORT_LINE.findall(report))
-    report = _REPORT_LINE.sub(b"", report)
-    init_pid, job_pid = pid, 0
+    rest = _REPORT_LINE.sub(b"", report)
+    init_pid, job_pid = forked.pid, 0
+    reap: list[int] = []
     if b"pid" in found:
         init_pid = int(found[b"pid"])
-        os.waitpid(pid, 0)  # the set-up child; the init is now our child (we are subreaper)
+        reap.append(forked.pid)
     if b"job" in found:
-        job_pid = int(found[b"job"])
-        if request.isolation.pid:
-            job_pid = _host_pid(init_pid)
-    if not report:
-        return Spawned(init_pid, job_pid)
-    os.waitpid(init_pid, 0)
+        job_pid = _host_pid(init_pid) if pid_namespace else int(found[b"job"])
+    spawned = Spawned(init_pid, job_pid)
+    if not rest:
+        return Report(spawned, tuple(reap), None)
+    reap.append(init_pid)
     try:
-        failure = json.loads(report)
+        failure = json.loads(rest)
     except ValueError:
         failure = {"stage": "exec", "errno": None, "detail": "job set-up failed"}
-    raise StartFailed(failure["stage"], failure.get("errno"), failure["detail"])
+    error = StartFailed(failure["stage"], failure.get("errno"), failure["detail"])
+    return Report(spawned, tuple(dict.fromkeys(reap)), error)
 
 
 def _host_pid(init_pid: int) -> int:
@@ -104,15 +154,6 @@ def _host_pid(init_pid: int) -> int:
     except OSError:
         return 0
     return int(children[0]) if children else 0
-
-
-def _read_all(fd: int) -> bytes:
-    # Blocks the supervisor only for the child's own set-up (about a millisecond):
-    # the read ends at exec (EOF) or with the failure report.
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _child(request: SpawnRequest, report_fd: int) -> None:  # pragma: no cover

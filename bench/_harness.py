@@ -273,6 +273,27 @@ def wait_pid_gone(pid: int, timeout: float) -> bool:
         os.close(pidfd)
 
 
+def malloc_trim_probe(pid: int | None) -> dict[str, Any] | None:
+    """Ask glibc in ``pid`` to give free heap memory back (``malloc_trim(0)`` via gdb).
+
+    Tells memory the allocator keeps after a peak (freed, not returned to the kernel)
+    from memory still in use: only the first goes away. None when gdb is missing.
+    """
+    import shutil as _shutil
+
+    if not pid or _shutil.which("gdb") is None:
+        return None
+    before = rss_kib(pid)
+    subprocess.run(
+        ["gdb", "-p", str(pid), "-batch", "-ex", "call (int)malloc_trim(0)"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    time.sleep(0.5)
+    return {"rss_before_trim_kib": before, "rss_after_trim_kib": rss_kib(pid)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -239,6 +239,9 @@ def scenario_load(args: argparse.Namespace) -> dict[str, Any]:
                 }
             )
             out["rounds"].append(rnd_out)
+        if args.trim_probe:
+            out["server_malloc_trim"] = h.malloc_trim_probe(env.server_pid())
+            out["supervisor_malloc_trim"] = h.malloc_trim_probe(env.sup_pid())
     out["cleanup"] = env.cleanup_report
     rounds = out["rounds"]
     last = rounds[-1]
@@ -651,6 +654,8 @@ def scenario_many(args: argparse.Namespace) -> dict[str, Any]:
             res["after"] = env.snapshot()
             res["round"] = rnd + 1
             out["rounds"].append(res)
+        if args.trim_probe:
+            out["server_malloc_trim"] = h.malloc_trim_probe(env.server_pid())
     out["cleanup"] = env.cleanup_report
     first, last = out["rounds"][0], out["rounds"][-1]
     # The figures of the first round at top level; every round in "rounds".
@@ -1124,6 +1129,15 @@ def table_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str]]:
                     "; ".join(f"{k} x{v}" for k, v in it["interruptions_seen"].items()) or "none",
                 )
             )
+    for who in ("server", "supervisor"):
+        trim = r.get(f"{who}_malloc_trim")
+        if trim:
+            rows.append(
+                (
+                    f"{who} RSS MiB before / after malloc_trim(0)",
+                    _slash(mib(trim["rss_before_trim_kib"]), mib(trim["rss_after_trim_kib"])),
+                )
+            )
     for check, ok in r.get("checks", {}).items():
         rows.append((("PASS " if ok else "FAIL ") + check, ""))
     cl = r.get("cleanup", {})
@@ -1204,6 +1218,12 @@ def main() -> int:
     )
     p.add_argument(
         "--many-rounds", type=int, default=None, help="rounds of scenario 4 (3, quick 1)"
+    )
+    p.add_argument(
+        "--trim-probe",
+        action="store_true",
+        help="after scenarios 1 and 4, call malloc_trim(0) in the server via gdb and "
+        "report RSS again (tells allocator-kept memory from memory in use)",
     )
     p.add_argument("--restart-jobs", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3, help="kill/restart iterations (scenarios 5, 6)")

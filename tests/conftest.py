@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from remo.core.paths import StatePaths
 from remo.server.tls import ensure_tls13_only_env
+from remo.supervisor.service import instance_tag
 
 # grpc fixes its TLS policy when first imported: set it before any test imports grpc.
 ensure_tls13_only_env()
@@ -54,11 +56,18 @@ def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     before_cgroups, before_mounts = remo_cgroups(), mounts()
     yield
     base = tmp_path_factory.getbasetemp()
+    # Only this run's state dirs: other remo servers on the machine are not ours to judge.
+    tags = {instance_tag(StatePaths(lock.parent)) for lock in base.rglob("supervisor.lock")}
+
+    def ours() -> set[str]:
+        return {p for p in remo_cgroups() - before_cgroups if p.rsplit("/", 1)[1][:8] in tags}
+
     deadline = time.monotonic() + 15
-    while (remo_processes(base) or remo_cgroups() - before_cgroups) and time.monotonic() < deadline:
+    while (remo_processes(base) or ours()) and time.monotonic() < deadline:
         time.sleep(0.1)  # supervisors exit on their own once idle
     assert not remo_processes(base), "supervisor processes outlived the tests"
-    assert remo_cgroups() - before_cgroups == set(), "job cgroups were left behind"
-    assert mounts() - before_mounts == set(), "mounts were left behind"
+    assert ours() == set(), "job cgroups were left behind"
+    left = {m for m in mounts() - before_mounts if m.startswith(str(base))}
+    assert left == set(), "mounts were left behind"
     sockets = [p for p in base.rglob("*.sock") if p.is_socket()]
     assert not sockets, f"sockets were left behind: {sockets}"

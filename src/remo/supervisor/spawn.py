@@ -69,7 +69,8 @@ def fork_job(request: SpawnRequest) -> Forked:
     """
     read_end, write_end = os.pipe()  # both close-on-exec (PEP 446)
     try:
-        pid = os.fork()
+        with namespaces.pid_namespace_for_next_child(request.isolation.pid):
+            pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
             _child(request, write_end)
     except BaseException:
@@ -172,19 +173,13 @@ def _child(request: SpawnRequest, report_fd: int) -> None:  # pragma: no cover
         # sockets and database from it: close them explicitly.
         _close_fds_except({report_fd, request.output_fd, request.status_fd})
         if isolation.any or isolation.private_tmp:
+            # The PID namespace exists already: we were forked into it as its PID 1.
             stage, detail = "namespace", "cannot create the job's namespaces"
-            namespaces.enter(isolation)
-        if isolation.pid:
-            init_pid = os.fork()  # the first child in the new PID namespace is its PID 1
-            if init_pid != 0:
-                os.write(report_fd, f"pid {init_pid}\n".encode())
-                os._exit(0)
+            namespaces.enter(isolation, without=namespaces.CLONE_NEWPID)
         stage, detail = "namespace", "cannot prepare the job's namespaces"
         namespaces.prepare_init(isolation)
         stage, detail = "output", "cannot create the output pipe"
         pipe_r, pipe_w = init.make_output_pipe()
-        if isolation.pid:
-            os.setsid()  # the init leads the job's process group (for killpg without cgroups)
         job_pid = os.fork()
         if job_pid != 0:
             os.close(pipe_w)

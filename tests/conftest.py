@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pwd
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,3 +73,23 @@ def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     assert left == set(), "mounts were left behind"
     sockets = [p for p in base.rglob("*.sock") if p.is_socket()]
     assert not sockets, f"sockets were left behind: {sockets}"
+
+
+TEST_USERS = ("remo-alice", "remo-bob", "remo-carol")
+
+
+@pytest.fixture(scope="session")
+def unix_users() -> Iterator[tuple[str, ...]]:
+    """Accounts jobs can run as; created for the tests and removed after."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create accounts")
+    created = []
+    for name in TEST_USERS:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+            created.append(name)
+    yield TEST_USERS
+    for name in created:
+        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)

@@ -50,6 +50,7 @@ class JobManager:
         max_limits: Limits,
         linger: float,
         namespaces: bool,
+        cgroups: bool,
     ) -> None:
         self.paths = paths
         self._client = client
@@ -60,6 +61,7 @@ class JobManager:
         self._maximum = max_limits
         self._linger = linger
         self._namespaces = namespaces
+        self._cgroups = cgroups
         self._reconnecting = asyncio.Lock()
         self._keeper: asyncio.Task[None] | None = None
 
@@ -73,6 +75,7 @@ class JobManager:
         max_limits: Limits | None = None,
         supervisor_linger: float = 0.0,
         namespaces: bool = True,
+        cgroups: bool = True,
     ) -> AsyncIterator[JobManager]:
         """Open the state dir (created 0700 if missing), starting its supervisor if needed.
 
@@ -80,11 +83,12 @@ class JobManager:
         ``max_limits`` is refused with :class:`InvalidArgument`. The supervisor exits
         ``supervisor_linger`` seconds after its last client left and its last job ended.
         ``namespaces=False`` turns off the PID and mount namespaces jobs get by default;
-        it only applies when this call starts the supervisor.
+        ``cgroups=False`` runs jobs without cgroups (no limits, no usage figures). Both
+        only apply when this call starts the supervisor.
         """
         paths = StatePaths(Path(state_dir).resolve())
         paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        client = await SupervisorClient.connect(paths, supervisor_linger, namespaces)
+        client = await SupervisorClient.connect(paths, supervisor_linger, namespaces, cgroups)
         store = JobStore(paths.jobs_db)
         watcher = OutputWatcher()
         manager: JobManager | None = None
@@ -100,6 +104,7 @@ class JobManager:
                 max_limits or Limits(),
                 supervisor_linger,
                 namespaces,
+                cgroups,
             )
             manager._keeper = asyncio.create_task(manager._keep_supervisor())
             yield manager
@@ -230,7 +235,7 @@ class JobManager:
             with contextlib.suppress(Exception):
                 await stale.close()
             self._client = await SupervisorClient.connect(
-                self.paths, self._linger, self._namespaces
+                self.paths, self._linger, self._namespaces, self._cgroups
             )
             self._info = await self._client.call("info")
 

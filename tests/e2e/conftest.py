@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import pwd
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,25 +20,6 @@ from remo.server.app import RunningServer, running
 from remo.server.config import ServerConfig
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (run-as, cgroups, useradd)")
-
-TEST_USERS = ("remo-alice", "remo-bob", "remo-carol")
-
-
-@pytest.fixture(scope="session")
-def unix_users() -> Iterator[tuple[str, ...]]:
-    """Accounts jobs can run as; created for the tests and removed after."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create accounts")
-    created = []
-    for name in TEST_USERS:
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
-            created.append(name)
-    yield TEST_USERS
-    for name in created:
-        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
 
 
 @dataclass

@@ -32,7 +32,11 @@ class SupervisorClient:
 
     @classmethod
     async def connect(
-        cls, paths: StatePaths, linger: float = 0.0, namespaces: bool = True
+        cls,
+        paths: StatePaths,
+        linger: float = 0.0,
+        namespaces: bool = True,
+        cgroups: bool = True,
     ) -> SupervisorClient:
         """Connect to the supervisor of ``paths``, starting one when none runs."""
         deadline = time.monotonic() + _LAUNCH_TIMEOUT
@@ -46,7 +50,7 @@ class SupervisorClient:
                 raise SupervisorUnavailable(
                     f"the supervisor of {paths.root} did not start; see {paths.supervisor_log}"
                 )
-            await _launch(paths, linger, deadline, namespaces)
+            await _launch(paths, linger, deadline, namespaces, cgroups)
 
     async def call(self, op: str, **args: Any) -> Any:
         """Send one request and wait for its answer; raise the error the supervisor raised."""
@@ -116,7 +120,9 @@ async def _open(paths: StatePaths) -> tuple[asyncio.StreamReader, asyncio.Stream
     return await asyncio.open_unix_connection(sock=sock)
 
 
-async def _launch(paths: StatePaths, linger: float, deadline: float, namespaces: bool) -> None:
+async def _launch(
+    paths: StatePaths, linger: float, deadline: float, namespaces: bool, cgroups: bool
+) -> None:
     """Start ``python -m remo.supervisor`` and wait until it listens (or says it is not needed)."""
     paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     read_end, write_end = os.pipe()
@@ -134,6 +140,7 @@ async def _launch(paths: StatePaths, linger: float, deadline: float, namespaces:
                 "--linger",
                 str(linger),
                 *([] if namespaces else ["--no-namespaces"]),
+                *([] if cgroups else ["--no-cgroups"]),
             ],
             pass_fds=(write_end,),
             stdin=subprocess.DEVNULL,

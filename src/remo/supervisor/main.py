@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from remo.cgroups.detect import detect
+from remo.cgroups.none import NoneDriver
 from remo.core.errors import InvalidArgument, RemoError
 from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec
@@ -120,10 +121,17 @@ def _privilege_warnings() -> list[str]:
 
 
 async def serve(
-    paths: StatePaths, ready_fd: int | None, linger: float, use_namespaces: bool
+    paths: StatePaths, ready_fd: int | None, linger: float, use_namespaces: bool, use_cgroups: bool
 ) -> None:
     store = JobStore(paths.jobs_db)
-    supervisor = Supervisor(paths, store, detect(), use_namespaces=use_namespaces)
+    driver = (
+        detect()
+        if use_cgroups
+        else NoneDriver(
+            "cgroups turned off: no limits, no usage figures, and stop kills only the process group"
+        )
+    )
+    supervisor = Supervisor(paths, store, driver, use_namespaces=use_namespaces)
     server = Server(supervisor, linger)
     supervisor.on_idle = server.check_idle
     loop = asyncio.get_running_loop()
@@ -155,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ready-fd", type=int)
     parser.add_argument("--linger", type=float, default=0.0)
     parser.add_argument("--no-namespaces", action="store_true")
+    parser.add_argument("--no-cgroups", action="store_true")
     args = parser.parse_args(argv)
     paths = StatePaths(Path(args.state_dir).resolve())
     if os.fork() != 0:  # the launcher reaps this parent at once; we are nobody's child
@@ -182,7 +191,9 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(0)
     log.info("started")
     try:
-        asyncio.run(serve(paths, args.ready_fd, args.linger, not args.no_namespaces))
+        asyncio.run(
+            serve(paths, args.ready_fd, args.linger, not args.no_namespaces, not args.no_cgroups)
+        )
     except Exception:
         log.exception("supervisor crashed")
         sys.exit(1)

@@ -376,15 +376,16 @@ class Supervisor:
         if job.kill_timer is not None:
             job.kill_timer.cancel()
         usage = Usage(None, None, 0)
+        if not self._kill_supported and wait_status is not None:
+            # No cgroup to empty: what the job left behind is in its process group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(job.pid, signal.SIGKILL)
         if job.group is not None:
             try:
                 usage = job.group.usage()
             except RemoError as err:
                 log.warning("usage of %s unreadable: %s", job.key, err)
             await self._empty_and_destroy(job)
-        elif wait_status is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(job.pid, signal.SIGKILL)
         # Also after a supervisor restart: the init recorded the job's own status.
         recorded = _read_init_record(job.status_file)
         truncated = False

@@ -71,4 +71,6 @@ def error_from_wire(wire: dict[str, Any]) -> RemoError:
         return InvalidArgument(message)
     if kind == "ResourceExhausted":
         return ResourceExhausted(message)
+    if kind == "CgroupError":
+        return RemoError(message)  # a server-side fault, not "supervisor unavailable"
     return SupervisorUnavailable(message)

@@ -43,7 +43,7 @@ from remo.client.errors import ClientError, ConnectionFailed, UsageError, from_r
 from remo.client.profiles import load_credential, select
 from remo.core.spec import Limits
 from remo.core.status import JobState, JobStatus
-from remo.pki.package import Credential
+from remo.pki.credfile import Credential
 
 __all__ = [
     "Client",
@@ -328,13 +328,15 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
     ) -> None:
-        from remo.server.tls import client_credentials
-
         self.credential = credential
         self.address = address or credential.addresses[0]
         self.timeout = timeout
         self.reconnect_timeout = reconnect_timeout
-        creds = client_credentials(credential.ca_pem, credential.cert_pem, credential.key_pem)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=credential.ca_pem,
+            private_key=credential.key_pem,
+            certificate_chain=credential.cert_pem,
+        )
         self._channel = grpc.secure_channel(self.address, creds, options=_CHANNEL_OPTIONS)
         self._stub = pb_grpc.JobsStub(self._channel)  # type: ignore[no-untyped-call]
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from remo.client.errors import CredentialProblem, ProfileError, UsageError
 
 if TYPE_CHECKING:
-    from remo.pki.package import Credential
+    from remo.pki.credfile import Credential
 
 ENV_PROFILE = "REMO_PROFILE"
 SUFFIX = ".remo"
@@ -211,8 +211,8 @@ class Installed:
 
 def load_credential(path: str | os.PathLike[str]) -> Credential:
     """Load and check a credential file; :class:`CredentialProblem` with the reason."""
+    from remo.client.verified import load
     from remo.pki.errors import CredentialError
-    from remo.pki.package import load
 
     try:
         return load(path)

@@ -232,13 +232,7 @@ class OutputWatcher:
             state = _Dir(key, None)
             self._by_path[key] = state
             return state
-        ino = self._inotify()
-        try:
-            wd = ino.add_watch(key, WATCH_MASK)
-        except OSError:
-            if not self._by_wd:
-                self._close_fd()
-            raise
+        wd = self._inotify().add_watch(key, WATCH_MASK)
         shared = self._by_wd.get(wd)
         if shared is None:
             state = _Dir(key, wd)
@@ -272,13 +266,16 @@ class OutputWatcher:
         state.bump()
 
     def _unwatch(self, state: _Dir) -> None:
-        """Drop the kernel watch of ``state`` (if still ours), and the fd once none is left."""
+        """Drop the kernel watch of ``state`` (if still ours).
+
+        The inotify descriptor itself stays open until :meth:`close`: closing one waits
+        for the kernel to retire its watches (measured up to 21 ms), which would stall
+        the event loop after every follower that was the last one.
+        """
         if state.wd is not None and self._by_wd.get(state.wd) is state:
             del self._by_wd[state.wd]
             if self._ino is not None:
                 self._ino.rm_watch(state.wd)  # already dropped by the kernel is fine
-        if not self._by_wd:
-            self._close_fd()
 
     def _unmap(self, state: _Dir) -> None:
         for key in state.keys:
@@ -313,8 +310,6 @@ class OutputWatcher:
                 woken[id(state)] = state
         for state in woken.values():
             state.bump()
-        if not self._by_wd:
-            self._close_fd()
 
     def _close_fd(self) -> None:
         ino, loop = self._ino, self._loop

@@ -25,7 +25,6 @@ Client certificates encode who the caller is and what they may do:
 from __future__ import annotations
 
 import contextlib
-import enum
 import fcntl
 import ipaddress
 import os
@@ -45,6 +44,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from remo.core.spec import ACCOUNT_NAME
 from remo.pki.errors import CaError, MalformedCertificate
+from remo.pki.roles import Role as Role
 
 CA_KEY_FILE = "ca.key"
 CA_CERT_FILE = "ca.crt"
@@ -62,14 +62,6 @@ BACKDATE = timedelta(minutes=5)
 #: Names every server certificate carries, so local clients always work.
 LOCAL_NAMES = ("localhost", "127.0.0.1")
 ORGANIZATION = "remo"
-
-
-class Role(enum.StrEnum):
-    """What a caller may do. Carried as the subject OU of client certificates."""
-
-    VIEWER = "viewer"
-    OPERATOR = "operator"
-    ADMIN = "admin"
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,9 @@ Format (UTF-8 text, mode 0600)::
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
-import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,40 +37,19 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from remo.pki.ca import Role, role_of, serial_hex, user_of, write_file_atomic
+from remo.pki.ca import role_of, serial_hex, user_of, write_file_atomic
+from remo.pki.credfile import MAGIC, Credential, blocks, read
 from remo.pki.errors import (
     CredentialCorrupt,
     CredentialExpired,
     CredentialIncomplete,
     CredentialKeyMismatch,
     CredentialNotYetValid,
-    CredentialPermissions,
-    CredentialUnreadable,
     MalformedCertificate,
     format_time,
 )
 
-MAGIC = "remo-credential v1"
-MAX_SIZE = 1 << 20
-_PEM_BEGIN = re.compile(r"^-----BEGIN ([A-Z0-9 ]+)-----$")
-_PEM_END = re.compile(r"^-----END ([A-Z0-9 ]+)-----$")
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
-
-
-@dataclass(frozen=True)
-class Credential:
-    """A loaded, checked credential file."""
-
-    path: str
-    addresses: tuple[str, ...]
-    ca_pem: bytes
-    cert_pem: bytes
-    key_pem: bytes
-    user: str
-    role: Role
-    serial: str
-    not_before: datetime
-    not_after: datetime
 
 
 def validate_address(address: str) -> str:
@@ -125,88 +100,6 @@ def save(
     write(path, dumps(addresses, ca_pem, cert_pem, key_pem))
 
 
-def _read(path: str) -> bytes:
-    try:
-        # O_NONBLOCK: opening a FIFO nobody writes to would block forever (it is then
-        # refused below as not a regular file); it changes nothing for regular files.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as err:
-        raise CredentialUnreadable(
-            path, f"cannot read credential file {path}: {err.strerror or err}"
-        ) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise CredentialUnreadable(path, f"credential file {path} is not a regular file")
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & 0o077:
-            raise CredentialPermissions(path, mode)
-        if st.st_size > MAX_SIZE:
-            raise CredentialCorrupt(
-                path, f"credential file {path} is too large ({st.st_size} bytes) to be one"
-            )
-        chunks: list[bytes] = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-            if sum(map(len, chunks)) > MAX_SIZE:
-                raise CredentialCorrupt(path, f"credential file {path} is too large to be one")
-        return b"".join(chunks)
-    except OSError as err:
-        raise CredentialUnreadable(
-            path, f"cannot read credential file {path}: {err.strerror or err}"
-        ) from None
-    finally:
-        os.close(fd)
-
-
-def _blocks(path: str, text: str) -> tuple[list[str], list[tuple[str, bytes]]]:
-    """Split into header lines and (label, PEM bytes) blocks; detect truncation."""
-
-    def corrupt(why: str) -> CredentialCorrupt:
-        return CredentialCorrupt(path, f"credential file {path} is corrupt: {why}")
-
-    lines = text.splitlines()
-    if not lines or lines[0].strip() != MAGIC:
-        first = lines[0].strip()[:40] if lines else ""
-        if first.startswith("remo-credential "):
-            raise CredentialCorrupt(
-                path,
-                f"credential file {path} has format {first!r}; this remo reads {MAGIC!r}",
-            )
-        raise CredentialCorrupt(
-            path, f"{path} is not a remo credential file (it must start with {MAGIC!r})"
-        )
-    header: list[str] = []
-    blocks: list[tuple[str, bytes]] = []
-    label: str | None = None
-    body: list[str] = []
-    for number, raw in enumerate(lines[1:], start=2):
-        line = raw.strip()
-        if label is None:
-            begin = _PEM_BEGIN.match(line)
-            if begin:
-                label, body = begin.group(1), [line]
-            elif blocks and line and not line.startswith("#"):
-                raise corrupt(f"unexpected text on line {number}")
-            elif line:
-                header.append(line)
-            continue
-        body.append(line)
-        end = _PEM_END.match(line)
-        if end:
-            if end.group(1) != label:
-                raise corrupt(f"line {number} ends a {end.group(1)} inside a {label}")
-            try:
-                base64.b64decode("".join(body[1:-1]), validate=True)
-            except binascii.Error:
-                raise corrupt(f"the {label} block ending on line {number} is damaged") from None
-            blocks.append((label, ("\n".join(body) + "\n").encode()))
-            label = None
-    if label is not None:
-        raise corrupt(f"it is truncated (the {label} block has no end)")
-    return header, blocks
-
-
 def parse(data: bytes, *, path: str = "<credential>", now: datetime | None = None) -> Credential:
     """Parse and check credential bytes (everything :func:`load` checks but permissions)."""
     try:
@@ -215,7 +108,7 @@ def parse(data: bytes, *, path: str = "<credential>", now: datetime | None = Non
         raise CredentialCorrupt(
             path, f"{path} is not a remo credential file (it is not text)"
         ) from None
-    header, blocks = _blocks(path, text)
+    header, pem_blocks = blocks(path, text)
 
     def corrupt(why: str) -> CredentialCorrupt:
         return CredentialCorrupt(path, f"credential file {path} is corrupt: {why}")
@@ -236,7 +129,7 @@ def parse(data: bytes, *, path: str = "<credential>", now: datetime | None = Non
     ca_cert: x509.Certificate | None = None
     client: tuple[x509.Certificate, bytes] | None = None
     key_pem: bytes | None = None
-    for label, pem in blocks:
+    for label, pem in pem_blocks:
         if label == "CERTIFICATE":
             try:
                 cert = x509.load_pem_x509_certificate(pem)
@@ -332,7 +225,7 @@ def load(path: str | os.PathLike[str], *, now: datetime | None = None) -> Creden
     certificate not matching, expired or not yet valid (the message gives the dates).
     """
     name = os.fspath(path)
-    return parse(_read(name), path=name, now=now)
+    return parse(read(name), path=name, now=now)
 
 
 def load_parts(path: str | os.PathLike[str]) -> tuple[bytes, bytes, bytes, list[str]]:

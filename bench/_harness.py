@@ -249,6 +249,36 @@ def tcp_queues(port: int) -> dict[str, int]:
     return {"server_conns": conns, "tx_queue_total": tx_total, "tx_queue_max": tx_max}
 
 
+def conn_bytes(port: int) -> list[dict[str, Any]]:
+    """Per established connection to ``port`` (server side): bytes the server sent and the
+    client acknowledged, and bytes it received (``ss -ti``)."""
+    try:
+        text = subprocess.run(
+            ["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    out: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for line in text.splitlines():
+        if not line.startswith((" ", "\t")):
+            parts = line.split()
+            current = {"peer": parts[-1] if parts else "", "bytes_acked": 0, "bytes_received": 0}
+            out.append(current)
+            continue
+        if current is None:
+            continue
+        for token in line.split():
+            key, _, value = token.partition(":")
+            if key in ("bytes_acked", "bytes_received") and value.isdigit():
+                current[key] = int(value)
+    return out
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -130,6 +130,23 @@ class Env:
             report["kept_state_dir"] = str(self.tmp)  # jobs still running there
 
 
+def src_digest() -> dict[str, Any]:
+    """What code ran: a digest of src/remo/**/*.py and the newest change among them."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    newest = 0.0
+    for path in sorted((h.ROOT / "src" / "remo").rglob("*.py")):
+        digest.update(str(path.relative_to(h.ROOT)).encode() + b"\0" + path.read_bytes())
+        newest = max(newest, path.stat().st_mtime)
+    return {
+        "sha256": digest.hexdigest()[:16],
+        "newest_change": datetime.datetime.fromtimestamp(newest, datetime.UTC).isoformat(
+            timespec="seconds"
+        ),
+    }
+
+
 def _count_job_dirs(state: Path) -> int:
     jobs = state / "jobs"
     n = 0
@@ -238,10 +255,13 @@ def scenario_load(args: argparse.Namespace) -> dict[str, Any]:
                     "after_settle_s": args.settle,
                 }
             )
+            if args.trim_probe:
+                rnd_out["server_malloc_trim"] = h.malloc_trim_probe(env.server_pid())
+                rnd_out["supervisor_malloc_trim"] = h.malloc_trim_probe(env.sup_pid())
             out["rounds"].append(rnd_out)
         if args.trim_probe:
-            out["server_malloc_trim"] = h.malloc_trim_probe(env.server_pid())
-            out["supervisor_malloc_trim"] = h.malloc_trim_probe(env.sup_pid())
+            out["server_malloc_trim"] = out["rounds"][-1]["server_malloc_trim"]
+            out["supervisor_malloc_trim"] = out["rounds"][-1]["supervisor_malloc_trim"]
     out["cleanup"] = env.cleanup_report
     rounds = out["rounds"]
     last = rounds[-1]
@@ -263,6 +283,7 @@ def scenario_load(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "server RSS: no growth across rounds (slope <= 2% per round)": srv_trend["flat"],
         "supervisor RSS: no growth across rounds (slope <= 2% per round)": sup_trend["flat"],
+        **trimmed_checks(out, rounds),
         "fds back to before (server, supervisor)": (
             last["after"]["server_fds"] <= before["server_fds"]
             and last["after"]["supervisor_fds"] <= before["supervisor_fds"]
@@ -271,6 +292,25 @@ def scenario_load(args: argparse.Namespace) -> dict[str, Any]:
         and last["after"]["cgroup_dirs"] == 0,
     }
     return out
+
+
+def trimmed_checks(
+    out: dict[str, Any],
+    rounds: list[dict[str, Any]],
+    who: tuple[str, ...] = ("server", "supervisor"),
+) -> dict[str, bool]:
+    """The trend of RSS after malloc_trim(0), round by round (with --trim-probe)."""
+    checks: dict[str, bool] = {}
+    for name in who:
+        trims = [r.get(f"{name}_malloc_trim") for r in rounds]
+        if len(trims) < 2 or not all(trims):
+            continue
+        trend = rss_trend([t["rss_after_trim_kib"] for t in trims if t])
+        out[f"{name}_rss_after_trim_rounds_kib"] = trend
+        checks[f"{name} RSS after malloc_trim: no growth across rounds (slope <= 2%)"] = trend[
+            "flat"
+        ]
+    return checks
 
 
 def rss_trend(afters: list[int]) -> dict[str, Any]:
@@ -442,8 +482,8 @@ SLOW_BPS = 1024
 
 
 def scenario_slow(args: argparse.Namespace) -> dict[str, Any]:
-    repeat = 3 if args.quick else 5
-    hold = 3.0 if args.quick else 15.0
+    repeat = args.slow_repeats or (3 if args.quick else 5)
+    hold = args.slow_hold if args.slow_hold is not None else (3.0 if args.quick else 15.0)
     with Env("slow", args.user) as env:
         out = asyncio.run(_slow(env, repeat, hold))
     out["cleanup"] = env.cleanup_report
@@ -528,6 +568,9 @@ async def _slow_once(
     slow_got = 0
     lagging = asyncio.Event()
 
+    conns: list[dict[str, Any]] = []
+    bench_rss_start = h.rss_kib(os.getpid())
+    bench_rss_lagging = None
     sampler = h.Sampler(
         env.server_pid,
         env.sup_pid,
@@ -582,6 +625,8 @@ async def _slow_once(
             t_lag = time.monotonic()
             await asyncio.sleep(hold)
             lag_s = time.monotonic() - t_lag
+            conns = await asyncio.to_thread(h.conn_bytes, env.port)
+            bench_rss_lagging = h.rss_kib(os.getpid())
             slow_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await slow_task
@@ -612,6 +657,14 @@ async def _slow_once(
         "server_tx_queue_max_while_lagging": max(
             (s.extra["tx_queue_max"] for s in lag_samples), default=None
         ),
+        # What the server had sent on each connection when the slow follower was
+        # cancelled (ss -ti bytes_acked): 5 fast followers have the whole output; if the
+        # slow follower's connection has it too, the server did not hold back for it.
+        "server_sent_mib_per_connection_while_lagging": sorted(
+            round(c["bytes_acked"] / (1 << 20), 2) for c in conns
+        ),
+        "connections_sent_whole_output": sum(1 for c in conns if c["bytes_acked"] >= expect_min),
+        "bench_process_rss_kib": {"start": bench_rss_start, "lagging": bench_rss_lagging},
         "errors": errors,
     }
 
@@ -653,9 +706,11 @@ def scenario_many(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(args.settle)
             res["after"] = env.snapshot()
             res["round"] = rnd + 1
+            if args.trim_probe:
+                res["server_malloc_trim"] = h.malloc_trim_probe(env.server_pid())
             out["rounds"].append(res)
         if args.trim_probe:
-            out["server_malloc_trim"] = h.malloc_trim_probe(env.server_pid())
+            out["server_malloc_trim"] = out["rounds"][-1]["server_malloc_trim"]
     out["cleanup"] = env.cleanup_report
     first, last = out["rounds"][0], out["rounds"][-1]
     # The figures of the first round at top level; every round in "rounds".
@@ -680,6 +735,7 @@ def scenario_many(args: argparse.Namespace) -> dict[str, Any]:
         trend = rss_trend([r["after"]["server_rss_kib"] for r in rounds])
         out["server_rss_after_rounds_kib"] = trend
         checks["server RSS: no growth across rounds (slope <= 2% per round)"] = trend["flat"]
+        checks.update(trimmed_checks(out, rounds, ("server",)))
     out["checks"] = checks
     return out
 
@@ -940,6 +996,7 @@ def _fmt_lat(lat: dict[str, Any]) -> str:
 
 def table_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
+    name = name.split("-", maxsplit=1)[0]
     if name == "load":
         rows.append(
             (
@@ -1130,6 +1187,14 @@ def table_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str]]:
                 )
             )
     for who in ("server", "supervisor"):
+        t = r.get(f"{who}_rss_after_trim_rounds_kib")
+        if t:
+            rows.append(
+                (
+                    f"{who} RSS after malloc_trim, each round MiB (slope)",
+                    f"{_slash(*(mib(v) for v in t['values']))} ({mib(t['slope_per_round'])})",
+                )
+            )
         trim = r.get(f"{who}_malloc_trim")
         if trim:
             rows.append(
@@ -1155,7 +1220,11 @@ def table_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str]]:
 
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     for name, r in results.items():
-        print(f"\n== {name} ({r.get('elapsed_total_s', '?')} s) ==")
+        src = r.get("src", {})
+        print(
+            f"\n== {name} ({r.get('elapsed_total_s', '?')} s; src {src.get('sha256', '?')}, "
+            f"changed {src.get('newest_change', '?')}) =="
+        )
         rows = table_rows(name, r)
         width = max(len(k) for k, _ in rows)
         for k, v in rows:
@@ -1225,6 +1294,10 @@ def main() -> int:
         help="after scenarios 1 and 4, call malloc_trim(0) in the server via gdb and "
         "report RSS again (tells allocator-kept memory from memory in use)",
     )
+    p.add_argument("--slow-repeats", type=int, default=None, help="scenario 3 runs of each kind")
+    p.add_argument(
+        "--slow-hold", type=float, default=None, help="s the slow follower lags after the rest"
+    )
     p.add_argument("--restart-jobs", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3, help="kill/restart iterations (scenarios 5, 6)")
     p.add_argument(
@@ -1272,6 +1345,7 @@ def main() -> int:
     t_all = time.monotonic()
     for name in chosen:
         t0 = time.monotonic()
+        code_before = src_digest()
         print(f"-- {name} ...", flush=True)
         try:
             res = SCENARIOS[name](args)
@@ -1284,11 +1358,20 @@ def main() -> int:
                 "checks": {"scenario ran to the end": False},
             }
         res["elapsed_total_s"] = round(time.monotonic() - t0, 1)
+        res["src"] = code_before
+        if src_digest() != code_before:
+            # src/ changed while the scenario ran: servers started at different
+            # moments may have run different code.
+            res["src_changed_during_run"] = True
+            res.setdefault("checks", {})["src/ unchanged during the scenario"] = False
         res["quick"] = args.quick
         res["when"] = meta["when"]
         res["command"] = meta["command"]
         res["loadavg_at_start"] = meta["loadavg_at_start"]
-        results[name] = res
+        key = name
+        if name == "many" and args.many_seconds != 10:
+            key = f"many-{args.many_seconds}s"  # a variant: keep the specified run's entry
+        results[key] = res
         print(f"   {name}: {res['elapsed_total_s']} s", flush=True)
     meta["elapsed_total_s"] = round(time.monotonic() - t_all, 1)
     print_table(results)

@@ -1,15 +1,13 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Limits(_message.Message):
-    __slots__ = ("cpu_cores", "io_read_bps", "io_write_bps", "memory_bytes", "output_bytes", "pids")
+    __slots__ = ("cpu_cores", "memory_bytes", "io_read_bps", "io_write_bps", "pids", "output_bytes")
     CPU_CORES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     IO_READ_BPS_FIELD_NUMBER: _ClassVar[int]
@@ -22,18 +20,10 @@ class Limits(_message.Message):
     io_write_bps: int
     pids: int
     output_bytes: int
-    def __init__(
-        self,
-        cpu_cores: float | None = ...,
-        memory_bytes: int | None = ...,
-        io_read_bps: int | None = ...,
-        io_write_bps: int | None = ...,
-        pids: int | None = ...,
-        output_bytes: int | None = ...,
-    ) -> None: ...
+    def __init__(self, cpu_cores: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., io_read_bps: _Optional[int] = ..., io_write_bps: _Optional[int] = ..., pids: _Optional[int] = ..., output_bytes: _Optional[int] = ...) -> None: ...
 
 class When(_message.Message):
-    __slots__ = ("at", "at_unix", "delay_seconds", "every_seconds")
+    __slots__ = ("delay_seconds", "at_unix", "every_seconds", "at")
     DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AT_UNIX_FIELD_NUMBER: _ClassVar[int]
     EVERY_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -42,24 +32,17 @@ class When(_message.Message):
     at_unix: float
     every_seconds: float
     at: str
-    def __init__(
-        self,
-        delay_seconds: float | None = ...,
-        at_unix: float | None = ...,
-        every_seconds: float | None = ...,
-        at: str | None = ...,
-    ) -> None: ...
+    def __init__(self, delay_seconds: _Optional[float] = ..., at_unix: _Optional[float] = ..., every_seconds: _Optional[float] = ..., at: _Optional[str] = ...) -> None: ...
 
 class StartRequest(_message.Message):
-    __slots__ = ("argv", "cwd", "env", "limits", "network", "private_tmp", "when")
+    __slots__ = ("argv", "env", "cwd", "limits", "network", "private_tmp", "when")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
         value: str
-        def __init__(self, key: str | None = ..., value: str | None = ...) -> None: ...
-
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ARGV_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
@@ -74,16 +57,7 @@ class StartRequest(_message.Message):
     network: str
     private_tmp: bool
     when: When
-    def __init__(
-        self,
-        argv: _Iterable[str] | None = ...,
-        env: _Mapping[str, str] | None = ...,
-        cwd: str | None = ...,
-        limits: Limits | _Mapping | None = ...,
-        network: str | None = ...,
-        private_tmp: bool | None = ...,
-        when: When | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., network: _Optional[str] = ..., private_tmp: _Optional[bool] = ..., when: _Optional[_Union[When, _Mapping]] = ...) -> None: ...
 
 class StartResponse(_message.Message):
     __slots__ = ("job", "schedule")
@@ -91,25 +65,21 @@ class StartResponse(_message.Message):
     SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     job: JobStatus
     schedule: Schedule
-    def __init__(
-        self,
-        job: JobStatus | _Mapping | None = ...,
-        schedule: Schedule | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, job: _Optional[_Union[JobStatus, _Mapping]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("id",)
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: str | None = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class StopRequest(_message.Message):
-    __slots__ = ("grace_seconds", "id")
+    __slots__ = ("id", "grace_seconds")
     ID_FIELD_NUMBER: _ClassVar[int]
     GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     grace_seconds: float
-    def __init__(self, id: str | None = ..., grace_seconds: float | None = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., grace_seconds: _Optional[float] = ...) -> None: ...
 
 class RemoveRequest(_message.Message):
     __slots__ = ("id", "stop_running")
@@ -117,26 +87,21 @@ class RemoveRequest(_message.Message):
     STOP_RUNNING_FIELD_NUMBER: _ClassVar[int]
     id: str
     stop_running: bool
-    def __init__(self, id: str | None = ..., stop_running: bool | None = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., stop_running: _Optional[bool] = ...) -> None: ...
 
 class RemoveResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ("all_users", "limit", "running_only")
+    __slots__ = ("all_users", "running_only", "limit")
     ALL_USERS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_ONLY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     all_users: bool
     running_only: bool
     limit: int
-    def __init__(
-        self,
-        all_users: bool | None = ...,
-        running_only: bool | None = ...,
-        limit: int | None = ...,
-    ) -> None: ...
+    def __init__(self, all_users: _Optional[bool] = ..., running_only: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class ListResponse(_message.Message):
     __slots__ = ("jobs", "schedules")
@@ -144,53 +109,28 @@ class ListResponse(_message.Message):
     SCHEDULES_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[JobStatus]
     schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
-    def __init__(
-        self,
-        jobs: _Iterable[JobStatus | _Mapping] | None = ...,
-        schedules: _Iterable[Schedule | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ..., schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
 
 class OutputRequest(_message.Message):
-    __slots__ = ("follow", "id", "offset")
+    __slots__ = ("id", "offset", "follow")
     ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     id: str
     offset: int
     follow: bool
-    def __init__(
-        self, id: str | None = ..., offset: int | None = ..., follow: bool | None = ...
-    ) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
 
 class OutputChunk(_message.Message):
-    __slots__ = ("data", "offset")
+    __slots__ = ("offset", "data")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     offset: int
     data: bytes
-    def __init__(self, offset: int | None = ..., data: bytes | None = ...) -> None: ...
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = (
-        "argv",
-        "cpu_seconds",
-        "cwd",
-        "ended_at",
-        "exit_code",
-        "id",
-        "isolation",
-        "limits",
-        "oom_killed",
-        "output_truncated",
-        "owner",
-        "peak_memory_bytes",
-        "pid",
-        "reason",
-        "schedule_id",
-        "signal",
-        "started_at",
-        "state",
-    )
+    __slots__ = ("id", "owner", "argv", "state", "pid", "exit_code", "signal", "started_at", "ended_at", "limits", "cpu_seconds", "peak_memory_bytes", "oom_killed", "reason", "cwd", "isolation", "schedule_id", "output_truncated")
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -227,30 +167,10 @@ class JobStatus(_message.Message):
     isolation: _containers.RepeatedScalarFieldContainer[str]
     schedule_id: str
     output_truncated: bool
-    def __init__(
-        self,
-        id: str | None = ...,
-        owner: str | None = ...,
-        argv: _Iterable[str] | None = ...,
-        state: str | None = ...,
-        pid: int | None = ...,
-        exit_code: int | None = ...,
-        signal: int | None = ...,
-        started_at: float | None = ...,
-        ended_at: float | None = ...,
-        limits: Limits | _Mapping | None = ...,
-        cpu_seconds: float | None = ...,
-        peak_memory_bytes: int | None = ...,
-        oom_killed: bool | None = ...,
-        reason: str | None = ...,
-        cwd: str | None = ...,
-        isolation: _Iterable[str] | None = ...,
-        schedule_id: str | None = ...,
-        output_truncated: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_seconds: _Optional[float] = ..., peak_memory_bytes: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., reason: _Optional[str] = ..., cwd: _Optional[str] = ..., isolation: _Optional[_Iterable[str]] = ..., schedule_id: _Optional[str] = ..., output_truncated: _Optional[bool] = ...) -> None: ...
 
 class ScheduleRun(_message.Message):
-    __slots__ = ("detail", "due_at", "job_id", "outcome")
+    __slots__ = ("due_at", "outcome", "job_id", "detail")
     DUE_AT_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -259,25 +179,10 @@ class ScheduleRun(_message.Message):
     outcome: str
     job_id: str
     detail: str
-    def __init__(
-        self,
-        due_at: float | None = ...,
-        outcome: str | None = ...,
-        job_id: str | None = ...,
-        detail: str | None = ...,
-    ) -> None: ...
+    def __init__(self, due_at: _Optional[float] = ..., outcome: _Optional[str] = ..., job_id: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Schedule(_message.Message):
-    __slots__ = (
-        "active",
-        "argv",
-        "created_at",
-        "every_seconds",
-        "id",
-        "next_run_at",
-        "owner",
-        "recent_runs",
-    )
+    __slots__ = ("id", "owner", "argv", "every_seconds", "next_run_at", "created_at", "active", "recent_runs")
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -294,24 +199,14 @@ class Schedule(_message.Message):
     created_at: float
     active: bool
     recent_runs: _containers.RepeatedCompositeFieldContainer[ScheduleRun]
-    def __init__(
-        self,
-        id: str | None = ...,
-        owner: str | None = ...,
-        argv: _Iterable[str] | None = ...,
-        every_seconds: float | None = ...,
-        next_run_at: float | None = ...,
-        created_at: float | None = ...,
-        active: bool | None = ...,
-        recent_runs: _Iterable[ScheduleRun | _Mapping] | None = ...,
-    ) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., every_seconds: _Optional[float] = ..., next_run_at: _Optional[float] = ..., created_at: _Optional[float] = ..., active: _Optional[bool] = ..., recent_runs: _Optional[_Iterable[_Union[ScheduleRun, _Mapping]]] = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class WhoAmIResponse(_message.Message):
-    __slots__ = ("not_after", "protections_off", "role", "serial", "server_version", "user")
+    __slots__ = ("user", "role", "serial", "not_after", "server_version", "protections_off")
     USER_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     SERIAL_FIELD_NUMBER: _ClassVar[int]
@@ -324,12 +219,4 @@ class WhoAmIResponse(_message.Message):
     not_after: float
     server_version: str
     protections_off: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self,
-        user: str | None = ...,
-        role: str | None = ...,
-        serial: str | None = ...,
-        not_after: float | None = ...,
-        server_version: str | None = ...,
-        protections_off: _Iterable[str] | None = ...,
-    ) -> None: ...
+    def __init__(self, user: _Optional[str] = ..., role: _Optional[str] = ..., serial: _Optional[str] = ..., not_after: _Optional[float] = ..., server_version: _Optional[str] = ..., protections_off: _Optional[_Iterable[str]] = ...) -> None: ...

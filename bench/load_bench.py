@@ -120,6 +120,10 @@ class Env:
             gone = h.wait_pid_gone(sup, 180)
             report["supervisor_exited"] = gone
         report["cgroup_dirs_left"] = h.cgroup_dirs(self.tag) if self.tag else None
+        from remo.pki.register import register_socket_path
+
+        sock = register_socket_path(self.state)
+        report["register_socket_left"] = sock.exists()
         with contextlib.suppress(OSError):
             shutil.copyfile(
                 self.state / "supervisor.log", RESULTS_DIR / f"load-{self.name}-supervisor.log"
@@ -984,6 +988,10 @@ async def _collect(call: Any) -> list[bytes]:
 # -- output ---------------------------------------------------------------------------------
 
 
+def _load(avg: Any) -> str:
+    return f"{avg[0]:.1f}" if avg else "?"
+
+
 def _slash(*values: object) -> str:
     return " / ".join(str(v) for v in values)
 
@@ -1223,7 +1231,8 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
         src = r.get("src", {})
         print(
             f"\n== {name} ({r.get('elapsed_total_s', '?')} s; src {src.get('sha256', '?')}, "
-            f"changed {src.get('newest_change', '?')}) =="
+            f"changed {src.get('newest_change', '?')}; load avg "
+            f"{_load(r.get('loadavg_at_start'))} -> {_load(r.get('loadavg_at_end'))}) =="
         )
         rows = table_rows(name, r)
         width = max(len(k) for k, _ in rows)
@@ -1298,6 +1307,7 @@ def main() -> int:
     p.add_argument(
         "--slow-hold", type=float, default=None, help="s the slow follower lags after the rest"
     )
+    p.add_argument("--tag", help="store results under <scenario>-<tag> in load.json")
     p.add_argument("--restart-jobs", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3, help="kill/restart iterations (scenarios 5, 6)")
     p.add_argument(
@@ -1346,6 +1356,7 @@ def main() -> int:
     for name in chosen:
         t0 = time.monotonic()
         code_before = src_digest()
+        loadavg_start = os.getloadavg()
         print(f"-- {name} ...", flush=True)
         try:
             res = SCENARIOS[name](args)
@@ -1358,6 +1369,7 @@ def main() -> int:
                 "checks": {"scenario ran to the end": False},
             }
         res["elapsed_total_s"] = round(time.monotonic() - t0, 1)
+        res["loadavg_at_end"] = os.getloadavg()
         res["src"] = code_before
         if src_digest() != code_before:
             # src/ changed while the scenario ran: servers started at different
@@ -1367,10 +1379,12 @@ def main() -> int:
         res["quick"] = args.quick
         res["when"] = meta["when"]
         res["command"] = meta["command"]
-        res["loadavg_at_start"] = meta["loadavg_at_start"]
+        res["loadavg_at_start"] = loadavg_start
         key = name
         if name == "many" and args.many_seconds != 10:
             key = f"many-{args.many_seconds}s"  # a variant: keep the specified run's entry
+        if args.tag:
+            key = f"{key}-{args.tag}"
         results[key] = res
         print(f"   {name}: {res['elapsed_total_s']} s", flush=True)
     meta["elapsed_total_s"] = round(time.monotonic() - t_all, 1)

@@ -30,9 +30,11 @@ async def collect(manager: JobManager, job_id: str, offset: int = 0, follow: boo
     return b"".join([chunk async for chunk in manager.output(job_id, offset, follow)])
 
 
-def job_cgroup_dirs(job_id: str) -> list[str]:
+def job_cgroup_dirs(manager: JobManager, job_id: str) -> list[str]:
+    """The job's cgroup directories in every hierarchy (this manager's instance only)."""
     owner, seq = job_id.split("/")
-    return [p for p in remo_cgroups() if p.endswith(f"-{owner}-{seq}")]
+    name = f"/{instance_tag(manager.paths)}-{owner}-{seq}"
+    return [p for p in remo_cgroups() if p.endswith(name)]
 
 
 async def test_start_status_and_exit_code(manager: JobManager) -> None:
@@ -84,12 +86,12 @@ async def test_stop_kills_setsid_grandchild_ignoring_sigterm(manager: JobManager
         if b"\n" in first:
             break
     grandchild = int(first.split()[1])
-    assert job_cgroup_dirs(job)
+    assert job_cgroup_dirs(manager, job)
     status = await manager.stop(job, grace=0.3)
     assert status.state is JobState.STOPPED
     assert status.signal == signal.SIGKILL
     assert not Path(f"/proc/{grandchild}").exists() or _is_zombie_free(grandchild)
-    assert job_cgroup_dirs(job) == []
+    assert job_cgroup_dirs(manager, job) == []
     # stop is idempotent
     assert (await manager.stop(job)).state is JobState.STOPPED
 
@@ -163,7 +165,7 @@ async def test_pids_limit_contains_fork_bomb(manager: JobManager) -> None:
     assert status.state is JobState.SUCCEEDED
     # the host is unharmed: it can still fork, and no child of the bomb survived the job
     assert subprocess.run(["true"], check=False).returncode == 0
-    assert job_cgroup_dirs(job) == []
+    assert job_cgroup_dirs(manager, job) == []
 
 
 @needs_root
@@ -315,7 +317,7 @@ async def test_supervisor_kill_9_jobs_readopted_and_new_supervisor_starts(
     else:
         assert status.state is JobState.LOST and "supervisor" in status.reason
     assert await collect(manager, job) == b"done\n"
-    assert job_cgroup_dirs(job) == []
+    assert job_cgroup_dirs(manager, job) == []
     # and the new supervisor works
     again = await manager.start(JobSpec(["true"]))
     assert (await manager.wait(again)).state is JobState.SUCCEEDED

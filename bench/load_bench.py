@@ -946,7 +946,14 @@ async def _restart_once(env: Env, sig: int, n_jobs: int) -> dict[str, Any]:
     await poll_task
     finals = [await stub.Status(pb.JobRef(id=j)) for j in jobs]
     sup_after = env.sup_pid()
-    first_ok_after = next((t for t, ok in outage if ok and t > t_kill), None)
+    # Status calls may still succeed for a moment after the signal (SIGTERM's grace):
+    # the outage runs from the signal to the first success after the first failure.
+    first_fail = next((t for t, ok in outage if not ok and t >= t_kill), None)
+    back = (
+        next((t for t, ok in outage if ok and t > first_fail), None)
+        if first_fail is not None
+        else t_kill
+    )
     exact = sum(1 for r in results if r == COUNTER_EXPECT)
     wrong = [
         {"job": j, "len": len(r), "want": len(COUNTER_EXPECT)}
@@ -965,7 +972,10 @@ async def _restart_once(env: Env, sig: int, n_jobs: int) -> dict[str, Any]:
         "jobs_running_while_server_down": running_during,
         "server_exit_s": round(exit_s, 3),
         "server_restart_s": round(restart_s, 2),
-        "rpc_outage_s": round(first_ok_after - t_kill, 2) if first_ok_after else None,
+        "rpc_outage_s": round(back - t_kill, 2) if back is not None else None,
+        "rpc_failing_window_s": round(back - first_fail, 2)
+        if back is not None and first_fail is not None
+        else 0.0,
         "followers_exact": exact,
         "wrong_outputs": wrong[:5],
         "offset_anomalies": anomalies,
@@ -1385,6 +1395,8 @@ def main() -> int:
             key = f"many-{args.many_seconds}s"  # a variant: keep the specified run's entry
         if args.tag:
             key = f"{key}-{args.tag}"
+        if args.quick:
+            key = f"{key}-quick"  # never replaces a full run's entry
         results[key] = res
         print(f"   {name}: {res['elapsed_total_s']} s", flush=True)
     meta["elapsed_total_s"] = round(time.monotonic() - t_all, 1)

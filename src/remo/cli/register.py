@@ -44,6 +44,7 @@ def command(
       remo register -o ~/build01.remo
     """
     from remo.pki.register import DEFAULT_RUN_DIR, register_socket_path, request_credential
+    from remo.server.config import default_run_dir
 
     target = Path(output or f"{socket.gethostname()}.remo")
     if target.exists() and not force:
@@ -51,9 +52,14 @@ def command(
     if not socket_path:
         if state_dir:
             socket_path = str(register_socket_path(state_dir))
+            if not os.path.exists(socket_path):  # a server run by an ordinary account
+                own = register_socket_path(state_dir, default_run_dir())
+                socket_path = str(own) if own.exists() else socket_path
         else:
             # One server on this machine is the common case: use its socket.
-            found = sorted(DEFAULT_RUN_DIR.glob("register-*.sock"))
+            found = sorted(DEFAULT_RUN_DIR.glob("register-*.sock")) or sorted(
+                default_run_dir().glob("register-*.sock")
+            )
             if len(found) > 1:
                 raise click.UsageError(
                     "several remo servers run here; name one with --state-dir DIR"

@@ -50,6 +50,15 @@ def default_state_dir() -> Path:
     return Path(base) / "remo"
 
 
+def default_run_dir() -> Path:
+    """Where the register socket goes: /run/remo for root, the user's runtime dir else
+    (a server run by an ordinary account cannot create /run/remo)."""
+    if os.geteuid() == 0:
+        return Path("/run/remo")
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/remo-{os.geteuid()}"
+    return Path(runtime) / "remo"
+
+
 @dataclass
 class ServerConfig:
     state_dir: Path = field(default_factory=default_state_dir)
@@ -65,7 +74,7 @@ class ServerConfig:
     namespaces: bool = True
     #: Finished jobs older than this (seconds) are purged; None keeps them forever.
     retention: float | None = DEFAULT_RETENTION
-    register_run_dir: Path = Path("/run/remo")
+    register_run_dir: Path = field(default_factory=lambda: default_run_dir())
 
     def listen_host_port(self) -> tuple[str, int]:
         host, sep, port = self.listen.rpartition(":")

@@ -49,6 +49,9 @@ async def test_full_disk(tmp_path: Path) -> None:
             async with channel:
                 script = "for i in $(seq 1 40); do echo line $i; sleep 0.05; done; exit 4"
                 job = (await stub.Start(pb.StartRequest(argv=["sh", "-c", script]))).job
+                async for chunk in stub.Output(pb.OutputRequest(id=job.id, follow=True)):
+                    if chunk.data:
+                        break  # it is writing: now take the space away
                 filler = fill(state)
 
                 with pytest.raises(grpc.aio.AioRpcError) as caught:

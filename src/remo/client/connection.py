@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import grpc
 
 from remo import __version__
+from remo.api.limits import limits_from_pb, limits_to_pb
 from remo.api.v1 import jobs_pb2 as pb
 from remo.api.v1 import jobs_pb2_grpc as pb_grpc
 from remo.client.errors import ClientError, ConnectionFailed, UsageError, from_rpc_error
@@ -171,34 +172,6 @@ def job_exit_code(job: JobStatus) -> int | None:
 # -- conversions -----------------------------------------------------------------------
 
 
-def _limits(msg: pb.Limits) -> Limits:
-    def opt(name: str) -> int | None:
-        return int(getattr(msg, name)) if msg.HasField(name) else None
-
-    return Limits(
-        cpu=msg.cpu_cores if msg.HasField("cpu_cores") else None,
-        memory=opt("memory_bytes"),
-        io_read_bps=opt("io_read_bps"),
-        io_write_bps=opt("io_write_bps"),
-        pids=opt("pids"),
-    )
-
-
-def _limits_pb(limits: Limits) -> pb.Limits:
-    msg = pb.Limits()
-    if limits.cpu is not None:
-        msg.cpu_cores = float(limits.cpu)
-    for name, value in (
-        ("memory_bytes", limits.memory),
-        ("io_read_bps", limits.io_read_bps),
-        ("io_write_bps", limits.io_write_bps),
-        ("pids", limits.pids),
-    ):
-        if value is not None:
-            setattr(msg, name, int(value))
-    return msg
-
-
 def _job(msg: pb.JobStatus) -> JobStatus:
     reason = msg.reason
     try:
@@ -217,7 +190,7 @@ def _job(msg: pb.JobStatus) -> JobStatus:
         signal=msg.signal if msg.HasField("signal") else None,
         started_at=msg.started_at,
         ended_at=msg.ended_at if msg.HasField("ended_at") else None,
-        limits=_limits(msg.limits),
+        limits=limits_from_pb(msg.limits),
         cpu_seconds=msg.cpu_seconds if msg.HasField("cpu_seconds") else None,
         peak_memory_bytes=(msg.peak_memory_bytes if msg.HasField("peak_memory_bytes") else None),
         oom_killed=msg.oom_killed,
@@ -434,7 +407,7 @@ class Client:
             argv=list(argv),
             env=dict(env or {}),
             cwd=cwd or "",
-            limits=_limits_pb(limits or Limits()),
+            limits=limits_to_pb(limits or Limits()),
             network=network or "",
             private_tmp=private_tmp,
         )

@@ -6,9 +6,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from remo.api.limits import limits_from_pb, limits_to_pb
 from remo.api.v1 import jobs_pb2 as pb
 from remo.core.errors import InvalidArgument
-from remo.core.spec import NETWORK_MODES, JobSpec, Limits
+from remo.core.spec import NETWORK_MODES, JobSpec
 from remo.core.status import JobStatus
 from remo.schedule.store import Schedule
 from remo.schedule.timeexpr import parse_at
@@ -76,36 +77,6 @@ def schedule_to_pb(schedule: Schedule, viewer: str) -> pb.Schedule:
     )
     if schedule.next_due is not None:
         msg.next_run_at = schedule.next_due
-    return msg
-
-
-def limits_from_pb(msg: pb.Limits) -> Limits:
-    def opt(name: str) -> int | None:
-        return int(getattr(msg, name)) if msg.HasField(name) else None
-
-    return Limits(
-        cpu=msg.cpu_cores if msg.HasField("cpu_cores") else None,
-        memory=opt("memory_bytes"),
-        io_read_bps=opt("io_read_bps"),
-        io_write_bps=opt("io_write_bps"),
-        pids=opt("pids"),
-        output_bytes=opt("output_bytes"),
-    )
-
-
-def limits_to_pb(limits: Limits) -> pb.Limits:
-    msg = pb.Limits()
-    if limits.cpu is not None:
-        msg.cpu_cores = limits.cpu
-    for field, value in (
-        ("memory_bytes", limits.memory),
-        ("io_read_bps", limits.io_read_bps),
-        ("io_write_bps", limits.io_write_bps),
-        ("pids", limits.pids),
-        ("output_bytes", limits.output_bytes),
-    ):
-        if value is not None:
-            setattr(msg, field, value)
     return msg
 
 

@@ -14,20 +14,22 @@ credential; every channel has its own TCP+TLS connection.
 
 1. ``--load``: N concurrent clients (200 for 60 s; quick 50 for 10 s), in several
    worker processes, mixing Start (short jobs), Status, List, Output follow and
-   Remove; twice (two rounds), so that memory kept after the first round can be told
-   from memory growing with every round. Errors must be zero. Server and supervisor
-   RSS: before, peak during, ~10 s after each round.
+   Remove; in rounds (3; quick 2), so that memory kept after the first round can be
+   told from memory growing with every round. Errors must be zero. Server and
+   supervisor RSS: before, peak during, ~10 s after each round.
 2. ``--lifecycles``: 10,000 start+wait+remove (quick 1,000), 8 in flight. Before and
    after: server and supervisor fds and RSS, this instance's cgroup directories,
    zombies under the supervisor, job directories left on disk. The server's asyncio
    task count is not observable from outside the process and is not reported.
 3. ``--slow-follower``: a job writes 50 MiB as fast as it can while 5 fast followers
    and one slow follower (1 KiB/s: read a message, sleep len/1024 s) read it.
-   Compared with the same run without the slow follower: the job's own write time,
-   the fast followers' completion time, and the server's RSS.
+   Compared, over interleaved runs (5 of each kind; quick 3), with the job alone and
+   with only the fast followers: the job's own write time, the fast followers'
+   completion time, the server's RSS, and what the server sent the slow follower.
 4. ``--many-followers``: 1,000 jobs (quick 200) printing 1..10 once a second, each
    followed by its own client connection; all followers must get exactly the 10
-   lines. Time to start all, peak server/supervisor RSS and fds, peak running jobs.
+   lines. Time to start all, peak server/supervisor RSS and fds, peak running jobs;
+   3 rounds (quick 1). ``--many-seconds 60`` makes the jobs long enough to all overlap.
 5. ``--kill9``: 20 jobs print a counter every 100 ms for 5 s and exit 3; one follower
    per job. SIGKILL the server mid-stream, start it again on the same port and state
    dir; followers resume from their byte offset. Every follower must have the exact
@@ -35,8 +37,14 @@ credential; every channel has its own TCP+TLS connection.
 6. ``--sigterm``: the same with SIGTERM: the server must exit within a few seconds,
    jobs keep running, streams end cleanly or with UNAVAILABLE and resume.
 
+``--trim-probe`` (needs gdb) calls ``malloc_trim(0)`` in the server after each round of
+scenarios 1 and 4 and reports the RSS again: memory the allocator keeps after a peak
+goes away, memory in use does not.
+
 Results: a table on stdout and ``bench/results/load.json`` (scenarios run are merged
-into the existing file, each with its own timestamp and mode).
+into the existing file, each with its own timestamp, load average, and a digest of
+``src/remo``; quick runs are stored as ``<scenario>-quick``). Exit status 1 when a
+check failed. docs/RELIABILITY.md has the results and what they mean.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from remo.core.errors import InvalidArgument, RemoError, SupervisorUnavailable
 from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec, Limits
 from remo.core.status import JobStatus
-from remo.output.reader import read_output
+from remo.output.reader import BACKSTOP_SECONDS, read_output
 from remo.output.watcher import OutputWatcher
 from remo.store.jobs import JobStore, parse_job_id
 from remo.supervisor.client import SupervisorClient
@@ -210,11 +210,21 @@ class JobManager:
         if status.ended:
             return status
         owner, seq = parse_job_id(job_id)
-        job_dir = self.paths.job_dir(owner, seq)
-        size = _file_size(job_dir / "output")
-        async for _ in read_output(self._watcher, str(job_dir), size, True):
-            pass  # output itself is not wanted; the iterator ends when the job does
-        return self._store.get(job_id)
+        # Wake on changes of the job's directory (the supervisor creates ``exit`` after
+        # writing the final row); the output itself is never read.
+        try:
+            changes = self._watcher.watch(str(self.paths.job_dir(owner, seq)))
+        except FileNotFoundError:
+            return self._store.get(job_id)  # removed meanwhile: raises JobNotFound
+        with changes:
+            while True:
+                seen = changes.generation
+                status = self._store.get(job_id)
+                if status.ended:
+                    return status
+                if changes.gone:  # removed meanwhile: get() raises JobNotFound next time
+                    return self._store.get(job_id)
+                await changes.wait(seen, timeout=BACKSTOP_SECONDS)
 
     async def _call(self, op: str, **args: Any) -> Any:
         if not self._client.connected:
@@ -254,10 +264,3 @@ class JobManager:
                     log.error("cannot restart the supervisor: %s", err)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

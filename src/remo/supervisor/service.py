@@ -41,7 +41,7 @@ from remo.core.errors import (
 )
 from remo.core.paths import EXIT_FILE, OUTPUT_FILE, STATUS_FILE, StatePaths
 from remo.core.spec import JobSpec, Limits
-from remo.core.status import JobState, JobStatus
+from remo.core.status import JobState
 from remo.store.jobs import JobStore, job_key, parse_job_id
 from remo.supervisor import accounts, init, namespaces
 from remo.supervisor.spawn import (
@@ -490,9 +490,6 @@ class Supervisor:
         return True
 
     # -- queries used by the request handler --------------------------------------------
-
-    def status(self, job_id: str) -> JobStatus:
-        return self.store.get(job_id)
 
 
 def _final_fields(

@@ -27,6 +27,7 @@ import inspect
 import itertools
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 _TRACE: str | None = None
-_DEPTH = 0  # 0 = supervisor, +1 per fork: the set-up child, the init, the job
+_DEPTH = 0  # 0 = supervisor (or spawner), +1 per fork: the helper, the init
 
 
 def mark(label: str) -> None:
@@ -103,27 +104,34 @@ def install(trace: str) -> None:
     _TRACE = trace
     from remo.cgroups import v1, v2
     from remo.store import jobs
-    from remo.supervisor import init, main, namespaces, service, spawn
+    from remo.supervisor import main, service, spawn
 
-    os.fork = _traced_fork
     _wrap(Path, "mkdir", "mkdir")
-    _wrap(service.Supervisor, "_check_free_space", "check_free_space")
     _wrap(main.Server, "_dispatch", "dispatch")
-    _wrap(service.Supervisor, "start", "Supervisor.start")
-    _wrap(jobs.JobStore, "allocate", "store.allocate")
     _wrap(jobs.JobStore, "insert_running", "store.insert_running")
     _wrap(v1.V1Driver, "create", "cgroup.create")
     _wrap(v2.V2Driver, "create", "cgroup.create")
-    _wrap(service, "spawn", "spawn")
-    _wrap(spawn, "_read_all", "wait-for-exec", enter=False)
-    _wrap(spawn, "_close_fds_except", "close_fds")
+    _wrap(spawn.InitPool, "send", "send-request")
+    _wrap(spawn.InitPool, "hand_over", "hand-over")
+    _wrap(service, "read_report", "wait-for-exec", enter=False)
     _wrap(spawn, "_host_pid", "host_pid")
-    _wrap(namespaces, "enter", "unshare+mount-private")
-    _wrap(namespaces, "prepare_init", "prepare_init")
-    _wrap(init, "make_output_pipe", "output-pipe")
-    _wrap(os, "setsid", "setsid")
+    spawn.InitPool.command = (sys.executable, __file__, "--as-spawner", trace)
+
+
+def install_in_spawner(trace: str) -> None:
+    """Trace points in the spawner and the inits it forks."""
+    global _TRACE
+    _TRACE = trace
+    from remo.supervisor import spawner
+
+    os.fork = _traced_fork
+    _wrap(spawner, "_receive", "init.request", enter=False)
+    _wrap(spawner, "_receive_fds", "init.fds", enter=False)
+    _wrap(spawner, "_start", "init.start")
+    _wrap(os, "setuid", "setuid")
     _wrap(os, "chdir", "chdir")
-    _wrap(os, "execvpe", "execvpe", leave=False)
+    _wrap(os, "posix_spawnp", "posix_spawnp")
+    _wrap(socket.socket, "sendall", "init.report")
 
 
 # -- the measuring side ----------------------------------------------------------------------
@@ -193,39 +201,27 @@ def read_windows(trace: str) -> list[list[tuple[int, str]]]:
     return windows
 
 
-def milestones(job_depth: int) -> list[tuple[str, str]]:
+def milestones() -> list[tuple[str, str]]:
     """(trace point, name of the phase that ends there), in the order a start passes them.
 
-    ``job_depth`` is 3 with a PID namespace (supervisor, set-up child, init, job) and 2
-    without one (the set-up child is the init).
+    Depth 0 is the supervisor; the waiting init is depth 2 (spawner, helper, init).
     """
-    points = [
+    return [
         ("client.start>@0", ""),
         ("dispatch>@0", "request: client to supervisor"),
-        ("mkdir>@0", "supervisor: validate, account, allocate id (SQLite)"),
+        ("send-request>@0", "supervisor: validate, resolve the account"),
+        ("send-request<@0", "supervisor: take a waiting init, send it the request"),
         ("cgroup.create>@0", "supervisor: job dir, output and status files"),
         ("cgroup.create<@0", "supervisor: create the job's cgroups"),
-        ("fork>@0", "supervisor: open cgroup.procs files, build the request"),
-        ("forked-child@1", "fork #1: supervisor -> set-up child"),
-        ("setsid>@1", "set-up child: join the cgroups (write cgroup.procs)"),
-        ("fork>@1", "set-up child: setsid, close fds, namespaces, output pipe"),
-        (
-            "forked-child@2",
-            "fork #2: " + ("set-up child -> init" if job_depth == 3 else "init -> job"),
-        ),
-    ]
-    if job_depth == 3:
-        points += [
-            ("fork>@2", "init: mount /proc, output pipe, setsid"),
-            ("forked-child@3", "fork #3: init -> job"),
-        ]
-    points += [
-        (f"execvpe>@{job_depth}", "job: stdio, chdir, signal mask"),
-        ("wait-for-exec<@0", "exec, until the supervisor sees the pipe close"),
-        ("dispatch<@0", "supervisor: job pid, insert the row (SQLite)"),
+        ("hand-over>@0", "supervisor: open the cgroup.procs files"),
+        ("hand-over<@0", "supervisor: send the descriptors"),
+        ("init.fds<@2", "init: has the descriptors (request decoded meanwhile)"),
+        ("posix_spawnp>@2", "init: join cgroups, isolate, account, chdir"),
+        ("posix_spawnp<@2", "init: posix_spawn (vfork + exec)"),
+        ("wait-for-exec<@0", "report: init to supervisor"),
+        ("store.insert_running<@0", "supervisor: job pid, insert the row (SQLite)"),
         ("client.start<@0", "reply: supervisor to client"),
     ]
-    return points
 
 
 def analyse(trace: str) -> tuple[list[tuple[str, float, float]], float, float, int]:
@@ -238,8 +234,7 @@ def analyse(trace: str) -> tuple[list[tuple[str, float, float]], float, float, i
         first: dict[str, int] = {}
         for t, label in window:
             first.setdefault(label, t)
-        depth = 3 if "execvpe>@3" in first else 2
-        points = milestones(depth)
+        points = milestones()
         if any(p not in first for p, _ in points):
             continue  # a start whose trace is incomplete (not expected)
         for (prev, _), (point, name) in itertools.pairwise(points):
@@ -265,9 +260,15 @@ def _p90(values: list[float]) -> float:
 
 
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--as-spawner":
+        install_in_spawner(sys.argv[2])
+        from remo.supervisor.spawner import main as spawner_main
+
+        spawner_main(sys.argv[3:])
+        return
     if len(sys.argv) > 2 and sys.argv[1] == "--as-supervisor":
         global _DEPTH
-        _DEPTH = -1  # the supervisor forks once to detach: it is depth 0 after that
+        _DEPTH = 0  # its detaching fork is not traced: it stays depth 0
         install(sys.argv[2])
         from remo.supervisor.main import main as supervisor_main
 
@@ -288,7 +289,8 @@ def main() -> None:
         rows, total, total_p90, count = analyse(trace)
         pairs = steps(trace) if args.steps else []
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if not os.environ.get("KEEP"):
+            shutil.rmtree(base, ignore_errors=True)
     kind = "without namespaces" if args.no_namespaces else "with PID+mount namespaces"
     print(f"{count} traced starts {kind}, state dir under {args.state_parent}")
     print(

@@ -195,13 +195,12 @@ def test_hybrid_groups_live_under_own_cgroup(hybrid: tuple[FakeCgroup1, V1Driver
     assert driver.name == "hybrid"
     assert driver.supported() == base.FEATURES
     assert driver.warnings() == []
-    group = driver.create("job1", Limits())
+    group = driver.create("job1", Limits(cpu=1, pids=10, io_read_bps=1 << 20))
     root = fake.root
     expected = [
         root / "unified/remo/job1",
         root / "blkio/remo/job1",
         root / "cpu,cpuacct/remo/job1",
-        root / "freezer/remo/job1",
         root / "memory/process_api/f716/remo/job1",
         root / "pids/remo/job1",
     ]
@@ -211,6 +210,35 @@ def test_hybrid_groups_live_under_own_cgroup(hybrid: tuple[FakeCgroup1, V1Driver
     assert not (root / "devices/remo").exists()
     assert not (root / "systemd/remo").exists()
     assert driver.list_names() == ["job1"]
+
+
+def test_jobs_join_only_the_hierarchies_they_need(hybrid: tuple[FakeCgroup1, V1Driver]) -> None:
+    """No limits: memory (peak, OOM kills) and the cgroup2 mount (tracking, kill, cpu.stat)
+    are all a job needs; each extra hierarchy would cost every start a migration."""
+    fake, driver = hybrid
+    group = driver.create("job1", Limits())
+    root = fake.root
+    expected = [root / "unified/remo/job1", root / "memory/process_api/f716/remo/job1"]
+    assert group.join_files() == [str(p / "cgroup.procs") for p in expected]
+    assert not (root / "pids/remo/job1").exists()
+    assert not (root / "freezer/remo/job1").exists()
+    opened = driver.open("job1")
+    assert opened is not None and opened.join_files() == group.join_files()
+    group.destroy()
+    assert driver.open("job1") is None
+
+
+def test_plain_v1_jobs_join_cpuacct_and_freezer(plain_v1: tuple[FakeCgroup1, V1Driver]) -> None:
+    """Without a cgroup2 mount, usage comes from cpuacct and kill needs the freezer."""
+    fake, driver = plain_v1
+    group = driver.create("job1", Limits())
+    root = fake.root
+    expected = [
+        root / "cpu,cpuacct/remo/job1",
+        root / "freezer/remo/job1",
+        root / "memory/process_api/f716/remo/job1",
+    ]
+    assert group.join_files() == [str(p / "cgroup.procs") for p in expected]
 
 
 def test_v1_limits_use_kernel_formats(hybrid: tuple[FakeCgroup1, V1Driver]) -> None:
@@ -322,7 +350,7 @@ def test_mkdir_failure_removes_what_was_created(hybrid: tuple[FakeCgroup1, V1Dri
     fake, driver = hybrid
     (fake.root / "pids/remo/job1").mkdir()  # a leftover in one hierarchy only
     with pytest.raises(CgroupError) as info:
-        driver.create("job1", Limits())
+        driver.create("job1", Limits(pids=10))
     assert info.value.errno == errno.EEXIST
     assert driver.list_names() == ["job1"]
     assert not (fake.root / "unified/remo/job1").exists()

@@ -143,6 +143,7 @@ class V1Driver:
             raise first_error
         self._has_kill = bool(self._unified) and self._has("unified", "cgroup.kill")
         self._has_memsw = self._has("memory", "memory.memsw.limit_in_bytes")
+        self._unified_cpu_stat = self._has("unified", "cpu.stat")
         self._supported = self._features()
 
     def _has(self, controller: str, file: str) -> bool:
@@ -170,15 +171,37 @@ class V1Driver:
     def supported(self) -> frozenset[str]:
         return self._supported
 
-    def _group(self, name: str) -> V1Group:
-        dirs = {c: os.path.join(b, name) for c, b in self._bases.items()}
+    def _group(self, name: str, controllers: Sequence[str]) -> V1Group:
+        dirs = {c: os.path.join(self._bases[c], name) for c in controllers}
         unified = os.path.join(self._unified, name) if self._unified else None
         return V1Group(name, dirs, unified, self._fs, self._has_kill)
+
+    def _needed(self, limits: Limits) -> list[str]:
+        """The hierarchies a job with ``limits`` must be in.
+
+        Every hierarchy costs a directory and a migration on each start (the
+        migration takes a global lock, cgroup_threadgroup_rwsem), so a job only joins
+        what limits it, reports its usage (memory's peak and OOM kills; cpuacct when
+        the cgroup2 mount has no cpu.stat) or kills it (the freezer, when the cgroup2
+        mount cannot). Without one of them the job simply stays where the server is.
+        """
+        wanted = {"memory"}
+        if limits.cpu is not None:
+            wanted.add("cpu")
+        if limits.pids is not None:
+            wanted.add("pids")
+        if limits.io_read_bps is not None or limits.io_write_bps is not None:
+            wanted.add("blkio")
+        if not self._unified_cpu_stat:
+            wanted.add("cpuacct")
+        if not self._has_kill:
+            wanted.add("freezer")
+        return [c for c in USED if c in wanted and c in self._bases]
 
     def create(self, name: str, limits: Limits) -> V1Group:
         base.check_name(name)
         base.check_limits(limits, self._supported)
-        group = self._group(name)
+        group = self._group(name, self._needed(limits))
         created: list[str] = []
         try:
             for path in group.paths:
@@ -231,7 +254,8 @@ class V1Driver:
 
     def open(self, name: str) -> V1Group | None:
         base.check_name(name)
-        group = self._group(name)
+        present = [c for c in self._bases if self._fs.exists(os.path.join(self._bases[c], name))]
+        group = self._group(name, present)
         if not any(self._fs.exists(p) for p in group.paths):
             return None
         return group

@@ -77,6 +77,9 @@ class JobStore:
         self.path = path
         self._db = connect(path)
         self._db.executescript(SCHEMA)
+        #: owner -> next job number; the supervisor is the only writer, so the table
+        #: is read once per owner and written together with each job's row.
+        self._next: dict[str, int] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -84,23 +87,23 @@ class JobStore:
     # -- writes (supervisor only) -------------------------------------------------
 
     def allocate(self, owner: str) -> int:
-        """Reserve the next job number of ``owner``."""
-        with self._db:
+        """Reserve the next job number of ``owner`` (made durable by :meth:`insert_running`).
+
+        No write here: a start commits once, row and number together. A number handed out
+        but never recorded (the supervisor died meanwhile) is handed out again.
+        """
+        seq = self._next.get(owner)
+        if seq is None:
             row = self._db.execute("SELECT next FROM sequences WHERE owner=?", (owner,)).fetchone()
-            seq = row[0] if row else 1
-            self._db.execute(
-                "INSERT INTO sequences(owner, next) VALUES(?, ?) "
-                "ON CONFLICT(owner) DO UPDATE SET next=excluded.next",
-                (owner, seq + 1),
-            )
-        return int(seq)
+            seq = int(row[0]) if row else 1
+        self._next[owner] = seq + 1
+        return seq
 
     def release(self, owner: str, seq: int) -> None:
-        """Give back a number whose start failed, so failed starts leave no gap."""
-        with self._db:
-            self._db.execute(
-                "UPDATE sequences SET next=? WHERE owner=? AND next=?", (seq, owner, seq + 1)
-            )
+        """Give back the number of a job whose start failed, unless a later one was
+        handed out meanwhile (so failed starts leave no gap)."""
+        if self._next.get(owner) == seq + 1:
+            self._next[owner] = seq
 
     def insert_running(
         self,
@@ -113,6 +116,7 @@ class JobStore:
         isolation: Iterable[str] = (),
         schedule_id: str | None = None,
     ) -> None:
+        """Record a started job, and its number as used."""
         with self._db:
             self._db.execute(
                 "INSERT INTO jobs(owner, seq, spec, state, pid, init_pid, started_at, isolation,"
@@ -127,6 +131,11 @@ class JobStore:
                     ",".join(isolation),
                     schedule_id,
                 ),
+            )
+            self._db.execute(
+                "INSERT INTO sequences(owner, next) VALUES(?, ?) "
+                "ON CONFLICT(owner) DO UPDATE SET next=max(next, excluded.next)",
+                (owner, seq + 1),
             )
 
     def mark_stop_requested(self, owner: str, seq: int) -> None:

@@ -1,7 +1,9 @@
 """The job's init: the process between the supervisor and the job.
 
-Every job runs as a child of a small init, forked from the supervisor (no exec). With a
-PID namespace it is PID 1 inside; without one it is a plain parent. It has three duties:
+Every job runs as a child of a small init, forked ahead of time by the spawner (see
+:mod:`remo.supervisor.spawner`; no exec). With a PID namespace it is PID 1 inside;
+without one it is a plain parent. It runs as the job's account once the job started
+(undumpable, so that account cannot trace it). It has three duties:
 
 1. **Output.** The job's stdout and stderr are one pipe; the init moves the bytes into
    the job's output file with ``splice(2)`` (no copy through user space) up to the
@@ -26,6 +28,7 @@ import fcntl
 import os
 import select
 import signal
+from typing import NoReturn
 
 FORWARDED_SIGNALS = (
     signal.SIGTERM,
@@ -101,10 +104,11 @@ class Relay:
                 os.write(self.out_fd, notice.encode())
 
 
-def run(
-    job_pid: int, relay: Relay, status_fd: int, pid1: bool
-) -> None:  # pragma: no cover - runs in the init
-    """Relay, reap and forward until the job's main process ends; never returns."""
+def install_signal_handlers(pid1: bool) -> int:  # pragma: no cover - runs in the init
+    """Catch SIGCHLD (through a wake-up pipe) and forward stop signals; return the pipe.
+
+    Called before the job is started, so that its end can never go unnoticed.
+    """
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -116,6 +120,13 @@ def run(
 
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, forward if pid1 else signal.SIG_IGN)
+    return wake_r
+
+
+def run(
+    job_pid: int, relay: Relay, status_fd: int, wake_r: int
+) -> NoReturn:  # pragma: no cover - runs in the init
+    """Relay and reap until the job's main process ends; never returns."""
     status: int | None = None
     while status is None:
         watched = [wake_r] if relay.eof else [relay.pipe_fd, wake_r]

@@ -91,6 +91,7 @@ class Server:
         if op == "info":
             return {
                 "pid": os.getpid(),
+                "spawner": sup.pool.spawner_pid,
                 "cgroups": sup.driver.name,
                 "warnings": sup.warnings() + _privilege_warnings(),
                 "running": len(sup.running),
@@ -139,6 +140,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         # A stop of the supervisor must not orphan jobs: it leaves once they are done.
         loop.add_signal_handler(sig, lambda: log.info("asked to exit; waiting for jobs to end"))
+    supervisor.pool.launch()
     supervisor.recover()
     supervisor.reap()  # children that ended before the handler was installed
     # The socket is bound relative to the state dir (we chdir'd there) so that deep state
@@ -152,6 +154,7 @@ async def serve(
     # The launcher connects right after "ready"; give it time before idling out.
     server.check_idle(max(server.linger, _FIRST_CLIENT_GRACE))
     await server.done.wait()
+    supervisor.pool.close()
     listener.close()
     paths.supervisor_socket.unlink(missing_ok=True)
     store.close()

@@ -1,40 +1,35 @@
 """PID, mount and network namespaces for one job.
 
-Layout of a namespaced job (all forked from the supervisor, no exec until the job)::
-
-    supervisor ── setup child ──(unshare, fork)──► init (PID 1 inside) ──► job (PID 2)
-                     └ exits at once; init is re-parented to the supervisor,
-                       which is a child subreaper, so the supervisor still reaps it.
-
-Before forking the job, the init mounts a fresh ``/proc`` for the new PID namespace,
-optionally a private ``/tmp``, and brings up ``lo`` in a new network namespace (see
-:mod:`remo.supervisor.init` for what it does afterwards). When the init exits, the
-kernel kills whatever is left in the namespace.
+A namespaced job's init is forked by the spawner's helper after it unshared its PID
+namespace, so the init is PID 1 of a fresh namespace (see
+:mod:`remo.supervisor.spawner`). While it waits for a job it makes its mount namespace
+a slave of the host's and mounts that namespace's ``/proc``; once the job is known it adds what that
+job asked for (no network but ``lo``, a private ``/tmp``) and starts it as PID 2. When
+the init exits, the kernel kills whatever is left in the namespace.
 
 Python 3.11 has no ``os.unshare`` or ``mount``: both come from libc through ctypes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import ctypes.util
 import fcntl
 import os
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
-MS_REC, MS_PRIVATE = 0x4000, 0x40000
+MS_REC, MS_SLAVE = 0x4000, 0x80000
 _SIOCGIFFLAGS, _SIOCSIFFLAGS = 0x8913, 0x8914
 _IFF_UP = 0x1
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+# dlopen(NULL): the symbols already loaded, libc among them (find_library would run
+# ldconfig in a subprocess).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -103,55 +98,35 @@ def probe(flags: int) -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
-def enter(isolation: Isolation, without: int = 0) -> None:
-    """In the setup child: create the namespaces; mounts stay private to them."""
-    unshare(isolation.flags() & ~without)
-    if isolation.flags() & CLONE_NEWNS:
-        # Private propagation: nothing mounted inside ever shows up on the host.
-        mount("none", "/", None, MS_REC | MS_PRIVATE)
+def libc() -> ctypes.CDLL:
+    """The C library, for the calls Python 3.11 does not wrap."""
+    return _libc
 
 
-_own_pid_namespace: int | None = None
+def prepare_pid_one() -> None:
+    """In a waiting init, PID 1 of a fresh PID namespace: a mount namespace of its own
+    with this namespace's ``/proc``.
 
-
-@contextlib.contextmanager
-def pid_namespace_for_next_child(wanted: bool) -> Iterator[None]:
-    """Make the next fork land in a new PID namespace, as its PID 1.
-
-    ``unshare(CLONE_NEWPID)`` does not move the caller, only its future children; the
-    ``setns`` back to our own namespace afterwards makes later children ordinary again.
-    Forking straight into the namespace saves the extra fork (about a millisecond of a
-    start) that unsharing in the child and forking again would cost. The supervisor is
-    single-threaded, so no other fork can happen in between. (The child leaves this
-    block too, after the fork: only the parent restores.)
+    Slave propagation: nothing mounted inside ever shows up on the host, while what the
+    host mounts later (on shared mounts) still reaches a job whose init was forked
+    before — it may have waited in the pool for a while.
     """
-    global _own_pid_namespace
-    if not wanted:
-        yield
-        return
-    if _own_pid_namespace is None:
-        _own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    unshare(CLONE_NEWPID)
-    parent = os.getpid()
-    try:
-        yield
-    finally:
-        if os.getpid() == parent and _libc.setns(_own_pid_namespace, CLONE_NEWPID) != 0:
-            # Every later child would land in a dead namespace: better to stop here and
-            # let the library start a fresh supervisor.
-            err = ctypes.get_errno()
-            os.write(2, f"remo supervisor: setns failed: {os.strerror(err)}\n".encode())
-            os._exit(70)
+    unshare(CLONE_NEWNS)
+    mount("none", "/", None, MS_REC | MS_SLAVE)
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def prepare_init(isolation: Isolation) -> None:
-    """In the init (PID 1 inside): /proc for this PID namespace, /tmp, loopback."""
-    if isolation.pid:
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    if isolation.private_tmp:
-        mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
-    if isolation.network_none:
+def isolate_job(network_none: bool, private_tmp: bool) -> None:
+    """In the init, once its job is known: the namespaces this one job asked for.
+
+    A private ``/tmp`` needs the init's own mount namespace (see :func:`prepare_pid_one`);
+    the supervisor refuses such jobs when namespaces are off.
+    """
+    if network_none:
+        unshare(CLONE_NEWNET)
         _loopback_up()
+    if private_tmp:
+        mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
 
 
 def _loopback_up() -> None:

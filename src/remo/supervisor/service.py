@@ -40,14 +40,14 @@ from remo.core.errors import (
     StartFailed,
 )
 from remo.core.paths import EXIT_FILE, OUTPUT_FILE, STATUS_FILE, StatePaths
-from remo.core.spec import JobSpec, Limits
+from remo.core.spec import JobSpec
 from remo.core.status import JobState
 from remo.store.jobs import JobStore, job_key, parse_job_id
 from remo.supervisor import accounts, init, namespaces
 from remo.supervisor.spawn import (
-    Spawned,
+    InitPool,
     SpawnRequest,
-    fork_job,
+    WaitingInit,
     parse_report,
     read_report,
 )
@@ -117,6 +117,7 @@ class Supervisor:
             namespaces.CLONE_NEWPID | namespaces.CLONE_NEWNS
         )
         self.can_isolate_network = namespaces.probe(namespaces.CLONE_NEWNET)
+        self.pool = InitPool(self.can_isolate, str(paths.root))
 
     def isolation_for(self, spec: JobSpec) -> namespaces.Isolation:
         """PID and mount namespaces whenever the kernel lets us; network as asked.
@@ -155,104 +156,125 @@ class Supervisor:
     # -- start ------------------------------------------------------------------------
 
     async def start(self, spec: JobSpec, schedule_id: str | None = None) -> dict[str, Any]:
-        """Start a job; return once it has exec'd (or raise why it could not)."""
+        """Start a job; return once it has exec'd (or raise why it could not).
+
+        A caller that goes away meanwhile does not interrupt a start half-way: the job is
+        either started and tracked or not started at all.
+        """
         spec.validate()
         owner = spec.owner or accounts.current_account_name()
         account = accounts.resolve(owner)
         isolation = self.isolation_for(spec)
         cwd = spec.cwd or (account.home if os.path.isdir(account.home) else "/")
         self._check_free_space()
-        try:
-            seq = self.store.allocate(owner)
-        except sqlite3.OperationalError as err:
-            raise self._storage_error(err) from err
-        job_dir = self.paths.job_dir(owner, seq)
         request = SpawnRequest(
             argv=spec.argv,
             env=accounts.job_environment(account, dict(spec.env or {})),
             cwd=cwd,
             account=account,
-            output_fd=-1,
             isolation=isolation,
             output_cap=spec.limits.output_bytes,
         )
+        spec = dataclasses.replace(spec, owner=owner, cwd=cwd)
+        return await asyncio.shield(self._start_tracked(spec, request, schedule_id))
+
+    async def _start_tracked(
+        self, spec: JobSpec, request: SpawnRequest, schedule_id: str | None
+    ) -> dict[str, Any]:
+        # While a start is on its way, an init that exits before it is tracked (a job
+        # that ends at once) has its status kept in _unclaimed.
         self._spawning += 1
         try:
-            group, pids = await self._spawn(
-                request, job_dir, self.cgroup_name(owner, seq), spec.limits
-            )
-        except BaseException:
-            with contextlib.suppress(sqlite3.OperationalError):
-                self.store.release(owner, seq)
-            raise
+            job, pid, started = await self._spawn(spec, request, schedule_id)
         finally:
             self._spawning -= 1
-        started = time.time()
-        spec = dataclasses.replace(spec, owner=owner, cwd=cwd)
-        try:
-            self.store.insert_running(
-                owner, seq, spec, pids.job, pids.init, started, isolation.labels(), schedule_id
-            )
-        except sqlite3.OperationalError as err:
-            # A job nobody knows about must not run: kill it and refuse the start.
-            self._unclaimed.pop(pids.init, None)
-            if group is not None:
-                _destroy_quietly(group)
-            shutil.rmtree(job_dir, ignore_errors=True)
-            raise self._storage_error(err) from err
-        job = RunningJob(owner, seq, pids.init, group, job_dir / STATUS_FILE, isolation.pid)
-        self._track(job)
-        if (early := self._unclaimed.pop(pids.init, None)) is not None:
-            self._spawn_task(self._finish(job, wait_status=early))  # it already ended
-        if not self._spawning:
-            self._unclaimed.clear()
-        return {"id": job.key, "pid": pids.job, "started_at": started}
+            if not self._spawning:
+                self._unclaimed.clear()
+        return {"id": job.key, "pid": pid, "started_at": started}
 
     async def _spawn(
-        self, request: SpawnRequest, job_dir: Path, group_name: str, limits: Limits
-    ) -> tuple[JobGroup | None, Spawned]:
-        """Create the job's files and cgroup, fork, and wait for exec; undo all on failure."""
+        self, spec: JobSpec, request: SpawnRequest, schedule_id: str | None
+    ) -> tuple[RunningJob, int, float]:
+        """Hand the job to a waiting init and record it; undo everything on failure.
+
+        The order hides latency: the init gets the request first and decodes it while
+        we create the job's files and cgroups; then it gets the descriptors, starts the
+        command and reports, and the job's row is written with its pid.
+        """
+        owner = spec.owner
+        assert owner is not None
+        waiting = await self.pool.send(request)
+        seq = self.store.allocate(owner)
+        job_dir = self.paths.job_dir(owner, seq)
         group: JobGroup | None = None
         try:
-            job_dir.mkdir(parents=True, mode=0o700)
-            # Not O_APPEND: the init splice(2)s into it, which append mode forbids.
-            out_fd = os.open(job_dir / OUTPUT_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            status_fd = os.open(
-                job_dir / STATUS_FILE, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
-            )
             try:
-                os.write(status_fd, b" " * init.STATUS_RECORD_SIZE)
-                group = self.driver.create(group_name, limits)
-                join_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in group.join_files()]
-                try:
-                    forked = fork_job(
-                        dataclasses.replace(
-                            request, output_fd=out_fd, status_fd=status_fd, join_fds=join_fds
-                        )
-                    )
-                finally:
-                    for fd in join_fds:
-                        os.close(fd)
+                self._create_files(job_dir, waiting)
+                group = self.driver.create(self.cgroup_name(owner, seq), spec.limits)
+                waiting.fds.extend(
+                    os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in group.join_files()
+                )
+                self.pool.hand_over(waiting)
+                report = await read_report(waiting.sock)
             finally:
-                os.close(out_fd)
-                os.close(status_fd)
-            report = parse_report(
-                forked, await read_report(forked.report_fd), request.isolation.pid
-            )
-            for pid in report.reap:
-                await self._wait_child(pid)
-            if report.failure is not None:
-                raise report.failure
+                waiting.close()
+                # The replacement init is forked once this start has replied: no await
+                # comes between here and the reply on success (see replenish).
+                asyncio.get_running_loop().call_soon(self.pool.replenish)
+            spawned = parse_report(waiting.pid, report, request.isolation.pid)
+            started = time.time()
+            try:
+                self.store.insert_running(
+                    owner,
+                    seq,
+                    spec,
+                    spawned.job,
+                    spawned.init,
+                    started,
+                    request.isolation.labels(),
+                    schedule_id,
+                )
+            except BaseException:
+                # A job nobody knows about must not run.
+                _kill_quietly(waiting.pid, group)
+                raise
         except BaseException as err:
+            await self._wait_child(waiting.pid)  # it exits on a failure, EOF or kill
             if group is not None:
                 _destroy_quietly(group)
             shutil.rmtree(job_dir, ignore_errors=True)
-            if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            self.store.release(owner, seq)
+            if isinstance(err, sqlite3.OperationalError):
+                raise self._storage_error(err) from err
+            if isinstance(err, OSError | StartFailed) and err.errno in _DISK_FULL:
                 raise self._storage_error(err) from err
             if isinstance(err, OSError):
                 raise StartFailed("setup", err.errno, "cannot prepare the job") from err
             raise
-        return group, report.spawned
+        job = RunningJob(
+            owner, seq, waiting.pid, group, job_dir / STATUS_FILE, request.isolation.pid
+        )
+        self._track(job)
+        if (early := self._unclaimed.pop(waiting.pid, None)) is not None:
+            self._spawn_task(self._finish(job, wait_status=early))  # it already ended
+        return job, spawned.job, started
+
+    @staticmethod
+    def _create_files(job_dir: Path, waiting: WaitingInit) -> None:
+        """The job's directory and its output and status files (for the init)."""
+        try:
+            job_dir.mkdir(parents=True, mode=0o700)
+        except FileExistsError:
+            # Left by a supervisor that died between handing out this number and
+            # recording it: no row names it, so it is garbage.
+            shutil.rmtree(job_dir)
+            job_dir.mkdir(mode=0o700)
+        # Not O_APPEND: the init splice(2)s into it, which append mode forbids.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        waiting.fds.append(os.open(job_dir / OUTPUT_FILE, flags, 0o600))
+        waiting.fds.append(os.open(job_dir / STATUS_FILE, flags, 0o600))
+        # The init overwrites this in place at the end, so that needs no new block.
+        os.write(waiting.fds[-1], b" " * init.STATUS_RECORD_SIZE)
 
     async def _wait_child(self, pid: int) -> int:
         """The exit status of a child the reaper does not track as a job."""
@@ -358,7 +380,9 @@ class Supervisor:
                 return
             job = self.running.get(pid)
             if job is None:
-                if (waiter := self._waiters.pop(pid, None)) is not None:
+                if pid == self.pool.spawner_pid:
+                    self.pool.spawner_exited()
+                elif (waiter := self._waiters.pop(pid, None)) is not None:
                     waiter.set_result(wait_status)
                 elif self._spawning:
                     self._unclaimed[pid] = wait_status  # maybe a job's init, not yet tracked
@@ -564,6 +588,16 @@ def _is_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _kill_quietly(init_pid: int, group: JobGroup | None) -> None:
+    """Kill a job that was started but cannot be recorded: its cgroup, and its init
+    (whose PID namespace, if any, dies with it)."""
+    if group is not None:
+        with contextlib.suppress(RemoError):
+            group.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(init_pid, signal.SIGKILL)
 
 
 def _destroy_quietly(group: JobGroup) -> None:

@@ -1,48 +1,63 @@
-"""fork + exec of one job, with every set-up step done in the child before exec.
+"""The supervisor's side of starting a job: waiting inits from the spawner, one per job.
 
-Why not :mod:`subprocess`: its ``user=``/``group=`` switch happens *before*
-``preexec_fn`` runs, but a job must join its cgroups (root-owned files) and enter its
-namespaces while still privileged, then drop privileges, then exec. Writing the child
-side by hand keeps that order explicit, and lets a failure report *which* step failed
-(``chdir`` vs ``exec`` both fail with ENOENT) over a close-on-exec pipe: EOF on the pipe
-means exec succeeded, so ``start`` can raise the real OS reason itself.
-
-The supervisor is single-threaded, so forking it is safe (no lock can be held by a
-thread that does not exist in the child).
+The supervisor never forks a job itself (see :mod:`remo.supervisor.spawner` for why and
+for the wire format). It keeps the spawner running, takes a waiting init for each start,
+sends it the job with the descriptors it needs (output file, status file, cgroup files),
+and reads the init's one report: ``job <pid>`` once the command runs, or which step
+failed and why — so ``start`` raises the real OS reason itself (``chdir`` vs ``exec`` both
+fail with ENOENT, the stage tells them apart).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import re
-import signal
+import socket
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from remo.core.errors import StartFailed
-from remo.supervisor import init, namespaces
+from remo.supervisor import namespaces
 from remo.supervisor.accounts import Account
+from remo.supervisor.spawner import REQUEST_HEADER
 
-_EXIT_SETUP_FAILED = 127
-_REPORT_LINE = re.compile(rb"(pid|job) ([0-9]+)\n")
+log = logging.getLogger("remo.supervisor")
+
+_REPORT = re.compile(rb"job ([0-9]+)\n")
+#: Inits kept waiting; more are asked for as they are taken.
+POOL_SIZE = 2
+#: A start gives up when no init arrives in this long (the spawner cannot fork).
+_TAKE_TIMEOUT = 30.0
 
 
 @dataclass
 class SpawnRequest:
-    """Everything the child needs, opened by the parent before fork."""
+    """What a waiting init needs to know about its job."""
 
     argv: Sequence[str]
     env: dict[str, str]
     cwd: str
     account: Account
-    output_fd: int
-    join_fds: list[int] = field(default_factory=list)
     isolation: namespaces.Isolation = field(default_factory=namespaces.Isolation)
-    #: The init writes the job's wait status and output byte counts here (see init).
-    status_fd: int = -1
     output_cap: int | None = None
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "argv": list(self.argv),
+                "env": self.env,
+                "cwd": self.cwd,
+                "account": asdict(self.account),
+                "network_none": self.isolation.network_none,
+                "private_tmp": self.isolation.private_tmp,
+                "output_cap": self.output_cap,
+            }
+        ).encode()
 
 
 @dataclass(frozen=True)
@@ -53,97 +68,194 @@ class Spawned:
     job: int
 
 
-@dataclass(frozen=True)
-class Forked:
-    """A set-up child on its way to exec; its report arrives on ``report_fd``."""
+@dataclass
+class WaitingInit:
+    """An init that waits for its job on ``sock``; ``fds`` are gathered for it."""
 
     pid: int
-    report_fd: int
+    sock: socket.socket
+    fds: list[int] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Close what is still ours; an init that has no job yet exits on the EOF."""
+        self.sock.close()
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
 
 
-def fork_job(request: SpawnRequest) -> Forked:
-    """Fork the set-up child, which goes on to fork the job's init and the job.
+class InitPool:
+    """Keeps the spawner running and hands out its waiting inits."""
 
-    Returns at once; read the report with :func:`read_report` (EOF means exec
-    succeeded) and interpret it with :func:`parse_report`.
-    """
-    read_end, write_end = os.pipe()  # both close-on-exec (PEP 446)
-    try:
-        with namespaces.pid_namespace_for_next_child(request.isolation.pid):
-            pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
-            _child(request, write_end)
-    except BaseException:
-        os.close(read_end)
-        raise
-    finally:
-        os.close(write_end)
-    return Forked(pid, read_end)
+    #: How the spawner is run (``bench/start_profile.py`` runs a traced one instead).
+    command: tuple[str, ...] = (sys.executable, "-m", "remo.supervisor.spawner")
 
+    def __init__(self, pid_namespace: bool, state_dir: str, size: int = POOL_SIZE) -> None:
+        self.pid_namespace = pid_namespace
+        self.state_dir = state_dir
+        self.size = size
+        self.spawner_pid = 0
+        self._control: socket.socket | None = None
+        self._ready: asyncio.Queue[WaitingInit] = asyncio.Queue()
+        self._closed = False
 
-async def read_report(fd: int) -> bytes:
-    """Read the set-up report to EOF on the event loop (other requests go on meanwhile),
-    then close ``fd``."""
-    loop = asyncio.get_running_loop()
-    chunks: list[bytes] = []
-    done: asyncio.Future[None] = loop.create_future()
-    os.set_blocking(fd, False)
-
-    def readable() -> None:
+    def launch(self) -> None:
+        """Start the spawner (a fresh interpreter); its inits arrive on the control socket."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            while chunk := os.read(fd, 4096):
-                chunks.append(chunk)
+            os.set_inheritable(theirs.fileno(), True)
+            args = [*self.command, "--control-fd", str(theirs.fileno()), "--pool", str(self.size)]
+            args += ["--state-dir", self.state_dir]
+            if self.pid_namespace:
+                args.append("--pid-namespace")
+            self.spawner_pid = os.posix_spawn(args[0], args, os.environ)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._control = ours
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._on_ready, ours)
+
+    def _on_ready(self, control: socket.socket) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(control, 64, 1)
         except BlockingIOError:
             return
-        if not done.done():
-            done.set_result(None)
+        except OSError as err:
+            data, fds = b"", []
+            log.warning("spawner control socket: %s", err)
+        if not data:
+            # The spawner is gone; the reaper relaunches it (see spawner_exited).
+            asyncio.get_running_loop().remove_reader(control.fileno())
+            return
+        match = re.fullmatch(rb"ready ([0-9]+)\n", data)
+        if match is None or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            log.warning("spawner sent %r; ignored", data[:64])
+            return
+        sock = socket.socket(fileno=fds[0])
+        sock.setblocking(False)
+        self._ready.put_nowait(WaitingInit(int(match[1]), sock))
 
-    loop.add_reader(fd, readable)
+    def spawner_exited(self) -> None:
+        """Called by the reaper: start another spawner unless we are closing."""
+        self.spawner_pid = 0
+        if self._control is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(self._control.fileno())
+            self._control.close()
+            self._control = None
+        if not self._closed:
+            log.warning("the spawner exited; starting another")
+            asyncio.get_running_loop().call_later(0.05, self._relaunch)
+
+    def _relaunch(self) -> None:
+        if not self._closed and self._control is None:
+            try:
+                self.launch()
+            except OSError as err:
+                log.error("cannot start the spawner: %s; retrying", err)
+                asyncio.get_running_loop().call_later(1.0, self._relaunch)
+
+    async def send(self, request: SpawnRequest) -> WaitingInit:
+        """Give the job's description to a waiting init and return that init; its
+        descriptors follow with :meth:`hand_over`.
+
+        An init that died while waiting is skipped: its socket refuses the request.
+        """
+        body = request.encode()
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                waiting = self._ready.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    waiting = await asyncio.wait_for(self._ready.get(), _TAKE_TIMEOUT)
+                except TimeoutError:
+                    raise StartFailed(
+                        "setup", None, "no job init became ready: the server cannot fork processes"
+                    ) from None
+            try:
+                await loop.sock_sendall(waiting.sock, REQUEST_HEADER.pack(len(body)) + body)
+            except OSError as err:
+                log.warning("waiting init %d is gone (%s); taking another", waiting.pid, err)
+                waiting.close()
+                self.replenish()
+                continue
+            return waiting
+
+    def hand_over(self, waiting: WaitingInit) -> None:
+        """Send the gathered descriptors (closing our copies): the init starts the job.
+
+        When the init has already failed the send fails; its report says why.
+        """
+        try:
+            try:
+                socket.send_fds(waiting.sock, [b"F"], waiting.fds)
+            except BlockingIOError:
+                # Only a request of megabytes can still fill the socket buffer.
+                waiting.sock.setblocking(True)
+                try:
+                    socket.send_fds(waiting.sock, [b"F"], waiting.fds)
+                finally:
+                    waiting.sock.setblocking(False)
+        except OSError as err:
+            log.info("init %d did not take its descriptors: %s", waiting.pid, err)
+        for fd in waiting.fds:
+            os.close(fd)
+        waiting.fds.clear()
+
+    def replenish(self) -> None:
+        """Ask the spawner for one more init, to replace one taken.
+
+        Called once a start is over, not when the init is taken: forking the replacement
+        would otherwise compete for the CPU with the start that is waiting for its init.
+        """
+        if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.send(b"+")
+
+    def close(self) -> None:
+        """Let the spawner and the waiting inits exit (each sees EOF)."""
+        self._closed = True
+        if self._control is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(self._control.fileno())
+            self._control.close()
+            self._control = None
+        while not self._ready.empty():
+            self._ready.get_nowait().sock.close()
+
+
+async def read_report(sock: socket.socket) -> bytes:
+    """Read the init's one-line report on the event loop, then close ``sock``."""
+    loop = asyncio.get_running_loop()
+    report = b""
     try:
-        await done
+        while not report.endswith(b"\n") and (chunk := await loop.sock_recv(sock, 4096)):
+            report += chunk
+    except ConnectionError:
+        pass  # the init died: what arrived so far is all there is
     finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-    return b"".join(chunks)
+        sock.close()
+    return report
 
 
-@dataclass(frozen=True)
-class Report:
-    """What the set-up said: the pids, children to reap, or the failure."""
-
-    spawned: Spawned
-    reap: tuple[int, ...]
-    failure: StartFailed | None
-
-
-def parse_report(forked: Forked, report: bytes, pid_namespace: bool) -> Report:
-    """Make sense of the set-up report.
-
-    With a PID namespace the set-up child exits once it forked the init (the init,
-    re-parented to us as a subreaper, is PID 1 inside); without one the set-up child is
-    the init. On failure the init has exited too and must be reaped.
-    """
-    # The set-up child's "pid" line races the init's "job" line (or its failure report):
-    # either may come first. Each is one atomic write; JSON never holds a raw newline.
-    found = dict(_REPORT_LINE.findall(report))
-    rest = _REPORT_LINE.sub(b"", report)
-    init_pid, job_pid = forked.pid, 0
-    reap: list[int] = []
-    if b"pid" in found:
-        init_pid = int(found[b"pid"])
-        reap.append(forked.pid)
-    if b"job" in found:
-        job_pid = _host_pid(init_pid) if pid_namespace else int(found[b"job"])
-    spawned = Spawned(init_pid, job_pid)
-    if not rest:
-        return Report(spawned, tuple(reap), None)
-    reap.append(init_pid)
+def parse_report(init_pid: int, report: bytes, pid_namespace: bool) -> Spawned:
+    """The started job's pids, or raise :class:`StartFailed` with the init's reason."""
+    match = _REPORT.fullmatch(report)
+    if match is not None:  # the init is the job's from here on
+        job_pid = _host_pid(init_pid) if pid_namespace else int(match[1])
+        return Spawned(init_pid, job_pid)
     try:
-        failure = json.loads(rest)
-    except ValueError:
-        failure = {"stage": "exec", "errno": None, "detail": "job set-up failed"}
-    error = StartFailed(failure["stage"], failure.get("errno"), failure["detail"])
-    return Report(spawned, tuple(dict.fromkeys(reap)), error)
+        failure = json.loads(report)
+        stage, err, detail = failure["stage"], failure.get("errno"), failure["detail"]
+    except (ValueError, KeyError, TypeError):
+        stage, err, detail = "setup", None, "the job's init ended before starting it"
+    raise StartFailed(stage, err, detail)
 
 
 def _host_pid(init_pid: int) -> int:
@@ -155,77 +267,3 @@ def _host_pid(init_pid: int) -> int:
     except OSError:
         return 0
     return int(children[0]) if children else 0
-
-
-def _child(request: SpawnRequest, report_fd: int) -> None:  # pragma: no cover
-    """Runs in the forked child; never returns."""
-    stage, detail = "setup", "job set-up failed"
-    try:
-        signal.set_wakeup_fd(-1)  # the parent's event loop owns that fd
-        stage, detail = "cgroup", "cannot join the job's cgroup"
-        for fd in request.join_fds:
-            os.write(fd, b"0")  # "0" moves the writing process (cgroup-v2.rst, cgroups.txt)
-            os.close(fd)
-        stage, detail = "session", "cannot start a new session"
-        os.setsid()
-        isolation = request.isolation
-        # The init never execs, so close-on-exec does not protect the supervisor's
-        # sockets and database from it: close them explicitly.
-        _close_fds_except({report_fd, request.output_fd, request.status_fd})
-        if isolation.any or isolation.private_tmp:
-            # The PID namespace exists already: we were forked into it as its PID 1.
-            stage, detail = "namespace", "cannot create the job's namespaces"
-            namespaces.enter(isolation, without=namespaces.CLONE_NEWPID)
-        stage, detail = "namespace", "cannot prepare the job's namespaces"
-        namespaces.prepare_init(isolation)
-        stage, detail = "output", "cannot create the output pipe"
-        pipe_r, pipe_w = init.make_output_pipe()
-        job_pid = os.fork()
-        if job_pid != 0:
-            os.close(pipe_w)
-            os.write(report_fd, f"job {job_pid}\n".encode())
-            os.close(report_fd)
-            relay = init.Relay(pipe_r, request.output_fd, request.output_cap)
-            init.run(job_pid, relay, request.status_fd, pid1=isolation.pid)
-        stage, detail = "output", "cannot attach the output pipe"
-        os.close(pipe_r)
-        os.close(request.output_fd)
-        os.close(request.status_fd)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(pipe_w, 1)
-        os.dup2(pipe_w, 2)
-        os.close(pipe_w)
-        account = request.account
-        if account.switch:
-            stage, detail = "user", f"cannot switch to account {account.name!r}"
-            os.initgroups(account.name, account.gid)
-            os.setgid(account.gid)
-            os.setuid(account.uid)
-        stage, detail = "chdir", f"cannot enter working directory {request.cwd}"
-        os.chdir(request.cwd)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        stage, detail = "exec", f"cannot execute {request.argv[0]}"
-        os.execvpe(request.argv[0], list(request.argv), request.env)
-    except OSError as err:
-        _report(report_fd, stage, err.errno, detail)
-    except BaseException as err:
-        _report(report_fd, stage, None, f"{detail}: {err}")
-    os._exit(_EXIT_SETUP_FAILED)
-
-
-def _close_fds_except(keep: set[int]) -> None:  # pragma: no cover - child only
-    low = 3
-    for fd in sorted(k for k in keep if k >= 3):
-        os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
-
-
-def _report(fd: int, stage: str, err: int | None, detail: str) -> None:  # pragma: no cover
-    try:
-        os.write(fd, json.dumps({"stage": stage, "errno": err, "detail": detail}).encode())
-    finally:
-        os._exit(_EXIT_SETUP_FAILED)

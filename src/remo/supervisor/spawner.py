@@ -1,0 +1,278 @@
+"""The spawner: a small process that keeps job inits ready, so a start pays no fork.
+
+Why a process of its own: forking the supervisor (an asyncio process of ~20 MiB) costs
+milliseconds — the page tables are copied, then the child takes copy-on-write faults for
+every page its Python code touches — and a start used to pay that twice (supervisor →
+init → job) while the client waited. The spawner is a fresh interpreter that imports
+only what an init needs. It forks inits *ahead of time*; each one does the job-independent
+set-up (new session, PID and mount namespaces, ``/proc``, the output pipe) and then waits
+on a socket of its own for one job. A start sends the job to a waiting init, which joins
+the job's cgroups, applies the per-job namespaces, drops to the job's account and
+``posix_spawn()``s the command: ``vfork`` + ``exec``, so no page table is copied at all.
+
+Process layout::
+
+    supervisor ─► spawner ─► helper ─(unshare PID ns, fork)─► init (PID 1 inside) ─► job
+                               └ exits at once: the init is re-parented to the
+                                 supervisor (a child subreaper), which reaps it.
+
+The supervisor stays the parent of every init, so reaping and re-adoption work exactly
+as before; the spawner holds no job state and may die at any time (the supervisor
+starts another).
+
+Wire format (all on AF_UNIX stream sockets):
+
+* spawner → supervisor, on the control socket: ``ready <pid>\\n`` with the supervisor's
+  end of the init's socket attached (SCM_RIGHTS); supervisor → spawner: one ``+`` byte
+  per init wanted. EOF on the control socket tells the spawner to exit.
+* supervisor → init: an 8-byte length and that many bytes of JSON, the request; then,
+  once they exist, one byte ``F`` with the descriptors attached: the job's output and
+  status files, then the cgroup files to join. (The init decodes the request while the
+  supervisor creates those: work in the init is slower, every page it touches first is
+  a copy-on-write fault.)
+* init → supervisor: one line, ``job <pid>`` once the command runs, or a JSON failure
+  ``{"stage", "errno", "detail"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any, NoReturn
+
+from remo.supervisor import init, namespaces
+
+_EXIT_SETUP_FAILED = 127
+REQUEST_HEADER = struct.Struct("!Q")
+#: The most descriptors one request carries: output, status and one per cgroup hierarchy.
+MAX_REQUEST_FDS = 16
+#: Signals that must not stay ignored or handled in the job (Python ignores the first two).
+_DEFAULT_IN_JOB = (
+    signal.SIGPIPE,
+    signal.SIGXFSZ,
+    signal.SIGCHLD,
+    *init.FORWARDED_SIGNALS,
+)
+_PR_SET_DUMPABLE = 4
+
+
+class SetupError(Exception):
+    """A step of the set-up failed: ``stage`` names it for the user."""
+
+    def __init__(self, stage: str, err: int | None, detail: str) -> None:
+        super().__init__(detail)
+        self.stage, self.errno, self.detail = stage, err, detail
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="remo-spawner")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--pool", type=int, default=2)
+    parser.add_argument("--pid-namespace", action="store_true")
+    parser.add_argument("--state-dir", help="only names the process in ps")
+    args = parser.parse_args(argv)
+    control = socket.socket(fileno=args.control_fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we go
+    wanted = args.pool
+    while True:
+        while wanted > 0:
+            if make_init(control, args.pid_namespace):
+                wanted -= 1
+            else:
+                time.sleep(0.1)  # out of processes or memory: try again shortly
+        data = control.recv(4096)
+        if not data:
+            os._exit(0)  # the supervisor is gone or done
+        wanted += data.count(b"+")
+
+
+def make_init(control: socket.socket, pid_namespace: bool) -> bool:
+    """Fork one waiting init and hand its socket to the supervisor; False if the
+    system would not let us fork."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid_r, pid_w = os.pipe()
+    helper = os.fork()
+    if helper == 0:  # pragma: no cover - runs in the helper
+        try:
+            if pid_namespace:
+                namespaces.unshare(namespaces.CLONE_NEWPID)  # only our children move
+            pid = os.fork()
+            if pid == 0:
+                waiting_init(theirs.fileno(), pid_namespace)
+            os.write(pid_w, b"%d" % pid)
+        finally:
+            os._exit(0)
+    os.close(pid_w)
+    theirs.close()
+    try:
+        reported = os.read(pid_r, 32)
+        os.waitpid(helper, 0)
+        if not reported:
+            return False  # the helper could not fork (out of memory or pids)
+        try:
+            socket.send_fds(control, [b"ready %s\n" % reported], [ours.fileno()])
+        except OSError:
+            os._exit(0)  # the supervisor is gone
+        return True
+    finally:
+        os.close(pid_r)
+        ours.close()
+
+
+def waiting_init(fd: int, pid_namespace: bool) -> NoReturn:  # pragma: no cover - init
+    """The body of a waiting init: prepare, wait for one job, start it, relay; never returns."""
+    failure: SetupError | None = None
+    try:
+        _close_fds_except({0, 1, 2, fd})
+        prepared = _prepare(pid_namespace)
+    except OSError as err:
+        failure = SetupError("namespace", err.errno, "cannot create the job's namespaces")
+    except BaseException as err:
+        failure = SetupError("setup", None, f"job set-up failed: {err!r}")
+    conn = socket.socket(fileno=fd)
+    try:
+        request = _receive(conn)
+    except (OSError, ValueError):
+        os._exit(0)  # no job will come: the supervisor closed our socket
+    try:
+        if failure is not None:
+            raise failure
+        try:
+            # Decoded while the supervisor creates the job's files and cgroups.
+            output_fd, status_fd, *join_fds = _receive_fds(conn)
+        except (OSError, ValueError):
+            os._exit(0)  # the supervisor gave up on this start
+        job_pid = _start(request, join_fds, prepared)
+    except SetupError as err:
+        _report(conn, {"stage": err.stage, "errno": err.errno, "detail": err.detail})
+    except BaseException as err:
+        _report(conn, {"stage": "setup", "errno": None, "detail": f"job set-up failed: {err}"})
+    conn.sendall(b"job %d\n" % job_pid)
+    conn.close()
+    relay = init.Relay(prepared.pipe_read, output_fd, request.get("output_cap"))
+    init.run(job_pid, relay, status_fd, prepared.wake_fd)
+
+
+class _Prepared:
+    """What a waiting init set up before its job was known."""
+
+    def __init__(self, pipe_read: int, pipe_write: int, devnull: int, wake_fd: int) -> None:
+        self.pipe_read, self.pipe_write = pipe_read, pipe_write
+        self.devnull, self.wake_fd = devnull, wake_fd
+
+
+def _prepare(pid_namespace: bool) -> _Prepared:  # pragma: no cover - init
+    os.setsid()
+    if pid_namespace:
+        namespaces.prepare_pid_one()
+    pipe_read, pipe_write = init.make_output_pipe()
+    devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    # Signal handling is in place before the job exists, so its end is never missed.
+    wake_fd = init.install_signal_handlers(pid1=pid_namespace)
+    return _Prepared(pipe_read, pipe_write, devnull, wake_fd)
+
+
+def _receive(conn: socket.socket) -> dict[str, Any]:  # pragma: no cover - init
+    """The job's description: a length, then JSON."""
+    header = conn.recv(REQUEST_HEADER.size, socket.MSG_WAITALL)
+    if len(header) != REQUEST_HEADER.size:
+        raise ValueError("no request")
+    (size,) = REQUEST_HEADER.unpack(header)
+    body = bytearray()
+    while len(body) < size:
+        chunk = conn.recv(min(size - len(body), 1 << 20))
+        if not chunk:
+            raise ValueError("request cut short")
+        body += chunk
+    request: dict[str, Any] = json.loads(body)
+    return request
+
+
+def _receive_fds(conn: socket.socket) -> list[int]:  # pragma: no cover - init
+    """The job's output and status files, then the cgroup files to join."""
+    data, fds, _, _ = socket.recv_fds(conn, 1, MAX_REQUEST_FDS, socket.MSG_CMSG_CLOEXEC)
+    if data != b"F" or len(fds) < 2:
+        raise ValueError("no descriptors")
+    return fds
+
+
+def _start(
+    request: dict[str, Any], join_fds: list[int], prepared: _Prepared
+) -> int:  # pragma: no cover - init
+    """Join the cgroups, isolate, switch account, enter cwd and spawn; return the job's pid."""
+    try:
+        for join in join_fds:
+            os.write(join, b"0")  # "0" moves the writing process (cgroup-v2.rst, cgroups.txt)
+            os.close(join)
+    except OSError as err:
+        raise SetupError("cgroup", err.errno, "cannot join the job's cgroup") from err
+    try:
+        namespaces.isolate_job(bool(request["network_none"]), bool(request["private_tmp"]))
+    except OSError as err:
+        raise SetupError("namespace", err.errno, "cannot create the job's namespaces") from err
+    account = request["account"]
+    if account["switch"]:
+        try:
+            os.initgroups(account["name"], account["gid"])
+            os.setgid(account["gid"])
+            os.setuid(account["uid"])
+            # The kernel already makes a process that dropped root undumpable; say so
+            # explicitly: the job's account must not ptrace or read its init.
+            namespaces.libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        except OSError as err:
+            raise SetupError(
+                "user", err.errno, f"cannot switch to account {account['name']!r}"
+            ) from err
+    try:
+        os.chdir(request["cwd"])
+    except OSError as err:
+        raise SetupError(
+            "chdir", err.errno, f"cannot enter working directory {request['cwd']}"
+        ) from err
+    argv, env = request["argv"], request["env"]
+    # posix_spawnp searches the PATH of *this* process: make it the job's.
+    os.environ["PATH"] = env.get("PATH", os.defpath)
+    try:
+        pid = os.posix_spawnp(
+            argv[0],
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, prepared.devnull, 0),
+                (os.POSIX_SPAWN_DUP2, prepared.pipe_write, 1),
+                (os.POSIX_SPAWN_DUP2, prepared.pipe_write, 2),
+            ],
+            setsigmask=(),
+            setsigdef=_DEFAULT_IN_JOB,
+        )
+    except (OSError, ValueError) as err:
+        raise SetupError("exec", getattr(err, "errno", None), f"cannot execute {argv[0]}") from err
+    os.close(prepared.pipe_write)
+    os.close(prepared.devnull)
+    return pid
+
+
+def _report(conn: socket.socket, failure: dict[str, Any]) -> NoReturn:  # pragma: no cover
+    try:
+        conn.sendall(json.dumps(failure).encode() + b"\n")
+    finally:
+        os._exit(_EXIT_SETUP_FAILED)
+
+
+def _close_fds_except(keep: set[int]) -> None:  # pragma: no cover - init only
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:  # closerange(n, n) would become close_range(n, ~0): everything
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

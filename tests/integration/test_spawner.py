@@ -1,0 +1,118 @@
+"""Job inits wait ahead of time (see remo.supervisor.spawner): what happens when the
+machinery around them fails, and who they are once their job runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from remo.core.spec import JobSpec
+from remo.core.status import JobState
+from remo.worker import JobManager
+
+
+def children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return set()
+    return {int(p) for p in text.split()}
+
+
+async def supervisor_info(manager: JobManager) -> dict[str, int]:
+    info = await manager._client.call("info")
+    return {"pid": int(info["pid"]), "spawner": int(info["spawner"])}
+
+
+async def waiting_inits(manager: JobManager, at_least: int = 1) -> set[int]:
+    """The supervisor's children that are neither the spawner nor a job's init."""
+    for _ in range(500):
+        info = await supervisor_info(manager)
+        found = {p for p in children(info["pid"]) - {info["spawner"]} if not children(p)}
+        if len(found) >= at_least:
+            return found
+        await asyncio.sleep(0.01)  # the spawner forks them in the background
+    raise AssertionError("no init is waiting")
+
+
+async def gone(pids: set[int]) -> None:
+    """Until the supervisor has reaped them (a kill takes effect asynchronously)."""
+    for _ in range(500):
+        if not any(os.path.exists(f"/proc/{p}") for p in pids):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{pids} still exist")
+
+
+async def test_an_init_killed_while_waiting_is_skipped(manager: JobManager) -> None:
+    inits = await waiting_inits(manager, at_least=2)
+    for pid in inits:
+        os.kill(pid, signal.SIGKILL)
+    await gone(inits)
+    job = await manager.start(JobSpec(["echo", "still fine"]))
+    status = await manager.wait(job)
+    assert status.state is JobState.SUCCEEDED
+    assert b"".join([c async for c in manager.output(job)]) == b"still fine\n"
+
+
+async def test_a_killed_spawner_is_replaced(manager: JobManager) -> None:
+    before = await supervisor_info(manager)
+    os.kill(before["spawner"], signal.SIGKILL)
+    inits = await waiting_inits(manager)
+    for pid in inits:
+        os.kill(pid, signal.SIGKILL)  # and what it had made: only a new one can help
+    await gone({before["spawner"], *inits})
+    job = await asyncio.wait_for(manager.start(JobSpec(["true"])), 30)
+    assert (await manager.wait(job)).state is JobState.SUCCEEDED
+    after = await supervisor_info(manager)
+    assert after["pid"] == before["pid"]
+    assert after["spawner"] not in (0, before["spawner"])
+
+
+async def test_spawner_and_waiting_inits_leave_with_the_supervisor(state_dir: Path) -> None:
+    async with JobManager.open(state_dir) as manager:
+        info = await supervisor_info(manager)
+        inits = await waiting_inits(manager, at_least=2)
+        supervisor = info["pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    await gone({supervisor, info["spawner"], *inits})
+    async with JobManager.open(state_dir):  # a new supervisor, which cleans up after the old
+        pass
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch accounts")
+async def test_init_of_a_job_runs_as_its_account_and_is_not_dumpable(
+    manager: JobManager, unix_users: tuple[str, ...]
+) -> None:
+    """The init drops to the job's account before starting it (so the job can be
+    spawned without a fork); undumpable, so that account cannot trace or read it."""
+    account = pwd.getpwnam(unix_users[0])
+    job = await manager.start(JobSpec(["sleep", "30"], owner=account.pw_name))
+    try:
+        status = await manager.status(job)
+        stat = Path(f"/proc/{status.pid}/stat").read_text()
+        init_pid = int(stat.rsplit(")", 1)[1].split()[1])
+        uids = Path(f"/proc/{init_pid}/status").read_text().split("Uid:")[1].split("\n")[0]
+        assert set(map(int, uids.split())) == {account.pw_uid}
+
+        def read_as_account(path: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(
+                ["cat", path],
+                user=account.pw_uid,
+                group=account.pw_gid,
+                extra_groups=[],
+                capture_output=True,
+                check=False,
+            )
+
+        assert read_as_account(f"/proc/{status.pid}/environ").returncode == 0
+        denied = read_as_account(f"/proc/{init_pid}/environ")
+        assert denied.returncode != 0 and b"Permission denied" in denied.stderr
+    finally:
+        await manager.stop(job, grace=0)

@@ -111,6 +111,8 @@ def install(trace: str) -> None:
     _wrap(jobs.JobStore, "insert_running", "store.insert_running")
     _wrap(v1.V1Driver, "create", "cgroup.create")
     _wrap(v2.V2Driver, "create", "cgroup.create")
+    _wrap(v1.V1Driver, "apply", "cgroup.create")
+    _wrap(v2.V2Driver, "apply", "cgroup.create")
     _wrap(spawn.InitPool, "send", "send-request")
     _wrap(spawn.InitPool, "hand_over", "hand-over")
     _wrap(service, "read_report", "wait-for-exec", enter=False)

@@ -64,13 +64,19 @@ class JobGroup(Protocol):
 
 
 class CgroupDriver(Protocol):
-    """Creates and finds job groups; ``name`` is ``v2``, ``hybrid``, ``v1`` or ``none``."""
+    """Creates and finds job groups; ``name`` is ``v2``, ``hybrid``, ``v1`` or ``none``.
+
+    ``apply`` sets a job's limits on a group created earlier without them (a job init
+    waits in one, see :mod:`remo.supervisor.spawn`) and returns the ``cgroup.procs``
+    files of hierarchies it had to add, which the group's members must still join.
+    """
 
     name: str
 
     def warnings(self) -> list[str]: ...
     def supported(self) -> frozenset[str]: ...
     def create(self, name: str, limits: Limits) -> JobGroup: ...
+    def apply(self, group: JobGroup, limits: Limits) -> list[str]: ...
     def open(self, name: str) -> JobGroup | None: ...
     def list_names(self) -> list[str]: ...
 

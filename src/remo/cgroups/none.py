@@ -59,6 +59,10 @@ class NoneDriver:
         base.check_limits(limits, frozenset(), self.reason)
         return NoneGroup(name)
 
+    def apply(self, group: base.JobGroup, limits: Limits) -> list[str]:
+        base.check_limits(limits, frozenset(), self.reason)
+        return []
+
     def open(self, name: str) -> NoneGroup | None:
         return None
 

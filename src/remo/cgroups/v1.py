@@ -36,9 +36,17 @@ class V1Group:
         self._unified = unified
         self._fs = fs
         self._has_kill = kill
-        paths = [unified] if unified else []
+        self._set_paths()
+
+    def _set_paths(self) -> None:
+        paths = [self._unified] if self._unified else []
         self.paths = paths + sorted({d for d in self.dirs.values() if d not in paths})
-        self._tracking = unified or self.dirs.get("freezer") or self.paths[0]
+        self._tracking = self._unified or self.dirs.get("freezer") or self.paths[0]
+
+    def add(self, dirs: Mapping[str, str]) -> None:
+        """Directories made in more hierarchies (see :meth:`V1Driver.apply`)."""
+        self.dirs.update(dirs)
+        self._set_paths()
 
     def join_files(self) -> list[str]:
         return [os.path.join(p, "cgroup.procs") for p in self.paths]
@@ -214,6 +222,26 @@ class V1Driver:
                     self._fs.rmdir(path)
             raise
         return group
+
+    def apply(self, group: base.JobGroup, limits: Limits) -> list[str]:
+        """Add the hierarchies ``limits`` need (cpu, pids, blkio), then write them."""
+        assert isinstance(group, V1Group)
+        base.check_limits(limits, self._supported)
+        added: dict[str, str] = {}
+        try:
+            for controller in self._needed(limits):
+                if controller not in group.dirs:
+                    path = os.path.join(self._bases[controller], group.name)
+                    self._mkdir(path)
+                    added[controller] = path
+            group.add(added)
+            self._write_limits(group, limits)
+        except CgroupError:
+            for path in added.values():
+                with contextlib.suppress(OSError):
+                    self._fs.rmdir(path)
+            raise
+        return [os.path.join(p, "cgroup.procs") for p in sorted(set(added.values()))]
 
     def _mkdir(self, path: str) -> None:
         try:

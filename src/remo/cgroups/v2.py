@@ -214,6 +214,13 @@ class V2Driver:
             for device in self._devices:
                 base.write(fs, path, "io.max", f"{device} {' '.join(keys)}")
 
+    def apply(self, group: base.JobGroup, limits: Limits) -> list[str]:
+        """One hierarchy holds every controller: only the limit files change."""
+        assert isinstance(group, V2Group)
+        base.check_limits(limits, self._supported)
+        self._write_limits(group.path, limits)
+        return []
+
     def open(self, name: str) -> V2Group | None:
         base.check_name(name)
         path = os.path.join(self.base, name)

@@ -53,6 +53,8 @@ class JobStatus:
     output_truncated: bool = False
     isolation: tuple[str, ...] = ()
     schedule_id: str | None = None
+    #: Name of the job's cgroup (the same in every hierarchy); empty without cgroups.
+    cgroup: str = ""
 
     @property
     def ended(self) -> bool:

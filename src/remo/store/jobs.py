@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     isolation TEXT NOT NULL DEFAULT '',
     schedule_id TEXT,
     output_truncated INTEGER NOT NULL DEFAULT 0,
+    cgroup TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (owner, seq)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
@@ -77,6 +78,9 @@ class JobStore:
         self.path = path
         self._db = connect(path)
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "cgroup" not in columns:  # a database from before jobs named their cgroup
+            self._db.execute("ALTER TABLE jobs ADD COLUMN cgroup TEXT NOT NULL DEFAULT ''")
         #: owner -> next job number; the supervisor is the only writer, so the table
         #: is read once per owner and written together with each job's row.
         self._next: dict[str, int] = {}
@@ -115,12 +119,13 @@ class JobStore:
         started_at: float,
         isolation: Iterable[str] = (),
         schedule_id: str | None = None,
+        cgroup: str = "",
     ) -> None:
         """Record a started job, and its number as used."""
         with self._db:
             self._db.execute(
                 "INSERT INTO jobs(owner, seq, spec, state, pid, init_pid, started_at, isolation,"
-                " schedule_id) VALUES(?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                " schedule_id, cgroup) VALUES(?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
                 (
                     owner,
                     seq,
@@ -130,6 +135,7 @@ class JobStore:
                     started_at,
                     ",".join(isolation),
                     schedule_id,
+                    cgroup,
                 ),
             )
             self._db.execute(
@@ -230,4 +236,5 @@ def row_to_status(row: sqlite3.Row) -> JobStatus:
         output_truncated=bool(row["output_truncated"]),
         isolation=tuple(x for x in row["isolation"].split(",") if x),
         schedule_id=row["schedule_id"],
+        cgroup=row["cgroup"],
     )

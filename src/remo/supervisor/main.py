@@ -56,10 +56,12 @@ class Server:
         except (ConnectionError, ValueError) as err:
             log.warning("dropping client: %s", err)
         except asyncio.CancelledError:
-            pass  # the supervisor is exiting
-        finally:
+            # The supervisor is exiting (it does so only when idle): nothing to finish.
             for task in pending:
                 task.cancel()
+        finally:
+            # Requests in flight run to their end even though nobody reads the answers:
+            # a start cut in half would leave a job that runs but is not tracked.
             writer.close()
             self.clients -= 1
             self.check_idle()
@@ -140,8 +142,8 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         # A stop of the supervisor must not orphan jobs: it leaves once they are done.
         loop.add_signal_handler(sig, lambda: log.info("asked to exit; waiting for jobs to end"))
-    supervisor.pool.launch()
     supervisor.recover()
+    supervisor.pool.launch()
     supervisor.reap()  # children that ended before the handler was installed
     # The socket is bound relative to the state dir (we chdir'd there) so that deep state
     # directories do not hit the 108-byte limit of unix socket paths.
@@ -154,7 +156,7 @@ async def serve(
     # The launcher connects right after "ready"; give it time before idling out.
     server.check_idle(max(server.linger, _FIRST_CLIENT_GRACE))
     await server.done.wait()
-    supervisor.pool.close()
+    await supervisor.shutdown()
     listener.close()
     paths.supervisor_socket.unlink(missing_ok=True)
     store.close()

@@ -40,7 +40,7 @@ from remo.core.errors import (
     StartFailed,
 )
 from remo.core.paths import EXIT_FILE, OUTPUT_FILE, STATUS_FILE, StatePaths
-from remo.core.spec import JobSpec
+from remo.core.spec import JobSpec, Limits
 from remo.core.status import JobState
 from remo.store.jobs import JobStore, job_key, parse_job_id
 from remo.supervisor import accounts, init, namespaces
@@ -117,7 +117,7 @@ class Supervisor:
             namespaces.CLONE_NEWPID | namespaces.CLONE_NEWNS
         )
         self.can_isolate_network = namespaces.probe(namespaces.CLONE_NEWNET)
-        self.pool = InitPool(self.can_isolate, str(paths.root))
+        self.pool = InitPool(self.can_isolate, str(paths.root), self._place_init)
 
     def isolation_for(self, spec: JobSpec) -> namespaces.Isolation:
         """PID and mount namespaces whenever the kernel lets us; network as asked.
@@ -158,8 +158,8 @@ class Supervisor:
     async def start(self, spec: JobSpec, schedule_id: str | None = None) -> dict[str, Any]:
         """Start a job; return once it has exec'd (or raise why it could not).
 
-        A caller that goes away meanwhile does not interrupt a start half-way: the job is
-        either started and tracked or not started at all.
+        Not to be cancelled half-way (the request handler lets it finish when its client
+        goes away): the job is either started and tracked or not started at all.
         """
         spec.validate()
         owner = spec.owner or accounts.current_account_name()
@@ -176,11 +176,6 @@ class Supervisor:
             output_cap=spec.limits.output_bytes,
         )
         spec = dataclasses.replace(spec, owner=owner, cwd=cwd)
-        return await asyncio.shield(self._start_tracked(spec, request, schedule_id))
-
-    async def _start_tracked(
-        self, spec: JobSpec, request: SpawnRequest, schedule_id: str | None
-    ) -> dict[str, Any]:
         # While a start is on its way, an init that exits before it is tracked (a job
         # that ends at once) has its status kept in _unclaimed.
         self._spawning += 1
@@ -210,10 +205,13 @@ class Supervisor:
         try:
             try:
                 self._create_files(job_dir, waiting)
-                group = self.driver.create(self.cgroup_name(owner, seq), spec.limits)
-                waiting.fds.extend(
-                    os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in group.join_files()
-                )
+                if waiting.group is not None:
+                    group = waiting.group  # the init is in it already
+                    join = self.driver.apply(group, spec.limits)
+                else:
+                    group = self.driver.create(self.cgroup_name(owner, seq), spec.limits)
+                    join = group.join_files()
+                waiting.fds.extend(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in join)
                 self.pool.hand_over(waiting)
                 report = await read_report(waiting.sock)
             finally:
@@ -233,6 +231,7 @@ class Supervisor:
                     started,
                     request.isolation.labels(),
                     schedule_id,
+                    "" if self.driver.name == "none" else group.name,
                 )
             except BaseException:
                 # A job nobody knows about must not run.
@@ -275,6 +274,33 @@ class Supervisor:
         waiting.fds.append(os.open(job_dir / STATUS_FILE, flags, 0o600))
         # The init overwrites this in place at the end, so that needs no new block.
         os.write(waiting.fds[-1], b" " * init.STATUS_RECORD_SIZE)
+
+    def _place_init(self, pid: int) -> JobGroup | None:
+        """The cgroup a new waiting init is to wait in (no limits yet), so that its start
+        pays no migration; None leaves the cgroup to be made at start."""
+        if self.driver.name == "none":
+            return None
+        try:
+            return self.driver.create(f"{self._tag}-init-{pid}", Limits())
+        except RemoError as err:
+            log.warning("no cgroup for a waiting init: %s", err)
+            return None
+
+    async def shutdown(self) -> None:
+        """Stop the spawner and the waiting inits, and remove their cgroups."""
+        left = self.pool.close()
+        for waiting in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(waiting.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        for waiting in left:
+            group = waiting.group
+            if group is None:
+                continue
+            with contextlib.suppress(RemoError):
+                while group.populated() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)  # the kernel is tearing the init down
+            _destroy_quietly(group)
 
     async def _wait_child(self, pid: int) -> int:
         """The exit status of a child the reaper does not track as a job."""
@@ -382,6 +408,9 @@ class Supervisor:
             if job is None:
                 if pid == self.pool.spawner_pid:
                     self.pool.spawner_exited()
+                elif (idle := self.pool.forget(pid)) is not None:
+                    if idle.group is not None:  # a waiting init died: it is empty now
+                        _destroy_quietly(idle.group)
                 elif (waiter := self._waiters.pop(pid, None)) is not None:
                     waiter.set_result(wait_status)
                 elif self._spawning:
@@ -463,9 +492,11 @@ class Supervisor:
 
     def recover(self) -> None:
         """Take over jobs a previous supervisor left: adopt live ones, close the rest."""
+        known: set[str] = set()
         for status in self.store.list(running_only=True, limit=1 << 30):
             owner, seq = parse_job_id(status.id)
-            group = self.driver.open(self.cgroup_name(owner, seq))
+            known.add(name := status.cgroup or self.cgroup_name(owner, seq))
+            group = self.driver.open(name)
             init_pid = self.store.init_pid(owner, seq)
             job = RunningJob(
                 owner,
@@ -487,7 +518,6 @@ class Supervisor:
             self._spawn_task(
                 self._finish(job, None, "the job ended while no supervisor was running")
             )
-        known = {self.cgroup_name(*parse_job_id(k)) for k in self.by_key}
         for name in self.driver.list_names():
             if (
                 name.startswith(f"{self._tag}-")

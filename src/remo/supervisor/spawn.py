@@ -18,9 +18,10 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from remo.cgroups.base import JobGroup
 from remo.core.errors import StartFailed
 from remo.supervisor import namespaces
 from remo.supervisor.accounts import Account
@@ -70,10 +71,16 @@ class Spawned:
 
 @dataclass
 class WaitingInit:
-    """An init that waits for its job on ``sock``; ``fds`` are gathered for it."""
+    """An init that waits for its job on ``sock``; ``fds`` are gathered for it.
+
+    ``group`` is the cgroup it already waits in (without limits yet), so that a start
+    pays no cgroup migration: migrations take a global lock whose first use after a
+    quiet spell waits for an RCU grace period (~10 ms).
+    """
 
     pid: int
     sock: socket.socket
+    group: JobGroup | None = None
     fds: list[int] = field(default_factory=list)
 
     def close(self) -> None:
@@ -90,13 +97,23 @@ class InitPool:
     #: How the spawner is run (``bench/start_profile.py`` runs a traced one instead).
     command: tuple[str, ...] = (sys.executable, "-m", "remo.supervisor.spawner")
 
-    def __init__(self, pid_namespace: bool, state_dir: str, size: int = POOL_SIZE) -> None:
+    def __init__(
+        self,
+        pid_namespace: bool,
+        state_dir: str,
+        place: Callable[[int], JobGroup | None],
+        size: int = POOL_SIZE,
+    ) -> None:
+        """``place(pid)`` makes the cgroup a new init is to wait in (None: none)."""
         self.pid_namespace = pid_namespace
         self.state_dir = state_dir
         self.size = size
         self.spawner_pid = 0
+        self._place = place
         self._control: socket.socket | None = None
         self._ready: asyncio.Queue[WaitingInit] = asyncio.Queue()
+        #: Inits that wait, by pid (also those queued): to clean up after one that dies.
+        self.waiting: dict[int, WaitingInit] = {}
         self._closed = False
 
     def launch(self) -> None:
@@ -138,7 +155,31 @@ class InitPool:
             return
         sock = socket.socket(fileno=fds[0])
         sock.setblocking(False)
-        self._ready.put_nowait(WaitingInit(int(match[1]), sock))
+        pid = int(match[1])
+        waiting = WaitingInit(pid, sock, self._place(pid))
+        self.waiting[pid] = waiting  # from now on the reaper cleans up after it
+        # The init joins its cgroup itself: a migration can wait ~10 ms for an RCU
+        # grace period, which must not stall this loop.
+        procs = waiting.group.join_files() if waiting.group is not None else []
+        join: list[int] = []
+        try:
+            join = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in procs]
+            socket.send_fds(sock, [b"J"], join)
+        except OSError as err:
+            log.warning("cannot prepare waiting init %d: %s", pid, err)
+            sock.close()
+            return
+        finally:
+            for fd in join:
+                os.close(fd)
+        self._ready.put_nowait(waiting)
+
+    def forget(self, pid: int) -> WaitingInit | None:
+        """The reaper's news that ``pid`` exited: the waiting init it was, if any."""
+        waiting = self.waiting.pop(pid, None)
+        if waiting is not None:
+            waiting.close()
+        return waiting
 
     def spawner_exited(self) -> None:
         """Called by the reaper: start another spawner unless we are closing."""
@@ -178,11 +219,14 @@ class InitPool:
                     raise StartFailed(
                         "setup", None, "no job init became ready: the server cannot fork processes"
                     ) from None
+            if self.waiting.pop(waiting.pid, None) is None:
+                continue  # it died while queued; the reaper has cleaned up after it
             try:
                 await loop.sock_sendall(waiting.sock, REQUEST_HEADER.pack(len(body)) + body)
             except OSError as err:
                 log.warning("waiting init %d is gone (%s); taking another", waiting.pid, err)
-                waiting.close()
+                waiting.sock.close()
+                self.waiting[waiting.pid] = waiting  # the reaper cleans up after it
                 self.replenish()
                 continue
             return waiting
@@ -218,16 +262,20 @@ class InitPool:
             with contextlib.suppress(OSError):
                 self._control.send(b"+")
 
-    def close(self) -> None:
-        """Let the spawner and the waiting inits exit (each sees EOF)."""
+    def close(self) -> list[WaitingInit]:
+        """Let the spawner and the waiting inits exit (each sees EOF); return the inits,
+        whose cgroups are the caller's to remove once they are gone."""
         self._closed = True
         if self._control is not None:
             with contextlib.suppress(ValueError, OSError):
                 asyncio.get_running_loop().remove_reader(self._control.fileno())
             self._control.close()
             self._control = None
-        while not self._ready.empty():
-            self._ready.get_nowait().sock.close()
+        left = list(self.waiting.values())
+        for waiting in left:
+            waiting.close()
+        self.waiting.clear()
+        return left
 
 
 async def read_report(sock: socket.socket) -> bytes:

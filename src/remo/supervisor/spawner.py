@@ -25,11 +25,12 @@ Wire format (all on AF_UNIX stream sockets):
 * spawner → supervisor, on the control socket: ``ready <pid>\\n`` with the supervisor's
   end of the init's socket attached (SCM_RIGHTS); supervisor → spawner: one ``+`` byte
   per init wanted. EOF on the control socket tells the spawner to exit.
-* supervisor → init: an 8-byte length and that many bytes of JSON, the request; then,
-  once they exist, one byte ``F`` with the descriptors attached: the job's output and
-  status files, then the cgroup files to join. (The init decodes the request while the
-  supervisor creates those: work in the init is slower, every page it touches first is
-  a copy-on-write fault.)
+* supervisor → init: first one byte ``J`` with the ``cgroup.procs`` files of the cgroup
+  to wait in attached (none without cgroups); at a start, an 8-byte length and that many
+  bytes of JSON, the request; then, once they exist, one byte ``F`` with the job's output
+  and status files attached, and the cgroup files of hierarchies its limits added. (The
+  init decodes the request while the supervisor creates those: work in the init is
+  slower, every page it touches first is a copy-on-write fault.)
 * init → supervisor: one line, ``job <pid>`` once the command runs, or a JSON failure
   ``{"stage", "errno", "detail"}``.
 """
@@ -137,6 +138,8 @@ def waiting_init(fd: int, pid_namespace: bool) -> NoReturn:  # pragma: no cover 
         failure = SetupError("setup", None, f"job set-up failed: {err!r}")
     conn = socket.socket(fileno=fd)
     try:
+        # The cgroup to wait in: joined now, so that no start pays for a migration.
+        failure = failure or _join(_receive_fds(conn, b"J"))
         request = _receive(conn)
     except (OSError, ValueError):
         os._exit(0)  # no job will come: the supervisor closed our socket
@@ -145,10 +148,12 @@ def waiting_init(fd: int, pid_namespace: bool) -> NoReturn:  # pragma: no cover 
             raise failure
         try:
             # Decoded while the supervisor creates the job's files and cgroups.
-            output_fd, status_fd, *join_fds = _receive_fds(conn)
+            output_fd, status_fd, *join_fds = _receive_fds(conn, b"F", at_least=2)
         except (OSError, ValueError):
             os._exit(0)  # the supervisor gave up on this start
-        job_pid = _start(request, join_fds, prepared)
+        if (failure := _join(join_fds)) is not None:
+            raise failure
+        job_pid = _start(request, prepared)
     except SetupError as err:
         _report(conn, {"stage": err.stage, "errno": err.errno, "detail": err.detail})
     except BaseException as err:
@@ -194,24 +199,33 @@ def _receive(conn: socket.socket) -> dict[str, Any]:  # pragma: no cover - init
     return request
 
 
-def _receive_fds(conn: socket.socket) -> list[int]:  # pragma: no cover - init
-    """The job's output and status files, then the cgroup files to join."""
+def _receive_fds(
+    conn: socket.socket, kind: bytes, at_least: int = 0
+) -> list[int]:  # pragma: no cover - init
+    """A one-byte message of ``kind`` and the descriptors attached to it: ``J``, the
+    cgroup files to wait in; ``F``, the job's output and status files and the cgroup
+    files of hierarchies its limits added."""
     data, fds, _, _ = socket.recv_fds(conn, 1, MAX_REQUEST_FDS, socket.MSG_CMSG_CLOEXEC)
-    if data != b"F" or len(fds) < 2:
-        raise ValueError("no descriptors")
+    if data != kind or len(fds) < at_least:
+        raise ValueError(f"expected {kind!r} with descriptors")
     return fds
 
 
-def _start(
-    request: dict[str, Any], join_fds: list[int], prepared: _Prepared
-) -> int:  # pragma: no cover - init
-    """Join the cgroups, isolate, switch account, enter cwd and spawn; return the job's pid."""
+def _join(procs_fds: list[int]) -> SetupError | None:  # pragma: no cover - init
+    """Move into the cgroups whose ``cgroup.procs`` files are given (and close them)."""
     try:
-        for join in join_fds:
-            os.write(join, b"0")  # "0" moves the writing process (cgroup-v2.rst, cgroups.txt)
-            os.close(join)
+        for fd in procs_fds:
+            os.write(fd, b"0")  # "0" moves the writing process (cgroup-v2.rst, cgroups.txt)
     except OSError as err:
-        raise SetupError("cgroup", err.errno, "cannot join the job's cgroup") from err
+        return SetupError("cgroup", err.errno, "cannot join the job's cgroup")
+    finally:
+        for fd in procs_fds:
+            os.close(fd)
+    return None
+
+
+def _start(request: dict[str, Any], prepared: _Prepared) -> int:  # pragma: no cover - init
+    """Isolate, switch account, enter cwd and spawn; return the job's pid."""
     try:
         namespaces.isolate_job(bool(request["network_none"]), bool(request["private_tmp"]))
     except OSError as err:

@@ -34,6 +34,29 @@ def remo_cgroups() -> set[str]:
     return found
 
 
+def job_cgroups(tag: str) -> set[str]:
+    """Cgroups of the remo instance ``tag`` other than those of inits waiting for a job
+    (each waits in ``<tag>-init-<pid>``; a dead one's group must be gone too)."""
+    found = set()
+    for path in remo_cgroups():
+        name = path.rpartition("/")[2]
+        if not name.startswith(f"{tag}-"):
+            continue
+        kind, _, pid = name[len(tag) + 1 :].partition("-")
+        if kind == "init" and pid.isdigit() and _waits(int(pid)):
+            continue
+        found.add(path)
+    return found
+
+
+def _waits(pid: int) -> bool:
+    """Whether ``pid`` lives and has no child (a job's init has its job)."""
+    try:
+        return not Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return False
+
+
 def remo_processes(base: Path) -> set[int]:
     """Supervisors started for state dirs under this test run's temporary directory."""
     pids: set[int] = set()

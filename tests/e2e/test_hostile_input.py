@@ -34,7 +34,7 @@ from remo.core.paths import StatePaths
 from remo.core.spec import MAX_ARGV_BYTES
 from remo.server.convert import MAX_SCHEDULE_SECONDS
 from remo.supervisor.service import instance_tag
-from tests.conftest import remo_cgroups
+from tests.conftest import job_cgroups
 from tests.e2e.conftest import Server, needs_root
 
 pytestmark = needs_root
@@ -205,7 +205,7 @@ async def check_nothing_left(world: World) -> None:
     tag = instance_tag(StatePaths(world.server.state_dir.resolve()))
 
     def own_cgroups() -> set[str]:  # other remo servers on this host have their own tags
-        return {g for g in remo_cgroups() if g.rpartition("/")[2].startswith(f"{tag}-")}
+        return job_cgroups(tag)
 
     for _ in range(200):
         if not (watcher.watch_count or own_cgroups() or len(live_tasks()) > world.tasks_before):

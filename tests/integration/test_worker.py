@@ -20,7 +20,7 @@ from remo.core.spec import JobSpec, Limits
 from remo.core.status import JobState
 from remo.supervisor.service import instance_tag
 from remo.worker import JobManager
-from tests.conftest import remo_cgroups
+from tests.conftest import job_cgroups, remo_cgroups
 from tests.integration.conftest import needs_root
 
 PY = sys.executable
@@ -30,11 +30,11 @@ async def collect(manager: JobManager, job_id: str, offset: int = 0, follow: boo
     return b"".join([chunk async for chunk in manager.output(job_id, offset, follow)])
 
 
-def job_cgroup_dirs(manager: JobManager, job_id: str) -> list[str]:
+async def job_cgroup_dirs(manager: JobManager, job_id: str) -> list[str]:
     """The job's cgroup directories in every hierarchy (this manager's instance only)."""
-    owner, seq = job_id.split("/")
-    name = f"/{instance_tag(manager.paths)}-{owner}-{seq}"
-    return [p for p in remo_cgroups() if p.endswith(name)]
+    name = (await manager.status(job_id)).cgroup
+    assert name.startswith(f"{instance_tag(manager.paths)}-"), name
+    return [p for p in remo_cgroups() if p.endswith(f"/{name}")]
 
 
 async def test_start_status_and_exit_code(manager: JobManager) -> None:
@@ -86,12 +86,12 @@ async def test_stop_kills_setsid_grandchild_ignoring_sigterm(manager: JobManager
         if b"\n" in first:
             break
     grandchild = int(first.split()[1])
-    assert job_cgroup_dirs(manager, job)
+    assert await job_cgroup_dirs(manager, job)
     status = await manager.stop(job, grace=0.3)
     assert status.state is JobState.STOPPED
     assert status.signal == signal.SIGKILL
     assert not Path(f"/proc/{grandchild}").exists() or _is_zombie_free(grandchild)
-    assert job_cgroup_dirs(manager, job) == []
+    assert await job_cgroup_dirs(manager, job) == []
     # stop is idempotent
     assert (await manager.stop(job)).state is JobState.STOPPED
 
@@ -165,7 +165,7 @@ async def test_pids_limit_contains_fork_bomb(manager: JobManager) -> None:
     assert status.state is JobState.SUCCEEDED
     # the host is unharmed: it can still fork, and no child of the bomb survived the job
     assert subprocess.run(["true"], check=False).returncode == 0
-    assert job_cgroup_dirs(manager, job) == []
+    assert await job_cgroup_dirs(manager, job) == []
 
 
 @needs_root
@@ -242,13 +242,12 @@ async def test_start_failures_are_typed_and_leave_nothing(
     plain_file.write_text("#!/bin/sh\necho hi\n")
     plain_file.chmod(0o644)
     spec = JobSpec([a.format(noexec=plain_file) for a in spec.argv], cwd=spec.cwd)
-    mine = f"/{instance_tag(manager.paths)}-"
     with pytest.raises(StartFailed) as caught:
         await manager.start(spec)
     assert caught.value.stage == stage
     assert caught.value.errno == err
     assert await manager.list() == []
-    assert not [p for p in remo_cgroups() if mine in p]
+    assert job_cgroups(instance_tag(manager.paths)) == set()
     assert not any((manager.paths.jobs_dir).rglob("output"))
 
 
@@ -317,7 +316,7 @@ async def test_supervisor_kill_9_jobs_readopted_and_new_supervisor_starts(
     else:
         assert status.state is JobState.LOST and "supervisor" in status.reason
     assert await collect(manager, job) == b"done\n"
-    assert job_cgroup_dirs(manager, job) == []
+    assert await job_cgroup_dirs(manager, job) == []
     # and the new supervisor works
     again = await manager.start(JobSpec(["true"]))
     assert (await manager.wait(again)).state is JobState.SUCCEEDED

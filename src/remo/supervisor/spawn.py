@@ -179,6 +179,7 @@ class InitPool:
         waiting = self.waiting.pop(pid, None)
         if waiting is not None:
             waiting.close()
+            self.replenish()
         return waiting
 
     def spawner_exited(self) -> None:
@@ -226,8 +227,8 @@ class InitPool:
             except OSError as err:
                 log.warning("waiting init %d is gone (%s); taking another", waiting.pid, err)
                 waiting.sock.close()
-                self.waiting[waiting.pid] = waiting  # the reaper cleans up after it
-                self.replenish()
+                # The reaper cleans up after it, and asks for a replacement.
+                self.waiting[waiting.pid] = waiting
                 continue
             return waiting
 

@@ -116,3 +116,11 @@ async def test_init_of_a_job_runs_as_its_account_and_is_not_dumpable(
         assert denied.returncode != 0 and b"Permission denied" in denied.stderr
     finally:
         await manager.stop(job, grace=0)
+
+
+async def test_jobs_run_at_the_servers_priority(manager: JobManager) -> None:
+    """Inits are made at a lower priority (see spawner._yield_cpu); their jobs are not."""
+    job = await manager.start(JobSpec(["nice"]))
+    assert (await manager.wait(job)).state is JobState.SUCCEEDED
+    output = b"".join([c async for c in manager.output(job)])
+    assert int(output) == os.getpriority(os.PRIO_PROCESS, 0)

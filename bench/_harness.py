@@ -207,7 +207,8 @@ def find_supervisor(state_dir: Path) -> int | None:
 
 
 def cgroup_dirs(tag: str) -> int:
-    """Job cgroup directories of this remo instance in every hierarchy (``**/remo/<tag>-*``)."""
+    """Job cgroup directories of this remo instance in every hierarchy (``**/remo/<tag>-*``),
+    but for those of inits that wait for a job (``<tag>-init-<pid>``, pid alive)."""
     n = 0
     base = "/sys/fs/cgroup"
     stack = [(base, 0)]
@@ -223,10 +224,19 @@ def cgroup_dirs(tag: str) -> int:
                     continue
                 if e.name == "remo":
                     with contextlib.suppress(OSError):
-                        n += sum(1 for d in os.listdir(e.path) if d.startswith(f"{tag}-"))
+                        n += sum(
+                            1
+                            for d in os.listdir(e.path)
+                            if d.startswith(f"{tag}-") and not _waiting_init(tag, d)
+                        )
                 elif depth < 3:
                     stack.append((e.path, depth + 1))
     return n
+
+
+def _waiting_init(tag: str, name: str) -> bool:
+    kind, _, pid = name[len(tag) + 1 :].partition("-")
+    return kind == "init" and pid.isdigit() and os.path.exists(f"/proc/{pid}")
 
 
 def tcp_queues(port: int) -> dict[str, int]:

@@ -13,7 +13,6 @@ from remo.server.tls import ensure_tls13_only_env
 ensure_tls13_only_env()
 
 import asyncio  # noqa: E402
-import ctypes  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
@@ -27,6 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection  # noqa: E402
 
 from remo.api.v1 import jobs_pb2, jobs_pb2_grpc  # noqa: E402
+from remo.core.memory import return_free_memory  # noqa: E402
 from remo.pki.ca import CertificateAuthority, Role  # noqa: E402
 from remo.pki.errors import CertificateRejected  # noqa: E402
 from remo.pki.register import RegisterServer, register_socket_path  # noqa: E402
@@ -108,7 +108,7 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
             scheduler = Scheduler(schedules, jobs)
             await scheduler.start()
             stack.push_async_callback(scheduler.close)
-            trimmer = asyncio.create_task(_return_free_memory())
+            trimmer = asyncio.create_task(return_free_memory())
             stack.callback(trimmer.cancel)
             if config.retention is not None:
                 purger = asyncio.create_task(_purge_forever(jobs, config.retention))
@@ -206,22 +206,6 @@ async def _purge_forever(jobs: JobManager, retention: float) -> None:
         except Exception:  # a failed purge must not stop the server; retried next round
             log.exception("purge failed")
         await asyncio.sleep(min(max(retention / 4, 1.0), 3600.0))
-
-
-async def _return_free_memory(interval: float = 30.0) -> None:
-    """Give memory freed after a burst back to the system.
-
-    After a load peak (1,000 followers, say) glibc keeps the freed heap: measured, the
-    server's RSS stayed at 2-3x its idle size until ``malloc_trim(0)`` brought it back
-    (docs/RELIABILITY.md). Trimming every half minute costs well under a millisecond.
-    """
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return  # not glibc: nothing to do
-    while True:
-        await asyncio.sleep(interval)
-        trim(0)
 
 
 ADDRESSES_FILE = "addresses"

@@ -22,6 +22,7 @@ from typing import Any
 from remo.cgroups.detect import detect
 from remo.cgroups.none import NoneDriver
 from remo.core.errors import InvalidArgument, RemoError
+from remo.core.memory import return_free_memory
 from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec
 from remo.store.jobs import JobStore
@@ -155,7 +156,9 @@ async def serve(
         os.close(ready_fd)
     # The launcher connects right after "ready"; give it time before idling out.
     server.check_idle(max(server.linger, _FIRST_CLIENT_GRACE))
+    trimmer = asyncio.create_task(return_free_memory())
     await server.done.wait()
+    trimmer.cancel()
     await supervisor.shutdown()
     listener.close()
     paths.supervisor_socket.unlink(missing_ok=True)

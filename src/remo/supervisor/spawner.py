@@ -20,11 +20,12 @@ The supervisor stays the parent of every init, so reaping and re-adoption work e
 as before; the spawner holds no job state and may die at any time (the supervisor
 starts another).
 
-Wire format (all on AF_UNIX stream sockets):
+Wire format (AF_UNIX sockets: SOCK_SEQPACKET for control, SOCK_STREAM to an init):
 
 * spawner → supervisor, on the control socket: ``ready <pid>\\n`` with the supervisor's
   end of the init's socket attached (SCM_RIGHTS); supervisor → spawner: one ``+`` byte
-  per init wanted. EOF on the control socket tells the spawner to exit.
+  per init wanted, ``!`` when a start is waiting for one. EOF on the control socket
+  tells the spawner to exit.
 * supervisor → init: first one byte ``J`` with the ``cgroup.procs`` files of the cgroup
   to wait in attached (none without cgroups); at a start, an 8-byte length and that many
   bytes of JSON, the request; then, once they exist, one byte ``F`` with the job's output
@@ -80,7 +81,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     control = socket.socket(fileno=args.control_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we go
-    _yield_cpu()
     wanted = args.pool
     while True:
         while wanted > 0:
@@ -88,10 +88,13 @@ def main(argv: list[str] | None = None) -> None:
                 wanted -= 1
             else:
                 time.sleep(0.1)  # out of processes or memory: try again shortly
+        _yield_cpu()
         data = control.recv(4096)
         if not data:
             os._exit(0)  # the supervisor is gone or done
         wanted += data.count(b"+")
+        if b"!" in data:
+            _restore_priority()  # a start waits for an init: no more yielding
 
 
 #: The priority jobs run at: ours before :func:`_yield_cpu`.
@@ -100,9 +103,11 @@ _BACKGROUND_NICE = 10
 
 
 def _yield_cpu() -> None:
-    """Make inits ahead of time at a lower priority: on a busy machine that work must
-    not delay the start running meanwhile. Only as root, because each init has to get
-    the jobs' priority back (lowering a nice value needs CAP_SYS_NICE)."""
+    """Make inits ahead of time at a lower priority: that work must not delay the start
+    running meanwhile. Until the pool is full again, though, when a start is waiting
+    for an init (the supervisor sends ``!``): under a burst of starts, yielding would
+    throttle them all. Only as root, because each init has to get the jobs' priority
+    back (lowering a nice value needs CAP_SYS_NICE)."""
     if os.geteuid() == 0:
         os.setpriority(os.PRIO_PROCESS, 0, _JOB_NICE + _BACKGROUND_NICE)
 

@@ -4,17 +4,17 @@ Run::
 
     .venv/bin/python bench/start_profile.py [--starts 200] [--no-namespaces]
 
-It launches a remo supervisor itself, with trace points wrapped around the steps of a
-start (request dispatch, cgroup creation, fork, the child's cgroup join, setsid,
-namespace creation, the init's fork, exec...), runs the same job as
-``bench/worker_bench.py`` (``sh -c 'printf x; exec sleep 5'``) many times through a
-plain ``JobManager``, and prints the median time between consecutive trace points.
+It launches a remo supervisor itself, and a spawner, with trace points wrapped around the
+steps of a start (request dispatch, the request to a waiting init, files, cgroup limits,
+the descriptors, the init's set-up and posix_spawn, the report, the row), runs the same
+job as ``bench/worker_bench.py`` (``sh -c 'printf x; exec sleep 5'``) many times through
+a plain ``JobManager``, and prints the median time between consecutive trace points.
 
 Trace points are timestamps from ``time.perf_counter_ns()`` (CLOCK_MONOTONIC, the same
 clock in every process), appended to a file by whichever process reaches them: the
-client, the supervisor, the set-up child, the job's init and the job before exec. Each
-point costs an open/write/close (a few tens of microseconds), so the traced total is a
-little above the untraced figure; the split is what this is for.
+client, the supervisor and the init. Each point costs an open/write/close (a few tens of
+microseconds), so the traced total is a little above the untraced figure; the split is
+what this is for. ``KEEP=1`` keeps the trace file.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Everything runs on one asyncio loop in one thread. A job's life here:
 
-1. ``start``: allocate ``owner/n``, create the output file and cgroup, fork, wait for
-   exec (see :mod:`remo.supervisor.spawn`), insert the ``running`` row.
+1. ``start``: hand the job to a waiting init, allocate ``owner/n``, create the output
+   file, set the limits on the init's cgroup, wait for its report (see
+   :mod:`remo.supervisor.spawn`), insert the ``running`` row.
 2. ``SIGCHLD`` → ``waitpid``: the main process ended. Read usage from the cgroup, kill
    whatever the job left behind in it (setsid'd or double-forked helpers die with the
    job), wait until the cgroup is empty, remove it, record the final state, and only

@@ -228,6 +228,27 @@ def test_jobs_join_only_the_hierarchies_they_need(hybrid: tuple[FakeCgroup1, V1D
     assert driver.open("job1") is None
 
 
+def test_limits_applied_later_add_hierarchies(hybrid: tuple[FakeCgroup1, V1Driver]) -> None:
+    """A job init waits in memory + cgroup2 only; a job's cpu and pids limits add those
+    hierarchies, whose cgroup.procs the init must then join."""
+    fake, driver = hybrid
+    group = driver.create("init-1", Limits())
+    root = fake.root
+    join = driver.apply(group, Limits(cpu=0.5, pids=10, memory=64 << 20))
+    assert join == [
+        str(root / "cpu,cpuacct/remo/init-1/cgroup.procs"),
+        str(root / "pids/remo/init-1/cgroup.procs"),
+    ]
+    assert (root / "cpu,cpuacct/remo/init-1/cpu.cfs_quota_us").read_text() == "50000"
+    assert (root / "pids/remo/init-1/pids.max").read_text() == "10"
+    memory = root / "memory/process_api/f716/remo/init-1"
+    assert (memory / "memory.limit_in_bytes").read_text() == str(64 << 20)
+    assert len(group.join_files()) == 4
+    assert driver.apply(group, Limits(pids=10)) == []  # nothing new to join
+    group.destroy()
+    assert driver.list_names() == []
+
+
 def test_plain_v1_jobs_join_cpuacct_and_freezer(plain_v1: tuple[FakeCgroup1, V1Driver]) -> None:
     """Without a cgroup2 mount, usage comes from cpuacct and kill needs the freezer."""
     fake, driver = plain_v1

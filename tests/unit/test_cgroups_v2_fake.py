@@ -251,6 +251,18 @@ def test_limits_use_kernel_formats(fake: FakeCgroup2, driver: V2Driver) -> None:
     assert io_writes == ["254:0 rbps=1048576 wbps=2097152", "8:0 rbps=1048576 wbps=2097152"]
 
 
+def test_limits_applied_later_to_a_waiting_group(fake: FakeCgroup2, driver: V2Driver) -> None:
+    """A job init waits in a group without limits; the job's are written at its start,
+    and in v2 no other hierarchy has to be joined."""
+    group = driver.create("init-1", Limits())
+    path = fake.mount / "system.slice/remo.service/remo/init-1"
+    assert (path / "memory.max").read_text() == "max\n"
+    assert driver.apply(group, Limits(cpu=0.5, memory=256 << 20, pids=64)) == []
+    assert (path / "cpu.max").read_text() == "50000 100000"
+    assert (path / "memory.max").read_text() == str(256 << 20)
+    assert (path / "pids.max").read_text() == "64"
+
+
 @pytest.mark.parametrize(
     ("cores", "expected"),
     [(2, "200000 100000"), (0.01, "1000 100000"), (0.005, "5000 1000000"), (0.001, "1000 1000000")],

@@ -275,6 +275,10 @@ def _start(request: dict[str, Any], prepared: _Prepared) -> int:  # pragma: no c
             "chdir", err.errno, f"cannot enter working directory {request['cwd']}"
         ) from err
     argv, env = request["argv"], request["env"]
+    # One quirk of glibc's posix_spawn (2.36 here): the job starts with signals 32 and 33,
+    # glibc's own (SIGCANCEL, SIGSETXID), ignored; sigaddset refuses them, so setsigdef
+    # cannot reset them. glibc programs reinstall their handlers at start-up; others do
+    # not use them.
     # posix_spawnp searches the PATH of *this* process: make it the job's.
     os.environ["PATH"] = env.get("PATH", os.defpath)
     try:

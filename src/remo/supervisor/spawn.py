@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from remo.cgroups.base import JobGroup
-from remo.core.errors import StartFailed
+from remo.core.errors import RemoError, StartFailed
 from remo.supervisor import namespaces
 from remo.supervisor.accounts import Account
 from remo.supervisor.spawner import REQUEST_HEADER
@@ -166,8 +166,14 @@ class InitPool:
             join = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in procs]
             socket.send_fds(sock, [b"J"], join)
         except OSError as err:
+            # It died already (maybe reaped before we knew it): clean up here.
             log.warning("cannot prepare waiting init %d: %s", pid, err)
+            self.waiting.pop(pid, None)
             sock.close()
+            if waiting.group is not None:
+                with contextlib.suppress(RemoError):
+                    waiting.group.destroy()
+            self.replenish()
             return
         finally:
             for fd in join:

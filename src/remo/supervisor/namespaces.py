@@ -45,12 +45,6 @@ class Isolation:
     def any(self) -> bool:
         return self.pid or self.mount or self.network_none
 
-    def flags(self) -> int:
-        flags = CLONE_NEWPID if self.pid else 0
-        # /proc for a new PID namespace needs a mount namespace of its own.
-        flags |= CLONE_NEWNS if (self.mount or self.pid or self.private_tmp) else 0
-        return flags | (CLONE_NEWNET if self.network_none else 0)
-
     def labels(self) -> tuple[str, ...]:
         out = []
         if self.pid:

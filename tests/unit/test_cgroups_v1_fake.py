@@ -249,6 +249,17 @@ def test_limits_applied_later_add_hierarchies(hybrid: tuple[FakeCgroup1, V1Drive
     assert driver.list_names() == []
 
 
+def test_limits_applied_later_in_a_joined_hierarchy(
+    plain_v1: tuple[FakeCgroup1, V1Driver],
+) -> None:
+    """cpu is mounted with cpuacct, which a waiting group on plain v1 is in already: a
+    cpu limit then needs no new directory and nothing to join."""
+    fake, driver = plain_v1
+    group = driver.create("init-1", Limits())
+    assert driver.apply(group, Limits(cpu=0.5)) == []
+    assert (fake.root / "cpu,cpuacct/remo/init-1/cpu.cfs_quota_us").read_text() == "50000"
+
+
 def test_plain_v1_jobs_join_cpuacct_and_freezer(plain_v1: tuple[FakeCgroup1, V1Driver]) -> None:
     """Without a cgroup2 mount, usage comes from cpuacct and kill needs the freezer."""
     fake, driver = plain_v1

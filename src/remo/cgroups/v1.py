@@ -228,20 +228,24 @@ class V1Driver:
         assert isinstance(group, V1Group)
         base.check_limits(limits, self._supported)
         added: dict[str, str] = {}
+        made: list[str] = []  # new directories: joined controllers share one
         try:
             for controller in self._needed(limits):
-                if controller not in group.dirs:
-                    path = os.path.join(self._bases[controller], group.name)
+                if controller in group.dirs:
+                    continue
+                path = os.path.join(self._bases[controller], group.name)
+                if path not in group.paths and path not in made:
                     self._mkdir(path)
-                    added[controller] = path
+                    made.append(path)
+                added[controller] = path
             group.add(added)
             self._write_limits(group, limits)
         except CgroupError:
-            for path in added.values():
+            for path in made:
                 with contextlib.suppress(OSError):
                     self._fs.rmdir(path)
             raise
-        return [os.path.join(p, "cgroup.procs") for p in sorted(set(added.values()))]
+        return [os.path.join(p, "cgroup.procs") for p in sorted(made)]
 
     def _mkdir(self, path: str) -> None:
         try:

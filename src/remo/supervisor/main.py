@@ -159,7 +159,7 @@ async def serve(
     trimmer = asyncio.create_task(return_free_memory())
     await server.done.wait()
     trimmer.cancel()
-    await supervisor.shutdown()
+    await supervisor.pool.close()
     listener.close()
     paths.supervisor_socket.unlink(missing_ok=True)
     store.close()

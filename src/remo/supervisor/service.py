@@ -2,7 +2,7 @@
 
 Everything runs on one asyncio loop in one thread. A job's life here:
 
-1. ``start``: hand the job to a waiting init, allocate ``owner/n``, create the output
+1. ``start``: allocate ``owner/n``, hand the job to a waiting init, create the output
    file, set the limits on the init's cgroup, wait for its report (see
    :mod:`remo.supervisor.spawn`), insert the ``running`` row.
 2. ``SIGCHLD`` → ``waitpid``: the main process ended. Read usage from the cgroup, kill
@@ -193,15 +193,22 @@ class Supervisor:
     ) -> tuple[RunningJob, int, float]:
         """Hand the job to a waiting init and record it; undo everything on failure.
 
-        The order hides latency: the init gets the request first and decodes it while
-        we create the job's files and cgroups; then it gets the descriptors, starts the
-        command and reports, and the job's row is written with its pid.
+        The order hides latency: the init gets the request and decodes it while we
+        create the job's files and set its limits; then it gets the descriptors, starts
+        the command and reports, and the job's row is written with its pid.
         """
         owner = spec.owner
         assert owner is not None
-        waiting = await self.pool.send(request)
-        seq = self.store.allocate(owner)
+        try:
+            seq = self.store.allocate(owner)
+        except sqlite3.OperationalError as err:
+            raise self._storage_error(err) from err
         job_dir = self.paths.job_dir(owner, seq)
+        try:
+            waiting = await self.pool.send(request)
+        except BaseException:
+            self.store.release(owner, seq)
+            raise
         group: JobGroup | None = None
         try:
             try:
@@ -286,22 +293,6 @@ class Supervisor:
         except RemoError as err:
             log.warning("no cgroup for a waiting init: %s", err)
             return None
-
-    async def shutdown(self) -> None:
-        """Stop the spawner and the waiting inits, and remove their cgroups."""
-        left = self.pool.close()
-        for waiting in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(waiting.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        for waiting in left:
-            group = waiting.group
-            if group is None:
-                continue
-            with contextlib.suppress(RemoError):
-                while group.populated() and time.monotonic() < deadline:
-                    await asyncio.sleep(0.005)  # the kernel is tearing the init down
-            _destroy_quietly(group)
 
     async def _wait_child(self, pid: int) -> int:
         """The exit status of a child the reaper does not track as a job."""
@@ -409,9 +400,8 @@ class Supervisor:
             if job is None:
                 if pid == self.pool.spawner_pid:
                     self.pool.spawner_exited()
-                elif (idle := self.pool.forget(pid)) is not None:
-                    if idle.group is not None:  # a waiting init died: it is empty now
-                        _destroy_quietly(idle.group)
+                elif self.pool.forget(pid):
+                    pass  # a waiting init died
                 elif (waiter := self._waiters.pop(pid, None)) is not None:
                     waiter.set_result(wait_status)
                 elif self._spawning:

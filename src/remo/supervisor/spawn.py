@@ -16,8 +16,10 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -168,25 +170,23 @@ class InitPool:
         except OSError as err:
             # It died already (maybe reaped before we knew it): clean up here.
             log.warning("cannot prepare waiting init %d: %s", pid, err)
-            self.waiting.pop(pid, None)
-            sock.close()
-            if waiting.group is not None:
-                with contextlib.suppress(RemoError):
-                    waiting.group.destroy()
-            self.replenish()
+            self.forget(pid)
             return
         finally:
             for fd in join:
                 os.close(fd)
         self._ready.put_nowait(waiting)
 
-    def forget(self, pid: int) -> WaitingInit | None:
-        """The reaper's news that ``pid`` exited: the waiting init it was, if any."""
+    def forget(self, pid: int) -> bool:
+        """The reaper's news that ``pid`` exited: if it was a waiting init, remove its
+        (now empty) cgroup, ask for a replacement and return True."""
         waiting = self.waiting.pop(pid, None)
-        if waiting is not None:
-            waiting.close()
-            self.replenish()
-        return waiting
+        if waiting is None:
+            return False
+        waiting.close()
+        _remove_group(waiting)
+        self.replenish()
+        return True
 
     def spawner_exited(self) -> None:
         """Called by the reaper: start another spawner unless we are closing."""
@@ -276,9 +276,8 @@ class InitPool:
             with contextlib.suppress(OSError):
                 self._control.send(b"+")
 
-    def close(self) -> list[WaitingInit]:
-        """Let the spawner and the waiting inits exit (each sees EOF); return the inits,
-        whose cgroups are the caller's to remove once they are gone."""
+    async def close(self) -> None:
+        """Stop the spawner (it sees EOF) and the waiting inits, and remove their cgroups."""
         self._closed = True
         if self._control is not None:
             with contextlib.suppress(ValueError, OSError):
@@ -286,10 +285,27 @@ class InitPool:
             self._control.close()
             self._control = None
         left = list(self.waiting.values())
+        self.waiting.clear()
         for waiting in left:
             waiting.close()
-        self.waiting.clear()
-        return left
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(waiting.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        for waiting in left:
+            with contextlib.suppress(RemoError):
+                while waiting.group is not None and waiting.group.populated():
+                    if time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.005)  # the kernel is tearing the init down
+            _remove_group(waiting)
+
+
+def _remove_group(waiting: WaitingInit) -> None:
+    if waiting.group is not None:
+        try:
+            waiting.group.destroy()
+        except RemoError as err:
+            log.warning("cgroup of waiting init %d not removed: %s", waiting.pid, err)
 
 
 async def read_report(sock: socket.socket) -> bytes:

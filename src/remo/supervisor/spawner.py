@@ -75,7 +75,7 @@ class SetupError(Exception):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="remo-spawner")
     parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--pool", type=int, default=2)
+    parser.add_argument("--pool", type=int, required=True, help="inits to keep waiting")
     parser.add_argument("--pid-namespace", action="store_true")
     parser.add_argument("--state-dir", help="only names the process in ps")
     args = parser.parse_args(argv)

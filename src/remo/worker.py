@@ -30,6 +30,7 @@ from remo.output.reader import BACKSTOP_SECONDS, read_output
 from remo.output.watcher import OutputWatcher
 from remo.store.jobs import JobStore, parse_job_id
 from remo.supervisor.client import SupervisorClient
+from remo.supervisor.options import EXEC_TIMEOUT, SupervisorOptions
 
 __all__ = ["JobManager", "JobSpec", "JobStatus", "Limits"]
 
@@ -48,9 +49,7 @@ class JobManager:
         info: dict[str, Any],
         default_limits: Limits,
         max_limits: Limits,
-        linger: float,
-        namespaces: bool,
-        cgroups: bool,
+        options: SupervisorOptions,
     ) -> None:
         self.paths = paths
         self._client = client
@@ -59,9 +58,7 @@ class JobManager:
         self._info = info
         self._defaults = default_limits
         self._maximum = max_limits
-        self._linger = linger
-        self._namespaces = namespaces
-        self._cgroups = cgroups
+        self._options = options
         self._reconnecting = asyncio.Lock()
         self._keeper: asyncio.Task[None] | None = None
 
@@ -76,6 +73,7 @@ class JobManager:
         supervisor_linger: float = 0.0,
         namespaces: bool = True,
         cgroups: bool = True,
+        exec_timeout: float = EXEC_TIMEOUT,
     ) -> AsyncIterator[JobManager]:
         """Open the state dir (created 0700 if missing), starting its supervisor if needed.
 
@@ -83,12 +81,15 @@ class JobManager:
         ``max_limits`` is refused with :class:`InvalidArgument`. The supervisor exits
         ``supervisor_linger`` seconds after its last client left and its last job ended.
         ``namespaces=False`` turns off the PID and mount namespaces jobs get by default;
-        ``cgroups=False`` runs jobs without cgroups (no limits, no usage figures). Both
-        only apply when this call starts the supervisor.
+        ``cgroups=False`` runs jobs without cgroups (no limits, no usage figures).
+        ``exec_timeout`` bounds how long a start waits for its command to exec (a
+        program on a hung filesystem). These only apply when this call starts the
+        supervisor.
         """
         paths = StatePaths(Path(state_dir).resolve())
         paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        client = await SupervisorClient.connect(paths, supervisor_linger, namespaces, cgroups)
+        options = SupervisorOptions(supervisor_linger, namespaces, cgroups, exec_timeout)
+        client = await SupervisorClient.connect(paths, options)
         store = JobStore(paths.jobs_db)
         watcher = OutputWatcher()
         manager: JobManager | None = None
@@ -102,9 +103,7 @@ class JobManager:
                 info,
                 default_limits or Limits(),
                 max_limits or Limits(),
-                supervisor_linger,
-                namespaces,
-                cgroups,
+                options,
             )
             manager._keeper = asyncio.create_task(manager._keep_supervisor())
             yield manager
@@ -244,9 +243,7 @@ class JobManager:
                 return  # someone else already reconnected
             with contextlib.suppress(Exception):
                 await stale.close()
-            self._client = await SupervisorClient.connect(
-                self.paths, self._linger, self._namespaces, self._cgroups
-            )
+            self._client = await SupervisorClient.connect(self.paths, self._options)
             self._info = await self._client.call("info")
 
     async def _keep_supervisor(self) -> None:

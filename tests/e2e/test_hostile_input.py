@@ -31,7 +31,7 @@ from hypothesis.control import currently_in_test_context
 from remo.api.v1 import jobs_pb2 as pb
 from remo.api.v1 import jobs_pb2_grpc
 from remo.core.paths import StatePaths
-from remo.core.spec import MAX_ARGV_BYTES
+from remo.core.spec import MAX_ARGV_BYTES, MIN_IO_BPS
 from remo.server.convert import MAX_SCHEDULE_SECONDS
 from remo.supervisor.service import instance_tag
 from tests.conftest import job_cgroups
@@ -442,8 +442,8 @@ def obviously_invalid(request: pb.StartRequest) -> bool:
         or request.network not in ("", "host", "none")
         or (lim.HasField("cpu_cores") and not 0.001 <= lim.cpu_cores <= 4096)
         or out_of("memory_bytes", 1 << 20)
-        or out_of("io_read_bps", 1)
-        or out_of("io_write_bps", 1)
+        or out_of("io_read_bps", MIN_IO_BPS)
+        or out_of("io_write_bps", MIN_IO_BPS)
         or out_of("pids", 1, 1 << 22)
         or out_of("output_bytes", 0)
     )
@@ -480,8 +480,8 @@ SANE: dict[str, st.SearchStrategy[Any]] = {
             pb.Limits,
             cpu_cores=st.floats(0.1, 4096),
             memory_bytes=st.integers(64 << 20, 1 << 62),
-            io_read_bps=st.integers(1, 1 << 62),
-            io_write_bps=st.integers(1, 1 << 62),
+            io_read_bps=st.integers(MIN_IO_BPS, 1 << 62),
+            io_write_bps=st.integers(MIN_IO_BPS, 1 << 62),
             pids=st.integers(8, 1 << 22),
             output_bytes=st.integers(0, 1 << 62),
         ),

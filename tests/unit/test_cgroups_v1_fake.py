@@ -373,7 +373,7 @@ def test_failure_removes_what_was_created(hybrid: tuple[FakeCgroup1, V1Driver]) 
     fake, driver = hybrid
     fake.fail_on = "blkio.throttle.write_bps_device"
     with pytest.raises(CgroupError) as info:
-        driver.create("job1", Limits(cpu=1, io_write_bps=1000))
+        driver.create("job1", Limits(cpu=1, io_write_bps=1 << 20))
     assert info.value.file == "blkio.throttle.write_bps_device"
     assert driver.list_names() == []
 

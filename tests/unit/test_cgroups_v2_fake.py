@@ -275,9 +275,9 @@ def test_cpu_quota_respects_kernel_minimum(
 
 
 def test_io_limit_writes_only_the_given_direction(fake: FakeCgroup2, driver: V2Driver) -> None:
-    driver.create("job1", Limits(io_write_bps=4096))
+    driver.create("job1", Limits(io_write_bps=1 << 20))
     io_writes = [d for p, d in fake.writes if p.endswith("io.max")]
-    assert io_writes == ["254:0 wbps=4096", "8:0 wbps=4096"]
+    assert io_writes == ["254:0 wbps=1048576", "8:0 wbps=1048576"]
 
 
 def test_usage_parsed_from_canned_files(fake: FakeCgroup2, driver: V2Driver) -> None:
@@ -391,7 +391,7 @@ def test_names_with_dots_are_fine_unless_they_clash(fake: FakeCgroup2, driver: V
 
 def test_parent_group_removed_while_idle_is_rebuilt(fake: FakeCgroup2, driver: V2Driver) -> None:
     fake.rmdir(driver.base)
-    driver.create("job1", Limits(io_read_bps=100))
+    driver.create("job1", Limits(io_read_bps=1 << 20))
     assert (fake.mount / "system.slice/remo.service/remo/job1/io.max").is_file()
 
 
@@ -403,7 +403,7 @@ def test_missing_controller_is_invalid_argument(tmp_path: Path) -> None:
     assert "io" not in driver.supported()
     assert any(w.startswith("no io controller") for w in driver.warnings())
     with pytest.raises(InvalidArgument, match="io read limit"):
-        driver.create("job1", Limits(io_read_bps=1000))
+        driver.create("job1", Limits(io_read_bps=2 << 20))
     assert driver.list_names() == []
     driver.create("job2", Limits(cpu=1, memory=1 << 30, pids=5))
 

@@ -99,6 +99,8 @@ def no_connect(monkeypatch: pytest.MonkeyPatch) -> None:
         (["run", "--memory", "1k", "--", "true"], "memory limit must be between"),
         (["run", "--io-read", "0", "--", "true"], "--io-read: invalid rate"),
         (["run", "--io-write", "fast", "--", "true"], "--io-write: invalid rate"),
+        (["run", "--io-read", "2", "--", "true"], "io read limit must be at least 64 KiB/s"),
+        (["run", "--io-write", "63k", "--", "true"], "io write limit must be at least 64 KiB/s"),
         (["run", "--cpu", "lots", "--", "true"], "--cpu: invalid cpu amount"),
         (["run", "--cpu", "0", "--", "true"], "--cpu: invalid cpu amount"),
         (["run", "--pids", "0", "--", "true"], "--pids"),

@@ -114,8 +114,12 @@ def local_time(unix: float) -> str:
 @click.option("-d", "--detach", is_flag=True, help="Start and print the job id; do not stream.")
 @click.option("--cpu", metavar="CORES", help="CPU limit in cores: 1.5, 0.2, 150%.")
 @click.option("--memory", metavar="SIZE", help="Memory limit: 512M, 2G, 1.5GiB (x1024), 100MB.")
-@click.option("--io-read", metavar="RATE", help="Disk read limit per second: 10M, 500k/s.")
-@click.option("--io-write", metavar="RATE", help="Disk write limit per second: 10M, 500k/s.")
+@click.option(
+    "--io-read", metavar="RATE", help="Disk read limit per second: 10M, 500k/s (at least 64k)."
+)
+@click.option(
+    "--io-write", metavar="RATE", help="Disk write limit per second: 10M, 500k/s (at least 64k)."
+)
 @click.option("--pids", type=click.IntRange(min=1), metavar="N", help="At most N processes.")
 @click.option(
     "-e", "--env", multiple=True, metavar="NAME=VALUE", help="Set a variable; repeatable."

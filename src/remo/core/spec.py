@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remo.core.errors import InvalidArgument
+from remo.core.units import format_size
 
 #: Unix account names remo accepts (the portable subset of useradd's rules).
 ACCOUNT_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
@@ -20,6 +21,12 @@ MAX_ARGV_BYTES = 1 << 20
 """Upper bound on the total size of argv plus env: beyond it exec fails with E2BIG anyway."""
 
 NETWORK_MODES = ("host", "none")
+
+#: The lowest io limit, in bytes per second. While a throttled read is queued, the page it
+#: fills stays locked, and every process on the host that needs that page (to exec the same
+#: program, say) waits with it: at 2 bytes/s, for hours. At this rate a readahead window
+#: (128 KiB) takes at most two seconds.
+MIN_IO_BPS = 64 << 10
 
 #: Most tasks a pids limit may name: Linux's PID_MAX_LIMIT; pids.max refuses more (EINVAL).
 MAX_PIDS = 1 << 22
@@ -47,8 +54,8 @@ class Limits:
             raise InvalidArgument(f"cpu limit must be between 0.001 and 4096 cores, got {self.cpu}")
         for name, value, low, high in (
             ("memory", self.memory, 1 << 20, 1 << 62),
-            ("io read", self.io_read_bps, 1, 1 << 62),
-            ("io write", self.io_write_bps, 1, 1 << 62),
+            ("io read", self.io_read_bps, MIN_IO_BPS, 1 << 62),
+            ("io write", self.io_write_bps, MIN_IO_BPS, 1 << 62),
             ("pids", self.pids, 1, MAX_PIDS),
             ("output", self.output_bytes, 0, 1 << 62),
         ):
@@ -56,6 +63,12 @@ class Limits:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidArgument(f"{name} limit must be an integer, got {value!r}")
+            if name.startswith("io") and value < low:
+                floor, got = format_size(low), format_size(value)
+                raise InvalidArgument(
+                    f"{name} limit must be at least {floor}/s, got {got}/s"
+                    " (slower reads would hold up other processes reading the same files)"
+                )
             if not low <= value <= high:
                 top = "2^62" if high == 1 << 62 else high
                 raise InvalidArgument(f"{name} limit must be between {low} and {top}, got {value}")

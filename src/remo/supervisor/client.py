@@ -14,6 +14,7 @@ from typing import Any
 
 from remo.core.errors import SupervisorUnavailable
 from remo.core.paths import StatePaths
+from remo.supervisor.options import SupervisorOptions
 from remo.supervisor.protocol import encode, error_from_wire, read_message
 
 _LAUNCH_TIMEOUT = 30.0
@@ -34,11 +35,10 @@ class SupervisorClient:
     async def connect(
         cls,
         paths: StatePaths,
-        linger: float = 0.0,
-        namespaces: bool = True,
-        cgroups: bool = True,
+        options: SupervisorOptions | None = None,
     ) -> SupervisorClient:
-        """Connect to the supervisor of ``paths``, starting one when none runs."""
+        """Connect to the supervisor of ``paths``, starting one with ``options`` when
+        none runs."""
         deadline = time.monotonic() + _LAUNCH_TIMEOUT
         while True:
             try:
@@ -50,7 +50,7 @@ class SupervisorClient:
                 raise SupervisorUnavailable(
                     f"the supervisor of {paths.root} did not start; see {paths.supervisor_log}"
                 )
-            await _launch(paths, linger, deadline, namespaces, cgroups)
+            await _launch(paths, options or SupervisorOptions(), deadline)
 
     async def call(self, op: str, **args: Any) -> Any:
         """Send one request and wait for its answer; raise the error the supervisor raised."""
@@ -120,9 +120,7 @@ async def _open(paths: StatePaths) -> tuple[asyncio.StreamReader, asyncio.Stream
     return await asyncio.open_unix_connection(sock=sock)
 
 
-async def _launch(
-    paths: StatePaths, linger: float, deadline: float, namespaces: bool, cgroups: bool
-) -> None:
+async def _launch(paths: StatePaths, options: SupervisorOptions, deadline: float) -> None:
     """Start ``python -m remo.supervisor`` and wait until it listens (or says it is not needed)."""
     paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     read_end, write_end = os.pipe()
@@ -137,10 +135,7 @@ async def _launch(
                 str(paths.root),
                 "--ready-fd",
                 str(write_end),
-                "--linger",
-                str(linger),
-                *([] if namespaces else ["--no-namespaces"]),
-                *([] if cgroups else ["--no-cgroups"]),
+                *options.to_args(),
             ],
             pass_fds=(write_end,),
             stdin=subprocess.DEVNULL,

@@ -26,6 +26,7 @@ from remo.core.memory import return_free_memory
 from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec
 from remo.store.jobs import JobStore
+from remo.supervisor.options import SupervisorOptions
 from remo.supervisor.protocol import encode, error_to_wire, read_message
 from remo.supervisor.service import Supervisor
 
@@ -124,19 +125,23 @@ def _privilege_warnings() -> list[str]:
     return ["not running as root: jobs run as this account, not as their owners"]
 
 
-async def serve(
-    paths: StatePaths, ready_fd: int | None, linger: float, use_namespaces: bool, use_cgroups: bool
-) -> None:
+async def serve(paths: StatePaths, ready_fd: int | None, options: SupervisorOptions) -> None:
     store = JobStore(paths.jobs_db)
     driver = (
         detect()
-        if use_cgroups
+        if options.cgroups
         else NoneDriver(
             "cgroups turned off: no limits, no usage figures, and stop kills only the process group"
         )
     )
-    supervisor = Supervisor(paths, store, driver, use_namespaces=use_namespaces)
-    server = Server(supervisor, linger)
+    supervisor = Supervisor(
+        paths,
+        store,
+        driver,
+        use_namespaces=options.namespaces,
+        exec_timeout=options.exec_timeout,
+    )
+    server = Server(supervisor, options.linger)
     supervisor.on_idle = server.check_idle
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGCHLD, supervisor.reap)
@@ -169,9 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="remo-supervisor")
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--ready-fd", type=int)
-    parser.add_argument("--linger", type=float, default=0.0)
-    parser.add_argument("--no-namespaces", action="store_true")
-    parser.add_argument("--no-cgroups", action="store_true")
+    SupervisorOptions.add_arguments(parser)
     args = parser.parse_args(argv)
     paths = StatePaths(Path(args.state_dir).resolve())
     if os.fork() != 0:  # the launcher reaps this parent at once; we are nobody's child
@@ -199,9 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(0)
     log.info("started")
     try:
-        asyncio.run(
-            serve(paths, args.ready_fd, args.linger, not args.no_namespaces, not args.no_cgroups)
-        )
+        asyncio.run(serve(paths, args.ready_fd, SupervisorOptions.from_args(args)))
     except Exception:
         log.exception("supervisor crashed")
         sys.exit(1)

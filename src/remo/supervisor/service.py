@@ -45,6 +45,7 @@ from remo.core.spec import JobSpec, Limits
 from remo.core.status import JobState
 from remo.store.jobs import JobStore, job_key, parse_job_id
 from remo.supervisor import accounts, init, namespaces
+from remo.supervisor.options import EXEC_TIMEOUT
 from remo.supervisor.spawn import (
     InitPool,
     SpawnRequest,
@@ -61,6 +62,9 @@ MIN_FREE_BYTES = 4 << 20
 
 #: How long to wait for a killed cgroup to empty before giving up on removing it.
 _EMPTY_TIMEOUT = 30.0
+#: How long a failed start waits for its killed init to exit before leaving the cleanup
+#: to the reaper.
+INIT_EXIT_TIMEOUT = 5.0
 
 
 @dataclass
@@ -101,8 +105,10 @@ class Supervisor:
         driver: CgroupDriver,
         on_idle: Callable[[], None] = lambda: None,
         use_namespaces: bool = True,
+        exec_timeout: float = EXEC_TIMEOUT,
     ) -> None:
         self.paths = paths
+        self.exec_timeout = exec_timeout
         self.on_idle = on_idle
         self._tag = instance_tag(paths)
         self._spawning = 0
@@ -221,7 +227,15 @@ class Supervisor:
                     join = group.join_files()
                 waiting.fds.extend(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in join)
                 self.pool.hand_over(waiting)
-                report = await read_report(waiting.sock)
+                try:
+                    report = await asyncio.wait_for(read_report(waiting.sock), self.exec_timeout)
+                except TimeoutError:
+                    raise StartFailed(
+                        "exec",
+                        errno.ETIMEDOUT,
+                        f"{spec.argv[0]} did not start within {self.exec_timeout:g} s: "
+                        "reading the program stalled (a hung filesystem?)",
+                    ) from None
             finally:
                 waiting.close()
                 # The replacement init is forked once this start has replied: no await
@@ -246,11 +260,9 @@ class Supervisor:
                 _kill_quietly(waiting.pid, group)
                 raise
         except BaseException as err:
-            await self._wait_child(waiting.pid)  # it exits on a failure, EOF or kill
-            if group is not None:
-                _destroy_quietly(group)
+            if await self._end_init(waiting.pid, group):
+                self.store.release(owner, seq)
             shutil.rmtree(job_dir, ignore_errors=True)
-            self.store.release(owner, seq)
             if isinstance(err, sqlite3.OperationalError):
                 raise self._storage_error(err) from err
             if isinstance(err, OSError | StartFailed) and err.errno in _DISK_FULL:
@@ -294,14 +306,44 @@ class Supervisor:
             log.warning("no cgroup for a waiting init: %s", err)
             return None
 
-    async def _wait_child(self, pid: int) -> int:
-        """The exit status of a child the reaper does not track as a job."""
-        if pid in self._unclaimed:
-            return self._unclaimed.pop(pid)
+    async def _end_init(self, pid: int, group: JobGroup | None) -> bool:
+        """End the init of a start that failed, and remove its cgroup; True once done.
+
+        An init that reported a failure has exited already; one that did not (the start
+        was cancelled, or the program's exec stalled) is killed with its cgroup. The wait
+        is bounded: a process stuck in the kernel (a read from a hung filesystem) cannot
+        die until that read returns, and a start must not hang with it. Its cgroup is
+        then removed by the reaper once it is gone, and False says that its job number
+        stays taken (the cgroup may carry it).
+        """
+        exited = self._unclaimed.pop(pid, None) is not None
+        if not exited:
+            _kill_quietly(pid, group)  # not reaped yet, so the pid is still this init's
+            waiter = self._child_exit(pid)
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), INIT_EXIT_TIMEOUT)
+            except TimeoutError:
+                log.error(
+                    "the init (pid %d) of a failed start does not exit; cleaning up "
+                    "after it once it does",
+                    pid,
+                )
+                if group is not None:
+                    waiter.add_done_callback(lambda _: _destroy_quietly(group))
+                return False
+        if group is not None:
+            _destroy_quietly(group)
+        return True
+
+    def _child_exit(self, pid: int) -> asyncio.Future[int]:
+        """A future for the exit status of a child the reaper does not track as a job."""
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if pid in self._unclaimed:
+            waiter.set_result(self._unclaimed.pop(pid))
+            return waiter
         self._waiters[pid] = waiter
         self.reap()  # it may have exited before its SIGCHLD was handled
-        return await waiter
+        return waiter
 
     def _check_free_space(self) -> None:
         """Refuse new jobs before the disk is completely full: the space left is what

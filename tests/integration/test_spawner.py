@@ -50,11 +50,20 @@ async def gone(pids: set[int]) -> None:
     raise AssertionError(f"{pids} still exist")
 
 
+def spares(manager: JobManager) -> set[int]:
+    """Inits whose job directory is made ahead of time."""
+    spare = manager.paths.spare_dir
+    return {int(p.name) for p in spare.iterdir()} if spare.is_dir() else set()
+
+
 async def test_an_init_killed_while_waiting_is_skipped(manager: JobManager) -> None:
     inits = await waiting_inits(manager, at_least=2)
     for pid in inits:
+        spare = manager.paths.spare_dir / str(pid)
+        assert sorted(p.name for p in spare.iterdir()) == [".status", "output"]
         os.kill(pid, signal.SIGKILL)
     await gone(inits)
+    assert not spares(manager) & inits  # removed with them
     job = await manager.start(JobSpec(["echo", "still fine"]))
     status = await manager.wait(job)
     assert status.state is JobState.SUCCEEDED
@@ -80,10 +89,16 @@ async def test_spawner_and_waiting_inits_leave_with_the_supervisor(state_dir: Pa
         info = await supervisor_info(manager)
         inits = await waiting_inits(manager, at_least=2)
         supervisor = info["pid"]
+    assert spares(manager) >= inits
     os.kill(supervisor, signal.SIGKILL)
     await gone({supervisor, info["spawner"], *inits})
     async with JobManager.open(state_dir):  # a new supervisor, which cleans up after the old
-        pass
+        assert not spares(manager) & inits
+    for _ in range(500):  # one that exits in good order (at once: it lingers 0 s) leaves none
+        if not spares(manager):
+            break
+        await asyncio.sleep(0.01)
+    assert not spares(manager)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch accounts")

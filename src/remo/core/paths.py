@@ -11,7 +11,9 @@ class StatePaths:
     """The layout of a remo state directory (private, mode 0700).
 
     ``jobs.db`` holds job records, ``jobs/<owner>/<n>/`` each job's ``output`` and
-    ``exit`` files, ``supervisor.*`` the supervisor's socket, lock and log.
+    ``exit`` files, ``spare/<pid>/`` job directories made ahead of time for the init
+    ``pid`` that waits for a job (renamed into ``jobs/`` at its start),
+    ``supervisor.*`` the supervisor's socket, lock and log.
     """
 
     root: Path
@@ -26,6 +28,10 @@ class StatePaths:
 
     def job_dir(self, owner: str, seq: int) -> Path:
         return self.jobs_dir / owner / str(seq)
+
+    @property
+    def spare_dir(self) -> Path:
+        return self.root / "spare"
 
     @property
     def supervisor_socket(self) -> Path:

@@ -124,7 +124,9 @@ class Supervisor:
             namespaces.CLONE_NEWPID | namespaces.CLONE_NEWNS
         )
         self.can_isolate_network = namespaces.probe(namespaces.CLONE_NEWNET)
-        self.pool = InitPool(self.can_isolate, str(paths.root), self._place_init)
+        self.pool = InitPool(
+            self.can_isolate, str(paths.root), self._prepare_init, self._discard_init
+        )
 
     def isolation_for(self, spec: JobSpec) -> namespaces.Isolation:
         """PID and mount namespaces whenever the kernel lets us; network as asked.
@@ -218,7 +220,7 @@ class Supervisor:
         group: JobGroup | None = None
         try:
             try:
-                self._create_files(job_dir, waiting)
+                self._take_files(job_dir, waiting)
                 if waiting.group is not None:
                     group = waiting.group  # the init is in it already
                     join = self.driver.apply(group, spec.limits)
@@ -228,7 +230,9 @@ class Supervisor:
                 waiting.fds.extend(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in join)
                 self.pool.hand_over(waiting)
                 try:
-                    report = await asyncio.wait_for(read_report(waiting.sock), self.exec_timeout)
+                    # (asyncio.timeout, unlike wait_for, makes no task: ~30 µs less per start)
+                    async with asyncio.timeout(self.exec_timeout):
+                        report = await read_report(waiting.sock)
                 except TimeoutError:
                     raise StartFailed(
                         "exec",
@@ -262,7 +266,7 @@ class Supervisor:
         except BaseException as err:
             if await self._end_init(waiting.pid, group):
                 self.store.release(owner, seq)
-            shutil.rmtree(job_dir, ignore_errors=True)
+            shutil.rmtree(waiting.spare or job_dir, ignore_errors=True)
             if isinstance(err, sqlite3.OperationalError):
                 raise self._storage_error(err) from err
             if isinstance(err, OSError | StartFailed) and err.errno in _DISK_FULL:
@@ -278,33 +282,56 @@ class Supervisor:
             self._spawn_task(self._finish(job, wait_status=early))  # it already ended
         return job, spawned.job, started
 
-    @staticmethod
-    def _create_files(job_dir: Path, waiting: WaitingInit) -> None:
-        """The job's directory and its output and status files (for the init)."""
-        try:
-            job_dir.mkdir(parents=True, mode=0o700)
-        except FileExistsError:
-            # Left by a supervisor that died between handing out this number and
-            # recording it: no row names it, so it is garbage.
-            shutil.rmtree(job_dir)
-            job_dir.mkdir(mode=0o700)
-        # Not O_APPEND: the init splice(2)s into it, which append mode forbids.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-        waiting.fds.append(os.open(job_dir / OUTPUT_FILE, flags, 0o600))
-        waiting.fds.append(os.open(job_dir / STATUS_FILE, flags, 0o600))
-        # The init overwrites this in place at the end, so that needs no new block.
-        os.write(waiting.fds[-1], b" " * init.STATUS_RECORD_SIZE)
+    def _take_files(self, job_dir: Path, waiting: WaitingInit) -> None:
+        """Put the job's directory in place: the init's spare one, renamed, or (when it
+        could not be made ahead of time) a new one."""
+        if waiting.spare is None:
+            _create_files(job_dir, waiting.fds)
+            return
+        for _ in range(2):
+            try:
+                os.rename(waiting.spare, job_dir)
+                break
+            except FileNotFoundError:
+                job_dir.parent.mkdir(parents=True, exist_ok=True)  # the owner's first job
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                # Left by a supervisor that died between handing out this number and
+                # recording it: no row names it, so it is garbage.
+                shutil.rmtree(job_dir)
+        else:
+            os.rename(waiting.spare, job_dir)  # raises what stands in the way
+        waiting.spare = None
 
-    def _place_init(self, pid: int) -> JobGroup | None:
-        """The cgroup a new waiting init is to wait in (no limits yet), so that its start
-        pays no migration; None leaves the cgroup to be made at start."""
-        if self.driver.name == "none":
-            return None
+    def _prepare_init(self, waiting: WaitingInit) -> None:
+        """Make what a new waiting init's job will need, so that its start does not pay
+        for it: the cgroup it waits in (no limits yet; a start pays no migration) and its
+        job's directory and files. What cannot be made now is made at the start."""
+        if self.driver.name != "none":
+            try:
+                waiting.group = self.driver.create(f"{self._tag}-init-{waiting.pid}", Limits())
+            except RemoError as err:
+                log.warning("no cgroup for a waiting init: %s", err)
+        spare = self.paths.spare_dir / str(waiting.pid)
         try:
-            return self.driver.create(f"{self._tag}-init-{pid}", Limits())
-        except RemoError as err:
-            log.warning("no cgroup for a waiting init: %s", err)
-            return None
+            shutil.rmtree(spare, ignore_errors=True)  # a pid reused since a crash
+            spare.parent.mkdir(mode=0o700, exist_ok=True)
+            _create_files(spare, waiting.fds)
+            waiting.spare = spare
+        except OSError as err:  # a full disk: the start makes them (and says why not)
+            log.warning("no job directory made ahead for init %d: %s", waiting.pid, err)
+            for fd in waiting.fds:
+                os.close(fd)
+            waiting.fds.clear()
+            shutil.rmtree(spare, ignore_errors=True)
+
+    def _discard_init(self, waiting: WaitingInit) -> None:
+        """Remove what was made for an init that will not get a job."""
+        if waiting.group is not None:
+            _destroy_quietly(waiting.group)
+        if waiting.spare is not None:
+            shutil.rmtree(waiting.spare, ignore_errors=True)
 
     async def _end_init(self, pid: int, group: JobGroup | None) -> bool:
         """End the init of a start that failed, and remove its cgroup; True once done.
@@ -525,6 +552,7 @@ class Supervisor:
 
     def recover(self) -> None:
         """Take over jobs a previous supervisor left: adopt live ones, close the rest."""
+        shutil.rmtree(self.paths.spare_dir, ignore_errors=True)  # its inits' directories
         known: set[str] = set()
         for status in self.store.list(running_only=True, limit=1 << 30):
             owner, seq = parse_job_id(status.id)
@@ -661,6 +689,24 @@ def _kill_quietly(init_pid: int, group: JobGroup | None) -> None:
             group.kill()
     with contextlib.suppress(ProcessLookupError):
         os.kill(init_pid, signal.SIGKILL)
+
+
+def _create_files(job_dir: Path, fds: list[int]) -> None:
+    """A job's directory and its output and status files; their descriptors (for the
+    init) are appended to ``fds``."""
+    try:
+        job_dir.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        # Left by a supervisor that died between handing out this number and recording
+        # it: no row names it, so it is garbage.
+        shutil.rmtree(job_dir)
+        job_dir.mkdir(mode=0o700)
+    # Not O_APPEND: the init splice(2)s into it, which append mode forbids.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    fds.append(os.open(job_dir / OUTPUT_FILE, flags, 0o600))
+    fds.append(os.open(job_dir / STATUS_FILE, flags, 0o600))
+    # The init overwrites this in place at the end, so that needs no new block.
+    os.write(fds[-1], b" " * init.STATUS_RECORD_SIZE)
 
 
 def _destroy_quietly(group: JobGroup) -> None:

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from remo.cgroups.base import JobGroup
 from remo.core.errors import RemoError, StartFailed
@@ -73,16 +74,20 @@ class Spawned:
 
 @dataclass
 class WaitingInit:
-    """An init that waits for its job on ``sock``; ``fds`` are gathered for it.
+    """An init that waits for its job on ``sock``, and what was made ready for that job.
 
     ``group`` is the cgroup it already waits in (without limits yet), so that a start
     pays no cgroup migration: migrations take a global lock whose first use after a
-    quiet spell waits for an RCU grace period (~10 ms).
+    quiet spell waits for an RCU grace period (~10 ms). ``spare`` is its job's directory,
+    made ahead of time with its output and status files (whose descriptors start
+    ``fds``): a start renames it into place, one metadata operation instead of three
+    file creations (~1.4 ms here). ``fds`` are the descriptors the init is sent.
     """
 
     pid: int
     sock: socket.socket
     group: JobGroup | None = None
+    spare: Path | None = None
     fds: list[int] = field(default_factory=list)
 
     def close(self) -> None:
@@ -103,15 +108,18 @@ class InitPool:
         self,
         pid_namespace: bool,
         state_dir: str,
-        place: Callable[[int], JobGroup | None],
+        prepare: Callable[[WaitingInit], None],
+        discard: Callable[[WaitingInit], None],
         size: int = POOL_SIZE,
     ) -> None:
-        """``place(pid)`` makes the cgroup a new init is to wait in (None: none)."""
+        """``prepare`` makes what a new waiting init's job will need (its cgroup, its
+        files); ``discard`` removes what is left of that when the init is not used."""
         self.pid_namespace = pid_namespace
         self.state_dir = state_dir
         self.size = size
         self.spawner_pid = 0
-        self._place = place
+        self._prepare = prepare
+        self._discard = discard
         self._control: socket.socket | None = None
         self._ready: asyncio.Queue[WaitingInit] = asyncio.Queue()
         #: Inits that wait, by pid (also those queued): to clean up after one that dies.
@@ -157,8 +165,9 @@ class InitPool:
             return
         sock = socket.socket(fileno=fds[0])
         sock.setblocking(False)
-        pid = int(match[1])
-        waiting = WaitingInit(pid, sock, self._place(pid))
+        waiting = WaitingInit(int(match[1]), sock)
+        pid = waiting.pid
+        self._prepare(waiting)
         self.waiting[pid] = waiting  # from now on the reaper cleans up after it
         # The init joins its cgroup itself: a migration can wait ~10 ms for an RCU
         # grace period, which must not stall this loop.
@@ -184,7 +193,7 @@ class InitPool:
         if waiting is None:
             return False
         waiting.close()
-        _remove_group(waiting)
+        self._discard(waiting)
         self.replenish()
         return True
 
@@ -297,15 +306,7 @@ class InitPool:
                     if time.monotonic() > deadline:
                         break
                     await asyncio.sleep(0.005)  # the kernel is tearing the init down
-            _remove_group(waiting)
-
-
-def _remove_group(waiting: WaitingInit) -> None:
-    if waiting.group is not None:
-        try:
-            waiting.group.destroy()
-        except RemoError as err:
-            log.warning("cgroup of waiting init %d not removed: %s", waiting.pid, err)
+            self._discard(waiting)
 
 
 async def read_report(sock: socket.socket) -> bytes:
@@ -340,8 +341,13 @@ def _host_pid(init_pid: int) -> int:
     """The job's pid as the host sees it: the init's only child (the init itself only
     knows the pid inside its namespace)."""
     try:
-        with open(f"/proc/{init_pid}/task/{init_pid}/children") as f:
-            children = f.read().split()
+        fd = os.open(f"/proc/{init_pid}/task/{init_pid}/children", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return 0
+    try:
+        children = os.read(fd, 4096).split()  # (os.read: a third of open()'s cost)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
     return int(children[0]) if children else 0

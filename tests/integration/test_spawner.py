@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -139,3 +140,26 @@ async def test_jobs_run_at_the_servers_priority(manager: JobManager) -> None:
     assert (await manager.wait(job)).state is JobState.SUCCEEDED
     output = b"".join([c async for c in manager.output(job)])
     assert int(output) == os.getpriority(os.PRIO_PROCESS, 0)
+
+
+async def test_jobs_on_another_filesystem_than_the_state_dir(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """An operator may put jobs/ on a bigger disk (a symlink): the spare directories,
+    made beside it, cannot be renamed there, so job directories are made at start."""
+    elsewhere = Path("/dev/shm")
+    if not elsewhere.is_dir() or elsewhere.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second filesystem at /dev/shm")
+    target = elsewhere / f"remo-test-jobs-{os.getpid()}"
+    target.mkdir(mode=0o700)
+    try:
+        state_dir.mkdir(mode=0o700)
+        (state_dir / "jobs").symlink_to(target)
+        async with JobManager.open(state_dir) as manager:
+            for word in ("first", "second", "third"):  # spares taken, then none made
+                job = await manager.start(JobSpec(["echo", word]))
+                assert (await manager.wait(job)).state is JobState.SUCCEEDED
+                assert b"".join([c async for c in manager.output(job)]) == word.encode() + b"\n"
+            assert len(list(target.rglob("output"))) == 3  # on the other filesystem
+    finally:
+        shutil.rmtree(target, ignore_errors=True)

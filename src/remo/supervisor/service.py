@@ -109,6 +109,8 @@ class Supervisor:
     ) -> None:
         self.paths = paths
         self.exec_timeout = exec_timeout
+        #: Whether waiting inits get their job's directory ahead of time (see _take_files).
+        self._make_spares = True
         self.on_idle = on_idle
         self._tag = instance_tag(paths)
         self._spawning = 0
@@ -295,6 +297,14 @@ class Supervisor:
             except FileNotFoundError:
                 job_dir.parent.mkdir(parents=True, exist_ok=True)  # the owner's first job
             except OSError as err:
+                if err.errno == errno.EXDEV:
+                    # jobs/ is on another filesystem than the state dir (a symlink to a
+                    # bigger disk): spares cannot be renamed there; stop making them.
+                    log.info("jobs/ is on another filesystem: job directories are made at start")
+                    self._make_spares = False
+                    self._discard_spare(waiting)
+                    _create_files(job_dir, waiting.fds)
+                    return
                 if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
                 # Left by a supervisor that died between handing out this number and
@@ -303,6 +313,16 @@ class Supervisor:
         else:
             os.rename(waiting.spare, job_dir)  # raises what stands in the way
         waiting.spare = None
+
+    @staticmethod
+    def _discard_spare(waiting: WaitingInit) -> None:
+        """Close the spare files' descriptors (the first two of ``fds``) and remove them."""
+        for fd in waiting.fds:
+            os.close(fd)
+        waiting.fds.clear()
+        if waiting.spare is not None:
+            shutil.rmtree(waiting.spare, ignore_errors=True)
+            waiting.spare = None
 
     def _prepare_init(self, waiting: WaitingInit) -> None:
         """Make what a new waiting init's job will need, so that its start does not pay
@@ -313,18 +333,16 @@ class Supervisor:
                 waiting.group = self.driver.create(f"{self._tag}-init-{waiting.pid}", Limits())
             except RemoError as err:
                 log.warning("no cgroup for a waiting init: %s", err)
-        spare = self.paths.spare_dir / str(waiting.pid)
+        if not self._make_spares:
+            return
+        waiting.spare = self.paths.spare_dir / str(waiting.pid)
         try:
-            shutil.rmtree(spare, ignore_errors=True)  # a pid reused since a crash
-            spare.parent.mkdir(mode=0o700, exist_ok=True)
-            _create_files(spare, waiting.fds)
-            waiting.spare = spare
+            shutil.rmtree(waiting.spare, ignore_errors=True)  # a pid reused since a crash
+            waiting.spare.parent.mkdir(mode=0o700, exist_ok=True)
+            _create_files(waiting.spare, waiting.fds)
         except OSError as err:  # a full disk: the start makes them (and says why not)
             log.warning("no job directory made ahead for init %d: %s", waiting.pid, err)
-            for fd in waiting.fds:
-                os.close(fd)
-            waiting.fds.clear()
-            shutil.rmtree(spare, ignore_errors=True)
+            self._discard_spare(waiting)
 
     def _discard_init(self, waiting: WaitingInit) -> None:
         """Remove what was made for an init that will not get a job."""

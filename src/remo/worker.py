@@ -88,7 +88,12 @@ class JobManager:
         """
         paths = StatePaths(Path(state_dir).resolve())
         paths.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        options = SupervisorOptions(supervisor_linger, namespaces, cgroups, exec_timeout)
+        options = SupervisorOptions(
+            linger=supervisor_linger,
+            namespaces=namespaces,
+            cgroups=cgroups,
+            exec_timeout=exec_timeout,
+        )
         client = await SupervisorClient.connect(paths, options)
         store = JobStore(paths.jobs_db)
         watcher = OutputWatcher()

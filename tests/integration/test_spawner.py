@@ -9,6 +9,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,14 +58,24 @@ def spares(manager: JobManager) -> set[int]:
     return {int(p.name) for p in spare.iterdir()} if spare.is_dir() else set()
 
 
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """The supervisor does these things in the background: wait for them (bounded)."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
 async def test_an_init_killed_while_waiting_is_skipped(manager: JobManager) -> None:
     inits = await waiting_inits(manager, at_least=2)
     for pid in inits:
         spare = manager.paths.spare_dir / str(pid)
+        await until((spare / "output").exists, f"a job directory for init {pid}")
         assert sorted(p.name for p in spare.iterdir()) == [".status", "output"]
         os.kill(pid, signal.SIGKILL)
     await gone(inits)
-    assert not spares(manager) & inits  # removed with them
+    await until(lambda: not spares(manager) & inits, "their job directories removed")
     job = await manager.start(JobSpec(["echo", "still fine"]))
     status = await manager.wait(job)
     assert status.state is JobState.SUCCEEDED
@@ -90,16 +101,13 @@ async def test_spawner_and_waiting_inits_leave_with_the_supervisor(state_dir: Pa
         info = await supervisor_info(manager)
         inits = await waiting_inits(manager, at_least=2)
         supervisor = info["pid"]
-    assert spares(manager) >= inits
+    await until(lambda: spares(manager) >= inits, "job directories for the waiting inits")
     os.kill(supervisor, signal.SIGKILL)
     await gone({supervisor, info["spawner"], *inits})
     async with JobManager.open(state_dir):  # a new supervisor, which cleans up after the old
         assert not spares(manager) & inits
-    for _ in range(500):  # one that exits in good order (at once: it lingers 0 s) leaves none
-        if not spares(manager):
-            break
-        await asyncio.sleep(0.01)
-    assert not spares(manager)
+    # One that exits in good order (at once: it lingers 0 s) leaves none.
+    await until(lambda: not spares(manager), "no job directory left")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch accounts")

@@ -103,14 +103,14 @@ class Server:
         raise InvalidArgument(f"unknown operation {op!r}")
 
     def check_idle(self, linger: float | None = None) -> None:
-        if self.clients == 0 and not self.supervisor.running:
+        if self.clients == 0 and not self.supervisor.busy:
             self._cancel_idle()
             loop = asyncio.get_running_loop()
             delay = self.linger if linger is None else linger
             self._idle_timer = loop.call_later(delay, self._exit_if_still_idle)
 
     def _exit_if_still_idle(self) -> None:
-        if self.clients == 0 and not self.supervisor.running:
+        if self.clients == 0 and not self.supervisor.busy:
             self.done.set()
 
     def _cancel_idle(self) -> None:

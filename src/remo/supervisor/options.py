@@ -8,7 +8,10 @@ settings apply when a supervisor is started; one that already runs keeps its own
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
+
+from remo.core.errors import InvalidArgument
 
 #: A start fails when its command has not exec'd in this long. exec reads the program's
 #: first pages; from a hung network filesystem that read never returns.
@@ -26,6 +29,16 @@ class SupervisorOptions:
     namespaces: bool = True
     cgroups: bool = True
     exec_timeout: float = EXEC_TIMEOUT
+
+    def __post_init__(self) -> None:
+        for name in ("linger", "exec_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < math.inf:
+                raise InvalidArgument(f"{name} must be a number of seconds, got {value!r}")
+        if self.exec_timeout == 0:
+            raise InvalidArgument("exec_timeout must be more than 0 seconds")
+        object.__setattr__(self, "linger", float(self.linger))
+        object.__setattr__(self, "exec_timeout", float(self.exec_timeout))
 
     def to_args(self) -> list[str]:
         """The supervisor's command-line arguments for these options."""

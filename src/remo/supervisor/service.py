@@ -161,6 +161,11 @@ class Supervisor:
             out.append("no network namespaces: --network none is refused")
         return out
 
+    @property
+    def busy(self) -> bool:
+        """Jobs run or are being started: the supervisor must not exit."""
+        return bool(self.running) or self._spawning > 0
+
     def cgroup_name(self, owner: str, seq: int) -> str:
         return f"{self._tag}-{owner}-{seq}"
 
@@ -196,6 +201,7 @@ class Supervisor:
             self._spawning -= 1
             if not self._spawning:
                 self._unclaimed.clear()
+                self.on_idle()  # a start that failed may have been all there was to do
         return {"id": job.key, "pid": pid, "started_at": started}
 
     async def _spawn(
@@ -239,8 +245,8 @@ class Supervisor:
                     raise StartFailed(
                         "exec",
                         errno.ETIMEDOUT,
-                        f"{spec.argv[0]} did not start within {self.exec_timeout:g} s: "
-                        "reading the program stalled (a hung filesystem?)",
+                        f"{spec.argv[0]} did not start within {self.exec_timeout:g} s "
+                        "(its program could not be read, or a set-up step hung)",
                     ) from None
             finally:
                 waiting.close()
@@ -266,9 +272,11 @@ class Supervisor:
                 _kill_quietly(waiting.pid, group)
                 raise
         except BaseException as err:
+            # Before any await: the spare's name is the init's pid, which a replacement
+            # init may get once this one is reaped.
+            shutil.rmtree(waiting.spare or job_dir, ignore_errors=True)
             if await self._end_init(waiting.pid, group):
                 self.store.release(owner, seq)
-            shutil.rmtree(waiting.spare or job_dir, ignore_errors=True)
             if isinstance(err, sqlite3.OperationalError):
                 raise self._storage_error(err) from err
             if isinstance(err, OSError | StartFailed) and err.errno in _DISK_FULL:
@@ -280,6 +288,7 @@ class Supervisor:
             owner, seq, waiting.pid, group, job_dir / STATUS_FILE, request.isolation.pid
         )
         self._track(job)
+        self.pool.taken.discard(waiting.pid)
         if (early := self._unclaimed.pop(waiting.pid, None)) is not None:
             self._spawn_task(self._finish(job, wait_status=early))  # it already ended
         return job, spawned.job, started
@@ -355,30 +364,44 @@ class Supervisor:
         """End the init of a start that failed, and remove its cgroup; True once done.
 
         An init that reported a failure has exited already; one that did not (the start
-        was cancelled, or the program's exec stalled) is killed with its cgroup. The wait
-        is bounded: a process stuck in the kernel (a read from a hung filesystem) cannot
-        die until that read returns, and a start must not hang with it. Its cgroup is
-        then removed by the reaper once it is gone, and False says that its job number
-        stays taken (the cgroup may carry it).
+        was cancelled, or the program's exec stalled) is killed with everything it
+        started. The waits are bounded: a process stuck in the kernel (a read from a
+        hung filesystem) cannot die until that read returns, and a start must not hang
+        with it. Its cgroup is then removed by the reaper once it is gone, and False
+        says that its job number stays taken (the cgroup may carry it).
         """
-        exited = self._unclaimed.pop(pid, None) is not None
-        if not exited:
-            _kill_quietly(pid, group)  # not reaped yet, so the pid is still this init's
-            waiter = self._child_exit(pid)
-            try:
-                await asyncio.wait_for(asyncio.shield(waiter), INIT_EXIT_TIMEOUT)
-            except TimeoutError:
-                log.error(
-                    "the init (pid %d) of a failed start does not exit; cleaning up "
-                    "after it once it does",
-                    pid,
-                )
-                if group is not None:
-                    waiter.add_done_callback(lambda _: _destroy_quietly(group))
-                return False
-        if group is not None:
-            _destroy_quietly(group)
-        return True
+        try:
+            if self._unclaimed.pop(pid, None) is None:
+                _kill_quietly(pid, group)  # not reaped yet, so the pid is still this init's
+                # The init's session: its job too, when there is neither a PID namespace
+                # nor a cgroup to kill it by.
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+                waiter = self._child_exit(pid)
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiter), INIT_EXIT_TIMEOUT)
+                except TimeoutError:
+                    log.error(
+                        "the init (pid %d) of a failed start does not exit; cleaning up "
+                        "after it once it does",
+                        pid,
+                    )
+                    if group is not None:
+                        waiter.add_done_callback(lambda _: _destroy_quietly(group))
+                    return False
+            if group is not None:
+                # Without a PID namespace the init is reaped before its killed child has
+                # left the cgroup.
+                deadline = time.monotonic() + INIT_EXIT_TIMEOUT
+                while group.populated() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
+                group.destroy()
+            return True
+        except RemoError as err:
+            log.warning("cgroup of a failed start not removed: %s", err)
+            return False
+        finally:
+            self.pool.taken.discard(pid)
 
     def _child_exit(self, pid: int) -> asyncio.Future[int]:
         """A future for the exit status of a child the reaper does not track as a job."""
@@ -491,8 +514,8 @@ class Supervisor:
                     pass  # a waiting init died
                 elif (waiter := self._waiters.pop(pid, None)) is not None:
                     waiter.set_result(wait_status)
-                elif self._spawning:
-                    self._unclaimed[pid] = wait_status  # maybe a job's init, not yet tracked
+                elif pid in self.pool.taken:
+                    self._unclaimed[pid] = wait_status  # a start's init, not yet tracked
                 # otherwise an orphaned descendant re-parented to us (we are a subreaper)
                 continue
             self._spawn_task(self._finish(job, wait_status=wait_status))

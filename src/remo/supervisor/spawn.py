@@ -124,6 +124,8 @@ class InitPool:
         self._ready: asyncio.Queue[WaitingInit] = asyncio.Queue()
         #: Inits that wait, by pid (also those queued): to clean up after one that dies.
         self.waiting: dict[int, WaitingInit] = {}
+        #: Inits taken by starts still in progress: their exit is the start's business.
+        self.taken: set[int] = set()
         self._closed = False
 
     def launch(self) -> None:
@@ -238,13 +240,18 @@ class InitPool:
                     ) from None
             if self.waiting.pop(waiting.pid, None) is None:
                 continue  # it died while queued; the reaper has cleaned up after it
+            self.taken.add(waiting.pid)
             try:
                 await loop.sock_sendall(waiting.sock, REQUEST_HEADER.pack(len(body)) + body)
-            except OSError as err:
-                log.warning("waiting init %d is gone (%s); taking another", waiting.pid, err)
+            except BaseException as err:
+                # Gone, or the start was cancelled: the init exits on the closed socket,
+                # and the reaper cleans up after it and asks for a replacement.
                 waiting.sock.close()
-                # The reaper cleans up after it, and asks for a replacement.
+                self.taken.discard(waiting.pid)
                 self.waiting[waiting.pid] = waiting
+                if not isinstance(err, OSError):
+                    raise
+                log.warning("waiting init %d is gone (%s); taking another", waiting.pid, err)
                 continue
             return waiting
 

@@ -15,6 +15,7 @@ def test_defaults(tmp_path: Path) -> None:
     config = load(None, state_dir=str(tmp_path))
     assert config.state_dir == tmp_path.resolve()
     assert config.retention == DEFAULT_RETENTION
+    assert config.exec_timeout == 30
     assert config.default_limits == Limits(output_bytes=DEFAULT_OUTPUT_CAP)
     assert config.network == "host" and not config.force_network_none
 
@@ -26,6 +27,7 @@ def test_file_and_overrides(tmp_path: Path) -> None:
         listen = "127.0.0.1:9000"
         advertise = ["build01.example.com"]
         retention = "2w"
+        exec_timeout = "2m"
         [roles]
         alice = "admin"
         default = "none"
@@ -45,6 +47,7 @@ def test_file_and_overrides(tmp_path: Path) -> None:
     assert config.listen == "127.0.0.1:9100"
     assert config.advertised_addresses(9100) == ["build01.example.com:9100"]
     assert config.retention == 14 * 86400
+    assert config.exec_timeout == 120
     assert config.roles == {"alice": "admin"} and config.default_role is None
     assert config.default_limits == Limits(memory=1 << 30, output_bytes=10 << 20)
     assert config.max_limits == Limits(cpu=2.0, pids=100)
@@ -57,6 +60,9 @@ def test_file_and_overrides(tmp_path: Path) -> None:
         ("listen = ", "not valid TOML"),
         ("colour = 'blue'", "unknown setting"),
         ("retention = '20mims'", "retention"),
+        ("exec_timeout = '0s'", "exec_timeout: invalid duration"),
+        ("exec_timeout = '2d'", "exec_timeout must be between"),
+        ("exec_timeout = 'soon'", "exec_timeout"),
         ("[limits.max]\nmemory = 'lots'", "config"),
         ("[isolation]\nnetwork = 'bridge'", "host or none"),
     ],

@@ -89,6 +89,7 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
                 default_limits=config.default_limits,
                 max_limits=config.max_limits,
                 namespaces=config.namespaces,
+                exec_timeout=config.exec_timeout,
             ) as jobs,
             stack,  # exits first: the scheduler stops before the JobManager closes
         ):

@@ -5,6 +5,7 @@ Example ``/etc/remo/server.toml``::
     state_dir = "/var/lib/remo"
     listen = "0.0.0.0:7443"
     retention = "30d"       # purge finished jobs older than this ("forever" keeps them)
+    exec_timeout = "30s"    # a start fails when its command has not exec'd by then
     advertise = ["build01.example.com"]
 
     [roles]                 # role given by `remo register`, by account
@@ -37,6 +38,7 @@ from typing import Any
 from remo.core.errors import InvalidArgument
 from remo.core.spec import NETWORK_MODES, Limits
 from remo.core.units import parse_cpu, parse_rate, parse_size
+from remo.supervisor.options import EXEC_TIMEOUT
 
 DEFAULT_PORT = 7443
 DEFAULT_OUTPUT_CAP = 4 << 30
@@ -74,6 +76,9 @@ class ServerConfig:
     namespaces: bool = True
     #: Finished jobs older than this (seconds) are purged; None keeps them forever.
     retention: float | None = DEFAULT_RETENTION
+    #: A start fails when its command has not exec'd in this long (seconds): a program
+    #: on a hung network filesystem. Raise it where programs load slowly.
+    exec_timeout: float = EXEC_TIMEOUT
     register_run_dir: Path = field(default_factory=lambda: default_run_dir())
 
     def listen_host_port(self) -> tuple[str, int]:
@@ -130,7 +135,16 @@ def load(path: str | None, **overrides: Any) -> ServerConfig:
 
 
 def _apply(config: ServerConfig, data: dict[str, Any], path: str) -> None:
-    known = {"state_dir", "listen", "advertise", "roles", "limits", "isolation", "retention"}
+    known = {
+        "state_dir",
+        "listen",
+        "advertise",
+        "roles",
+        "limits",
+        "isolation",
+        "retention",
+        "exec_timeout",
+    }
     unknown = set(data) - known
     if unknown:
         raise InvalidArgument(f"config {path}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -138,7 +152,13 @@ def _apply(config: ServerConfig, data: dict[str, Any], path: str) -> None:
         config.state_dir = Path(str(data["state_dir"]))
     if "retention" in data:
         text = str(data["retention"])
-        config.retention = None if text in ("forever", "never") else _duration(text, path)
+        config.retention = (
+            None if text in ("forever", "never") else _duration(text, path, "retention")
+        )
+    if "exec_timeout" in data:
+        config.exec_timeout = _duration(str(data["exec_timeout"]), path, "exec_timeout")
+        if not 0 < config.exec_timeout <= 3600:
+            raise InvalidArgument(f"config {path}: exec_timeout must be between 1s and 1h")
     if "listen" in data:
         config.listen = str(data["listen"])
     if "advertise" in data:
@@ -162,13 +182,13 @@ def _apply(config: ServerConfig, data: dict[str, Any], path: str) -> None:
     config.namespaces = bool(isolation.get("namespaces", True))
 
 
-def _duration(text: str, path: str) -> float:
+def _duration(text: str, path: str, name: str) -> float:
     from remo.schedule.timeexpr import parse_duration
 
     try:
         return parse_duration(text).total_seconds()
     except InvalidArgument as err:
-        raise InvalidArgument(f"config {path}: retention: {err}") from None
+        raise InvalidArgument(f"config {path}: {name}: {err}") from None
 
 
 def _limits(table: dict[str, Any], path: str) -> Limits:

@@ -241,6 +241,21 @@ def test_parse_at_rejects(text: str, message: str) -> None:
     assert "\n" not in error
 
 
+@pytest.mark.parametrize(
+    ("text", "tz"),
+    [
+        ("0001-01-01T00:00", None),  # the server's zone: mktime() probes year 0
+        ("0001-01-01 00:00", timezone(timedelta(hours=5))),
+        ("9999-12-31 23:59", timezone(timedelta(hours=-5))),
+    ],
+)
+def test_wall_times_at_the_ends_of_the_calendar_are_out_of_range(
+    text: str, tz: tzinfo | None
+) -> None:
+    with pytest.raises(InvalidArgument, match="out of range"):
+        parse_at(text, NOW, tz)
+
+
 def test_past_error_says_what_now_is() -> None:
     with pytest.raises(InvalidArgument, match=r"now is 2026-06-01 14:00:00\+02:00"):
         parse_at("2026-06-01 13:00", NOW, PARIS)

@@ -155,7 +155,12 @@ def parse_at(text: str, now: datetime, tz: tzinfo | None = None) -> datetime:
     except ValueError as exc:
         raise InvalidArgument(f"invalid time {quote(text)}: {exc}, {AT_EXAMPLE}") from None
     if when.tzinfo is None:
-        when = _local(when, tz)
+        try:
+            when = _local(when, tz)
+        except (ValueError, OverflowError):  # year 1 or 9999 moved across an offset
+            raise InvalidArgument(
+                f"invalid time {quote(text)}: out of range, {AT_EXAMPLE}"
+            ) from None
     if when < now:
         shown = now.astimezone(when.tzinfo).isoformat(" ", "seconds")
         raise InvalidArgument(f"invalid time {quote(text)}: it is in the past (now is {shown})")

@@ -94,7 +94,12 @@ def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     yield
     base = tmp_path_factory.getbasetemp()
     # Only this run's state dirs: other remo servers on the machine are not ours to judge.
-    tags = {instance_tag(StatePaths(lock.parent)) for lock in base.rglob("supervisor.lock")}
+    # (os.walk, not rglob: supervisors still exiting remove directories meanwhile)
+    tags = {
+        instance_tag(StatePaths(Path(top)))
+        for top, _, files in os.walk(base)
+        if "supervisor.lock" in files
+    }
 
     def ours() -> set[str]:
         return {p for p in remo_cgroups() - before_cgroups if p.rsplit("/", 1)[1][:8] in tags}

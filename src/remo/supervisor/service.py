@@ -200,7 +200,6 @@ class Supervisor:
         finally:
             self._spawning -= 1
             if not self._spawning:
-                self._unclaimed.clear()
                 self.on_idle()  # a start that failed may have been all there was to do
         return {"id": job.key, "pid": pid, "started_at": started}
 
@@ -296,32 +295,20 @@ class Supervisor:
     def _take_files(self, job_dir: Path, waiting: WaitingInit) -> None:
         """Put the job's directory in place: the init's spare one, renamed, or (when it
         could not be made ahead of time) a new one."""
-        if waiting.spare is None:
-            _create_files(job_dir, waiting.fds)
-            return
-        for _ in range(2):
+        if waiting.spare is not None:
             try:
-                os.rename(waiting.spare, job_dir)
-                break
-            except FileNotFoundError:
-                job_dir.parent.mkdir(parents=True, exist_ok=True)  # the owner's first job
+                _rename_spare(waiting.spare, job_dir)
+                waiting.spare = None
+                return
             except OSError as err:
-                if err.errno == errno.EXDEV:
-                    # jobs/ is on another filesystem than the state dir (a symlink to a
-                    # bigger disk): spares cannot be renamed there; stop making them.
-                    log.info("jobs/ is on another filesystem: job directories are made at start")
-                    self._make_spares = False
-                    self._discard_spare(waiting)
-                    _create_files(job_dir, waiting.fds)
-                    return
-                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                if err.errno != errno.EXDEV:
                     raise
-                # Left by a supervisor that died between handing out this number and
-                # recording it: no row names it, so it is garbage.
-                shutil.rmtree(job_dir)
-        else:
-            os.rename(waiting.spare, job_dir)  # raises what stands in the way
-        waiting.spare = None
+                # jobs/ is on another filesystem than the state dir (a symlink to a
+                # bigger disk): spares cannot be renamed there; stop making them.
+                log.info("jobs/ is on another filesystem: job directories are made at start")
+                self._make_spares = False
+                self._discard_spare(waiting)
+        _create_files(job_dir, waiting.fds)
 
     @staticmethod
     def _discard_spare(waiting: WaitingInit) -> None:
@@ -346,8 +333,6 @@ class Supervisor:
             return
         waiting.spare = self.paths.spare_dir / str(waiting.pid)
         try:
-            shutil.rmtree(waiting.spare, ignore_errors=True)  # a pid reused since a crash
-            waiting.spare.parent.mkdir(mode=0o700, exist_ok=True)
             _create_files(waiting.spare, waiting.fds)
         except OSError as err:  # a full disk: the start makes them (and says why not)
             log.warning("no job directory made ahead for init %d: %s", waiting.pid, err)
@@ -357,8 +342,7 @@ class Supervisor:
         """Remove what was made for an init that will not get a job."""
         if waiting.group is not None:
             _destroy_quietly(waiting.group)
-        if waiting.spare is not None:
-            shutil.rmtree(waiting.spare, ignore_errors=True)
+        self._discard_spare(waiting)
 
     async def _end_init(self, pid: int, group: JobGroup | None) -> bool:
         """End the init of a start that failed, and remove its cgroup; True once done.
@@ -730,6 +714,21 @@ def _kill_quietly(init_pid: int, group: JobGroup | None) -> None:
             group.kill()
     with contextlib.suppress(ProcessLookupError):
         os.kill(init_pid, signal.SIGKILL)
+
+
+def _rename_spare(spare: Path, job_dir: Path) -> None:
+    try:
+        os.rename(spare, job_dir)
+    except FileNotFoundError:
+        job_dir.parent.mkdir(parents=True, exist_ok=True)  # the owner's first job
+        os.rename(spare, job_dir)
+    except OSError as err:
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        # Left by a supervisor that died between handing out this number and recording
+        # it: no row names it, so it is garbage.
+        shutil.rmtree(job_dir)
+        os.rename(spare, job_dir)
 
 
 def _create_files(job_dir: Path, fds: list[int]) -> None:

@@ -81,7 +81,8 @@ class WaitingInit:
     quiet spell waits for an RCU grace period (~10 ms). ``spare`` is its job's directory,
     made ahead of time with its output and status files (whose descriptors start
     ``fds``): a start renames it into place, one metadata operation instead of three
-    file creations (~1.4 ms here). ``fds`` are the descriptors the init is sent.
+    file creations (the files phase of ``bench/start_profile.py``: 1.5 → 0.1 ms here).
+    ``fds`` are the descriptors the init is sent.
     """
 
     pid: int

@@ -420,10 +420,12 @@ class Registry:
                 )
         except x509.ExtensionNotFound:
             pass
+        # A plain list of OIDs: newer cryptography refuses to build an empty ExtendedKeyUsage.
+        usages: list[x509.ObjectIdentifier] = []
         try:
-            usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            usages = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
         except x509.ExtensionNotFound:
-            usages = x509.ExtendedKeyUsage([])
+            pass
         if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
             raise WrongCertificatePurpose(
                 f"certificate {serial} is not meant for clients (no clientAuth key usage)", serial

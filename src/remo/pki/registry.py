@@ -422,10 +422,8 @@ class Registry:
             pass
         # A plain list of OIDs: newer cryptography refuses to build an empty ExtendedKeyUsage.
         usages: list[x509.ObjectIdentifier] = []
-        try:
+        with contextlib.suppress(x509.ExtensionNotFound):
             usages = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-        except x509.ExtensionNotFound:
-            pass
         if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
             raise WrongCertificatePurpose(
                 f"certificate {serial} is not meant for clients (no clientAuth key usage)", serial

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,7 @@ class JobManager:
         permission denied, missing cwd, unknown account).
         """
         spec.validate()
+        spec.limits.check_cpus(os.cpu_count() or 1)
         spec = JobSpec(**{**spec.__dict__, "limits": self._effective_limits(spec.limits)})
         reply = await self._call("start", spec=spec.to_dict(), schedule_id=schedule_id)
         return str(reply["id"])

@@ -111,26 +111,29 @@ async def test_spawner_and_waiting_inits_leave_with_the_supervisor(state_dir: Pa
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch accounts")
-async def test_init_of_a_job_runs_as_its_account_and_is_not_dumpable(
+async def test_only_the_job_runs_as_its_account_its_init_stays_root(
     manager: JobManager, unix_users: tuple[str, ...]
 ) -> None:
-    """The init drops to the job's account before starting it (so the job can be
-    spawned without a fork); undumpable, so that account cannot trace or read it."""
+    """The job drops to its account in its own fork; the init that records its outcome
+    stays root, out of that account's reach."""
     account = pwd.getpwnam(unix_users[0])
     job = await manager.start(JobSpec(["sleep", "30"], owner=account.pw_name))
     try:
         status = await manager.status(job)
         stat = Path(f"/proc/{status.pid}/stat").read_text()
         init_pid = int(stat.rsplit(")", 1)[1].split()[1])
-        uids = Path(f"/proc/{init_pid}/status").read_text().split("Uid:")[1].split("\n")[0]
-        assert set(map(int, uids.split())) == {account.pw_uid}
+
+        def uids(pid: int) -> set[int]:
+            line = Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split("\n")[0]
+            return set(map(int, line.split()))
+
+        assert uids(status.pid) == {account.pw_uid}  # real, effective, saved, fs
+        assert uids(init_pid) == {0}
 
         def read_as_account(path: str) -> subprocess.CompletedProcess[bytes]:
+            switch = [f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}"]
             return subprocess.run(
-                ["cat", path],
-                user=account.pw_uid,
-                group=account.pw_gid,
-                extra_groups=[],
+                ["setpriv", *switch, "--clear-groups", "cat", path],
                 capture_output=True,
                 check=False,
             )

@@ -240,7 +240,7 @@ def test_limits_applied_later_add_hierarchies(hybrid: tuple[FakeCgroup1, V1Drive
         str(root / "pids/remo/init-1/cgroup.procs"),
     ]
     assert (root / "cpu,cpuacct/remo/init-1/cpu.cfs_quota_us").read_text() == "50000"
-    assert (root / "pids/remo/init-1/pids.max").read_text() == "10"
+    assert (root / "pids/remo/init-1/pids.max").read_text() == "11"  # + the init
     memory = root / "memory/process_api/f716/remo/init-1"
     assert (memory / "memory.limit_in_bytes").read_text() == str(64 << 20)
     assert len(group.join_files()) == 4
@@ -283,7 +283,7 @@ def test_v1_limits_use_kernel_formats(hybrid: tuple[FakeCgroup1, V1Driver]) -> N
     assert (cpu / "cpu.cfs_quota_us").read_text() == "150000"
     assert (mem / "memory.limit_in_bytes").read_text() == str(256 << 20)
     assert (mem / "memory.memsw.limit_in_bytes").read_text() == str(256 << 20)
-    assert (root / "pids/remo/job1/pids.max").read_text() == "64"
+    assert (root / "pids/remo/job1/pids.max").read_text() == "65"  # + the init
     blkio = root / "blkio/remo/job1"
     assert (blkio / "blkio.throttle.read_bps_device").read_text() == "254:0 1048576\n8:0 1048576\n"
     assert (blkio / "blkio.throttle.write_bps_device").read_text() == "254:0 2097152\n8:0 2097152\n"

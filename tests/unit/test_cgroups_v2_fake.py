@@ -243,7 +243,7 @@ def test_limits_use_kernel_formats(fake: FakeCgroup2, driver: V2Driver) -> None:
     assert (path / "cpu.max").read_text() == "50000 100000"
     assert (path / "memory.max").read_text() == str(256 << 20)
     assert (path / "memory.swap.max").read_text() == "0"
-    assert (path / "pids.max").read_text() == "64"
+    assert (path / "pids.max").read_text() == "65"  # 64 for the job, 1 for its init
     assert (path / "io.max").read_text() == (
         "254:0 rbps=1048576 wbps=2097152\n8:0 rbps=1048576 wbps=2097152\n"
     )
@@ -260,7 +260,7 @@ def test_limits_applied_later_to_a_waiting_group(fake: FakeCgroup2, driver: V2Dr
     assert driver.apply(group, Limits(cpu=0.5, memory=256 << 20, pids=64)) == []
     assert (path / "cpu.max").read_text() == "50000 100000"
     assert (path / "memory.max").read_text() == str(256 << 20)
-    assert (path / "pids.max").read_text() == "64"
+    assert (path / "pids.max").read_text() == "65"  # 64 for the job, 1 for its init
 
 
 @pytest.mark.parametrize(

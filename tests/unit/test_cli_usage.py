@@ -30,6 +30,7 @@ from remo.pki.ca import CertificateAuthority
 
 JOB_KEYS = {
     "id",
+    "oom_kills",
     "state",
     "exit_code",
     "signal",

@@ -31,6 +31,17 @@ FEATURES = frozenset({"cpu", "memory", "io", "pids", "kill", "usage"})
 #: Name of the group, beneath the caller's own cgroup, that holds every job group.
 PARENT = "remo"
 
+#: Tasks of remo's own in every job cgroup (the job's init): pids.max is the job's limit
+#: plus these, so that ``--pids N`` lets the job itself hold N processes.
+INIT_TASKS = 1
+
+
+def pids_max(limits: Limits) -> str:
+    """The value of ``pids.max`` for ``limits.pids`` (see :data:`INIT_TASKS`)."""
+    assert limits.pids is not None
+    return str(min(limits.pids + INIT_TASKS, 1 << 22))
+
+
 CPU_PERIOD_US = 100_000
 # Documentation/scheduler/sched-bwc.rst: "The minimum quota allowed for the quota or
 # period is 1ms. There is also an upper bound on the period length of 1s."

@@ -272,7 +272,7 @@ class V1Driver:
                 # usage; it must be >= limit_in_bytes, hence written second.
                 base.write(fs, dirs["memory"], "memory.memsw.limit_in_bytes", str(limits.memory))
         if limits.pids is not None:
-            base.write(fs, dirs["pids"], "pids.max", str(limits.pids))
+            base.write(fs, dirs["pids"], "pids.max", base.pids_max(limits))
         # cgroup-v1/blkio-controller.rst: "MAJ:MIN bytes_per_second", one device per
         # write. Rules belong to a disk's request queue; a partition's numbers are
         # refused or match nothing, hence the whole-disk device list.

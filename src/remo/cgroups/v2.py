@@ -203,7 +203,7 @@ class V2Driver:
                 # memory.max (swap is accounted separately in v2).
                 base.write(fs, path, "memory.swap.max", "0")
         if limits.pids is not None:
-            base.write(fs, path, "pids.max", str(limits.pids))
+            base.write(fs, path, "pids.max", base.pids_max(limits))
         if limits.io_read_bps is not None or limits.io_write_bps is not None:
             keys = []
             if limits.io_read_bps is not None:

@@ -51,6 +51,7 @@ def job_json(job: JobStatus, now: float | None = None) -> dict[str, Any]:
         "cpu_seconds": job.cpu_seconds,
         "peak_memory_bytes": job.peak_memory_bytes,
         "oom_killed": job.oom_killed,
+        "oom_kills": job.oom_kills,
         "limits": {
             "cpu_cores": limits.cpu,
             "memory_bytes": limits.memory,

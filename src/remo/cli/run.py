@@ -120,7 +120,12 @@ def local_time(unix: float) -> str:
 @click.option(
     "--io-write", metavar="RATE", help="Disk write limit per second: 10M, 500k/s (at least 64k)."
 )
-@click.option("--pids", type=click.IntRange(min=1), metavar="N", help="At most N processes.")
+@click.option(
+    "--pids",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="At most N processes at once (remo's own init is not counted).",
+)
 @click.option(
     "-e", "--env", multiple=True, metavar="NAME=VALUE", help="Set a variable; repeatable."
 )
@@ -267,6 +272,12 @@ def ending_note(job: JobStatus) -> str:
 
         limit = f" (memory limit {format_size(job.limits.memory)})" if job.limits.memory else ""
         return f"job {job.id} was killed by the out-of-memory killer{limit}"
+    if job.oom_kills:
+        how = f"exited {job.exit_code}" if job.exit_code is not None else job.state.value
+        return (
+            f"{job.oom_kills} process(es) of job {job.id} were killed by the out-of-memory "
+            f"killer; the job {how}"
+        )
     if job.signal is not None and job.state.value in ("killed", "stopped"):
         by = "stopped with" if job.state.value == "stopped" else "killed by"
         return f"job {job.id} was {by} {signal_name(job.signal)}"

@@ -74,6 +74,10 @@ def job_lines(job: JobStatus, now: float | None = None) -> list[tuple[str, str]]
     lines += [
         ("limits", limits_text(job.limits)),
         ("oom killed", "yes" if job.oom_killed else "no"),
+    ]
+    if job.oom_kills:
+        lines.append(("oom kills", f"{job.oom_kills} process(es)"))
+    lines += [
         ("isolation", ", ".join(job.isolation) or "none"),
     ]
     if job.schedule_id:

@@ -194,6 +194,7 @@ def _job(msg: pb.JobStatus) -> JobStatus:
         cpu_seconds=msg.cpu_seconds if msg.HasField("cpu_seconds") else None,
         peak_memory_bytes=(msg.peak_memory_bytes if msg.HasField("peak_memory_bytes") else None),
         oom_killed=msg.oom_killed,
+        oom_kills=msg.oom_kills,
         reason=reason,
         cwd=msg.cwd,
         output_truncated=msg.output_truncated,

@@ -73,6 +73,15 @@ class Limits:
                 top = "2^62" if high == 1 << 62 else high
                 raise InvalidArgument(f"{name} limit must be between {low} and {top}, got {value}")
 
+    def check_cpus(self, available: int) -> None:
+        """Raise :class:`InvalidArgument` if the cpu limit asks for more CPUs than the
+        server has (a quota above them would never bind)."""
+        if self.cpu is not None and self.cpu > available:
+            raise InvalidArgument(
+                f"cpu limit must be between 0.001 and {available:.2f} cores "
+                f"(this server has {available} CPUs), got {self.cpu:g}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 

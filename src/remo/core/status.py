@@ -46,7 +46,10 @@ class JobStatus:
     limits: Limits = field(default_factory=Limits)
     cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
+    #: The job's main process was killed by the out-of-memory killer.
     oom_killed: bool = False
+    #: Processes of the job the out-of-memory killer killed (the main one included).
+    oom_kills: int = 0
     reason: str = ""
     cwd: str = ""
     output_bytes: int = 0

@@ -105,6 +105,7 @@ def status_to_pb(status: JobStatus, shown_id: str) -> pb.JobStatus:
         started_at=status.started_at,
         limits=limits_to_pb(status.limits),
         oom_killed=status.oom_killed,
+        oom_kills=status.oom_kills,
         reason=status.reason,
         cwd=status.cwd,
         isolation=list(status.isolation),

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     cpu_seconds REAL,
     peak_memory_bytes INTEGER,
     oom_killed INTEGER NOT NULL DEFAULT 0,
+    oom_kills INTEGER NOT NULL DEFAULT 0,
     reason TEXT NOT NULL DEFAULT '',
     stop_requested INTEGER NOT NULL DEFAULT 0,
     isolation TEXT NOT NULL DEFAULT '',
@@ -81,6 +82,8 @@ class JobStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "cgroup" not in columns:  # a database from before jobs named their cgroup
             self._db.execute("ALTER TABLE jobs ADD COLUMN cgroup TEXT NOT NULL DEFAULT ''")
+        if "oom_kills" not in columns:  # from before OOM kills were counted
+            self._db.execute("ALTER TABLE jobs ADD COLUMN oom_kills INTEGER NOT NULL DEFAULT 0")
         #: owner -> next job number; the supervisor is the only writer, so the table
         #: is read once per owner and written together with each job's row.
         self._next: dict[str, int] = {}
@@ -231,6 +234,7 @@ def row_to_status(row: sqlite3.Row) -> JobStatus:
         cpu_seconds=row["cpu_seconds"],
         peak_memory_bytes=row["peak_memory_bytes"],
         oom_killed=bool(row["oom_killed"]),
+        oom_kills=int(row["oom_kills"]),
         reason=row["reason"],
         cwd=spec.get("cwd") or "",
         output_truncated=bool(row["output_truncated"]),

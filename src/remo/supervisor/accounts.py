@@ -13,7 +13,11 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True)
 class Account:
-    """A resolved unix account; ``switch`` is False when the job keeps our own uid."""
+    """A resolved unix account; ``switch`` is False when the job keeps our own uid.
+
+    ``groups`` are its supplementary groups, looked up here (the supervisor's NSS
+    caches are warm) rather than in the job's init.
+    """
 
     name: str
     uid: int
@@ -21,6 +25,7 @@ class Account:
     home: str
     shell: str
     switch: bool
+    groups: tuple[int, ...] = ()
 
 
 def current_account_name() -> str:
@@ -45,13 +50,15 @@ def resolve(owner: str) -> Account:
         entry = pwd.getpwnam(owner)
     except KeyError:
         raise StartFailed("user", None, f"there is no account {owner!r} on this server") from None
+    switch = entry.pw_uid != os.geteuid()
     return Account(
         entry.pw_name,
         entry.pw_uid,
         entry.pw_gid,
         entry.pw_dir,
         entry.pw_shell or "/bin/sh",
-        entry.pw_uid != os.geteuid(),
+        switch,
+        tuple(os.getgrouplist(entry.pw_name, entry.pw_gid)) if switch else (),
     )
 
 

@@ -2,8 +2,10 @@
 
 Every job runs as a child of a small init, forked ahead of time by the spawner (see
 :mod:`remo.supervisor.spawner`; no exec). With a PID namespace it is PID 1 inside;
-without one it is a plain parent. It runs as the job's account once the job started
-(undumpable, so that account cannot trace it). It has three duties:
+without one it is a plain parent. It stays root while the job runs as its account, so
+that account can neither signal, trace nor read it, nor reach its descriptors through
+``/proc``: what it records comes from the kernel (the job's wait status), not from the
+job. It has three duties:
 
 1. **Output.** The job's stdout and stderr are one pipe; the init moves the bytes into
    the job's output file with ``splice(2)`` (no copy through user space) up to the

@@ -531,6 +531,10 @@ class Supervisor:
             wait_status, truncated = recorded
             if job.adopted:
                 reason = "re-adopted after a supervisor restart; exit status recorded by its init"
+        elif wait_status is not None:
+            # The init died before recording the job's status: its own end says nothing
+            # about how the job ended (see _unrecorded).
+            wait_status, reason = _unrecorded(job, wait_status, reason)
         fields = _final_fields(job, wait_status, usage, reason)
         fields["output_truncated"] = int(truncated)
         # The row first, then the marker: whoever sees the marker reads a final status.
@@ -632,6 +636,30 @@ class Supervisor:
     # -- queries used by the request handler --------------------------------------------
 
 
+def _unrecorded(job: RunningJob, init_status: int, reason: str) -> tuple[int | None, str]:
+    """The job's wait status and reason when its init ended without recording one.
+
+    After a stop, remo's own SIGKILL of the whole cgroup explains it: the job is
+    ``stopped``. Otherwise the init was killed from outside (an admin's kill -9; the job's
+    account cannot) and the job's own outcome is unknown: ``lost``, never ``succeeded``.
+    """
+    if job.stop_requested:
+        return init_status, reason
+    how = (
+        f"was killed by {_signal_name(os.WTERMSIG(init_status))}"
+        if os.WIFSIGNALED(init_status)
+        else f"exited with code {os.waitstatus_to_exitcode(init_status)}"
+    )
+    return None, reason or f"the job's init {how} before it recorded the job's exit status"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _final_fields(
     job: RunningJob, wait_status: int | None, usage: Usage, reason: str
 ) -> dict[str, Any]:
@@ -647,9 +675,13 @@ def _final_fields(
             state = JobState.STOPPED
         else:
             state = JobState.SUCCEEDED if exit_code == 0 else JobState.FAILED
-    oom = usage.oom_kills > 0
+    # The kernel counts OOM kills per cgroup, not per process: the main process was the
+    # victim when it died of SIGKILL that remo did not send while the counter rose.
+    oom = sig == signal.SIGKILL and not job.stop_requested and usage.oom_kills > 0
     if oom and not reason:
         reason = "killed by the out-of-memory killer: the job exceeded its memory limit"
+    elif wait_status is None and usage.oom_kills:
+        reason += f" ({usage.oom_kills} out-of-memory kill(s) in the job's cgroup)"
     return {
         "state": state,
         "exit_code": exit_code,
@@ -657,6 +689,7 @@ def _final_fields(
         "cpu_seconds": usage.cpu_seconds,
         "peak_memory_bytes": usage.peak_memory_bytes,
         "oom_killed": int(oom),
+        "oom_kills": usage.oom_kills,
         "reason": reason,
         "ended_at": time.time(),
     }

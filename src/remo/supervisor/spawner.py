@@ -7,8 +7,9 @@ init → job) while the client waited. The spawner is a fresh interpreter that i
 only what an init needs. It forks inits *ahead of time*; each one does the job-independent
 set-up (new session, PID and mount namespaces, ``/proc``, the output pipe) and then waits
 on a socket of its own for one job. A start sends the job to a waiting init, which joins
-the job's cgroups, applies the per-job namespaces, drops to the job's account and
-``posix_spawn()``s the command: ``vfork`` + ``exec``, so no page table is copied at all.
+the job's cgroups and applies the per-job namespaces; it then forks the job, which drops
+to the job's account, closes every descriptor but 0, 1 and 2, and execs. The init stays
+root, out of reach of the job's account.
 
 Process layout::
 
@@ -39,6 +40,7 @@ Wire format (AF_UNIX sockets: SOCK_SEQPACKET for control, SOCK_STREAM to an init
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -62,7 +64,8 @@ _DEFAULT_IN_JOB = (
     signal.SIGCHLD,
     *init.FORWARDED_SIGNALS,
 )
-_PR_SET_DUMPABLE = 4
+#: The job closes every descriptor from 3 up to this (one close_range(2) call).
+_MAX_FD = os.sysconf("SC_OPEN_MAX")
 
 
 class SetupError(Exception):
@@ -108,7 +111,14 @@ _SAMPLE_REQUEST = json.dumps(
         "argv": ["sh", "-c", "printf x"],
         "env": {"HOME": "/root", "PATH": os.defpath, "USER": "root"},
         "cwd": "/",
-        "account": {"name": "root", "uid": 0, "gid": 0, "home": "/root", "switch": False},
+        "account": {
+            "name": "root",
+            "uid": 0,
+            "gid": 0,
+            "home": "/root",
+            "switch": False,
+            "groups": [],
+        },
         "network_none": False,
         "private_tmp": False,
         "output_cap": None,
@@ -280,55 +290,81 @@ def _join(procs_fds: list[int]) -> SetupError | None:  # pragma: no cover - init
 
 
 def _start(request: dict[str, Any], prepared: _Prepared) -> int:  # pragma: no cover - init
-    """Isolate, switch account, enter cwd and spawn; return the job's pid."""
+    """Isolate, then fork the job, which drops to its account, enters its cwd and execs;
+    return the job's pid once the exec succeeded.
+
+    The init itself stays root: the job's account cannot signal, trace or read it
+    (kill(2) and ptrace need a matching uid), so what the init records about the job
+    does not depend on the job's good behaviour. Only the forked child switches account.
+    """
     try:
         namespaces.isolate_job(bool(request["network_none"]), bool(request["private_tmp"]))
     except OSError as err:
         raise SetupError("namespace", err.errno, "cannot create the job's namespaces") from err
-    account = request["account"]
-    if account["switch"]:
-        try:
-            os.initgroups(account["name"], account["gid"])
-            os.setgid(account["gid"])
-            os.setuid(account["uid"])
-            # The kernel already makes a process that dropped root undumpable; say so
-            # explicitly: the job's account must not ptrace or read its init.
-            namespaces.libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-        except OSError as err:
-            raise SetupError(
-                "user", err.errno, f"cannot switch to account {account['name']!r}"
-            ) from err
-    try:
-        os.chdir(request["cwd"])
-    except OSError as err:
-        raise SetupError(
-            "chdir", err.errno, f"cannot enter working directory {request['cwd']}"
-        ) from err
-    argv, env = request["argv"], request["env"]
-    # One quirk of glibc's posix_spawn (2.36 here): the job starts with signals 32 and 33,
-    # glibc's own (SIGCANCEL, SIGSETXID), ignored; sigaddset refuses them, so setsigdef
-    # cannot reset them. glibc programs reinstall their handlers at start-up; others do
-    # not use them.
-    # posix_spawnp searches the PATH of *this* process: make it the job's.
-    os.environ["PATH"] = env.get("PATH", os.defpath)
-    try:
-        pid = os.posix_spawnp(
-            argv[0],
-            argv,
-            env,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, prepared.devnull, 0),
-                (os.POSIX_SPAWN_DUP2, prepared.pipe_write, 1),
-                (os.POSIX_SPAWN_DUP2, prepared.pipe_write, 2),
-            ],
-            setsigmask=(),
-            setsigdef=_DEFAULT_IN_JOB,
-        )
-    except (OSError, ValueError) as err:
-        raise SetupError("exec", getattr(err, "errno", None), f"cannot execute {argv[0]}") from err
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)  # EOF without a word: the exec succeeded
+    pid = os.fork()
+    if pid == 0:
+        _become_job(request, prepared, report_w)
+    os.close(report_w)
     os.close(prepared.pipe_write)
     os.close(prepared.devnull)
+    try:
+        failure = os.read(report_r, 512)
+    finally:
+        os.close(report_r)
+    if failure:
+        os.waitpid(pid, 0)
+        stage, _, number = failure.decode(errors="replace").partition(" ")
+        code = int(number) if number.isdigit() else None
+        account, cwd, argv0 = request["account"]["name"], request["cwd"], request["argv"][0]
+        detail = {
+            "user": f"cannot switch to account {account!r}",
+            "chdir": f"cannot enter working directory {cwd}",
+            "exec": f"cannot execute {argv0}",
+        }.get(stage, "job set-up failed")
+        raise SetupError(stage, code, detail)
+    # The job's memory limit is its own: the OOM killer never picks the init instead
+    # (which would lose the job's exit status). After the fork: the job keeps the default.
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as adj:
+        adj.write("-1000")
     return pid
+
+
+def _become_job(
+    request: dict[str, Any], prepared: _Prepared, report_w: int
+) -> NoReturn:  # pragma: no cover - runs in the job before exec
+    """The forked child: exactly descriptors 0, 1 and 2, default signals, the account's
+    identity and cwd, then exec. A failure is reported as ``<stage> <errno>``."""
+    stage = "setup"
+    try:
+        os.dup2(prepared.devnull, 0)
+        os.dup2(prepared.pipe_write, 1)
+        os.dup2(prepared.pipe_write, 2)
+        # Everything else goes, whatever opened it: the job starts with 0, 1 and 2 only
+        # (the report pipe is close-on-exec and must stay open until then).
+        os.closerange(3, report_w)
+        os.closerange(report_w + 1, _MAX_FD)
+        for sig in _DEFAULT_IN_JOB:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        account = request["account"]
+        if account["switch"]:
+            stage = "user"
+            # The output pipe is the job's: so that it may reopen it as /dev/stdout.
+            os.fchown(1, account["uid"], account["gid"])
+            os.setgroups(account["groups"])
+            os.setresgid(account["gid"], account["gid"], account["gid"])
+            os.setresuid(account["uid"], account["uid"], account["uid"])
+        stage = "chdir"  # as the account: its permissions decide where it may be
+        os.chdir(request["cwd"])
+        stage = "exec"
+        argv, env = request["argv"], request["env"]
+        os.execvpe(argv[0], argv, env)
+    except OSError as err:
+        os.write(report_w, f"{stage} {err.errno}".encode())
+    except BaseException:
+        os.write(report_w, stage.encode())
+    os._exit(_EXIT_SETUP_FAILED)
 
 
 def _report(conn: socket.socket, failure: dict[str, Any]) -> NoReturn:  # pragma: no cover

@@ -325,8 +325,13 @@ def _start(request: dict[str, Any], prepared: _Prepared) -> int:  # pragma: no c
         raise SetupError(stage, code, detail)
     # The job's memory limit is its own: the OOM killer never picks the init instead
     # (which would lose the job's exit status). After the fork: the job keeps the default.
-    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as adj:
-        adj.write("-1000")
+    # Needs CAP_SYS_RESOURCE; where the server lacks it the init keeps the default.
+    with contextlib.suppress(OSError):
+        adj = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(adj, b"-1000")
+        finally:
+            os.close(adj)
     return pid
 
 

@@ -336,6 +336,25 @@ def test_run_exit_code_after_a_signal_is_128_plus_n(fake: FakeClient) -> None:
     assert "SIGKILL" in result.stderr
 
 
+def test_run_notes_oom_kills_of_a_child_without_calling_it_the_jobs_death(
+    fake: FakeClient,
+) -> None:
+    fake.final = job(state=JobState.SUCCEEDED, exit_code=0, oom_kills=2)
+    result = CliRunner().invoke(cli, ["run", "--", "make"])
+    assert result.exit_code == 0
+    expected = "2 process(es) of job 12 were killed by the out-of-memory killer; the job exited 0"
+    assert expected in result.stderr
+    status = CliRunner().invoke(cli, ["status", "12"])
+    assert "oom killed   no" in status.stdout and "oom kills    2 process(es)" in status.stdout
+
+
+def test_run_notes_the_oom_death_of_the_main_process(fake: FakeClient) -> None:
+    fake.final = job(state=JobState.KILLED, exit_code=None, signal=9, oom_killed=True, oom_kills=1)
+    result = CliRunner().invoke(cli, ["run", "--", "make"])
+    assert result.exit_code == 137
+    assert "job 12 was killed by the out-of-memory killer" in result.stderr
+
+
 def test_run_ctrl_c_detaches(fake: FakeClient) -> None:
     fake.chunks = [b"partial"]
     fake.interrupt = True

@@ -23,7 +23,8 @@ from typing import Any  # noqa: E402
 
 import grpc  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
-from grpc_reflection.v1alpha import reflection  # noqa: E402
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc  # noqa: E402
+from grpc_reflection.v1alpha._async import ReflectionServicer  # noqa: E402
 
 from remo.api.v1 import jobs_pb2, jobs_pb2_grpc  # noqa: E402
 from remo.core.memory import return_free_memory  # noqa: E402
@@ -36,6 +37,7 @@ from remo.schedule.timer import Scheduler  # noqa: E402
 from remo.server import tls  # noqa: E402
 from remo.server.config import ServerConfig  # noqa: E402
 from remo.server.convert import NetworkPolicy  # noqa: E402
+from remo.server.guard import RequireRegisteredCertificate  # noqa: E402
 from remo.server.servicer import Caller, JobsServicer, Unauthenticated  # noqa: E402
 from remo.worker import JobManager  # noqa: E402
 
@@ -93,7 +95,9 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
             ) as jobs,
             stack,  # exits first: the scheduler stops before the JobManager closes
         ):
+            authenticate = _authenticator(registry)
             server = grpc.aio.server(
+                interceptors=[RequireRegisteredCertificate(authenticate)],
                 options=[
                     ("grpc.max_receive_message_length", MAX_MESSAGE),
                     ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -103,7 +107,7 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
                     # Clients ping every 60 s on long follows; accept pings that often.
                     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
                     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-                ]
+                ],
             )
             schedules = ScheduleStore(config.state_dir / "schedules.db")
             scheduler = Scheduler(schedules, jobs)
@@ -118,7 +122,7 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
             jobs_pb2_grpc.add_JobsServicer_to_server(  # type: ignore[no-untyped-call]
                 JobsServicer(
                     jobs,
-                    _authenticator(registry),
+                    authenticate,
                     scheduler,
                     NetworkPolicy(config.network, config.force_network_none),
                 ),
@@ -126,14 +130,7 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
             )
             health_servicer = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-            reflection.enable_server_reflection(
-                (
-                    jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name,
-                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                    reflection.SERVICE_NAME,
-                ),
-                server,
-            )
+            _serve_reflection(server)
             credentials = tls.server_credentials(
                 ca.cert_pem, server_cert.cert_pem, server_cert.key_pem
             )
@@ -174,6 +171,35 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
                 await server.stop(SHUTDOWN_GRACE)
     finally:
         registry.close()
+
+
+#: Reflection v1 is v1alpha under another package name, message for message on the wire
+#: (grpcio-reflection serves v1alpha only; grpcurl and other current tools ask v1 first).
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _serve_reflection(server: grpc.aio.Server) -> None:
+    """Serve reflection v1alpha and v1 (behind the same certificate check as the rest)."""
+    servicer = ReflectionServicer(
+        (
+            jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+            REFLECTION_V1,
+        )
+    )
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.method_handlers_generic_handler(
+        REFLECTION_V1,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((v1,))
 
 
 async def serve_forever(config: ServerConfig, announce: Callable[[RunningServer], None]) -> None:

@@ -1,0 +1,100 @@
+"""Every service on the mTLS port answers only registered, unrevoked certificates.
+
+Health and reflection used to answer any certificate that chained to the CA — a revoked
+one could read the whole API descriptor. Now the same registry check as remo.v1.Jobs
+guards them (remo.server.guard).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from remo.pki import package
+from remo.pki.ca import CertificateAuthority
+from remo.pki.registry import Registry
+from remo.server import tls
+from tests.e2e.conftest import Server
+
+V1_REFLECTION = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+
+
+def unrecorded_credential(server: Server, user: str) -> Path:
+    """Signed by the server's CA but never recorded: a leaked signing, say."""
+    ca = CertificateAuthority.load(server.state_dir)
+    issued = ca.issue_client(user, "operator", validity=timedelta(days=1))  # type: ignore[arg-type]
+    path = server.tmp / f"{user}-unrecorded.remo"
+    package.save(path, [server.address], ca.cert_pem, issued.cert_pem, issued.key_pem)
+    return path
+
+
+def revoked_credential(server: Server, user: str) -> Path:
+    path = server.credential(user, "operator")
+    ca = CertificateAuthority.load(server.state_dir)
+    with Registry.open(server.state_dir, ca.certificate) as registry:
+        for record in registry.list_records(user=user):
+            registry.revoke(record.serial)
+    return path
+
+
+def channel_for(credential: Path) -> grpc.aio.Channel:
+    cred = package.load(credential)
+    creds = tls.client_credentials(cred.ca_pem, cred.cert_pem, cred.key_pem)
+    return grpc.aio.secure_channel(cred.addresses[0], creds)
+
+
+async def list_services(channel: grpc.aio.Channel, method: str | None = None) -> list[str]:
+    """Reflection's list_services, through v1alpha's stub or the v1 method name."""
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    if method is None:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        call = stub.ServerReflectionInfo(iter([request]))
+    else:  # v1 is v1alpha under another package name: the same bytes on the wire
+        call = channel.stream_stream(
+            method,
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )(iter([request]))
+    responses = [r async for r in call]
+    return [s.name for s in responses[0].list_services_response.service]
+
+
+async def test_health_and_reflection_answer_a_registered_certificate(server: Server) -> None:
+    async with channel_for(server.credential("remo-door", "operator")) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        checked = await health.Check(health_pb2.HealthCheckRequest(service="remo.v1.Jobs"))
+        assert checked.status == health_pb2.HealthCheckResponse.SERVING
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        first = await watch.read()
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+        for method in (None, V1_REFLECTION):
+            services = await list_services(channel, method)
+            assert "remo.v1.Jobs" in services
+            assert "grpc.reflection.v1.ServerReflection" in services
+
+
+@pytest.mark.parametrize("kind", ["revoked", "unrecorded"])
+async def test_health_and_reflection_refuse_a_revoked_or_unrecorded_certificate(
+    server: Server, kind: str
+) -> None:
+    make = revoked_credential if kind == "revoked" else unrecorded_credential
+    async with channel_for(make(server, f"remo-{kind}")) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as checked:
+            await health.Check(health_pb2.HealthCheckRequest())
+        with pytest.raises(grpc.aio.AioRpcError) as watched:
+            await health.Watch(health_pb2.HealthCheckRequest()).read()
+        refused = [checked.value, watched.value]
+        for method in (None, V1_REFLECTION):
+            with pytest.raises(grpc.aio.AioRpcError) as reflected:
+                await list_services(channel, method)
+            refused.append(reflected.value)
+    for err in refused:
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err
+        assert ("revoked" if kind == "revoked" else "never recorded") in (err.details() or "")

@@ -32,6 +32,7 @@ from remo.pki.ca import (
     user_of,
 )
 from remo.pki.errors import (
+    AccountBanned,
     CaError,
     CertificateExpired,
     CertificateNotYetValid,
@@ -289,6 +290,30 @@ def test_registry_file_is_private_and_wal(registry: Registry, state: Path) -> No
     assert mode(state / DB_FILE) == 0o600
     with sqlite3.connect(state / DB_FILE) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_ban_refuses_every_certificate_and_every_new_one_until_allowed(
+    ca: CertificateAuthority, registry: Registry
+) -> None:
+    old = ca.issue_client("alice", Role.OPERATOR)
+    registry.record(old.certificate)
+    bob = ca.issue_client("bob", Role.OPERATOR)
+    registry.record(bob.certificate)
+    since, revoked = registry.ban("alice")
+    assert [r.serial for r in revoked] == [old.serial]
+    assert registry.ban("alice")[0] == since  # idempotent: the first ban's time stays
+    with pytest.raises(AccountBanned, match="'alice' is banned"):
+        registry.check(der(old.certificate))
+    with pytest.raises(AccountBanned):
+        registry.record(ca.issue_client("alice", Role.OPERATOR).certificate)
+    assert registry.check(der(bob.certificate)).user == "bob"  # others unaffected
+    assert [name for name, _ in registry.banned()] == ["alice"]
+    assert registry.allow("alice") and not registry.allow("alice")
+    again = ca.issue_client("alice", Role.OPERATOR)
+    registry.record(again.certificate)
+    assert registry.check(der(again.certificate)).user == "alice"
+    with pytest.raises(CertificateRevoked):  # what the ban revoked stays revoked
+        registry.check(der(old.certificate))
 
 
 def test_registry_record_list_revoke(ca: CertificateAuthority, registry: Registry) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -75,18 +76,32 @@ def issue(
 
 @group.command("revoke")
 @_STATE_DIR
-@click.option("--user", help="Revoke every credential of this account.")
-@click.option("--serial", help="Revoke one credential by serial (see `remo admin list`).")
-def revoke(state_dir: str, user: str | None, serial: str | None) -> None:
+@click.option(
+    "--user",
+    help="Ban this account: revoke all its credentials, refuse new ones, pause its schedules.",
+)
+@click.option("--serial", help="Revoke one credential (see `remo admin list`); may re-register.")
+@click.option(
+    "--stop-jobs", is_flag=True, help="With --user: also stop the account's running jobs."
+)
+def revoke(state_dir: str, user: str | None, serial: str | None, stop_jobs: bool) -> None:
     """Revoke credentials; the server refuses them on the very next call.
+
+    --serial revokes one credential: the account may `remo register` again and get a
+    new one. --user bans the account: every credential of it is refused, `remo
+    register` refuses it, its schedules skip their runs (each skip recorded with the
+    reason), and none of its jobs can obtain a credential — until `remo admin allow
+    USER`. --stop-jobs also stops its running jobs (TERM, then KILL after 10 s).
 
     \b
     Examples:
-      remo admin revoke --user alice
       remo admin revoke --serial 3f9c...
+      remo admin revoke --user alice --stop-jobs
     """
     if bool(user) == bool(serial):
         raise click.UsageError("give exactly one of --user or --serial")
+    if stop_jobs and not user:
+        raise click.UsageError("--stop-jobs goes with --user")
     from remo.pki.ca import CertificateAuthority
     from remo.pki.registry import Registry
 
@@ -97,30 +112,67 @@ def revoke(state_dir: str, user: str | None, serial: str | None) -> None:
             if record is None:
                 raise RemoError(f"no credential with serial {serial} was issued here")
             click.echo(f"revoked {record.serial} ({record.user}, {record.role})")
-        else:
-            assert user is not None
-            records = registry.revoke_user(user)
-            if not records:
-                raise RemoError(f"{user} has no valid credential issued here")
-            click.echo(f"revoked {len(records)} credential(s) of {user}")
+            return
+        assert user is not None
+        since, records = registry.ban(user)
+    click.echo(
+        f"banned {user} (since {since:%Y-%m-%d %H:%M}Z): revoked {len(records)} credential(s);"
+        f" lift with `remo admin allow {user}`"
+    )
+    if stop_jobs:
+        stopped = asyncio.run(_stop_jobs_of(state_dir, user))
+        click.echo(f"stopped {stopped} running job(s) of {user}")
+
+
+async def _stop_jobs_of(state_dir: str, user: str) -> int:
+    from remo.worker import JobManager
+
+    async with JobManager.open(state_dir) as jobs:
+        running = await jobs.list(user, running_only=True, limit=1 << 20)
+        await asyncio.gather(*(jobs.stop(job.id) for job in running))
+    return len(running)
+
+
+@group.command("allow")
+@_STATE_DIR
+@click.argument("user")
+def allow(state_dir: str, user: str) -> None:
+    """Lift the ban of USER: it may `remo register` again and its schedules fire again.
+
+    Credentials revoked by the ban stay revoked.
+    """
+    from remo.pki.ca import CertificateAuthority
+    from remo.pki.registry import Registry
+
+    ca = CertificateAuthority.load(state_dir)
+    with Registry.open(state_dir, ca.certificate) as registry:
+        if not registry.allow(user):
+            raise RemoError(f"{user} is not banned")
+    click.echo(f"allowed {user} again: it may register a new credential")
 
 
 @group.command("list")
 @_STATE_DIR
 def list_(state_dir: str) -> None:
-    """List every credential issued by this server."""
+    """List every credential issued by this server, and the banned accounts."""
     from remo.pki.ca import CertificateAuthority
     from remo.pki.registry import Registry
 
     ca = CertificateAuthority.load(state_dir)
     with Registry.open(state_dir, ca.certificate) as registry:
         records = registry.list_records()
+        banned = registry.banned()
     click.echo(f"{'SERIAL':34} {'USER':16} {'ROLE':9} {'EXPIRES':20} STATUS")
     for r in records:
         status = f"revoked {r.revoked_at:%Y-%m-%d}" if r.revoked_at else "valid"
         click.echo(
             f"{r.serial:34} {r.user:16} {r.role.value:9} {r.not_after:%Y-%m-%d %H:%M}Z     {status}"
         )
+    if banned:
+        click.echo("")
+        click.echo(f"{'BANNED ACCOUNT':16} SINCE")
+        for name, since in banned:
+            click.echo(f"{name:16} {since:%Y-%m-%d %H:%M}Z")
 
 
 def _last_addresses(state_dir: Path) -> list[str]:

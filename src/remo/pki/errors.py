@@ -71,6 +71,20 @@ class CertificateRevoked(CertificateRejected):
         self.revoked_at = revoked_at
 
 
+class AccountBanned(CertificateRejected):
+    """Raised for any certificate of an account an admin banned (`remo admin revoke
+    --user`), and when something tries to record a new one; ``since`` says when."""
+
+    def __init__(self, user: str, since: datetime, serial: str = "") -> None:
+        super().__init__(
+            f"account {user!r} is banned from this server since {format_time(since)}"
+            f" (an admin lifts it with `remo admin allow {user}`)",
+            serial,
+        )
+        self.user = user
+        self.since = since
+
+
 class CertificateExpired(CertificateRejected):
     """Raised when the certificate's validity period has ended."""
 

@@ -124,6 +124,7 @@ class RegisterServer:
         role = self.role_for(uid, user)
         if role is None:
             raise RegisterRefused(f"account {user!r} is not allowed to register on this server")
+        self.registry.refuse_if_banned(user)  # before any key is made
         issued = self.ca.issue_client(user, role, validity=self.validity)
         self.registry.record(issued.certificate)
         log.info("issued certificate %s to %s (uid %d) as %s", issued.serial, user, uid, role)
@@ -207,7 +208,8 @@ class RegisterServer:
             uid = peer_uid(sock)
             try:
                 line = await asyncio.wait_for(reader.readline(), self.timeout)
-                data = self._answer(uid, line)
+                # Key generation and database writes: off the event loop.
+                data = await asyncio.to_thread(self._answer, uid, line)
             except RemoError as err:
                 log.warning("register request from uid %d refused: %s", uid, err)
                 message = " ".join(str(err).split())

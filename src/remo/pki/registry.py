@@ -3,8 +3,10 @@
 Stored in ``<state_dir>/identities.db`` (SQLite, WAL, mode 0600), table
 ``certificates``: ``serial`` (hex, primary key), ``user``, ``role``, ``not_before``,
 ``not_after``, ``issued_at``, ``revoked_at`` (times as ISO-8601 UTC text, ``revoked_at``
-NULL while valid). Server certificates are not recorded: they can never pass
-:meth:`Registry.check` (no clientAuth usage).
+NULL while valid); table ``banned_accounts``: ``user``, ``banned_at`` — accounts whose
+every certificate is refused and which may not be issued a new one until allowed again.
+Server certificates are not recorded: they can never pass :meth:`Registry.check` (no
+clientAuth usage).
 
 :meth:`Registry.check` is cheap: the parsed and statically verified certificate
 (signature, issuer, key strength, hash, usage, user, role) is cached by its DER bytes;
@@ -33,6 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from remo.pki.ca import Role, role_of, serial_hex, user_of
 from remo.pki.errors import (
+    AccountBanned,
     CertificateExpired,
     CertificateNotYetValid,
     CertificateRevoked,
@@ -45,7 +48,7 @@ from remo.pki.errors import (
 )
 
 DB_FILE = "identities.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIN_RSA_BITS = 2048
 ACCEPTED_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
 ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
@@ -61,6 +64,10 @@ CREATE TABLE IF NOT EXISTS certificates (
     revoked_at TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_user ON certificates (user);
+CREATE TABLE IF NOT EXISTS banned_accounts (
+    user      TEXT PRIMARY KEY,
+    banned_at TEXT NOT NULL
+);
 """
 
 
@@ -197,7 +204,11 @@ class Registry:
             raise PkiError(f"certificate {serial} is already recorded") from None
 
     def record(self, cert: x509.Certificate) -> CertRecord:
-        """Record a client certificate remo just issued; returns its row."""
+        """Record a client certificate remo just issued; returns its row.
+
+        Raises :class:`AccountBanned` for an account that is banned.
+        """
+        self.refuse_if_banned(user_of(cert))
         rec = CertRecord(
             serial=serial_hex(cert),
             user=user_of(cert),
@@ -257,6 +268,48 @@ class Registry:
                 raise
         serials = {row[0] for row in rows}
         return [r for r in self.list_records(user=user) if r.serial in serials]
+
+    def ban(self, user: str) -> tuple[datetime, list[CertRecord]]:
+        """Ban ``user``: revoke every certificate of it and refuse new ones until
+        :meth:`allow`. Returns when the ban began (the first one, if already banned)
+        and the certificates this call revoked."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO banned_accounts (user, banned_at) VALUES (?, ?)",
+                (user, _text(_now())),
+            )
+        since = self.banned_since(user)
+        assert since is not None
+        return since, self.revoke_user(user)
+
+    def allow(self, user: str) -> bool:
+        """Lift the ban of ``user`` (it may register again); False if it was not banned.
+        Its revoked certificates stay revoked."""
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM banned_accounts WHERE user = ?", (user,))
+        return cursor.rowcount > 0
+
+    def banned_since(self, user: str) -> datetime | None:
+        """When ``user`` was banned, or None if it is not."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT banned_at FROM banned_accounts WHERE user = ?", (user,)
+            ).fetchone()
+        return _time(row[0]) if row else None
+
+    def refuse_if_banned(self, user: str) -> None:
+        """Raise :class:`AccountBanned` if ``user`` is banned."""
+        since = self.banned_since(user)
+        if since is not None:
+            raise AccountBanned(user, since)
+
+    def banned(self) -> list[tuple[str, datetime]]:
+        """Every banned account and since when, by name."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT user, banned_at FROM banned_accounts ORDER BY user"
+            ).fetchall()
+        return [(str(user), _time(since)) for user, since in rows]
 
     # -- reading ---------------------------------------------------------------------
 
@@ -325,7 +378,8 @@ class Registry:
             raise CertificateExpired(parsed.serial, parsed.not_after)
         with self._lock:
             row = self._db.execute(
-                "SELECT user, role, revoked_at FROM certificates WHERE serial = ?",
+                "SELECT c.user, c.role, c.revoked_at, b.banned_at FROM certificates c"
+                " LEFT JOIN banned_accounts b ON b.user = c.user WHERE c.serial = ?",
                 (parsed.serial,),
             ).fetchone()
         if row is None:
@@ -334,7 +388,9 @@ class Registry:
                 "but was never recorded as issued",
                 parsed.serial,
             )
-        user, role, revoked_at = row
+        user, role, revoked_at, banned_at = row
+        if banned_at is not None:
+            raise AccountBanned(user, _time(banned_at), parsed.serial)
         if revoked_at is not None:
             raise CertificateRevoked(parsed.serial, user, _time(revoked_at))
         if user != parsed.user or role != parsed.role.value:

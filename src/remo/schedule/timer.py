@@ -14,6 +14,7 @@ import contextlib
 import heapq
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from remo.core.errors import JobNotFound, RemoError
@@ -25,10 +26,18 @@ from remo.worker import JobManager
 log = logging.getLogger("remo.schedule")
 
 
+#: Why an owner's runs must not start now (a banned account, say), or None if they may.
+Refusal = Callable[[str], str | None]
+
+
 class Scheduler:
-    def __init__(self, store: ScheduleStore, jobs: JobManager) -> None:
+    def __init__(
+        self, store: ScheduleStore, jobs: JobManager, refuse: Refusal | None = None
+    ) -> None:
+        """``refuse`` is asked before every run; a reason skips the run, recorded."""
         self.store = store
         self.jobs = jobs
+        self.refuse = refuse or (lambda _owner: None)
         self._heap: list[tuple[float, str]] = []
         self._schedules: dict[str, Schedule] = {}
         self._changed = asyncio.Event()
@@ -106,7 +115,9 @@ class Scheduler:
         elif due < startup:
             outcome, detail = "caught-up", "due while the server was down; run now"
         previous = self.store.last_job(schedule)
-        if previous and await self._still_running(previous):
+        if (refused := self.refuse(schedule.owner)) is not None:
+            outcome, detail = "skipped", refused
+        elif previous and await self._still_running(previous):
             outcome, detail = "skipped", f"previous run {previous} is still running"
         else:
             try:

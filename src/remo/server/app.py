@@ -75,6 +75,20 @@ def _authenticator(registry: Registry) -> Callable[[Any], Caller]:
     return authenticate
 
 
+def _banned_reason(registry: Registry) -> Callable[[str], str | None]:
+    """For the scheduler: a banned account's schedules do not fire (each run is skipped
+    and recorded with this reason) until an admin allows the account again."""
+
+    def reason(owner: str) -> str | None:
+        try:
+            registry.refuse_if_banned(owner)
+        except CertificateRejected as err:
+            return str(err)
+        return None
+
+    return reason
+
+
 @asynccontextmanager
 async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
     """Start everything; stop the listener (never the jobs) on exit."""
@@ -110,7 +124,7 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
                 ],
             )
             schedules = ScheduleStore(config.state_dir / "schedules.db")
-            scheduler = Scheduler(schedules, jobs)
+            scheduler = Scheduler(schedules, jobs, _banned_reason(registry))
             await scheduler.start()
             stack.push_async_callback(scheduler.close)
             trimmer = asyncio.create_task(return_free_memory())

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
     from remo.server.app import RunningServer
+    from remo.server.config import ServerConfig
 
+from remo.client.errors import EXIT_USAGE
 from remo.core.errors import RemoError
 
 
@@ -33,8 +35,23 @@ from remo.core.errors import RemoError
     type=click.Path(dir_okay=False),
     help="TOML settings file (see docs/CONFIG.md).",
 )
+@click.option(
+    "--check-config",
+    "check_file",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[FILE]",
+    help="Check the settings (FILE, else the --config file, else the embedded defaults; "
+    "with the flags), print every effective setting and exit: 0 if valid, 2 if not. "
+    "Starts nothing.",
+)
 def command(
-    state_dir: str | None, listen: str | None, advertise: tuple[str, ...], config_file: str | None
+    state_dir: str | None,
+    listen: str | None,
+    advertise: tuple[str, ...],
+    config_file: str | None,
+    check_file: str | None,
 ) -> None:
     """Run the remo server: mutual TLS 1.3 on HOST:PORT, jobs under cgroup limits.
 
@@ -45,7 +62,19 @@ def command(
     \b
     Example:
       sudo remo server --advertise build01.example.com
+      remo server --check-config /etc/remo/server.toml
     """
+    if check_file and config_file and check_file != config_file:
+        raise click.UsageError("name the file once: --check-config FILE or --config FILE")
+    flags = {"state_dir": state_dir, "listen": listen, "advertise": list(advertise)}
+    source = check_file or config_file
+    config = _load(source, flags, checking=check_file is not None)
+    if check_file is not None:
+        from remo.server.config import effective_toml
+
+        click.echo(f"# remo server settings: embedded defaults, {source or 'no file'}, flags")
+        click.echo(effective_toml(config), nl=False)
+        return
     # grpc must not be imported before this: it fixes the TLS policy at import time.
     # grpc logs every refused handshake at INFO; keep the server's own log readable.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
@@ -56,14 +85,29 @@ def command(
     import logging
 
     from remo.server import app
-    from remo.server.config import load
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = load(config_file, state_dir=state_dir, listen=listen, advertise=list(advertise))
     try:
         asyncio.run(app.serve_forever(config, lambda srv: _announce(srv, str(config.state_dir))))
     except OSError as err:
         raise RemoError(f"cannot start the server: {err.strerror or err}") from None
+
+
+def _load(path: str | None, flags: dict[str, Any], *, checking: bool) -> ServerConfig:
+    """The validated settings, or every problem printed (one per line) and exit 2.
+
+    Printed here rather than raised to the group, which puts an error on one line."""
+    from remo.server.config import ConfigError, load
+
+    try:
+        return load(path, **flags)
+    except ConfigError as err:
+        for line in err.lines:
+            click.echo(line, err=True)
+        count = f"{len(err.lines)} error{'s' if len(err.lines) > 1 else ''}"
+        outcome = "" if checking else "; the server was not started"
+        click.echo(f"remo: {count} in the server settings{outcome}", err=True)
+        raise click.exceptions.Exit(EXIT_USAGE) from None
 
 
 def _announce(srv: RunningServer, state_dir: str) -> None:

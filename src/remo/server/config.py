@@ -24,25 +24,47 @@ Example ``/etc/remo/server.toml``::
     network = "host"        # default network of jobs: host or none
     force_network_none = false
     namespaces = true       # PID + mount namespaces for every job
+
+The file is checked whole against a strict schema (:mod:`remo.server.config_schema`)
+before anything listens: an unknown key, a quoted ``"false"``, a size that does not
+parse or a role that does not exist is an error, never a silent default. Every problem
+is reported, one line each, ``FILE:LINE: dotted.key: what is wrong``, in one
+:class:`ConfigError`. The schema (and pydantic) is imported only by :func:`load`, so
+modules that need only :class:`ServerConfig` or the default paths stay light.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import tomllib
 from dataclasses import dataclass, field
+from itertools import takewhile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remo.core.errors import InvalidArgument
-from remo.core.spec import NETWORK_MODES, Limits
-from remo.core.units import parse_cpu, parse_rate, parse_size
+from remo.core.spec import Limits
+from remo.core.units import format_size, parse_rate, parse_size
 from remo.supervisor.options import EXEC_TIMEOUT
+
+if TYPE_CHECKING:
+    from remo.server.config_schema import Problem, Settings
 
 DEFAULT_PORT = 7443
 DEFAULT_OUTPUT_CAP = 4 << 30
 DEFAULT_RETENTION = 30 * 86400.0
+
+
+class ConfigError(InvalidArgument):
+    """The configuration is wrong. ``lines`` holds one line per problem (the message is
+    those lines joined): print them as they are, they do not fit on one line."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
 
 
 def default_state_dir() -> Path:
@@ -82,10 +104,10 @@ class ServerConfig:
     register_run_dir: Path = field(default_factory=lambda: default_run_dir())
 
     def listen_host_port(self) -> tuple[str, int]:
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not port.isdigit() or not host:
-            raise InvalidArgument(f"--listen must be HOST:PORT, got {self.listen!r}")
-        return host.strip("[]"), int(port)
+        try:
+            return split_listen(self.listen)
+        except InvalidArgument as err:
+            raise InvalidArgument(f"--listen {err}") from None
 
     def advertised_addresses(self, port: int) -> list[str]:
         """host:port entries written into credential packages."""
@@ -114,94 +136,190 @@ def _has_port(name: str) -> bool:
     return name.count(":") == 1
 
 
+def split_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` as (host, port), without the brackets of an IPv6 host."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise InvalidArgument(f"must be HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
 def load(path: str | None, **overrides: Any) -> ServerConfig:
-    """Build the config: defaults, then the TOML file at ``path``, then non-None overrides."""
-    config = ServerConfig()
-    if path:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as err:
-            raise InvalidArgument(f"cannot read config {path}: {err.strerror}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise InvalidArgument(f"config {path} is not valid TOML: {err}") from None
-        _apply(config, data, path)
+    """Build the config: embedded defaults, then the TOML file at ``path``, then the
+    non-None ``overrides`` (the command-line flags). Nothing is created or opened but
+    the file. Raise :class:`ConfigError` naming every problem."""
+    from remo.server import config_schema
+
+    text, data = _read(path) if path else ("", {})
+    settings, problems = config_schema.check(data)
+    lines = _describe_problems(problems, path or "embedded defaults", text)
+    config = ServerConfig() if settings is None else _from_settings(settings)
     for key, value in overrides.items():
         if value is not None and value != []:
             setattr(config, key, Path(value) if key == "state_dir" else value)
+    if overrides.get("listen") is not None:
+        try:
+            config.listen_host_port()
+        except InvalidArgument as err:
+            lines.append(str(err))
+    if lines:
+        raise ConfigError(lines)
     config.state_dir = Path(config.state_dir).expanduser().resolve()
-    config.listen_host_port()
     return config
 
 
-def _apply(config: ServerConfig, data: dict[str, Any], path: str) -> None:
-    known = {
-        "state_dir",
-        "listen",
-        "advertise",
-        "roles",
-        "limits",
-        "isolation",
-        "retention",
-        "exec_timeout",
-    }
-    unknown = set(data) - known
-    if unknown:
-        raise InvalidArgument(f"config {path}: unknown setting(s) {', '.join(sorted(unknown))}")
-    if "state_dir" in data:
-        config.state_dir = Path(str(data["state_dir"]))
-    if "retention" in data:
-        text = str(data["retention"])
-        config.retention = (
-            None if text in ("forever", "never") else _duration(text, path, "retention")
-        )
-    if "exec_timeout" in data:
-        config.exec_timeout = _duration(str(data["exec_timeout"]), path, "exec_timeout")
-        if not 0 < config.exec_timeout <= 3600:
-            raise InvalidArgument(f"config {path}: exec_timeout must be between 1s and 1h")
-    if "listen" in data:
-        config.listen = str(data["listen"])
-    if "advertise" in data:
-        config.advertise = [str(a) for a in data["advertise"]]
-    roles = dict(data.get("roles", {}))
-    default_role = roles.pop("default", "operator")
-    config.default_role = None if default_role == "none" else str(default_role)
-    config.roles = {str(k): str(v) for k, v in roles.items()}
-    limits = data.get("limits", {})
-    config.default_limits = _limits(limits.get("default", {}), path)
-    if config.default_limits.output_bytes is None:
-        config.default_limits = Limits(
-            **{**config.default_limits.__dict__, "output_bytes": DEFAULT_OUTPUT_CAP}
-        )
-    config.max_limits = _limits(limits.get("max", {}), path)
-    isolation = data.get("isolation", {})
-    config.network = str(isolation.get("network", "host"))
-    if config.network not in NETWORK_MODES:
-        raise InvalidArgument(f"config {path}: isolation.network must be host or none")
-    config.force_network_none = bool(isolation.get("force_network_none", False))
-    config.namespaces = bool(isolation.get("namespaces", True))
-
-
-def _duration(text: str, path: str, name: str) -> float:
-    from remo.schedule.timeexpr import parse_duration
-
+def _read(path: str) -> tuple[str, dict[str, Any]]:
     try:
-        return parse_duration(text).total_seconds()
-    except InvalidArgument as err:
-        raise InvalidArgument(f"config {path}: {name}: {err}") from None
-
-
-def _limits(table: dict[str, Any], path: str) -> Limits:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise ConfigError([f"cannot read config {path}: {err.strerror or err}"]) from None
     try:
-        limits = Limits(
-            cpu=parse_cpu(str(table["cpu"])) if "cpu" in table else None,
-            memory=parse_size(str(table["memory"])) if "memory" in table else None,
-            io_read_bps=parse_rate(str(table["io_read"])) if "io_read" in table else None,
-            io_write_bps=parse_rate(str(table["io_write"])) if "io_write" in table else None,
-            pids=int(table["pids"]) if "pids" in table else None,
-            output_bytes=parse_size(str(table["output"])) if "output" in table else None,
-        )
-        limits.validate()
-    except (InvalidArgument, ValueError) as err:
-        raise InvalidArgument(f"config {path}: {err}") from None
-    return limits
+        text = raw.decode()
+        return text, tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not valid TOML: the file is not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as err:
+        where = re.search(r"\(at line (\d+)", str(err))
+        prefix = f"{path}:{where[1]}" if where else path
+        raise ConfigError([f"{prefix}: not valid TOML: {err}"]) from None
+
+
+def _from_settings(settings: Settings) -> ServerConfig:
+    config = ServerConfig(
+        listen=settings.listen,
+        advertise=list(settings.advertise),
+        roles=settings.roles.accounts(),
+        default_role=settings.roles.default,
+        default_limits=settings.default_limits,
+        max_limits=settings.limits.max.to_limits(),
+        network=settings.isolation.network,
+        force_network_none=settings.isolation.force_network_none,
+        namespaces=settings.isolation.namespaces,
+        retention=settings.retention,
+        exec_timeout=settings.exec_timeout,
+    )
+    if settings.state_dir is not None:
+        config.state_dir = Path(settings.state_dir)
+    return config
+
+
+# TOML keys, enough of the grammar to find where a key is written (tomllib gives no
+# positions): bare or quoted parts joined by dots, at the start of a line.
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
+_DOTTED = rf"{_KEY_PART}(?:\s*\.\s*{_KEY_PART})*"
+_TABLE_LINE = re.compile(rf"\s*\[\[?\s*({_DOTTED})\s*\]")
+_KEY_LINE = re.compile(rf"\s*({_DOTTED})\s*=")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _describe_problems(problems: list[Problem], source: str, text: str) -> list[str]:
+    """``FILE:LINE: key: message`` for each problem, in the order of the file."""
+    where = _key_lines(text)
+    located = []
+    for problem in problems:
+        keys = tuple(str(p) for p in takewhile(lambda p: isinstance(p, str), problem.path))
+        line = next((where[keys[:n]] for n in range(len(keys), 0, -1) if keys[:n] in where), 0)
+        prefix = f"{source}:{line}" if line else source
+        located.append((line or len(text), f"{prefix}: {_dotted(problem.path)}: {problem.message}"))
+    return [message for _, message in sorted(located, key=lambda item: item[0])]
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """The first line that writes each key path (and each of its tables), best effort:
+    a line inside a multi-line string that looks like ``key =`` is counted too."""
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), 1):
+        if header := _TABLE_LINE.match(line):
+            table = key = _split_key(header[1])
+        elif assignment := _KEY_LINE.match(line):
+            key = table + _split_key(assignment[1])
+        else:
+            continue
+        for n in range(1, len(key) + 1):
+            lines.setdefault(key[:n], number)
+    return lines
+
+
+def _split_key(dotted: str) -> tuple[str, ...]:
+    parts = re.findall(_KEY_PART, dotted)
+    return tuple(_unquote(p) for p in parts)
+
+
+def _unquote(part: str) -> str:
+    if part.startswith("'"):
+        return part[1:-1]
+    if part.startswith('"'):
+        try:
+            return str(json.loads(part))
+        except ValueError:
+            return part[1:-1]
+    return part
+
+
+def _toml_key(name: str) -> str:
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{_toml_key(part)}"
+    return out
+
+
+def effective_toml(config: ServerConfig) -> str:
+    """Every setting of ``config``, defaults included, as TOML that :func:`load` reads
+    back to the same values (unset limits are comments)."""
+    retention = "forever" if config.retention is None else _duration(config.retention)
+    lines = [
+        f"state_dir = {json.dumps(str(config.state_dir))}",
+        f"listen = {json.dumps(config.listen)}",
+        f"advertise = {json.dumps(config.advertise)}",
+        f"retention = {json.dumps(retention)}",
+        f"exec_timeout = {json.dumps(_duration(config.exec_timeout))}",
+        "",
+        "[roles]",
+        *(f"{_toml_key(name)} = {json.dumps(role)}" for name, role in config.roles.items()),
+        f"default = {json.dumps(config.default_role or 'none')}",
+    ]
+    for table, limits in (("default", config.default_limits), ("max", config.max_limits)):
+        lines += ["", f"[limits.{table}]", *_limit_lines(limits)]
+    lines += [
+        "",
+        "[isolation]",
+        f"network = {json.dumps(config.network)}",
+        f"force_network_none = {json.dumps(config.force_network_none)}",
+        f"namespaces = {json.dumps(config.namespaces)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _limit_lines(limits: Limits) -> list[str]:
+    values: list[tuple[str, str | None]] = [
+        ("cpu", None if limits.cpu is None else repr(limits.cpu)),
+        ("memory", _size(limits.memory)),
+        ("io_read", _size(limits.io_read_bps, rate=True)),
+        ("io_write", _size(limits.io_write_bps, rate=True)),
+        ("pids", None if limits.pids is None else str(limits.pids)),
+        ("output", _size(limits.output_bytes)),
+    ]
+    return [f"{key} = {value}" if value else f"# {key}: no limit" for key, value in values]
+
+
+def _size(n: int | None, *, rate: bool = False) -> str | None:
+    """A size (or rate) for people, exact: the bytes with a comment when rounding shows."""
+    if n is None:
+        return None
+    text = format_size(n) + ("/s" if rate else "")
+    exact = (parse_rate if rate else parse_size)(text) == n
+    return json.dumps(text) if exact else f"{n}  # {text}"
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` in the largest unit that states it exactly: "30d", "2w", "90s"."""
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:f}".rstrip("0").rstrip(".") + "s"

@@ -98,3 +98,33 @@ async def test_health_and_reflection_refuse_a_revoked_or_unrecorded_certificate(
     for err in refused:
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err
         assert ("revoked" if kind == "revoked" else "never recorded") in (err.details() or "")
+
+
+async def test_the_opt_in_plaintext_health_port_serves_health_only(tmp_path: Path) -> None:
+    from remo.api.v1 import jobs_pb2 as pb
+    from remo.api.v1 import jobs_pb2_grpc
+    from remo.server.app import running
+    from remo.server.config import ServerConfig
+
+    config = ServerConfig(
+        state_dir=tmp_path / "state",
+        listen="127.0.0.1:0",
+        register_run_dir=tmp_path / "run",
+        health_listen="127.0.0.1:0",
+    )
+    async with running(config) as srv:
+        assert srv.health_port
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.health_port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            checked = await health.Check(health_pb2.HealthCheckRequest(service="remo.v1.Jobs"))
+            assert checked.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as jobs:
+                await jobs_pb2_grpc.JobsStub(channel).WhoAmI(pb.WhoAmIRequest())
+            with pytest.raises(grpc.aio.AioRpcError) as reflected:
+                await list_services(channel)
+    assert jobs.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert reflected.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_the_plaintext_health_port_is_off_by_default(server: Server) -> None:
+    assert server.running.health_port is None

@@ -432,3 +432,14 @@ def test_check_config_refuses_a_bad_flag(tmp_path: Path) -> None:
     result = invoke("--check-config", "--listen", "nowhere", "--state-dir", str(tmp_path))
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == "--listen must be HOST:PORT, got 'nowhere'"
+
+
+def test_health_listen_is_off_by_default_and_a_bare_port_means_loopback(tmp_path: Path) -> None:
+    from remo.server.config import load
+
+    assert load(None).health_listen is None
+    path = tmp_path / "health.toml"
+    path.write_text('health_listen = "7444"\n')
+    assert load(str(path)).health_listen == "127.0.0.1:7444"
+    path.write_text('health_listen = "0.0.0.0:7444"\n')
+    assert load(str(path)).health_listen == "0.0.0.0:7444"

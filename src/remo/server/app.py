@@ -60,6 +60,8 @@ class RunningServer:
     cgroup_mode: str
     server: grpc.aio.Server
     jobs: JobManager
+    #: Port of the plaintext health endpoint, when configured.
+    health_port: int | None = None
 
 
 def _authenticator(registry: Registry) -> Callable[[Any], Caller]:
@@ -169,6 +171,7 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
                 default_role=Role(config.default_role) if config.default_role else None,
             )
             await register.start()
+            plain = await _plaintext_health(config.health_listen, health_servicer)
             try:
                 yield RunningServer(
                     port,
@@ -178,13 +181,38 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
                     jobs.cgroup_mode,
                     server,
                     jobs,
+                    plain[1] if plain is not None else None,
                 )
             finally:
                 await register.close()
                 await health_servicer.enter_graceful_shutdown()
+                if plain is not None:
+                    await plain[0].stop(SHUTDOWN_GRACE)
                 await server.stop(SHUTDOWN_GRACE)
     finally:
         registry.close()
+
+
+async def _plaintext_health(
+    listen: str | None, servicer: health.aio.HealthServicer
+) -> tuple[grpc.aio.Server, int] | None:
+    """The opt-in plaintext port for load balancers and probes that cannot present a
+    client certificate: grpc.health.v1 and nothing else (the same servicer, so it tells
+    the same status), small messages, few streams."""
+    if listen is None:
+        return None
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 4096),
+            ("grpc.max_concurrent_streams", 4),
+        ]
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen} (health)")
+    await server.start()
+    return server, port
 
 
 #: Reflection v1 is v1alpha under another package name, message for message on the wire

@@ -4,6 +4,7 @@ Example ``/etc/remo/server.toml``::
 
     state_dir = "/var/lib/remo"
     listen = "0.0.0.0:7443"
+    health_listen = "7444"  # plaintext health only, for probes (off by default; loopback)
     retention = "30d"       # purge finished jobs older than this ("forever" keeps them)
     exec_timeout = "30s"    # a start fails when its command has not exec'd by then
     advertise = ["build01.example.com"]
@@ -102,6 +103,9 @@ class ServerConfig:
     #: on a hung network filesystem. Raise it where programs load slowly.
     exec_timeout: float = EXEC_TIMEOUT
     register_run_dir: Path = field(default_factory=lambda: default_run_dir())
+    #: Plaintext grpc.health.v1 only, for probes that cannot present a client
+    #: certificate; off (None) unless configured.
+    health_listen: str | None = None
 
     def listen_host_port(self) -> tuple[str, int]:
         try:
@@ -188,6 +192,7 @@ def _read(path: str) -> tuple[str, dict[str, Any]]:
 def _from_settings(settings: Settings) -> ServerConfig:
     config = ServerConfig(
         listen=settings.listen,
+        health_listen=settings.health_listen,
         advertise=list(settings.advertise),
         roles=settings.roles.accounts(),
         default_role=settings.roles.default,
@@ -276,6 +281,11 @@ def effective_toml(config: ServerConfig) -> str:
     lines = [
         f"state_dir = {json.dumps(str(config.state_dir))}",
         f"listen = {json.dumps(config.listen)}",
+        (
+            f"health_listen = {json.dumps(config.health_listen)}"
+            if config.health_listen
+            else '# health_listen: off (plaintext health for probes, e.g. "127.0.0.1:7444")'
+        ),
         f"advertise = {json.dumps(config.advertise)}",
         f"retention = {json.dumps(retention)}",
         f"exec_timeout = {json.dumps(_duration(config.exec_timeout))}",

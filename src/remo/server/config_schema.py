@@ -119,6 +119,11 @@ def _listen(text: str) -> str:
     return text
 
 
+def _health_listen(text: str) -> str:
+    """A bare port means loopback: the plaintext health port is for local probes."""
+    return _listen(f"127.0.0.1:{text}" if text.isascii() and text.isdigit() else text)
+
+
 def _default_role(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     return None if value == "none" else handler(value)
 
@@ -191,6 +196,7 @@ class Settings(_Table):
 
     state_dir: Annotated[str, Field(min_length=1)] | None = None
     listen: Annotated[str, AfterValidator(_listen)] = "0.0.0.0:7443"
+    health_listen: Annotated[str, AfterValidator(_health_listen)] | None = None
     advertise: list[str] = []
     retention: Annotated[float | None, _duration(forever=True)] = DEFAULT_RETENTION
     exec_timeout: Annotated[

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     oom_kills INTEGER NOT NULL DEFAULT 0,
     reason TEXT NOT NULL DEFAULT '',
     stop_requested INTEGER NOT NULL DEFAULT 0,
+    kill_at REAL,
     isolation TEXT NOT NULL DEFAULT '',
     schedule_id TEXT,
     output_truncated INTEGER NOT NULL DEFAULT 0,
@@ -84,6 +85,8 @@ class JobStore:
             self._db.execute("ALTER TABLE jobs ADD COLUMN cgroup TEXT NOT NULL DEFAULT ''")
         if "oom_kills" not in columns:  # from before OOM kills were counted
             self._db.execute("ALTER TABLE jobs ADD COLUMN oom_kills INTEGER NOT NULL DEFAULT 0")
+        if "kill_at" not in columns:  # from before a stop's deadline was kept
+            self._db.execute("ALTER TABLE jobs ADD COLUMN kill_at REAL")
         #: owner -> next job number; the supervisor is the only writer, so the table
         #: is read once per owner and written together with each job's row.
         self._next: dict[str, int] = {}
@@ -147,10 +150,13 @@ class JobStore:
                 (owner, seq + 1),
             )
 
-    def mark_stop_requested(self, owner: str, seq: int) -> None:
+    def mark_stop_requested(self, owner: str, seq: int, kill_at: float) -> None:
+        """Record a stop and when it escalates to SIGKILL (unix time), so that a
+        supervisor started meanwhile keeps the promise."""
         with self._db:
             self._db.execute(
-                "UPDATE jobs SET stop_requested=1 WHERE owner=? AND seq=?", (owner, seq)
+                "UPDATE jobs SET stop_requested=1, kill_at=? WHERE owner=? AND seq=?",
+                (kill_at, owner, seq),
             )
 
     def finish(self, owner: str, seq: int, **fields: Any) -> None:
@@ -194,11 +200,14 @@ class JobStore:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def stop_requested(self, owner: str, seq: int) -> bool:
+    def stop_requested(self, owner: str, seq: int) -> tuple[bool, float | None]:
+        """Whether a stop was asked for, and when it escalates to SIGKILL."""
         row = self._db.execute(
-            "SELECT stop_requested FROM jobs WHERE owner=? AND seq=?", (owner, seq)
+            "SELECT stop_requested, kill_at FROM jobs WHERE owner=? AND seq=?", (owner, seq)
         ).fetchone()
-        return bool(row and row[0])
+        if not row:
+            return False, None
+        return bool(row[0]), (float(row[1]) if row[1] is not None else None)
 
     def list(
         self, owner: str | None = None, running_only: bool = False, limit: int = 1000

@@ -79,6 +79,8 @@ class RunningJob:
     pid_namespace: bool = False
     adopted: bool = False
     stop_requested: bool = False
+    #: When the stop escalates to SIGKILL (unix time), kept in the job's row too.
+    kill_at: float | None = None
     kill_timer: asyncio.TimerHandle | None = None
     ended: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -429,12 +431,24 @@ class Supervisor:
         if job is None:
             self.store.get(job_id)  # raises JobNotFound for unknown ids
             return
+        kill_at = time.time() + grace
         if not job.stop_requested:
             job.stop_requested = True
-            self.store.mark_stop_requested(job.owner, job.seq)
             self._signal(job, signal.SIGTERM)
-            job.kill_timer = asyncio.get_running_loop().call_later(grace, self._kill, job)
+        # A repeated stop may bring the deadline forward, and re-arms a missing timer.
+        if job.kill_at is None or kill_at < job.kill_at or job.kill_timer is None:
+            job.kill_at = min(kill_at, job.kill_at or kill_at)
+            self.store.mark_stop_requested(job.owner, job.seq, job.kill_at)
+            self._arm_kill(job)
         await asyncio.shield(job.ended)
+
+    def _arm_kill(self, job: RunningJob) -> None:
+        """SIGKILL the job at ``job.kill_at`` (at once if that has passed)."""
+        if job.kill_timer is not None:
+            job.kill_timer.cancel()
+        assert job.kill_at is not None
+        delay = max(0.0, job.kill_at - time.time())
+        job.kill_timer = asyncio.get_running_loop().call_later(delay, self._kill, job)
 
     def _signal(self, job: RunningJob, sig: int) -> None:
         # SIGTERM goes to every process of the job, so a tree whose members ignore their
@@ -535,6 +549,10 @@ class Supervisor:
             # The init died before recording the job's status: its own end says nothing
             # about how the job ended (see _unrecorded).
             wait_status, reason = _unrecorded(job, wait_status, reason)
+        elif job.stop_requested and job.kill_at is not None and job.kill_at <= time.time():
+            # Not our child (re-adopted), no record: the init died with the job, and
+            # after a stop's deadline that is remo's own SIGKILL (the init outlives TERM).
+            wait_status, reason = signal.SIGKILL, ""
         fields = _final_fields(job, wait_status, usage, reason)
         fields["output_truncated"] = int(truncated)
         # The row first, then the marker: whoever sees the marker reads a final status.
@@ -597,13 +615,18 @@ class Supervisor:
                 "pid" in status.isolation,
                 adopted=True,
             )
-            job.stop_requested = self.store.stop_requested(owner, seq)
+            job.stop_requested, job.kill_at = self.store.stop_requested(owner, seq)
             alive = (
                 init_pid > 0 and _is_alive(init_pid) and (group is None or init_pid in group.pids())
             )
             self._track(job)
             if alive and self._watch_adopted(job):
                 log.info("re-adopted %s (pid %s)", job.key, job.pid)
+                if job.stop_requested:
+                    # The stop outlives the supervisor that took it: escalate at its
+                    # deadline (rows from before deadlines were kept: at once).
+                    job.kill_at = job.kill_at if job.kill_at is not None else time.time()
+                    self._arm_kill(job)
                 continue
             self._spawn_task(
                 self._finish(job, None, "the job ended while no supervisor was running")

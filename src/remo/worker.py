@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,10 @@ from remo.store.jobs import JobStore, parse_job_id
 from remo.supervisor.client import SupervisorClient
 from remo.supervisor.options import EXEC_TIMEOUT, SupervisorOptions
 
-__all__ = ["JobManager", "JobSpec", "JobStatus", "Limits"]
+__all__ = ["REQUEST_ID", "JobManager", "JobSpec", "JobStatus", "Limits"]
+
+#: What a start's request id may be: an AIP-155 id such as a UUID.
+REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 log = logging.getLogger("remo.worker")
 
@@ -138,8 +142,14 @@ class JobManager:
         """``v2``, ``hybrid``, ``v1`` or ``none``."""
         return str(self._info.get("cgroups", "none"))
 
-    async def start(self, spec: JobSpec, *, schedule_id: str | None = None) -> str:
+    async def start(
+        self, spec: JobSpec, *, schedule_id: str | None = None, request_id: str = ""
+    ) -> str:
         """Start a job and return its id (``owner/n``) once it runs.
+
+        With a ``request_id`` the start happens at most once for the owner and id: a
+        repeat returns the first one's job (see :data:`REQUEST_ID`), so it may be retried
+        after a lost reply, even across supervisor or API server restarts.
 
         Raises :class:`InvalidArgument` for a malformed spec or limits above the maximum,
         :class:`StartFailed` with the OS reason when it cannot run (no such executable,
@@ -148,7 +158,17 @@ class JobManager:
         spec.validate()
         spec.limits.check_cpus(os.cpu_count() or 1)
         spec = JobSpec(**{**spec.__dict__, "limits": self._effective_limits(spec.limits)})
-        reply = await self._call("start", spec=spec.to_dict(), schedule_id=schedule_id)
+        if request_id and not REQUEST_ID.fullmatch(request_id):
+            raise InvalidArgument(
+                "request_id must be 1 to 64 letters, digits, '-' or '_' (a UUID, say)"
+            )
+        args: dict[str, Any] = {"spec": spec.to_dict(), "schedule_id": schedule_id}
+        if request_id:
+            args["request_id"] = request_id
+            # The supervisor does it at most once: safe to send again if it was lost.
+            reply = await self._call("start", _idempotent=True, **args)
+        else:
+            reply = await self._call("start", **args)
         return str(reply["id"])
 
     def _effective_limits(self, requested: Limits) -> Limits:
@@ -232,13 +252,13 @@ class JobManager:
                     return self._store.get(job_id)
                 await changes.wait(seen, timeout=BACKSTOP_SECONDS)
 
-    async def _call(self, op: str, **args: Any) -> Any:
+    async def _call(self, op: str, _idempotent: bool = False, **args: Any) -> Any:
         if not self._client.connected:
             await self._reconnect()
         try:
             return await self._client.call(op, **args)
         except SupervisorUnavailable:
-            if op == "start":
+            if op == "start" and not _idempotent:
                 raise  # never start twice: the first attempt may have reached it
             await self._reconnect()
             return await self._client.call(op, **args)

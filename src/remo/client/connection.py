@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -417,11 +418,29 @@ class Client:
             if at is not None:
                 when.at_unix = at.timestamp() if isinstance(at, datetime) else float(at)
             request.when.CopyFrom(when)
-        reply = self._call(self._stub.Start, request, timeout=max(self.timeout, 60.0))
+        # One id for every attempt: the server starts the job at most once for it, so a
+        # reply lost with a restarting server is safely asked for again.
+        request.request_id = uuid.uuid4().hex
+        if request.HasField("when"):  # schedules are not deduplicated: one attempt only
+            reply = self._call(self._stub.Start, request, timeout=max(self.timeout, 60.0))
+        else:
+            reply = self._start_surely(request)
         return StartResult(
             job=_job(reply.job) if reply.HasField("job") else None,
             schedule=_schedule(reply.schedule) if reply.HasField("schedule") else None,
         )
+
+    def _start_surely(self, request: pb.StartRequest) -> pb.StartResponse:
+        """Start, retried across broken connections within the reconnect budget."""
+        state = _Reconnect(self.reconnect_timeout)
+        while True:
+            state.opened()
+            try:
+                reply: pb.StartResponse = self._stub.Start(request, timeout=max(self.timeout, 60.0))
+            except grpc.RpcError as err:
+                self._recover(state, err, "the start", "starting the job")
+                continue
+            return reply
 
     def stop(self, job_id: str, *, grace: float | None = None) -> JobStatus:
         """SIGTERM the job's processes, SIGKILL after ``grace`` seconds; the final status.

@@ -126,7 +126,7 @@ class JobsServicer(pb_grpc.JobsServicer):
             first_due, every = due_times(request.when)
             schedule = self.scheduler.create(spec, caller.user, first_due, every)
             return pb.StartResponse(schedule=schedule_to_pb(schedule, caller.user))
-        job_id = await self.jobs.start(spec)
+        job_id = await self.jobs.start(spec, request_id=request.request_id)
         status = await self.jobs.status(job_id)
         return pb.StartResponse(job=status_to_pb(status, ids.shown(caller.user, job_id)))
 

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     reason TEXT NOT NULL DEFAULT '',
     stop_requested INTEGER NOT NULL DEFAULT 0,
     kill_at REAL,
+    request_id TEXT NOT NULL DEFAULT '',
     isolation TEXT NOT NULL DEFAULT '',
     schedule_id TEXT,
     output_truncated INTEGER NOT NULL DEFAULT 0,
@@ -87,6 +88,12 @@ class JobStore:
             self._db.execute("ALTER TABLE jobs ADD COLUMN oom_kills INTEGER NOT NULL DEFAULT 0")
         if "kill_at" not in columns:  # from before a stop's deadline was kept
             self._db.execute("ALTER TABLE jobs ADD COLUMN kill_at REAL")
+        if "request_id" not in columns:  # from before starts could be retried
+            self._db.execute("ALTER TABLE jobs ADD COLUMN request_id TEXT NOT NULL DEFAULT ''")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS jobs_request ON jobs(owner, request_id)"
+            " WHERE request_id != ''"
+        )
         #: owner -> next job number; the supervisor is the only writer, so the table
         #: is read once per owner and written together with each job's row.
         self._next: dict[str, int] = {}
@@ -126,12 +133,13 @@ class JobStore:
         isolation: Iterable[str] = (),
         schedule_id: str | None = None,
         cgroup: str = "",
+        request_id: str = "",
     ) -> None:
         """Record a started job, and its number as used."""
         with self._db:
             self._db.execute(
                 "INSERT INTO jobs(owner, seq, spec, state, pid, init_pid, started_at, isolation,"
-                " schedule_id, cgroup) VALUES(?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                " schedule_id, cgroup, request_id) VALUES(?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     owner,
                     seq,
@@ -142,6 +150,7 @@ class JobStore:
                     ",".join(isolation),
                     schedule_id,
                     cgroup,
+                    request_id,
                 ),
             )
             self._db.execute(
@@ -193,6 +202,14 @@ class JobStore:
         if row is None:
             raise JobNotFound(job_id)
         return row_to_status(row)
+
+    def by_request(self, owner: str, request_id: str) -> str | None:
+        """The id of ``owner``'s job started by the Start with ``request_id``, if any."""
+        row = self._db.execute(
+            "SELECT seq FROM jobs WHERE owner=? AND request_id=? AND request_id != ''",
+            (owner, request_id),
+        ).fetchone()
+        return job_key(owner, int(row[0])) if row else None
 
     def init_pid(self, owner: str, seq: int) -> int:
         row = self._db.execute(

@@ -83,7 +83,11 @@ class Server:
         op = message.get("op")
         sup = self.supervisor
         if op == "start":
-            return await sup.start(JobSpec.from_dict(message["spec"]), message.get("schedule_id"))
+            return await sup.start(
+                JobSpec.from_dict(message["spec"]),
+                message.get("schedule_id"),
+                str(message.get("request_id") or ""),
+            )
         if op == "stop":
             await sup.stop(str(message["job_id"]), float(message.get("grace", 10.0)))
             return None

@@ -116,6 +116,8 @@ class Supervisor:
         self.on_idle = on_idle
         self._tag = instance_tag(paths)
         self._spawning = 0
+        #: Starts with a request id under way, by (owner, request id): a repeat waits.
+        self._starting: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self._waiters: dict[int, asyncio.Future[int]] = {}
         self._unclaimed: dict[int, int] = {}
         self.store = store
@@ -173,14 +175,44 @@ class Supervisor:
 
     # -- start ------------------------------------------------------------------------
 
-    async def start(self, spec: JobSpec, schedule_id: str | None = None) -> dict[str, Any]:
+    async def start(
+        self, spec: JobSpec, schedule_id: str | None = None, request_id: str = ""
+    ) -> dict[str, Any]:
         """Start a job; return once it has exec'd (or raise why it could not).
 
         Not to be cancelled half-way (the request handler lets it finish when its client
         goes away): the job is either started and tracked or not started at all.
+
+        With a ``request_id``, a start is done at most once per owner and id: a repeat
+        (a client retrying after a lost reply, perhaps through a new API server) gets
+        the first one's job, or waits for the first one's outcome while it is under way.
         """
         spec.validate()
         owner = spec.owner or accounts.current_account_name()
+        if not request_id:
+            return await self._start(spec, owner, schedule_id, "")
+        if (done := self.store.by_request(owner, request_id)) is not None:
+            status = self.store.get(done)
+            return {"id": done, "pid": status.pid, "started_at": status.started_at}
+        key = (owner, request_id)
+        if (under_way := self._starting.get(key)) is not None:
+            return await asyncio.shield(under_way)
+        outcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        outcome.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
+        self._starting[key] = outcome
+        try:
+            reply = await self._start(spec, owner, schedule_id, request_id)
+        except BaseException as err:
+            outcome.set_exception(err)
+            raise
+        finally:
+            del self._starting[key]
+        outcome.set_result(reply)
+        return reply
+
+    async def _start(
+        self, spec: JobSpec, owner: str, schedule_id: str | None, request_id: str
+    ) -> dict[str, Any]:
         account = accounts.resolve(owner)
         isolation = self.isolation_for(spec)
         cwd = spec.cwd or (account.home if os.path.isdir(account.home) else "/")
@@ -198,7 +230,7 @@ class Supervisor:
         # that ends at once) has its status kept in _unclaimed.
         self._spawning += 1
         try:
-            job, pid, started = await self._spawn(spec, request, schedule_id)
+            job, pid, started = await self._spawn(spec, request, schedule_id, request_id)
         finally:
             self._spawning -= 1
             if not self._spawning:
@@ -206,7 +238,7 @@ class Supervisor:
         return {"id": job.key, "pid": pid, "started_at": started}
 
     async def _spawn(
-        self, spec: JobSpec, request: SpawnRequest, schedule_id: str | None
+        self, spec: JobSpec, request: SpawnRequest, schedule_id: str | None, request_id: str
     ) -> tuple[RunningJob, int, float]:
         """Hand the job to a waiting init and record it; undo everything on failure.
 
@@ -267,6 +299,7 @@ class Supervisor:
                     request.isolation.labels(),
                     schedule_id,
                     "" if self.driver.name == "none" else group.name,
+                    request_id,
                 )
             except BaseException:
                 # A job nobody knows about must not run.

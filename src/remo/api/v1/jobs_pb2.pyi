@@ -35,7 +35,7 @@ class When(_message.Message):
     def __init__(self, delay_seconds: _Optional[float] = ..., at_unix: _Optional[float] = ..., every_seconds: _Optional[float] = ..., at: _Optional[str] = ...) -> None: ...
 
 class StartRequest(_message.Message):
-    __slots__ = ("argv", "env", "cwd", "limits", "network", "private_tmp", "when")
+    __slots__ = ("argv", "env", "cwd", "limits", "network", "private_tmp", "when", "request_id")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class StartRequest(_message.Message):
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     PRIVATE_TMP_FIELD_NUMBER: _ClassVar[int]
     WHEN_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
     cwd: str
@@ -57,7 +58,8 @@ class StartRequest(_message.Message):
     network: str
     private_tmp: bool
     when: When
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., network: _Optional[str] = ..., private_tmp: _Optional[bool] = ..., when: _Optional[_Union[When, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., network: _Optional[str] = ..., private_tmp: _Optional[bool] = ..., when: _Optional[_Union[When, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class StartResponse(_message.Message):
     __slots__ = ("job", "schedule")

@@ -83,3 +83,88 @@ async def test_full_disk(tmp_path: Path) -> None:
             subprocess.run(["umount", "-l", str(state)], check=False)
         assert not os.path.ismount(state)
     assert errno.ENOSPC  # the error the filler ran into
+
+
+def fill_until_enospc(directory: Path) -> Path:
+    """Fill the filesystem; returns the filler, and fails unless ENOSPC really came."""
+    filler = directory / "filler"
+    block = b"\0" * (64 << 10)
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(block)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+    return filler
+
+
+@pytest.mark.parametrize("ending", ["exits", "stopped"])
+async def test_output_dropped_on_a_full_disk_is_always_accounted(
+    tmp_path: Path, ending: str
+) -> None:
+    """A job writes while the disk is full, then exits or is stopped with SIGKILL while
+    it is still full (its init is killed with it before any final record): what was
+    dropped is counted in its status either way, never silent."""
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "remo-full-disk", str(state)], check=True
+    )
+    try:
+        config = ServerConfig(
+            state_dir=state, listen="127.0.0.1:0", register_run_dir=tmp_path / "run"
+        )
+        async with running(config) as srv:
+            server = Server(srv, state, tmp_path)
+            channel, stub = server.stub(server.credential("root", "admin"))
+            async with channel:
+                # 1 KiB lines: far more than the slack of the output file's last page.
+                script = (
+                    "trap '' TERM; echo started; while :; do head -c 1023 /dev/zero | tr '\\0' x;"
+                    " echo; [ -e {flag} ] && break; done; exit 3"
+                )
+                flag = tmp_path / "enough"
+                argv = ["sh", "-c", script.format(flag=flag)]
+                job = (await stub.Start(pb.StartRequest(argv=argv))).job
+                async for chunk in stub.Output(pb.OutputRequest(id=job.id, follow=True)):
+                    if b"started" in chunk.data:
+                        break
+                filler = fill_until_enospc(state)
+                # The init keeps its drop count in the status record as it goes.
+                record = state / "jobs" / "root" / job.id / ".status"
+                for _ in range(3000):
+                    fields = record.read_text().split()
+                    if len(fields) == 4 and fields[0] == "-" and int(fields[2]) > 0:
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise AssertionError("nothing was dropped while the disk was full")
+                if ending == "stopped":  # its SIGKILL takes the init too: no final record
+                    ended = asyncio.ensure_future(
+                        stub.Stop(pb.StopRequest(id=job.id, grace_seconds=0.5))
+                    )
+                else:
+                    flag.touch()
+                    ended = asyncio.ensure_future(stub.Wait(pb.JobRef(id=job.id)))
+                # The job ends while the disk is still full...
+                for _ in range(3000):
+                    if not os.path.exists(f"/proc/{job.pid}"):
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise AssertionError("the job did not end")
+                filler.unlink()  # ...and the end is recorded once space returns
+                status = await asyncio.wait_for(ended, 60)
+    finally:
+        deadline = time.monotonic() + 15
+        while remo_processes(state) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        result = subprocess.run(["umount", str(state)], check=False, capture_output=True)
+        if result.returncode != 0:
+            subprocess.run(["umount", "-l", str(state)], check=False)
+    if ending == "stopped":
+        assert status.state == "stopped" and status.signal == 9
+    else:
+        assert status.state == "failed" and status.exit_code == 3
+    assert status.output_truncated and status.output_dropped_disk_full
+    assert status.output_dropped_bytes > 0

@@ -31,6 +31,8 @@ from remo.pki.ca import CertificateAuthority
 JOB_KEYS = {
     "id",
     "oom_kills",
+    "output_dropped_bytes",
+    "output_dropped_disk_full",
     "state",
     "exit_code",
     "signal",

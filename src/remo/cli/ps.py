@@ -64,6 +64,8 @@ def job_json(job: JobStatus, now: float | None = None) -> dict[str, Any]:
         "isolation": list(job.isolation),
         "schedule_id": job.schedule_id,
         "output_truncated": job.output_truncated,
+        "output_dropped_bytes": job.output_dropped_bytes,
+        "output_dropped_disk_full": job.output_dropped_disk_full,
     }
 
 

@@ -282,5 +282,7 @@ def ending_note(job: JobStatus) -> str:
         by = "stopped with" if job.state.value == "stopped" else "killed by"
         return f"job {job.id} was {by} {signal_name(job.signal)}"
     if job.output_truncated:
-        return f"job {job.id}'s output was cut at the server's size limit"
+        from remo.cli.status import dropped_text
+
+        return f"job {job.id}'s output: {dropped_text(job)}"
     return ""

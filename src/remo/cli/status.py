@@ -83,10 +83,18 @@ def job_lines(job: JobStatus, now: float | None = None) -> list[tuple[str, str]]
     if job.schedule_id:
         lines.append(("schedule", job.schedule_id))
     if job.output_truncated:
-        lines.append(("output", "truncated at the server's size limit"))
+        lines.append(("output", dropped_text(job)))
     if job.reason:
         lines.append(("reason", job.reason))
     return lines
+
+
+def dropped_text(job: JobStatus) -> str:
+    """What was dropped of the job's output, and why."""
+    if not job.output_dropped_bytes:  # recorded before drops were counted
+        return "truncated at the server's size limit"
+    why = "the server's disk was full" if job.output_dropped_disk_full else "size limit"
+    return f"{job.output_dropped_bytes} bytes dropped ({why})"
 
 
 def schedule_lines(schedule: Schedule) -> list[tuple[str, str]]:

@@ -199,6 +199,8 @@ def _job(msg: pb.JobStatus) -> JobStatus:
         reason=reason,
         cwd=msg.cwd,
         output_truncated=msg.output_truncated,
+        output_dropped_bytes=msg.output_dropped_bytes,
+        output_dropped_disk_full=msg.output_dropped_disk_full,
         isolation=tuple(msg.isolation),
         schedule_id=msg.schedule_id or None,
     )

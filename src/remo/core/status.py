@@ -54,6 +54,10 @@ class JobStatus:
     cwd: str = ""
     output_bytes: int = 0
     output_truncated: bool = False
+    #: Output bytes dropped: past the output cap, or while the server's disk was full.
+    output_dropped_bytes: int = 0
+    #: Some were dropped because the disk was full (else only past the cap).
+    output_dropped_disk_full: bool = False
     isolation: tuple[str, ...] = ()
     schedule_id: str | None = None
     #: Name of the job's cgroup (the same in every hierarchy); empty without cgroups.

@@ -111,6 +111,8 @@ def status_to_pb(status: JobStatus, shown_id: str) -> pb.JobStatus:
         isolation=list(status.isolation),
         schedule_id=status.schedule_id or "",
         output_truncated=status.output_truncated,
+        output_dropped_bytes=status.output_dropped_bytes,
+        output_dropped_disk_full=status.output_dropped_disk_full,
     )
     if status.exit_code is not None:
         msg.exit_code = status.exit_code

@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     isolation TEXT NOT NULL DEFAULT '',
     schedule_id TEXT,
     output_truncated INTEGER NOT NULL DEFAULT 0,
+    output_dropped_bytes INTEGER NOT NULL DEFAULT 0,
+    output_dropped_disk_full INTEGER NOT NULL DEFAULT 0,
     cgroup TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (owner, seq)
 );
@@ -88,6 +90,9 @@ class JobStore:
             self._db.execute("ALTER TABLE jobs ADD COLUMN oom_kills INTEGER NOT NULL DEFAULT 0")
         if "kill_at" not in columns:  # from before a stop's deadline was kept
             self._db.execute("ALTER TABLE jobs ADD COLUMN kill_at REAL")
+        for column in ("output_dropped_bytes", "output_dropped_disk_full"):
+            if column not in columns:  # from before dropped output was counted
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         if "request_id" not in columns:  # from before starts could be retried
             self._db.execute("ALTER TABLE jobs ADD COLUMN request_id TEXT NOT NULL DEFAULT ''")
         self._db.execute(
@@ -264,6 +269,8 @@ def row_to_status(row: sqlite3.Row) -> JobStatus:
         reason=row["reason"],
         cwd=spec.get("cwd") or "",
         output_truncated=bool(row["output_truncated"]),
+        output_dropped_bytes=int(row["output_dropped_bytes"]),
+        output_dropped_disk_full=bool(row["output_dropped_disk_full"]),
         isolation=tuple(x for x in row["isolation"].split(",") if x),
         schedule_id=row["schedule_id"],
         cgroup=row["cgroup"],

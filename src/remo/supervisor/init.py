@@ -65,6 +65,8 @@ class Relay:
         self.dropped = 0
         self.eof = False
         self.disk_full = False
+        #: ``dropped`` as last written to the status record (see :meth:`checkpoint`).
+        self.checkpointed = 0
         os.set_blocking(pipe_fd, False)
 
     def pump(self) -> None:
@@ -93,6 +95,19 @@ class Relay:
         dropped = len(os.read(self.pipe_fd, _CHUNK))  # BlockingIOError: nothing to drop
         self.dropped += dropped
         return dropped
+
+    def checkpoint(self, status_fd: int) -> None:
+        """Keep the drop count in the status record while the job runs (``-`` for the
+        wait status: none yet), so it survives an init killed before the end (a stop's
+        SIGKILL while the disk is full): dropped output is never silent."""
+        if self.dropped != self.checkpointed:
+            self.checkpointed = self.dropped
+            with contextlib.suppress(OSError):
+                os.pwrite(status_fd, self.record("-").ljust(STATUS_RECORD_SIZE), 0)
+
+    def record(self, wait_status: str) -> bytes:
+        """The status record: ``<wait status> <written> <dropped> <disk full 0|1>``."""
+        return f"{wait_status} {self.written} {self.dropped} {int(self.disk_full)}".encode()
 
     def finish(self) -> None:
         if self.dropped:
@@ -136,6 +151,7 @@ def run(
         if wake_r in readable:
             os.read(wake_r, 4096)
         relay.pump()
+        relay.checkpoint(status_fd)
         while True:
             try:
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
@@ -149,8 +165,7 @@ def run(
     # still hold the pipe open; they are killed with the job and not waited for).
     relay.pump()
     relay.finish()
-    record = f"{status} {relay.written} {relay.dropped}".encode()
     # Overwrites the placeholder the supervisor wrote: no new block is needed, so the
     # record is kept even when the disk is full.
-    os.pwrite(status_fd, record.ljust(STATUS_RECORD_SIZE), 0)
+    os.pwrite(status_fd, relay.record(str(status)).ljust(STATUS_RECORD_SIZE), 0)
     os._exit(0)

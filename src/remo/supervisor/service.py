@@ -471,8 +471,13 @@ class Supervisor:
         # A repeated stop may bring the deadline forward, and re-arms a missing timer.
         if job.kill_at is None or kill_at < job.kill_at or job.kill_timer is None:
             job.kill_at = min(kill_at, job.kill_at or kill_at)
-            self.store.mark_stop_requested(job.owner, job.seq, job.kill_at)
             self._arm_kill(job)
+            try:
+                self.store.mark_stop_requested(job.owner, job.seq, job.kill_at)
+            except sqlite3.OperationalError as err:
+                # A full disk must not stop the stop: only a supervisor restart before
+                # the deadline would then lose it (it would escalate at once instead).
+                log.error("cannot record the stop of %s (%s); stopping anyway", job.key, err)
         await asyncio.shield(job.ended)
 
     def _arm_kill(self, job: RunningJob) -> None:
@@ -573,9 +578,9 @@ class Supervisor:
             await self._empty_and_destroy(job)
         # Also after a supervisor restart: the init recorded the job's own status.
         recorded = _read_init_record(job.status_file)
-        truncated = False
-        if recorded is not None:
-            wait_status, truncated = recorded
+        dropped = recorded.dropped if recorded is not None else Dropped(0, False)
+        if recorded is not None and recorded.wait_status is not None:
+            wait_status = recorded.wait_status
             if job.adopted:
                 reason = "re-adopted after a supervisor restart; exit status recorded by its init"
         elif wait_status is not None:
@@ -587,7 +592,9 @@ class Supervisor:
             # after a stop's deadline that is remo's own SIGKILL (the init outlives TERM).
             wait_status, reason = signal.SIGKILL, ""
         fields = _final_fields(job, wait_status, usage, reason)
-        fields["output_truncated"] = int(truncated)
+        fields["output_truncated"] = int(dropped.bytes > 0)
+        fields["output_dropped_bytes"] = dropped.bytes
+        fields["output_dropped_disk_full"] = int(dropped.disk_full)
         # The row first, then the marker: whoever sees the marker reads a final status.
         await self._record_end(job, fields)
         _write_exit_marker(self.paths.job_dir(job.owner, job.seq), fields)
@@ -751,19 +758,38 @@ def _final_fields(
     }
 
 
-def _read_init_record(status_file: Path) -> tuple[int, bool] | None:
-    """The job's wait status and whether output was dropped, as its init recorded them.
+@dataclass(frozen=True)
+class Dropped:
+    """Output the init dropped: past the job's cap, or while the disk was full."""
 
-    None when the init died before recording (killed with the job at the end of a stop).
-    """
+    bytes: int
+    disk_full: bool
+
+
+@dataclass(frozen=True)
+class InitRecord:
+    """What the init wrote: the job's wait status (None while it ran: the init died
+    before the end, but its drop counts were kept) and the output it dropped."""
+
+    wait_status: int | None
+    dropped: Dropped
+
+
+def _read_init_record(status_file: Path) -> InitRecord | None:
+    """The init's record (``<status or -> <written> <dropped> [<disk full>]``), or None
+    when it wrote none (killed with the job at the end of a stop, before any drop)."""
     try:
         fields = status_file.read_text().split()
         status_file.unlink()
     except OSError:
         return None
-    if len(fields) != 3 or not all(f.isdigit() for f in fields):
+    if len(fields) not in (3, 4) or not all(f.isdigit() for f in fields[1:]):
         return None
-    return int(fields[0]), int(fields[2]) > 0
+    if fields[0] != "-" and not fields[0].isdigit():
+        return None
+    disk_full = len(fields) == 4 and fields[3] == "1"
+    wait_status = None if fields[0] == "-" else int(fields[0])
+    return InitRecord(wait_status, Dropped(int(fields[2]), disk_full))
 
 
 def _write_exit_marker(job_dir: Path, fields: dict[str, Any]) -> None:

@@ -132,7 +132,7 @@ class OutputChunk(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("id", "owner", "argv", "state", "pid", "exit_code", "signal", "started_at", "ended_at", "limits", "cpu_seconds", "peak_memory_bytes", "oom_killed", "reason", "cwd", "isolation", "schedule_id", "output_truncated", "oom_kills")
+    __slots__ = ("id", "owner", "argv", "state", "pid", "exit_code", "signal", "started_at", "ended_at", "limits", "cpu_seconds", "peak_memory_bytes", "oom_killed", "reason", "cwd", "isolation", "schedule_id", "output_truncated", "oom_kills", "output_dropped_bytes", "output_dropped_disk_full")
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +152,8 @@ class JobStatus(_message.Message):
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     OOM_KILLS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_DROPPED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_DROPPED_DISK_FULL_FIELD_NUMBER: _ClassVar[int]
     id: str
     owner: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -171,7 +173,9 @@ class JobStatus(_message.Message):
     schedule_id: str
     output_truncated: bool
     oom_kills: int
-    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_seconds: _Optional[float] = ..., peak_memory_bytes: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., reason: _Optional[str] = ..., cwd: _Optional[str] = ..., isolation: _Optional[_Iterable[str]] = ..., schedule_id: _Optional[str] = ..., output_truncated: _Optional[bool] = ..., oom_kills: _Optional[int] = ...) -> None: ...
+    output_dropped_bytes: int
+    output_dropped_disk_full: bool
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_seconds: _Optional[float] = ..., peak_memory_bytes: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., reason: _Optional[str] = ..., cwd: _Optional[str] = ..., isolation: _Optional[_Iterable[str]] = ..., schedule_id: _Optional[str] = ..., output_truncated: _Optional[bool] = ..., oom_kills: _Optional[int] = ..., output_dropped_bytes: _Optional[int] = ..., output_dropped_disk_full: _Optional[bool] = ...) -> None: ...
 
 class ScheduleRun(_message.Message):
     __slots__ = ("due_at", "outcome", "job_id", "detail")

@@ -31,6 +31,7 @@ from remo.core.status import JobStatus
 from remo.output.reader import BACKSTOP_SECONDS, read_output
 from remo.output.watcher import OutputWatcher
 from remo.store.jobs import JobStore, parse_job_id
+from remo.supervisor import accounts
 from remo.supervisor.client import SupervisorClient
 from remo.supervisor.options import EXEC_TIMEOUT, SupervisorOptions
 
@@ -183,6 +184,11 @@ class JobManager:
             for name in Limits.__dataclass_fields__
         }
         return Limits(**values).capped(self._maximum)
+
+    def check_account(self, owner: str) -> None:
+        """Raise :class:`StartFailed` now if ``owner``'s jobs could not run as it (no such
+        account on this server): for schedules, whose first run may be hours away."""
+        accounts.resolve(owner)
 
     async def stop(self, job_id: str, grace: float = 10.0) -> JobStatus:
         """SIGTERM every process of the job, SIGKILL them all after ``grace`` seconds.

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from remo.cli.main import check_id, connect, hint_command, profile_option
+from remo.cli.common import check_id, connect, hint_command, profile_option
 
 
 @click.command("logs")

@@ -16,15 +16,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import re
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import click
 
-if TYPE_CHECKING:
-    from remo.client.connection import Client
+from remo.cli import common
+from remo.cli.common import EXIT_INTERRUPTED, remember_profile
 
 #: Verb -> (module, attribute). Modules that do not exist (yet) are left out.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -40,11 +39,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "server": ("remo.cli.server_cmd", "command"),
     "admin": ("remo.cli.admin", "group"),
 }
-
-PROFILE_KEY = "remo.profile"
-EXIT_INTERRUPTED = 130
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _one_line(text: str) -> str:
@@ -145,79 +139,6 @@ def _silence_stdout() -> None:
         pass
 
 
-def _remember_profile(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
-    if value:
-        ctx.meta[PROFILE_KEY] = value
-
-
-def profile_option(func: F) -> F:
-    """``--profile FILE_OR_NAME`` on a verb (same as the global one, which it overrides)."""
-    return click.option(
-        "--profile",
-        metavar="FILE_OR_NAME",
-        expose_value=False,
-        callback=_remember_profile,
-        help="Credential file or installed profile to use "
-        "(default: $REMO_PROFILE, then the default profile).",
-    )(func)
-
-
-def chosen_profile() -> str | None:
-    """The ``--profile`` value given on the command line, if any."""
-    ctx = click.get_current_context(silent=True)
-    value = ctx.meta.get(PROFILE_KEY) if ctx is not None else None
-    return value if isinstance(value, str) else None
-
-
-def connect() -> Client:
-    """A client for the selected profile; checks the credential before any network I/O."""
-    # grpc core prints handshake failures on stderr at INFO level; remo explains them.
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    from remo.client.connection import Client
-
-    global _connected
-    _connected = True
-    return Client.from_profile(chosen_profile())
-
-
-def hint_command(verb: str, job_id: str) -> str:
-    """``remo <verb> [--profile P] <id>`` as the user would retype it."""
-    profile = chosen_profile()
-    flag = f" --profile {_shell_quote(profile)}" if profile else ""
-    return f"remo {verb}{flag} {job_id}"
-
-
-def _shell_quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
-_ID = re.compile(r"^(?:(?P<owner>[a-z_][a-z0-9_.-]{0,31})/)?(?P<schedule>s)?(?P<n>[0-9]{1,18})$")
-
-
-def check_id(value: str, *, schedules: bool = True, jobs: bool = True) -> str:
-    """``value`` if it is a job id (N, USER/N) or schedule id (sN, USER/sN), else exit 2."""
-    from remo.client.errors import UsageError
-
-    match = _ID.match(value.strip())
-    kinds = [
-        k for k, ok in (("N or USER/N for a job", jobs), ("sN for a schedule", schedules)) if ok
-    ]
-    if match is None:
-        raise UsageError(f"invalid id {value[:40]!r}: use {' or '.join(kinds)}")
-    if match["schedule"] and not schedules:
-        raise UsageError(f"{value} is a schedule; this command takes a job id (N or USER/N)")
-    if not match["schedule"] and not jobs:
-        raise UsageError(f"{value} is a job; this command takes a schedule id (sN)")
-    return value.strip()
-
-
-def is_schedule(job_id: str) -> bool:
-    match = _ID.match(job_id)
-    return bool(match and match["schedule"])
-
-
 @click.group(
     "remo",
     cls=RemoGroup,
@@ -230,7 +151,7 @@ def is_schedule(job_id: str) -> bool:
     "--profile",
     metavar="FILE_OR_NAME",
     expose_value=False,
-    callback=_remember_profile,
+    callback=remember_profile,
     help="Credential file or installed profile to use (also $REMO_PROFILE).",
 )
 @click.version_option(package_name="remo", prog_name="remo", message="%(prog)s %(version)s")
@@ -254,9 +175,6 @@ def cli() -> None:
     """
 
 
-_connected = False
-
-
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``remo`` console script.
 
@@ -267,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="remo")
     except SystemExit as done:
-        if not _connected:
+        if not common.connected:
             raise
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         for stream in (sys.stdout, sys.stderr):

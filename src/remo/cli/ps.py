@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from remo.cli.main import connect, profile_option
+from remo.cli.common import connect, profile_option
 
 if TYPE_CHECKING:
     from remo.client.connection import Schedule

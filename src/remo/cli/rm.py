@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from remo.cli.main import check_id, connect, is_schedule, profile_option
+from remo.cli.common import check_id, connect, is_schedule, profile_option
 
 
 @click.command("rm")

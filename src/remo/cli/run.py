@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from remo.cli.main import EXIT_INTERRUPTED, connect, hint_command, profile_option
+from remo.cli.common import EXIT_INTERRUPTED, connect, hint_command, profile_option
 
 if TYPE_CHECKING:
     from remo.client.connection import Client

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from remo.cli.main import check_id, connect, is_schedule, profile_option
+from remo.cli.common import check_id, connect, is_schedule, profile_option
 
 if TYPE_CHECKING:
     from remo.client.connection import Schedule

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from remo.cli.main import check_id, connect, profile_option
+from remo.cli.common import check_id, connect, profile_option
 
 
 @click.command("wait")

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from remo.core.db import connect
 from remo.core.errors import JobNotFound
 from remo.core.spec import JobSpec
-from remo.store.jobs import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schedules (

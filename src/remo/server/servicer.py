@@ -31,7 +31,6 @@ from remo.server.convert import (
     status_to_pb,
 )
 from remo.server.errors import public_message, status_code
-from remo.supervisor import accounts
 from remo.worker import JobManager
 
 log = logging.getLogger("remo.server")
@@ -122,7 +121,7 @@ class JobsServicer(pb_grpc.JobsServicer):
             request, owner=caller.user, network=self._network.choose(request.network)
         )
         if request.HasField("when"):
-            accounts.resolve(caller.user)  # an unknown account fails now, not at 2 a.m.
+            self.jobs.check_account(caller.user)  # an unknown account fails now, not at 2 a.m.
             first_due, every = due_times(request.when)
             schedule = self.scheduler.create(spec, caller.user, first_due, every)
             return pb.StartResponse(schedule=schedule_to_pb(schedule, caller.user))

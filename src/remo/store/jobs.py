@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from remo.core.db import connect
 from remo.core.errors import InvalidArgument, JobNotFound
 from remo.core.spec import ACCOUNT_NAME, JobSpec, Limits
 from remo.core.status import JobState, JobStatus
@@ -62,18 +63,6 @@ def parse_job_id(job_id: str) -> tuple[str, int]:
     if not sep or not ACCOUNT_NAME.match(owner) or not seq.isdigit() or len(seq) > 18:
         raise InvalidArgument(f"invalid job id {job_id!r}: expected OWNER/NUMBER")
     return owner, int(seq)
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """Open the database with the settings every remo process uses."""
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode: a commit survives a crash of the process (what we need when
-    # the API server or supervisor is killed); only an OS crash may lose the last commits.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.row_factory = sqlite3.Row
-    return conn
 
 
 class JobStore:

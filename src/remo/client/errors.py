@@ -156,6 +156,14 @@ def _connection_error(details: str, target: str, path: str) -> ConnectionFailed:
         return TlsHandshakeFailed(
             _TLS_UNTRUSTED.format(target=target, path=shown_path), code="UNAVAILABLE"
         )
+    if "handshake read failed" in low or "handshake write failed" in low:
+        # The connection broke mid-handshake: a restarting or overloaded server, not a
+        # refused credential (which closes the socket after the server's alert).
+        return ConnectionFailed(
+            f"the connection to {target} broke during the TLS handshake: the server may "
+            "be restarting or overloaded; try again in a moment",
+            code="UNAVAILABLE",
+        )
     if "socket closed" in low or "handshake" in low or "ssl" in low:
         return TlsHandshakeFailed(
             _TLS_REFUSED.format(target=target, path=shown_path), code="UNAVAILABLE"

@@ -443,3 +443,60 @@ def test_health_listen_is_off_by_default_and_a_bare_port_means_loopback(tmp_path
     assert load(str(path)).health_listen == "127.0.0.1:7444"
     path.write_text('health_listen = "0.0.0.0:7444"\n')
     assert load(str(path)).health_listen == "0.0.0.0:7444"
+
+
+# -- register_rate: credentials per account per window from `remo register` --------------
+
+
+def test_register_rate_default_is_the_register_socket_default(tmp_path: Path) -> None:
+    from remo.pki.register import DEFAULT_RATE
+
+    config = load(None, state_dir=str(tmp_path))
+    assert config.register_rate == DEFAULT_RATE == (5, 600.0)
+    assert 'register_rate = "5/10m"' in effective_toml(config).splitlines()
+
+
+@pytest.mark.parametrize(
+    ("text", "rate", "shown"),
+    [
+        ('register_rate = "3/1h"', (3, 3600.0), "3/1h"),
+        ('register_rate = "20 / 90s"', (20, 90.0), "20/90s"),
+        ('register_rate = "1/1d"', (1, 86400.0), "1/1d"),
+    ],
+)
+def test_register_rate_is_read_shown_and_read_back(
+    tmp_path: Path, text: str, rate: tuple[int, float], shown: str
+) -> None:
+    config = load(str(write(tmp_path, text)), state_dir=str(tmp_path))
+    assert config.register_rate == rate
+    toml = effective_toml(config)
+    assert f'register_rate = "{shown}"' in toml.splitlines()
+    assert load(str(write(tmp_path, toml, "again.toml"))) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("register_rate = 5", 'expected a rate in quotes such as "5/10m"'),
+        ("register_rate = '5'", 'register_rate: expected a rate such as "5/10m"'),
+        ("register_rate = 'five/10m'", 'expected a rate such as "5/10m"'),
+        ("register_rate = '0/10m'", "the count must be between 1 and 10000, got 0"),
+        ("register_rate = '10001/10m'", "the count must be between 1 and 10000"),
+        ("register_rate = '5/0s'", "register_rate: invalid duration"),
+        ("register_rate = '5/10'", "has no unit"),
+        ("register_rate = '5/soon'", "invalid duration 'soon'"),
+        ("registr_rate = '5/10m'", 'unknown setting (did you mean "register_rate"?)'),
+    ],
+)
+def test_bad_register_rates_say_what_is_wrong(tmp_path: Path, text: str, error: str) -> None:
+    (line,) = errors_of(write(tmp_path, f"# rates\n{text}\n"))
+    assert line.startswith(f"{tmp_path / 'server.toml'}:2: "), line
+    assert error in line, line
+
+
+@pytest.mark.usefixtures("nothing_starts")
+def test_check_config_shows_the_register_rate(tmp_path: Path) -> None:
+    path = write(tmp_path, 'register_rate = "2/30m"\n')
+    result = invoke("--check-config", str(path), "--state-dir", str(tmp_path / "state"))
+    assert result.exit_code == 0, result.output
+    assert tomllib.loads(result.stdout)["register_rate"] == "2/30m"

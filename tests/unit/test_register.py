@@ -263,3 +263,153 @@ async def test_other_account_gets_operator(
     assert code == 2
     assert out.decode().startswith("RegisterRefused: the remo server refused: account")
     assert len(registry.list_records()) == 1
+
+
+# -- bounds: registrations per account, connections, time ----------------------------------
+
+
+def test_rate_limit_refuses_the_next_registration_until_the_window_moves(
+    ca: CertificateAuthority, registry: Registry, run_dir: Path
+) -> None:
+    from remo.pki.register import RateLimit
+
+    now = [1000.0]
+    server = RegisterServer(
+        ca, registry, [ADDRESS], run_dir / "x.sock", rate=RateLimit(2, 600.0), clock=lambda: now[0]
+    )
+    nobody = pwd.getpwnam("nobody")
+    server.issue_for_uid(nobody.pw_uid)
+    now[0] += 100
+    server.issue_for_uid(nobody.pw_uid)
+    now[0] += 50
+    with pytest.raises(RegisterRefused) as refused:
+        server.issue_for_uid(nobody.pw_uid)
+    # the first one leaves the window 600 s after it was issued: 450 s from now
+    assert str(refused.value) == "too many registrations for account nobody; try again in 450 s"
+    assert len(registry.list_records(user="nobody")) == 2  # no key made, no row written
+    now[0] += 450
+    server.issue_for_uid(nobody.pw_uid)
+    with pytest.raises(RegisterRefused, match="try again in 100 s"):
+        server.issue_for_uid(nobody.pw_uid)
+    # each account has its own count
+    assert package.parse(server.issue_for_uid(0)).user == "root"
+
+
+def test_a_failed_issue_does_not_use_up_the_rate(
+    ca: CertificateAuthority,
+    registry: Registry,
+    run_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from remo.pki.register import RateLimit
+
+    server = RegisterServer(ca, registry, [ADDRESS], run_dir / "x.sock", rate=RateLimit(1, 600.0))
+    real_issue = ca.issue_client
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ca, "issue_client", broken)
+    with pytest.raises(OSError, match="disk full"):
+        server.issue_for_uid(0)
+    monkeypatch.setattr(ca, "issue_client", real_issue)
+    server.issue_for_uid(0)
+    with pytest.raises(RegisterRefused, match="too many registrations for account root"):
+        server.issue_for_uid(0)
+
+
+def test_default_rate_over_the_socket_says_why_in_one_line(
+    ca: CertificateAuthority, registry: Registry, state: Path, run_dir: Path
+) -> None:
+    from remo.pki.register import DEFAULT_RATE
+
+    assert DEFAULT_RATE == (5, 600.0)
+    sock = register_socket_path(state, run_dir)
+
+    async def flood() -> list[bytes | str]:
+        answers: list[bytes | str] = []
+        async with RegisterServer(ca, registry, [ADDRESS], sock):
+            for _ in range(DEFAULT_RATE.credentials + 1):
+                try:
+                    answers.append(await asyncio.to_thread(request_credential, sock))
+                except RegisterRefused as err:
+                    answers.append(str(err))
+        return answers
+
+    *issued, refused = asyncio.run(flood())
+    assert all(isinstance(a, bytes) for a in issued) and len(issued) == 5
+    assert refused == (
+        f"the remo server refused: too many registrations for account {my_name()}; "
+        "try again in 600 s"
+    )
+    assert len(registry.list_records(user=my_name())) == 5
+
+
+async def _read_to_eof(sock: Path, send: bytes = b"") -> bytes:
+    """Connect, send ``send`` (maybe nothing), read until the server closes."""
+    reader, writer = await asyncio.open_unix_connection(os.fspath(sock))
+    try:
+        if send:
+            writer.write(send)
+            await writer.drain()
+        return await asyncio.wait_for(reader.read(), 60)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_connections_per_account_are_bounded(
+    ca: CertificateAuthority, registry: Registry, state: Path, run_dir: Path
+) -> None:
+    from remo.pki.register import MAX_CONNECTIONS_PER_ACCOUNT, REQUEST
+
+    sock = register_socket_path(state, run_dir)
+    async with RegisterServer(ca, registry, [ADDRESS], sock):
+        # connections that send nothing yet: each holds a slot until it is done
+        held = [
+            await asyncio.open_unix_connection(os.fspath(sock))
+            for _ in range(MAX_CONNECTIONS_PER_ACCOUNT)
+        ]
+        busy = (
+            f"error uid {os.geteuid()} already has {MAX_CONNECTIONS_PER_ACCOUNT} register "
+            "connections open; try again when they are done\n"
+        )
+        assert await _read_to_eof(sock, REQUEST) == busy.encode()
+        for reader, writer in held:  # each finishes its exchange: a slot comes free
+            writer.write(REQUEST)
+            assert (await asyncio.wait_for(reader.read(), 60)).startswith(b"ok ")
+            writer.close()
+            await writer.wait_closed()
+        assert (await _read_to_eof(sock, REQUEST)).startswith(b"ok ")
+
+
+async def test_connections_in_all_are_bounded(
+    ca: CertificateAuthority,
+    registry: Registry,
+    state: Path,
+    run_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("remo.pki.register.MAX_CONNECTIONS", 2)
+    sock = register_socket_path(state, run_dir)
+    async with RegisterServer(ca, registry, [ADDRESS], sock):
+        held = [await asyncio.open_unix_connection(os.fspath(sock)) for _ in range(2)]
+        assert await _read_to_eof(sock) == (
+            b"error the register socket is busy; try again in a few seconds\n"
+        )
+        for _, writer in held:
+            writer.close()
+            await writer.wait_closed()
+
+
+async def test_a_connection_that_never_asks_is_closed(
+    ca: CertificateAuthority, registry: Registry, state: Path, run_dir: Path
+) -> None:
+    from remo.pki.register import MAX_REQUEST_LINE
+
+    sock = register_socket_path(state, run_dir)
+    async with RegisterServer(ca, registry, [ADDRESS], sock, timeout=0.5):
+        assert await _read_to_eof(sock) == b""  # closed without an answer
+        # an overlong request line is not read to its end
+        assert await _read_to_eof(sock, b"x" * (MAX_REQUEST_LINE * 4)) == b""
+    assert registry.list_records() == []

@@ -22,6 +22,17 @@ Protocol (one exchange per connection)
     server: ``ok <length>\\n`` and ``<length>`` bytes of credential file, or
     ``error <one-line message>\\n``.
 
+Bounds
+    Every credential is a key pair made and a registry row written, for good: one
+    account may get ``rate`` of them per window (:data:`DEFAULT_RATE`, 5 per 10
+    minutes; ``register_rate`` in the server settings), counted per account name in
+    memory, and is told when to try again. A connection gets ``timeout`` seconds to send
+    its request line (at most :data:`MAX_REQUEST_LINE` bytes) and again to take the
+    answer; at most :data:`MAX_CONNECTIONS_PER_ACCOUNT` connections per account and
+    :data:`MAX_CONNECTIONS` in all are served at once, any more are answered with an
+    error at once. A local account can thus hold a few tasks and descriptors of the
+    server for seconds, and make a few keys and rows per window; nothing more.
+
 Trust
     Before connecting, the client checks that the socket and its directory belong to
     root or to one same account and that the directory is writable by its owner only,
@@ -35,15 +46,20 @@ import contextlib
 import errno
 import hashlib
 import logging
+import math
 import os
 import pwd
 import socket
 import stat
 import struct
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
 
 from remo.core.errors import RemoError
 from remo.core.spec import ACCOUNT_NAME
@@ -57,7 +73,61 @@ log = logging.getLogger("remo.register")
 DEFAULT_RUN_DIR = Path("/run/remo")
 REQUEST = b"remo-register v1\n"
 MAX_RESPONSE = 1 << 20
+#: The request is one short line; the stream buffer needs no more than this.
+MAX_REQUEST_LINE = 4096
+#: Connections served at once from one account: `remo register` needs one.
+MAX_CONNECTIONS_PER_ACCOUNT = 4
+#: Connections served at once in all (each is a task and a descriptor of the server).
+MAX_CONNECTIONS = 64
 _PEERCRED = struct.Struct("3i")
+
+
+class RateLimit(NamedTuple):
+    """At most ``credentials`` per account in any ``window`` seconds."""
+
+    credentials: int
+    window: float
+
+
+#: 5 credentials per account per 10 minutes: `remo register` is run once per account
+#: and machine, again after a lost file or a revocation; a few retries fit, a loop that
+#: fills the registry with rows (each a key made, a row kept for good) does not.
+DEFAULT_RATE = RateLimit(5, 600.0)
+
+
+class _Registrations:
+    """When each account last got credentials, for :class:`RateLimit` (thread-safe:
+    credentials are issued in worker threads). A slot is taken before the key is made
+    and given back if issuing fails, so concurrent requests cannot overshoot."""
+
+    def __init__(self, rate: RateLimit, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._times: dict[str, deque[float]] = {}
+
+    def take(self, user: str) -> float:
+        """Take a slot for ``user`` (returns its time) or raise :class:`RegisterRefused`."""
+        with self._lock:
+            now = self._clock()
+            times = self._times.setdefault(user, deque())
+            while times and times[0] <= now - self.rate.window:
+                times.popleft()
+            if len(times) >= self.rate.credentials:
+                wait = max(1, math.ceil(times[0] + self.rate.window - now))
+                raise RegisterRefused(
+                    f"too many registrations for account {user}; try again in {wait} s"
+                )
+            times.append(now)
+            return now
+
+    def give_back(self, user: str, taken: float) -> None:
+        with self._lock:
+            times = self._times.get(user)
+            if times is not None and taken in times:
+                times.remove(taken)
+            if not times:
+                self._times.pop(user, None)
 
 
 def register_socket_path(
@@ -90,6 +160,8 @@ class RegisterServer:
         default_role: Role | None = Role.OPERATOR,
         validity: timedelta = CLIENT_VALIDITY,
         timeout: float = 10.0,
+        rate: RateLimit = DEFAULT_RATE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ca = ca
         self.registry = registry
@@ -101,6 +173,11 @@ class RegisterServer:
         self.default_role = default_role
         self.validity = validity
         self.timeout = timeout
+        if rate.credentials < 1 or not rate.window > 0:
+            raise RegisterError(f"invalid register rate {rate.credentials}/{rate.window:g}s")
+        self.rate = rate
+        self._registrations = _Registrations(rate, clock)
+        self._connections: dict[int, int] = {}
         self._server: asyncio.Server | None = None
 
     # -- policy ------------------------------------------------------------------------
@@ -125,8 +202,13 @@ class RegisterServer:
         if role is None:
             raise RegisterRefused(f"account {user!r} is not allowed to register on this server")
         self.registry.refuse_if_banned(user)  # before any key is made
-        issued = self.ca.issue_client(user, role, validity=self.validity)
-        self.registry.record(issued.certificate)
+        taken = self._registrations.take(user)
+        try:
+            issued = self.ca.issue_client(user, role, validity=self.validity)
+            self.registry.record(issued.certificate)
+        except BaseException:
+            self._registrations.give_back(user, taken)
+            raise
         log.info("issued certificate %s to %s (uid %d) as %s", issued.serial, user, uid, role)
         return package.dumps(self.addresses, self.ca.cert_pem, issued.cert_pem, issued.key_pem)
 
@@ -137,7 +219,7 @@ class RegisterServer:
         self._prepare_dir()
         self._clear_stale()
         self._server = await asyncio.start_unix_server(
-            self._handle, path=os.fspath(self.socket_path)
+            self._handle, path=os.fspath(self.socket_path), limit=MAX_REQUEST_LINE
         )
         os.chmod(self.socket_path, 0o666)
         log.info("register socket listening on %s", self.socket_path)
@@ -202,32 +284,68 @@ class RegisterServer:
             raise RegisterRefused("unknown request: use a `remo register` of the same version")
         return self.issue_for_uid(uid)
 
+    def _admit(self, uid: int) -> str | None:
+        """Count a new connection of ``uid`` in, or say why it is turned away."""
+        if self._connections.get(uid, 0) >= MAX_CONNECTIONS_PER_ACCOUNT:
+            return (
+                f"uid {uid} already has {MAX_CONNECTIONS_PER_ACCOUNT} register connections "
+                "open; try again when they are done"
+            )
+        if sum(self._connections.values()) >= MAX_CONNECTIONS:
+            return "the register socket is busy; try again in a few seconds"
+        self._connections[uid] = self._connections.get(uid, 0) + 1
+        return None
+
+    def _leave(self, uid: int) -> None:
+        left = self._connections.get(uid, 0) - 1
+        if left > 0:
+            self._connections[uid] = left
+        else:
+            self._connections.pop(uid, None)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             sock = writer.get_extra_info("socket")
             uid = peer_uid(sock)
-            try:
-                line = await asyncio.wait_for(reader.readline(), self.timeout)
-                # Key generation and database writes: off the event loop.
-                data = await asyncio.to_thread(self._answer, uid, line)
-            except RemoError as err:
-                log.warning("register request from uid %d refused: %s", uid, err)
-                message = " ".join(str(err).split())
-                writer.write(b"error " + message.encode("utf-8", "replace") + b"\n")
-            except (TimeoutError, ValueError):
+            busy = self._admit(uid)
+            if busy is not None:
+                log.warning("register connection from uid %d turned away: %s", uid, busy)
+                writer.write(b"error " + busy.encode() + b"\n")
+                await asyncio.wait_for(writer.drain(), self.timeout)
                 return
-            except Exception:
-                log.exception("register request from uid %d failed", uid)
-                writer.write(b"error internal error; see the remo server log\n")
-            else:
-                writer.write(b"ok %d\n" % len(data) + data)
-            await writer.drain()
+            try:
+                await self._exchange(uid, reader, writer)
+            finally:
+                self._leave(uid)
         except (ConnectionError, OSError) as err:
             log.warning("register connection failed: %s", err)
+        except TimeoutError:
+            pass  # a client that does not take its answer: dropped
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
+
+    async def _exchange(
+        self, uid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One request, one answer; each side of it gets ``timeout`` seconds."""
+        try:
+            line = await asyncio.wait_for(reader.readline(), self.timeout)
+            # Key generation and database writes: off the event loop.
+            data = await asyncio.to_thread(self._answer, uid, line)
+        except RemoError as err:
+            log.warning("register request from uid %d refused: %s", uid, err)
+            message = " ".join(str(err).split())
+            writer.write(b"error " + message.encode("utf-8", "replace") + b"\n")
+        except (TimeoutError, ValueError):
+            return  # no request line in time, or an overlong one
+        except Exception:
+            log.exception("register request from uid %d failed", uid)
+            writer.write(b"error internal error; see the remo server log\n")
+        else:
+            writer.write(b"ok %d\n" % len(data) + data)
+        await asyncio.wait_for(writer.drain(), self.timeout)
 
 
 # -- client side -------------------------------------------------------------------------

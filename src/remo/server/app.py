@@ -28,9 +28,10 @@ from grpc_reflection.v1alpha._async import ReflectionServicer  # noqa: E402
 
 from remo.api.v1 import jobs_pb2, jobs_pb2_grpc  # noqa: E402
 from remo.core.memory import return_free_memory  # noqa: E402
+from remo.core.spec import MAX_ARGV_BYTES  # noqa: E402
 from remo.pki.ca import CertificateAuthority, Role  # noqa: E402
 from remo.pki.errors import CertificateRejected  # noqa: E402
-from remo.pki.register import RegisterServer, register_socket_path  # noqa: E402
+from remo.pki.register import RateLimit, RegisterServer, register_socket_path  # noqa: E402
 from remo.pki.registry import Registry  # noqa: E402
 from remo.schedule.store import ScheduleStore  # noqa: E402
 from remo.schedule.timer import Scheduler  # noqa: E402
@@ -46,7 +47,74 @@ log = logging.getLogger("remo.server")
 #: How long in-flight calls get to finish when the server stops; followers are ended
 #: cleanly after it and resume against the next server.
 SHUTDOWN_GRACE = 2.0
+
+# -- what a caller costs before the per-call certificate check (docs/RELIABILITY.md,
+# "Before authentication"). The TLS handshake only proves a certificate chains to our
+# CA; the registry check runs in each call's handler, after grpc has read the request.
+# Until then a revoked or never-recorded certificate, or no certificate at all, costs
+# what these bounds allow, each checked by tests/e2e/test_bounded.py and measured by
+# bench/attack_bench.py.
+
+#: Largest response (an output chunk, a job list). Unchanged: it bounds what we send.
 MAX_MESSAGE = 8 << 20
+#: Largest request grpc reads before a handler runs. StartRequest is the largest:
+#: argv + env are capped at MAX_ARGV_BYTES (1 MiB) by JobSpec.validate, and on the wire
+#: an argument costs at most twice what that cap counts (one byte of tag, one of length
+#: for an empty one), so every argument list the server accepts fits, plus 64 KiB for
+#: cwd, limits and schedule. (Only environment names in non-ASCII letters, which the cap
+#: counts in characters, can go beyond: refused as RESOURCE_EXHAUSTED instead of
+#: INVALID_ARGUMENT.) Was 8 MiB: 16 requests of 7.9 MiB took the server to 1 GiB.
+MAX_REQUEST = 2 * MAX_ARGV_BYTES + (64 << 10)
+#: Concurrent calls per connection: the CLI uses 1-3. A program with more calls open on
+#: one channel (an SDK following many jobs) has grpc's client queue the rest until
+#: streams end; as they end, the server may refuse a queued call that starts too soon
+#: (REFUSED_STREAM, UNAVAILABLE to the caller: the remo client's follow retries it, a
+#: unary call does not), so such a program wants a channel per 32 calls. With
+#: MAX_REQUEST it bounds the request bytes one connection can have in flight before any
+#: handler has checked the caller: 32 x 2.06 MiB (measured in-process, 100 refused 2 MiB
+#: requests at a time on one connection took the server to 1.5 GiB, 16 to 0.46 GiB).
+MAX_STREAMS = 32
+#: Connections at once, handshaking or established, good or not: one over it is
+#: closed as soon as it is accepted, before the TLS handshake. It bounds descriptors and
+#: memory (measured, a connection that sends nothing costs ~40 KiB: all 4,096 ~170 MiB,
+#: for HANDSHAKE_TIMEOUT_MS each); 1,000 followers on their own connections (the load
+#: bench) fit four times over. While an attacker holds them all, new good connections are
+#: refused too: no cap stops that, it only decides whether memory and descriptors run
+#: out first.
+MAX_CONNECTIONS = 4096
+#: A connection must finish its TLS handshake (and send its HTTP/2 settings) in this
+#: long, or it is closed: grpc's default, 120 s, let 3,000 silent connections sit for
+#: two minutes. A handshake takes a few round trips; 10 s leaves room for slow links.
+HANDSHAKE_TIMEOUT_MS = 10_000
+#: A connection with no call for this long gets a GOAWAY and is closed; the client
+#: reconnects on its next call. A call in progress (a `remo logs -f` of hours) keeps it
+#: open whatever its age: there is deliberately no grpc.max_connection_age, which would
+#: end long follows.
+IDLE_TIMEOUT_MS = 5 * 60_000
+
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", MAX_REQUEST),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_concurrent_streams", MAX_STREAMS),
+    ("grpc.max_allowed_incoming_connections", MAX_CONNECTIONS),
+    ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+    ("grpc.max_connection_idle_ms", IDLE_TIMEOUT_MS),
+    # Without BDP probing a stream's receive window starts at 64 KiB, not 4 MiB: an
+    # oversized request is refused when its 5-byte length prefix arrives, after at most
+    # 64 KiB instead of 4 MiB per stream. Requests near MAX_REQUEST take one more round
+    # trip (measured, 1 MB over a 50 ms RTT: 154 -> 205 ms); responses are unaffected
+    # (the client's window governs them).
+    ("grpc.http2.bdp_probe", 0),
+    # Pings every 30 s find dead peers of long calls (keepalive_timeout: 20 s default).
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Clients ping every 60 s on long follows; accept pings that often.
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+#: Connections at once on the plaintext health port: probes connect, ask, and leave.
+HEALTH_CONNECTIONS = 256
 
 
 @dataclass
@@ -114,16 +182,7 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
             authenticate = _authenticator(registry)
             server = grpc.aio.server(
                 interceptors=[RequireRegisteredCertificate(authenticate)],
-                options=[
-                    ("grpc.max_receive_message_length", MAX_MESSAGE),
-                    ("grpc.max_send_message_length", MAX_MESSAGE),
-                    ("grpc.keepalive_time_ms", 30_000),
-                    ("grpc.http2.max_pings_without_data", 0),
-                    ("grpc.keepalive_permit_without_calls", 1),
-                    # Clients ping every 60 s on long follows; accept pings that often.
-                    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-                    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-                ],
+                options=SERVER_OPTIONS,
             )
             schedules = ScheduleStore(config.state_dir / "schedules.db")
             scheduler = Scheduler(schedules, jobs, _banned_reason(registry))
@@ -169,6 +228,7 @@ async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
                 socket_path,
                 roles={k: Role(v) for k, v in config.roles.items()},
                 default_role=Role(config.default_role) if config.default_role else None,
+                rate=RateLimit(*config.register_rate),
             )
             await register.start()
             plain = await _plaintext_health(config.health_listen, health_servicer)
@@ -205,6 +265,9 @@ async def _plaintext_health(
         options=[
             ("grpc.max_receive_message_length", 4096),
             ("grpc.max_concurrent_streams", 4),
+            ("grpc.max_allowed_incoming_connections", HEALTH_CONNECTIONS),
+            ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+            ("grpc.max_connection_idle_ms", IDLE_TIMEOUT_MS),
         ]
     )
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)

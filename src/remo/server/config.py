@@ -7,6 +7,7 @@ Example ``/etc/remo/server.toml``::
     health_listen = "7444"  # plaintext health only, for probes (off by default; loopback)
     retention = "30d"       # purge finished jobs older than this ("forever" keeps them)
     exec_timeout = "30s"    # a start fails when its command has not exec'd by then
+    register_rate = "5/10m" # credentials one account may get from `remo register`
     advertise = ["build01.example.com"]
 
     [roles]                 # role given by `remo register`, by account
@@ -57,6 +58,10 @@ if TYPE_CHECKING:
 DEFAULT_PORT = 7443
 DEFAULT_OUTPUT_CAP = 4 << 30
 DEFAULT_RETENTION = 30 * 86400.0
+#: Credentials one account may get from the register socket, per window in seconds
+#: (:data:`remo.pki.register.DEFAULT_RATE`; kept here as numbers so that client
+#: commands importing this module do not import the PKI).
+DEFAULT_REGISTER_RATE = (5, 600.0)
 
 
 class ConfigError(InvalidArgument):
@@ -106,6 +111,9 @@ class ServerConfig:
     #: Plaintext grpc.health.v1 only, for probes that cannot present a client
     #: certificate; off (None) unless configured.
     health_listen: str | None = None
+    #: (count, seconds): at most count credentials per account per window from the
+    #: register socket, so that one account cannot fill the registry.
+    register_rate: tuple[int, float] = DEFAULT_REGISTER_RATE
 
     def listen_host_port(self) -> tuple[str, int]:
         try:
@@ -203,6 +211,7 @@ def _from_settings(settings: Settings) -> ServerConfig:
         namespaces=settings.isolation.namespaces,
         retention=settings.retention,
         exec_timeout=settings.exec_timeout,
+        register_rate=settings.register_rate,
     )
     if settings.state_dir is not None:
         config.state_dir = Path(settings.state_dir)
@@ -289,6 +298,7 @@ def effective_toml(config: ServerConfig) -> str:
         f"advertise = {json.dumps(config.advertise)}",
         f"retention = {json.dumps(retention)}",
         f"exec_timeout = {json.dumps(_duration(config.exec_timeout))}",
+        f"register_rate = {json.dumps(register_rate_text(config.register_rate))}",
         "",
         "[roles]",
         *(f"{_toml_key(name)} = {json.dumps(role)}" for name, role in config.roles.items()),
@@ -304,6 +314,11 @@ def effective_toml(config: ServerConfig) -> str:
         f"namespaces = {json.dumps(config.namespaces)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def register_rate_text(rate: tuple[int, float]) -> str:
+    """``(5, 600.0)`` as it is written in the file: ``5/10m``."""
+    return f"{rate[0]}/{_duration(rate[1])}"
 
 
 def _limit_lines(limits: Limits) -> list[str]:

@@ -36,12 +36,20 @@ from remo.core.errors import InvalidArgument
 from remo.core.spec import Limits
 from remo.core.units import parse_cpu, parse_rate, parse_size
 from remo.schedule.timeexpr import parse_duration
-from remo.server.config import DEFAULT_OUTPUT_CAP, DEFAULT_RETENTION, split_listen
+from remo.server.config import (
+    DEFAULT_OUTPUT_CAP,
+    DEFAULT_REGISTER_RATE,
+    DEFAULT_RETENTION,
+    split_listen,
+)
 from remo.supervisor.options import EXEC_TIMEOUT
 
 #: Spellings of "keep finished jobs forever" for ``retention``.
 FOREVER = ("forever", "never")
 MAX_EXEC_TIMEOUT = 3600.0
+#: Most credentials per window ``register_rate`` may allow (the server remembers the
+#: time of each for the window).
+MAX_REGISTER_COUNT = 10_000
 
 
 class Problem(NamedTuple):
@@ -124,6 +132,24 @@ def _health_listen(text: str) -> str:
     return _listen(f"127.0.0.1:{text}" if text.isascii() and text.isdigit() else text)
 
 
+def _register_rate(value: Any) -> tuple[int, float]:
+    """``"COUNT/DURATION"``: credentials one account may get per window, e.g. "5/10m"."""
+    example = '"5/10m" (credentials per account per duration)'
+    if not isinstance(value, str):
+        raise _refuse(f"expected a rate in quotes such as {example}, got {shown(value)}")
+    count, slash, window = value.partition("/")
+    count = count.strip()
+    if not slash or not (count.isascii() and count.isdigit()):
+        raise _refuse(f"expected a rate such as {example}, got {shown(value)}")
+    if not 1 <= int(count) <= MAX_REGISTER_COUNT:
+        raise _refuse(f"the count must be between 1 and {MAX_REGISTER_COUNT}, got {count}")
+    try:
+        seconds = parse_duration(window).total_seconds()
+    except InvalidArgument as err:
+        raise _refuse(str(err)) from None
+    return int(count), seconds
+
+
 def _default_role(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     return None if value == "none" else handler(value)
 
@@ -202,6 +228,9 @@ class Settings(_Table):
     exec_timeout: Annotated[
         float, _duration(forever=False), AfterValidator(_exec_timeout_range)
     ] = EXEC_TIMEOUT
+    register_rate: Annotated[tuple[int, float], PlainValidator(_register_rate)] = (
+        DEFAULT_REGISTER_RATE
+    )
     # (model_validate: a typed __pydantic_extra__ reads as a constructor argument to mypy)
     roles: RolesTable = Field(default_factory=lambda: RolesTable.model_validate({}))
     limits: LimitsSection = Field(default_factory=LimitsSection)

@@ -69,7 +69,13 @@ def rpc(name: str) -> Callable[[Unary], Callable[[Any, Any, Any], Awaitable[Any]
     def decorate(handler: Unary) -> Callable[[Any, Any, Any], Awaitable[Any]]:
         @functools.wraps(handler)
         async def wrapper(self: Any, request: Any, context: Any) -> Any:
-            caller = await self._admit(context, name)
+            caller = self._admit(context, name)
+            if not isinstance(caller, Caller):
+                # Refused before the request is looked at, and without it: the abort's
+                # exception keeps this frame alive until the next garbage collection,
+                # and a refused caller's megabytes must not live that long.
+                del request
+                await context.abort(*caller)
             try:
                 return await handler(self, request, context, caller)
             except RemoError as err:
@@ -95,14 +101,17 @@ class JobsServicer(pb_grpc.JobsServicer):
         self._authenticate = authenticate
         self._network = network_policy or NetworkPolicy()
 
-    async def _admit(self, context: grpc.aio.ServicerContext, rpc: str) -> Caller:
-        """Authenticate the certificate and check the role may call ``rpc`` at all."""
+    def _admit(
+        self, context: grpc.aio.ServicerContext, rpc: str
+    ) -> Caller | tuple[grpc.StatusCode, str]:
+        """The caller, if its certificate passes and its role may call ``rpc``; else the
+        status and message to refuse it with."""
         try:
             caller = self._authenticate(context)
         except Unauthenticated as err:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
+            return grpc.StatusCode.UNAUTHENTICATED, str(err)
         if not authz.allowed(caller.role, rpc):
-            await context.abort(
+            return (
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"role {caller.role!r} may not call {rpc}; ask an admin for an operator credential",
             )
@@ -167,7 +176,10 @@ class JobsServicer(pb_grpc.JobsServicer):
     async def Output(
         self, request: pb.OutputRequest, context: Any
     ) -> AsyncIterator[pb.OutputChunk]:
-        caller = await self._admit(context, "Output")
+        caller = self._admit(context, "Output")
+        if not isinstance(caller, Caller):
+            await context.abort(*caller)
+            return  # (abort raises)
         try:
             job_id = self._job_id(caller, request.id)
             offset = check_offset(request.offset)

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from remo.core.errors import InvalidArgument
-from remo.schedule.timeexpr import missed_runs, next_run, parse_at, parse_duration
+from remo.core.timeexpr import missed_runs, next_run, parse_at, parse_duration
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

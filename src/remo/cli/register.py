@@ -43,8 +43,8 @@ def command(
     Example:
       remo register -o ~/build01.remo
     """
+    from remo.core.paths import default_run_dir
     from remo.pki.register import DEFAULT_RUN_DIR, register_socket_path, request_credential
-    from remo.server.config import default_run_dir
 
     target = Path(output or f"{socket.gethostname()}.remo")
     if target.exists() and not force:

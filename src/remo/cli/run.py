@@ -90,7 +90,7 @@ def parse_when(
         return None, None, None
     from datetime import datetime
 
-    from remo.schedule.timeexpr import parse_at, parse_duration
+    from remo.core.timeexpr import parse_at, parse_duration
 
     delay_s = _parsed("--in", parse_duration, delay).total_seconds() if delay is not None else None
     at_unix = None

@@ -15,7 +15,7 @@ def parse_grace(value: str) -> float:
         seconds = float(value)
     except ValueError:
         from remo.core.errors import InvalidArgument
-        from remo.schedule.timeexpr import parse_duration
+        from remo.core.timeexpr import parse_duration
 
         try:
             seconds = parse_duration(value).total_seconds()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +50,19 @@ class StatePaths:
 OUTPUT_FILE = "output"
 EXIT_FILE = "exit"
 STATUS_FILE = ".status"
+
+
+def default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/remo")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "remo"
+
+
+def default_run_dir() -> Path:
+    """Where the register socket goes: /run/remo for root, the user's runtime dir else
+    (a server run by an ordinary account cannot create /run/remo)."""
+    if os.geteuid() == 0:
+        return Path("/run/remo")
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/remo-{os.geteuid()}"
+    return Path(runtime) / "remo"

@@ -28,6 +28,10 @@ NETWORK_MODES = ("host", "none")
 #: (128 KiB) takes at most two seconds.
 MIN_IO_BPS = 64 << 10
 
+#: How long a start waits for its command's exec before failing (seconds): a program on a
+#: hung network filesystem never finishes its exec. Servers may raise it (exec_timeout).
+EXEC_TIMEOUT = 30.0
+
 #: Most tasks a pids limit may name: Linux's PID_MAX_LIMIT; pids.max refuses more (EINVAL).
 MAX_PIDS = 1 << 22
 

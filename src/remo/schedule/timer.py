@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 from remo.core.errors import JobNotFound, RemoError
 from remo.core.spec import JobSpec
+from remo.core.timeexpr import missed_runs
 from remo.schedule.store import Run, Schedule, ScheduleStore
-from remo.schedule.timeexpr import missed_runs
 from remo.worker import JobManager
 
 log = logging.getLogger("remo.schedule")

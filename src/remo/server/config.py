@@ -38,7 +38,6 @@ modules that need only :class:`ServerConfig` or the default paths stay light.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import tomllib
@@ -48,9 +47,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from remo.core.errors import InvalidArgument
-from remo.core.spec import Limits
+from remo.core.paths import default_run_dir, default_state_dir
+from remo.core.spec import EXEC_TIMEOUT, Limits
 from remo.core.units import format_size, parse_rate, parse_size
-from remo.supervisor.options import EXEC_TIMEOUT
 
 if TYPE_CHECKING:
     from remo.server.config_schema import Problem, Settings
@@ -71,22 +70,6 @@ class ConfigError(InvalidArgument):
     def __init__(self, lines: list[str]) -> None:
         super().__init__("\n".join(lines))
         self.lines = lines
-
-
-def default_state_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/lib/remo")
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "remo"
-
-
-def default_run_dir() -> Path:
-    """Where the register socket goes: /run/remo for root, the user's runtime dir else
-    (a server run by an ordinary account cannot create /run/remo)."""
-    if os.geteuid() == 0:
-        return Path("/run/remo")
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/remo-{os.geteuid()}"
-    return Path(runtime) / "remo"
 
 
 @dataclass

@@ -33,16 +33,15 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from remo.core.errors import InvalidArgument
-from remo.core.spec import Limits
+from remo.core.spec import EXEC_TIMEOUT, Limits
+from remo.core.timeexpr import parse_duration
 from remo.core.units import parse_cpu, parse_rate, parse_size
-from remo.schedule.timeexpr import parse_duration
 from remo.server.config import (
     DEFAULT_OUTPUT_CAP,
     DEFAULT_REGISTER_RATE,
     DEFAULT_RETENTION,
     split_listen,
 )
-from remo.supervisor.options import EXEC_TIMEOUT
 
 #: Spellings of "keep finished jobs forever" for ``retention``.
 FOREVER = ("forever", "never")

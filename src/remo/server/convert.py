@@ -11,8 +11,8 @@ from remo.api.v1 import jobs_pb2 as pb
 from remo.core.errors import InvalidArgument
 from remo.core.spec import NETWORK_MODES, JobSpec
 from remo.core.status import JobStatus
+from remo.core.timeexpr import parse_at
 from remo.schedule.store import Schedule
-from remo.schedule.timeexpr import parse_at
 
 #: Longest period or delay a schedule may have (ten years).
 MAX_SCHEDULE_SECONDS = 10 * 366 * 86400.0

@@ -15,7 +15,9 @@ from remo.core.errors import InvalidArgument
 
 #: A start fails when its command has not exec'd in this long. exec reads the program's
 #: first pages; from a hung network filesystem that read never returns.
-EXEC_TIMEOUT = 30.0
+from remo.core.spec import EXEC_TIMEOUT
+
+__all__ = ["EXEC_TIMEOUT", "SupervisorOptions"]
 
 
 @dataclass(frozen=True)

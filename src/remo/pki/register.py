@@ -179,6 +179,8 @@ class RegisterServer:
         self._registrations = _Registrations(rate, clock)
         self._connections: dict[int, int] = {}
         self._server: asyncio.Server | None = None
+        #: The connections being answered, cancelled by :meth:`close`.
+        self._handlers: set[asyncio.Task[None]] = set()
 
     # -- policy ------------------------------------------------------------------------
 
@@ -219,7 +221,7 @@ class RegisterServer:
         self._prepare_dir()
         self._clear_stale()
         self._server = await asyncio.start_unix_server(
-            self._handle, path=os.fspath(self.socket_path), limit=MAX_REQUEST_LINE
+            self._tracked, path=os.fspath(self.socket_path), limit=MAX_REQUEST_LINE
         )
         os.chmod(self.socket_path, 0o666)
         log.info("register socket listening on %s", self.socket_path)
@@ -228,6 +230,11 @@ class RegisterServer:
         if self._server is None:
             return
         self._server.close()
+        # Connections still being answered end now (asyncio's server leaves them
+        # running, and a loop closed under them leaks their sockets).
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
         with contextlib.suppress(FileNotFoundError):
@@ -302,6 +309,15 @@ class RegisterServer:
             self._connections[uid] = left
         else:
             self._connections.pop(uid, None)
+
+    async def _tracked(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._handle(reader, writer)
+        finally:
+            self._handlers.discard(task)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

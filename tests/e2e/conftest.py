@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -50,9 +52,26 @@ class Server:
         return channel, jobs_pb2_grpc.JobsStub(channel)
 
 
+def config_for(tmp_path: Path, **settings: Any) -> ServerConfig:
+    """A server on a free loopback port, its state and register socket under ``tmp_path``
+    (``settings`` override any of that)."""
+    defaults: dict[str, Any] = {
+        "state_dir": tmp_path / "state",
+        "listen": "127.0.0.1:0",
+        "register_run_dir": tmp_path / "run",
+    }
+    return ServerConfig(**{**defaults, **settings})
+
+
+@asynccontextmanager
+async def serve(tmp_path: Path, **settings: Any) -> AsyncIterator[Server]:
+    """A running server made by :func:`config_for`, for tests that need their own."""
+    config = config_for(tmp_path, **settings)
+    async with running(config) as srv:
+        yield Server(srv, config.state_dir, tmp_path)
+
+
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    state = tmp_path / "state"
-    config = ServerConfig(state_dir=state, listen="127.0.0.1:0", register_run_dir=tmp_path / "run")
-    async with running(config) as srv:
-        yield Server(srv, state, tmp_path)
+    async with serve(tmp_path) as srv:
+        yield srv

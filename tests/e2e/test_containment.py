@@ -22,9 +22,7 @@ import pytest
 from remo.api.v1 import jobs_pb2 as pb
 from remo.api.v1 import jobs_pb2_grpc
 from remo.core.paths import OUTPUT_FILE, STATUS_FILE
-from remo.server.app import running
-from remo.server.config import ServerConfig
-from tests.e2e.conftest import Server, needs_root
+from tests.e2e.conftest import Server, needs_root, serve
 
 pytestmark = needs_root
 ALICE = "remo-alice"
@@ -130,12 +128,8 @@ async def test_scheduled_job_starts_with_exactly_stdio(
 async def test_job_after_a_supervisor_restart_starts_with_exactly_stdio(
     tmp_path: Path, unix_users: tuple[str, ...], namespaces: bool
 ) -> None:
-    config = ServerConfig(
-        state_dir=tmp_path / "state", listen="127.0.0.1:0", register_run_dir=tmp_path / "run",
-        namespaces=namespaces,
-    )  # fmt: skip
-    async with running(config) as srv:
-        server = Server(srv, config.state_dir, tmp_path)
+    async with serve(tmp_path, namespaces=namespaces) as server:
+        srv = server.running
         channel, stub = server.stub(server.credential(ALICE, "operator"))
         async with channel:
             running_job = (await stub.Start(pb.StartRequest(argv=["sleep", "0.5"]))).job
@@ -223,12 +217,7 @@ async def test_job_cannot_forge_its_outcome_or_touch_its_init(
     """The job writes a 'succeeded' record everywhere it can reach; its account then
     tries to kill, signal and trace its init. All refused; when an admin kills the
     init anyway, the job is recorded as lost, never as succeeded."""
-    config = ServerConfig(
-        state_dir=tmp_path / "state", listen="127.0.0.1:0", register_run_dir=tmp_path / "run",
-        namespaces=namespaces,
-    )  # fmt: skip
-    async with running(config) as srv:
-        server = Server(srv, config.state_dir, tmp_path)
+    async with serve(tmp_path, namespaces=namespaces) as server:
         channel, stub = server.stub(server.credential(ALICE, "operator"))
         async with channel:
             job_dir = server.state_dir / "jobs" / ALICE / "1"

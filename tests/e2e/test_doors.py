@@ -19,7 +19,7 @@ from remo.pki import package
 from remo.pki.ca import CertificateAuthority
 from remo.pki.registry import Registry
 from remo.server import tls
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, serve
 
 V1_REFLECTION = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
 
@@ -103,16 +103,9 @@ async def test_health_and_reflection_refuse_a_revoked_or_unrecorded_certificate(
 async def test_the_opt_in_plaintext_health_port_serves_health_only(tmp_path: Path) -> None:
     from remo.api.v1 import jobs_pb2 as pb
     from remo.api.v1 import jobs_pb2_grpc
-    from remo.server.app import running
-    from remo.server.config import ServerConfig
 
-    config = ServerConfig(
-        state_dir=tmp_path / "state",
-        listen="127.0.0.1:0",
-        register_run_dir=tmp_path / "run",
-        health_listen="127.0.0.1:0",
-    )
-    async with running(config) as srv:
+    async with serve(tmp_path, health_listen="127.0.0.1:0") as server:
+        srv = server.running
         assert srv.health_port
         async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.health_port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)

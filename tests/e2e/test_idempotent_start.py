@@ -16,9 +16,7 @@ import grpc
 import pytest
 
 from remo.api.v1 import jobs_pb2 as pb
-from remo.server.app import running
-from remo.server.config import ServerConfig
-from tests.e2e.conftest import Server, needs_root
+from tests.e2e.conftest import Server, needs_root, serve
 
 pytestmark = needs_root
 
@@ -46,20 +44,15 @@ async def test_a_repeated_start_returns_the_first_ones_job(server: Server) -> No
 
 
 async def test_a_start_retried_through_a_new_api_server_finds_its_job(tmp_path: Path) -> None:
-    config = ServerConfig(
-        state_dir=tmp_path / "state", listen="127.0.0.1:0", register_run_dir=tmp_path / "run"
-    )
     rid = uuid.uuid4().hex
     request = pb.StartRequest(argv=["sleep", "30"], request_id=rid)
-    async with running(config) as first:
-        server = Server(first, config.state_dir, tmp_path)
+    async with serve(tmp_path) as server:
         credential = server.credential("root", "admin")
         channel, stub = server.stub(credential)
         async with channel:
             started = (await stub.Start(request)).job
     # The API server is gone (its reply might have been lost); the job runs on.
-    async with running(config) as second:
-        server = Server(second, config.state_dir, tmp_path)
+    async with serve(tmp_path) as server:
         channel, stub = server.stub(server.credential("root", "admin"))
         async with channel:
             retried = (await stub.Start(request)).job

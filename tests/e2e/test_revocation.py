@@ -23,9 +23,7 @@ import pytest
 
 from remo.api.v1 import jobs_pb2 as pb
 from remo.schedule.store import ScheduleStore
-from remo.server.app import running
-from remo.server.config import ServerConfig
-from tests.e2e.conftest import Server, needs_root
+from tests.e2e.conftest import Server, needs_root, serve
 
 pytestmark = needs_root
 ALICE = "remo-alice"
@@ -84,11 +82,8 @@ def public_run_dir() -> Iterator[Path]:
 async def served(
     tmp_path: Path, public_run_dir: Path, unix_users: tuple[str, ...]
 ) -> AsyncIterator[Server]:
-    config = ServerConfig(
-        state_dir=tmp_path / "state", listen="127.0.0.1:0", register_run_dir=public_run_dir
-    )
-    async with running(config) as srv:
-        yield Server(srv, config.state_dir, tmp_path)
+    async with serve(tmp_path, register_run_dir=public_run_dir) as server:
+        yield server
 
 
 async def test_a_banned_account_stays_out_until_allowed(served: Server) -> None:

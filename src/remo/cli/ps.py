@@ -100,7 +100,7 @@ def exit_text(job: JobStatus) -> str:
     if job.exit_code is not None:
         return str(job.exit_code)
     if job.signal is not None:
-        from remo.cli.run import signal_name
+        from remo.core.status import signal_name
 
         return signal_name(job.signal)
     return "-"

@@ -256,17 +256,10 @@ def _attach(client: Client, job: JobStatus) -> int:
     return code
 
 
-def signal_name(number: int) -> str:
-    import signal
-
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
 def ending_note(job: JobStatus) -> str:
     """A line worth telling the user about how the job ended, or ``""``."""
+    from remo.core.status import signal_name
+
     if job.oom_killed:
         from remo.core.units import format_size
 

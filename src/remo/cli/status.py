@@ -43,7 +43,7 @@ def limits_text(limits: Limits) -> str:
 def job_lines(job: JobStatus, now: float | None = None) -> list[tuple[str, str]]:
     """The human view of a job, as (key, value) pairs."""
     from remo.cli.ps import command_text
-    from remo.cli.run import signal_name
+    from remo.core.status import signal_name
     from remo.core.units import format_duration, format_size
 
     current = now or time.time()

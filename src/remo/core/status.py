@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import signal
 from dataclasses import dataclass, field
 
 from remo.core.spec import Limits
@@ -66,3 +67,11 @@ class JobStatus:
     @property
     def ended(self) -> bool:
         return self.state.final
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; ``signal 64`` for a number with no name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -42,7 +42,7 @@ from remo.core.errors import (
 )
 from remo.core.paths import EXIT_FILE, OUTPUT_FILE, STATUS_FILE, StatePaths
 from remo.core.spec import JobSpec, Limits
-from remo.core.status import JobState
+from remo.core.status import JobState, signal_name
 from remo.store.jobs import JobStore, job_key, parse_job_id
 from remo.supervisor import accounts, init, namespaces
 from remo.supervisor.options import EXEC_TIMEOUT
@@ -709,18 +709,11 @@ def _unrecorded(job: RunningJob, init_status: int, reason: str) -> tuple[int | N
     if job.stop_requested:
         return init_status, reason
     how = (
-        f"was killed by {_signal_name(os.WTERMSIG(init_status))}"
+        f"was killed by {signal_name(os.WTERMSIG(init_status))}"
         if os.WIFSIGNALED(init_status)
         else f"exited with code {os.waitstatus_to_exitcode(init_status)}"
     )
     return None, reason or f"the job's init {how} before it recorded the job's exit status"
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _final_fields(

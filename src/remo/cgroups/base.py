@@ -1,4 +1,4 @@
-"""What every cgroup backend shares: the protocols, :class:`Usage`, and cgroupfs file I/O.
+"""What every cgroup backend shares: the protocols and cgroupfs file I/O.
 
 The supervisor codes against :class:`CgroupDriver` and :class:`JobGroup` only; which
 backend sits behind them is decided once, by :func:`remo.cgroups.detect.detect`.
@@ -19,10 +19,10 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Protocol
 
 from remo.core.errors import CgroupError, InvalidArgument
+from remo.core.outcome import Usage
 from remo.core.spec import Limits
 
 #: Everything a driver can report in :meth:`CgroupDriver.supported`.
@@ -49,15 +49,6 @@ _MIN_QUOTA_US = 1_000
 _LONG_PERIOD_US = 1_000_000
 
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What a job consumed, read once it has exited; ``None`` when the kernel cannot tell."""
-
-    cpu_seconds: float | None
-    peak_memory_bytes: int | None
-    oom_kills: int
 
 
 class JobGroup(Protocol):

@@ -8,6 +8,7 @@ to killing the job's process group, which a process that called setsid(2) escape
 from __future__ import annotations
 
 from remo.cgroups import base
+from remo.core.outcome import Usage
 from remo.core.spec import Limits
 
 
@@ -32,8 +33,8 @@ class NoneGroup:
     def populated(self) -> bool:
         return False
 
-    def usage(self) -> base.Usage:
-        return base.Usage(cpu_seconds=None, peak_memory_bytes=None, oom_kills=0)
+    def usage(self) -> Usage:
+        return Usage(cpu_seconds=None, peak_memory_bytes=None, oom_kills=0)
 
     def destroy(self) -> None:
         """Nothing was created."""

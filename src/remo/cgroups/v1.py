@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from remo.cgroups import base
 from remo.core.errors import CgroupError
+from remo.core.outcome import Usage
 from remo.core.spec import Limits
 
 #: v1 controllers remo uses. cpuset and devices are left alone: a new cpuset group starts
@@ -84,7 +85,7 @@ class V1Group:
             return events.get("populated", 0) == 1
         return bool(self.pids())
 
-    def usage(self) -> base.Usage:
+    def usage(self) -> Usage:
         fs, cpu = self._fs, None
         if self._unified:
             stat = base.keyed(base.read(fs, self._unified, "cpu.stat"))
@@ -100,7 +101,7 @@ class V1Group:
             text = (base.read(fs, memory, "memory.max_usage_in_bytes") or "").strip()
             peak = int(text) if text.isdigit() else None
             ooms = base.keyed(base.read(fs, memory, "memory.oom_control")).get("oom_kill", 0)
-        return base.Usage(cpu, peak, ooms)
+        return Usage(cpu, peak, ooms)
 
     def destroy(self) -> None:
         base.remove_dirs(self._fs, self.paths, self)

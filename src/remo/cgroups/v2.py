@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from remo.cgroups import base
 from remo.core.errors import CgroupError
+from remo.core.outcome import Usage
 from remo.core.spec import Limits
 
 #: Controllers remo uses; everything else is left as the system configured it.
@@ -63,7 +64,7 @@ class V2Group:
         # cgroup.events "populated" covers the whole subtree and ignores zombies.
         return self._events().get("populated", 0) == 1
 
-    def usage(self) -> base.Usage:
+    def usage(self) -> Usage:
         fs, path = self._fs, self.path
         # cgroup-v2.rst "CPU Interface Files": usage_usec is always present in cpu.stat,
         # even without the cpu controller.
@@ -72,7 +73,7 @@ class V2Group:
         peak_text = base.read(fs, path, "memory.peak")  # 5.19+
         peak = int(peak_text) if peak_text and peak_text.strip().isdigit() else None
         events = base.keyed(base.read(fs, path, "memory.events"))
-        return base.Usage(cpu, peak, events.get("oom_kill", 0))
+        return Usage(cpu, peak, events.get("oom_kill", 0))
 
     def destroy(self) -> None:
         base.remove_dirs(self._fs, [self.path], self)

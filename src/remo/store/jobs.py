@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from remo.core.db import connect
 from remo.core.errors import InvalidArgument, JobNotFound
+from remo.core.outcome import JobEnd
 from remo.core.spec import ACCOUNT_NAME, JobSpec, Limits
 from remo.core.status import JobState, JobStatus
 
@@ -162,16 +161,30 @@ class JobStore:
                 (kill_at, owner, seq),
             )
 
-    def finish(self, owner: str, seq: int, **fields: Any) -> None:
-        """Record the end of a job: state, exit code or signal, usage, reason."""
-        fields.setdefault("ended_at", time.time())
-        if isinstance(fields.get("state"), JobState):
-            fields["state"] = fields["state"].value
-        columns = ", ".join(f"{name}=?" for name in fields)
+    def finish(self, owner: str, seq: int, end: JobEnd) -> None:
+        """Record the end of a job: the one place a :class:`JobEnd` becomes columns."""
         with self._db:
             self._db.execute(
-                f"UPDATE jobs SET {columns} WHERE owner=? AND seq=?",
-                (*fields.values(), owner, seq),
+                "UPDATE jobs SET state=?, exit_code=?, signal=?, cpu_seconds=?,"
+                " peak_memory_bytes=?, oom_killed=?, oom_kills=?, reason=?, ended_at=?,"
+                " output_truncated=?, output_dropped_bytes=?, output_dropped_disk_full=?"
+                " WHERE owner=? AND seq=?",
+                (
+                    end.state.value,
+                    end.exit_code,
+                    end.signal,
+                    end.usage.cpu_seconds,
+                    end.usage.peak_memory_bytes,
+                    int(end.oom_killed),
+                    end.usage.oom_kills,
+                    end.reason,
+                    end.ended_at,
+                    int(end.dropped.bytes > 0),
+                    end.dropped.bytes,
+                    int(end.dropped.disk_full),
+                    owner,
+                    seq,
+                ),
             )
 
     def ended_before(self, cutoff: float) -> list[tuple[str, int]]:

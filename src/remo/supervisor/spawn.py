@@ -28,6 +28,7 @@ from remo.cgroups.base import JobGroup
 from remo.core.errors import RemoError, StartFailed
 from remo.supervisor import namespaces
 from remo.supervisor.accounts import Account
+from remo.supervisor.reaper import Reaper
 from remo.supervisor.spawner import REQUEST_HEADER
 
 log = logging.getLogger("remo.supervisor")
@@ -109,6 +110,7 @@ class InitPool:
         self,
         pid_namespace: bool,
         state_dir: str,
+        reaper: Reaper,
         prepare: Callable[[WaitingInit], None],
         discard: Callable[[WaitingInit], None],
         size: int = POOL_SIZE,
@@ -119,14 +121,13 @@ class InitPool:
         self.state_dir = state_dir
         self.size = size
         self.spawner_pid = 0
+        self._reaper = reaper
         self._prepare = prepare
         self._discard = discard
         self._control: socket.socket | None = None
         self._ready: asyncio.Queue[WaitingInit] = asyncio.Queue()
         #: Inits that wait, by pid (also those queued): to clean up after one that dies.
         self.waiting: dict[int, WaitingInit] = {}
-        #: Inits taken by starts still in progress: their exit is the start's business.
-        self.taken: set[int] = set()
         self._closed = False
 
     def launch(self) -> None:
@@ -139,6 +140,7 @@ class InitPool:
             if self.pid_namespace:
                 args.append("--pid-namespace")
             self.spawner_pid = os.posix_spawn(args[0], args, os.environ)
+            self._reaper.watch(self.spawner_pid, lambda _: self.spawner_exited())
         except BaseException:
             ours.close()
             raise
@@ -171,7 +173,8 @@ class InitPool:
         waiting = WaitingInit(int(match[1]), sock)
         pid = waiting.pid
         self._prepare(waiting)
-        self.waiting[pid] = waiting  # from now on the reaper cleans up after it
+        self.waiting[pid] = waiting
+        self._watch(pid)  # from now on the reaper cleans up after it
         # The init joins its cgroup itself: a migration can wait ~10 ms for an RCU
         # grace period, which must not stall this loop.
         procs = waiting.group.join_files() if waiting.group is not None else []
@@ -189,16 +192,19 @@ class InitPool:
                 os.close(fd)
         self._ready.put_nowait(waiting)
 
-    def forget(self, pid: int) -> bool:
-        """The reaper's news that ``pid`` exited: if it was a waiting init, remove its
-        (now empty) cgroup, ask for a replacement and return True."""
+    def _watch(self, pid: int) -> None:
+        self._reaper.watch(pid, lambda _: self.forget(pid))
+
+    def forget(self, pid: int) -> None:
+        """A waiting init exited (or cannot be used): remove its (now empty) cgroup and
+        what was made for its job, and ask for a replacement."""
+        self._reaper.release(pid)
         waiting = self.waiting.pop(pid, None)
         if waiting is None:
-            return False
+            return
         waiting.close()
         self._discard(waiting)
         self.replenish()
-        return True
 
     def spawner_exited(self) -> None:
         """Called by the reaper: start another spawner unless we are closing."""
@@ -241,15 +247,17 @@ class InitPool:
                     ) from None
             if self.waiting.pop(waiting.pid, None) is None:
                 continue  # it died while queued; the reaper has cleaned up after it
-            self.taken.add(waiting.pid)
+            # Its exit is the start's business from now on: a job that ends at once
+            # must not pass for an orphan before the start has recorded it.
+            self._reaper.hold(waiting.pid)
             try:
                 await loop.sock_sendall(waiting.sock, REQUEST_HEADER.pack(len(body)) + body)
             except BaseException as err:
                 # Gone, or the start was cancelled: the init exits on the closed socket,
                 # and the reaper cleans up after it and asks for a replacement.
                 waiting.sock.close()
-                self.taken.discard(waiting.pid)
                 self.waiting[waiting.pid] = waiting
+                self._watch(waiting.pid)
                 if not isinstance(err, OSError):
                     raise
                 log.warning("waiting init %d is gone (%s); taking another", waiting.pid, err)

@@ -1,0 +1,168 @@
+"""A job's end: decide how it ended, clean up after it, record it, then tell followers.
+
+:func:`judge` is the one place that decides a job's :class:`~remo.core.outcome.JobEnd`
+from what is known (the init's record, the init's own wait status, whether remo was
+stopping it); it does no I/O. :class:`Finisher` does the rest, in this order: read
+usage from the cgroup, kill what the job left behind and wait until the cgroup is
+empty, remove it, write the final row (retried until it succeeds, e.g. on a full
+disk), and only then create the ``exit`` marker: followers treat it as "every byte is
+written".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from remo.core.errors import RemoError
+from remo.core.outcome import Dropped, JobEnd, Lost, Outcome, Signaled, Usage
+from remo.core.outcome import wait_status_outcome as outcome_of
+from remo.core.paths import StatePaths
+from remo.core.status import signal_name
+from remo.store.jobs import JobStore
+from remo.supervisor.jobfiles import InitRecord, read_init_record, write_exit_marker
+from remo.supervisor.running import RunningJob
+
+log = logging.getLogger("remo.supervisor")
+
+#: How long to wait for a killed cgroup to empty before giving up on removing it.
+EMPTY_TIMEOUT = 30.0
+
+#: Why a re-adopted job's end needed no guessing.
+READOPTED = "re-adopted after a supervisor restart; exit status recorded by its init"
+
+
+def judge(
+    job: RunningJob,
+    init_status: int | None,
+    record: InitRecord | None,
+    usage: Usage,
+    why: str = "",
+    now: float | None = None,
+) -> JobEnd:
+    """How ``job`` ended.
+
+    ``init_status`` is the wait status of the job's init when it was our child (None
+    for a re-adopted init, whose status only its old parent could collect); ``record``
+    is what the init wrote before exiting; ``why`` says why the status may be unknown.
+
+    In order: the init's record is the truth. Without one, an init that was our child
+    and was stopping the job died of remo's own SIGKILL of the whole cgroup: the job is
+    ``stopped``. A re-adopted job remo was stopping, gone after the stop's deadline, was
+    ended by that SIGKILL too. Otherwise nobody knows: ``lost``, never ``succeeded``.
+    """
+    dropped = record.dropped if record is not None else Dropped()
+    outcome: Outcome
+    note = ""
+    if record is not None and record.wait_status is not None:
+        outcome = outcome_of(record.wait_status)
+        note = READOPTED if job.adopted else ""
+    elif init_status is not None:
+        if job.stop_requested:
+            outcome = outcome_of(init_status)
+        else:
+            # Killed from outside (an admin's kill -9; the job's account cannot).
+            how = (
+                f"was killed by {signal_name(os.WTERMSIG(init_status))}"
+                if os.WIFSIGNALED(init_status)
+                else f"exited with code {os.waitstatus_to_exitcode(init_status)}"
+            )
+            outcome = Lost(why or f"the job's init {how} before it recorded the job's exit status")
+    elif job.stop_requested and job.kill_at is not None and job.kill_at <= _now(now):
+        outcome = Signaled(signal.SIGKILL)
+    else:
+        outcome = Lost(why or "exit status unknown")
+    return JobEnd(outcome, job.stop_requested, usage, dropped, note, _now(now))
+
+
+def _now(now: float | None) -> float:
+    return time.time() if now is None else now
+
+
+class Finisher:
+    """Records the end of jobs; one task per ending job."""
+
+    def __init__(
+        self,
+        paths: StatePaths,
+        store: JobStore,
+        kill: Callable[[RunningJob], Coroutine[Any, Any, None]],
+        kill_supported: bool,
+        on_ended: Callable[[RunningJob], None],
+    ) -> None:
+        """``kill`` SIGKILLs every process of a job; ``on_ended`` is called once its end
+        is recorded and the marker written."""
+        self.paths = paths
+        self.store = store
+        self._kill = kill
+        self._kill_supported = kill_supported
+        self._on_ended = on_ended
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def finish_soon(self, job: RunningJob, init_status: int | None, why: str = "") -> None:
+        """Record the end of ``job`` in a task of its own (called from the reaper)."""
+        task = asyncio.get_running_loop().create_task(self.finish(job, init_status, why))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def finish(self, job: RunningJob, init_status: int | None, why: str = "") -> None:
+        if job.kill_timer is not None:
+            job.kill_timer.cancel()
+        usage = Usage()
+        if not self._kill_supported and init_status is not None:
+            # No cgroup to empty: what the job left behind is in its process group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(job.pid, signal.SIGKILL)
+        if job.group is not None:
+            try:
+                usage = job.group.usage()
+            except RemoError as err:
+                log.warning("usage of %s unreadable: %s", job.key, err)
+            await self._empty_and_destroy(job)
+        # Also after a supervisor restart: the init recorded the job's own status.
+        end = judge(job, init_status, read_init_record(job.status_file), usage, why)
+        # The row first, then the marker: whoever sees the marker reads a final status.
+        await self._record(job, end)
+        write_exit_marker(self.paths.job_dir(job.owner, job.seq), end)
+        self._on_ended(job)
+
+    async def _record(self, job: RunningJob, end: JobEnd) -> None:
+        """Write the final row; on a full disk keep retrying until space returns."""
+        delay = 0.1
+        while True:
+            try:
+                self.store.finish(job.owner, job.seq, end)
+                return
+            except sqlite3.OperationalError as err:
+                log.error("cannot record the end of %s (%s); retrying", job.key, err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _empty_and_destroy(self, job: RunningJob) -> None:
+        """Kill what is left in the job's cgroup until it is empty, then remove it.
+
+        Killed tasks leave the cgroup once the kernel has torn them down; this is not a
+        follower's wait, so a short backoff is the simple, bounded way. The removal
+        itself may retry on EBUSY with sleeps: it runs in a thread, off this loop.
+        """
+        group = job.group
+        assert group is not None
+        delay, deadline = 0.001, time.monotonic() + EMPTY_TIMEOUT
+        try:
+            while group.populated():
+                await self._kill(job)
+                if time.monotonic() > deadline:
+                    log.error("cgroup of %s does not empty; leaving it", job.key)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            await asyncio.to_thread(group.destroy)
+        except RemoError as err:
+            log.warning("cleanup of %s: %s", job.key, err)

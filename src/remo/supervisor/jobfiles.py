@@ -1,0 +1,129 @@
+"""A job's files on disk: its directory, output, the init's record and the exit marker.
+
+``jobs/<owner>/<n>/`` holds ``output`` (written by the job's init), ``status`` (the
+init's record of how the job ended and what output it dropped) and, once the end is in
+the database, ``exit``: its appearance tells followers that every byte is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from remo.core.errors import ResourceExhausted
+from remo.core.outcome import Dropped, JobEnd
+from remo.core.paths import EXIT_FILE, OUTPUT_FILE, STATUS_FILE
+from remo.supervisor import init
+
+log = logging.getLogger("remo.supervisor")
+
+#: New jobs are refused when the state dir's filesystem has less than this free.
+MIN_FREE_BYTES = 4 << 20
+
+
+def check_free_space(root: Path) -> None:
+    """Refuse new jobs before the disk is completely full: the space left is what
+    running jobs' output and their final records need."""
+    stats = os.statvfs(root)
+    free = stats.f_bavail * stats.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise ResourceExhausted(
+            f"the server's disk is full ({free >> 10} KiB free in {root}); "
+            "no new jobs until space is freed (remo rm old jobs); running jobs continue"
+        )
+
+
+def create_files(job_dir: Path, fds: list[int]) -> None:
+    """A job's directory and its output and status files; their descriptors (for the
+    init) are appended to ``fds``."""
+    try:
+        job_dir.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        # Left by a supervisor that died between handing out this number and recording
+        # it: no row names it, so it is garbage.
+        shutil.rmtree(job_dir)
+        job_dir.mkdir(mode=0o700)
+    # Not O_APPEND: the init splice(2)s into it, which append mode forbids.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    fds.append(os.open(job_dir / OUTPUT_FILE, flags, 0o600))
+    fds.append(os.open(job_dir / STATUS_FILE, flags, 0o600))
+    # The init overwrites this in place at the end, so that needs no new block.
+    os.write(fds[-1], b" " * init.STATUS_RECORD_SIZE)
+
+
+def rename_spare(spare: Path, job_dir: Path) -> None:
+    """Move a directory made ahead of time (see :func:`create_files`) into place."""
+    try:
+        os.rename(spare, job_dir)
+    except FileNotFoundError:
+        job_dir.parent.mkdir(parents=True, exist_ok=True)  # the owner's first job
+        os.rename(spare, job_dir)
+    except OSError as err:
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        # Left by a supervisor that died between handing out this number and recording
+        # it: no row names it, so it is garbage.
+        shutil.rmtree(job_dir)
+        os.rename(spare, job_dir)
+
+
+@dataclass(frozen=True)
+class InitRecord:
+    """What the init wrote: the job's wait status (None while it ran: the init died
+    before the end, but its drop counts were kept) and the output it dropped."""
+
+    wait_status: int | None
+    dropped: Dropped
+
+
+def read_init_record(status_file: Path) -> InitRecord | None:
+    """The init's record (``<status or -> <written> <dropped> [<disk full>]``), or None
+    when it wrote none (killed with the job at the end of a stop, before any drop)."""
+    try:
+        fields = status_file.read_text().split()
+        status_file.unlink()
+    except OSError:
+        return None
+    if len(fields) not in (3, 4) or not all(f.isdigit() for f in fields[1:]):
+        return None
+    if fields[0] != "-" and not fields[0].isdigit():
+        return None
+    disk_full = len(fields) == 4 and fields[3] == "1"
+    wait_status = None if fields[0] == "-" else int(fields[0])
+    return InitRecord(wait_status, Dropped(int(fields[2]), disk_full))
+
+
+def write_exit_marker(job_dir: Path, end: JobEnd) -> None:
+    """Atomically create ``exit``: its appearance tells followers the output is complete.
+
+    Its content (the end, as JSON) is for people reading the state dir; remo itself
+    reads the database row.
+    """
+    record = {
+        "state": end.state.value,
+        "exit_code": end.exit_code,
+        "signal": end.signal,
+        "reason": end.reason,
+        "output_dropped_bytes": end.dropped.bytes,
+        "ended_at": end.ended_at,
+    }
+    tmp = job_dir / f".{EXIT_FILE}.tmp"
+    try:
+        tmp.write_text(json.dumps(record))
+        os.rename(tmp, job_dir / EXIT_FILE)
+    except FileNotFoundError:
+        pass  # the job was removed meanwhile; nobody can be following it
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        # Disk full: the database row already says the job ended; an empty marker is
+        # enough for followers (creating a name needs no data blocks on most filesystems).
+        log.error("exit marker of %s written empty: disk full", job_dir)
+        with contextlib.suppress(OSError):
+            os.close(os.open(job_dir / EXIT_FILE, os.O_CREAT | os.O_WRONLY, 0o600))

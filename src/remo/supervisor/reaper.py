@@ -1,0 +1,80 @@
+"""The one place that calls ``waitpid``, and who each child's exit status is for.
+
+Every child of the supervisor is reaped here: the spawner, waiting inits, the inits of
+running jobs, and — the supervisor being a child subreaper — whatever a job left
+behind that was re-parented to it. Each pid has at most one owner (telepilot's rule:
+one reaper owns ``wait()``), registered in one table instead of one map per kind of
+child:
+
+- :meth:`Reaper.watch`: call ``on_exit(wait_status)`` when the pid exits (a job's init,
+  a waiting init, the spawner);
+- :meth:`Reaper.hold`: keep the pid's status until someone watches it (an init taken by
+  a start that has not recorded its job yet: a job that ends at once must not be
+  mistaken for an orphan);
+- :meth:`Reaper.exit_of`: a future for the status (a failed start waiting for its init).
+
+A pid nobody registered is an orphaned descendant: reaped, and its status dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+#: Marks a held pid that is still running.
+_RUNNING = -1
+
+
+class Reaper:
+    """Reaps every child without blocking; routes each exit status to its owner."""
+
+    def __init__(self) -> None:
+        self._watchers: dict[int, Callable[[int], None]] = {}
+        self._held: dict[int, int] = {}
+
+    def watch(self, pid: int, on_exit: Callable[[int], None]) -> None:
+        """Call ``on_exit(wait_status)`` once ``pid`` has exited (now, if it was held
+        and has exited already)."""
+        status = self._held.pop(pid, _RUNNING)
+        if status != _RUNNING:
+            on_exit(status)
+        else:
+            self._watchers[pid] = on_exit
+
+    def hold(self, pid: int) -> None:
+        """Keep ``pid``'s exit status until it is watched (replaces any watcher)."""
+        self._watchers.pop(pid, None)
+        self._held[pid] = _RUNNING
+
+    def release(self, pid: int) -> None:
+        """Forget ``pid``: its exit, if any is still to come, is an orphan's."""
+        self._watchers.pop(pid, None)
+        self._held.pop(pid, None)
+
+    def exit_of(self, pid: int) -> asyncio.Future[int]:
+        """A future for ``pid``'s exit status (``pid`` must be held or unwatched)."""
+        exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def settle(status: int) -> None:
+            if not exited.done():
+                exited.set_result(status)
+
+        self.watch(pid, settle)
+        self.reap()  # it may have exited before its SIGCHLD was handled
+        return exited
+
+    def reap(self) -> None:
+        """SIGCHLD handler: collect every exited child."""
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if (on_exit := self._watchers.pop(pid, None)) is not None:
+                on_exit(wait_status)
+            elif pid in self._held:
+                self._held[pid] = wait_status
+            # otherwise an orphaned descendant re-parented to us (we are a subreaper)

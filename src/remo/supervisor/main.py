@@ -1,6 +1,6 @@
 """The supervisor process: lock, listen, serve requests, reap, and exit when idle.
 
-Started by :mod:`remo.supervisor.launcher` as ``python -m remo.supervisor``. It forks
+Started by :mod:`remo.supervisor.client` as ``python -m remo.supervisor``. It forks
 once more so that it is nobody's child (the process that launched it may be killed),
 sets itself as a child subreaper so orphaned job processes are reaped here rather than
 by PID 1, and holds an exclusive lock so one state directory has one supervisor.
@@ -186,7 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     os.setsid()
     os.chdir(paths.root)
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
     log_fd = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
+from remo.core.backoff import delays
 from remo.core.errors import CgroupError, InvalidArgument
 from remo.core.outcome import Usage
 from remo.core.spec import Limits
@@ -269,12 +270,11 @@ def remove_dirs(fs: Fs, dirs: list[str], group: JobGroup, timeout: float = 5.0) 
     A directory already gone (ENOENT) is what we wanted.
     """
     deadline = time.monotonic() + timeout
-    delay = 0.0005
+    backoff = delays(0.0005, 0.02)
     if group.populated():
         group.kill()
         while group.populated() and time.monotonic() < deadline:
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            time.sleep(next(backoff))
             group.kill()
     for path in dirs:
         while True:
@@ -289,8 +289,7 @@ def remove_dirs(fs: Fs, dirs: list[str], group: JobGroup, timeout: float = 5.0) 
                         os.path.dirname(path), os.path.basename(path), "rmdir", err
                     ) from err
                 _remove_children(fs, path)
-                time.sleep(delay)
-                delay = min(delay * 2, 0.02)
+                time.sleep(next(backoff))
 
 
 def _remove_children(fs: Fs, path: str) -> None:

@@ -22,7 +22,6 @@ This module reads and writes files only; it does not import grpc.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from remo.client.errors import CredentialProblem, ProfileError, UsageError
+from remo.core.files import write_file_atomic
 
 if TYPE_CHECKING:
     from remo.pki.credfile import Credential
@@ -171,21 +171,9 @@ def _private_dir(path: Path) -> None:
 
 def _write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, mode 0600 from the start."""
-    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_file_atomic(path, data, 0o600)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise UsageError(f"cannot write {path}: {err.strerror or err}") from None
 
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from remo.core.files import write_file_atomic
 from remo.pki.credfile import Credential, blocks, read
 from remo.pki.errors import CredentialExpired, CredentialNotYetValid
 from remo.pki.roles import Role
@@ -94,10 +95,6 @@ def _remember(entry: Path, data: bytes, credential: Credential) -> None:
             "not_after": credential.not_after.isoformat(),
         }
         entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = entry.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(facts, f)
-        os.replace(tmp, entry)
+        write_file_atomic(entry, json.dumps(facts).encode(), 0o600)
     except (OSError, ValueError):
         pass  # no cache (read-only home...): the next command checks fully again

@@ -37,7 +37,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from remo.pki.ca import role_of, serial_hex, user_of, write_file_atomic
+from remo.core.files import write_file_atomic
+from remo.pki.ca import role_of, serial_hex, user_of
 from remo.pki.credfile import MAGIC, Credential, blocks, read
 from remo.pki.errors import (
     CredentialCorrupt,

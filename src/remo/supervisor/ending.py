@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from remo.core.backoff import delays
 from remo.core.errors import RemoError
 from remo.core.outcome import Dropped, JobEnd, Lost, Outcome, Signaled, Usage
 from remo.core.outcome import wait_status_outcome as outcome_of
@@ -135,15 +136,13 @@ class Finisher:
 
     async def _record(self, job: RunningJob, end: JobEnd) -> None:
         """Write the final row; on a full disk keep retrying until space returns."""
-        delay = 0.1
-        while True:
+        for delay in delays(0.1, 5.0):
             try:
                 self.store.finish(job.owner, job.seq, end)
                 return
             except sqlite3.OperationalError as err:
                 log.error("cannot record the end of %s (%s); retrying", job.key, err)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def _empty_and_destroy(self, job: RunningJob) -> None:
         """Kill what is left in the job's cgroup until it is empty, then remove it.
@@ -154,15 +153,14 @@ class Finisher:
         """
         group = job.group
         assert group is not None
-        delay, deadline = 0.001, time.monotonic() + EMPTY_TIMEOUT
+        backoff, deadline = delays(0.001, 0.05), time.monotonic() + EMPTY_TIMEOUT
         try:
             while group.populated():
                 await self._kill(job)
                 if time.monotonic() > deadline:
                     log.error("cgroup of %s does not empty; leaving it", job.key)
                     return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
+                await asyncio.sleep(next(backoff))
             await asyncio.to_thread(group.destroy)
         except RemoError as err:
             log.warning("cleanup of %s: %s", job.key, err)

@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     PRIMARY KEY (owner, seq)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at, seq);
+-- Only finished jobs have an end time: purges find the oldest without a scan.
+CREATE INDEX IF NOT EXISTS jobs_ended ON jobs(ended_at) WHERE ended_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sequences (owner TEXT PRIMARY KEY, next INTEGER NOT NULL);
 """
 
@@ -187,16 +190,22 @@ class JobStore:
                 ),
             )
 
-    def ended_before(self, cutoff: float) -> list[tuple[str, int]]:
-        """Finished jobs that ended before ``cutoff`` (unix seconds)."""
+    def ended_before(self, cutoff: float, limit: int = -1) -> list[tuple[str, int]]:
+        """Finished jobs that ended before ``cutoff`` (unix seconds), oldest first, at
+        most ``limit`` of them (all with -1). Served by the ``jobs_ended`` index."""
         rows = self._db.execute(
-            "SELECT owner, seq FROM jobs WHERE state != 'running' AND ended_at < ?", (cutoff,)
+            "SELECT owner, seq FROM jobs WHERE ended_at < ? ORDER BY ended_at LIMIT ?",
+            (cutoff, limit),
         ).fetchall()
         return [(str(r[0]), int(r[1])) for r in rows]
 
     def delete(self, owner: str, seq: int) -> None:
+        self.delete_many([(owner, seq)])
+
+    def delete_many(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Delete the rows of these jobs in one transaction."""
         with self._db:
-            self._db.execute("DELETE FROM jobs WHERE owner=? AND seq=?", (owner, seq))
+            self._db.executemany("DELETE FROM jobs WHERE owner=? AND seq=?", keys)
 
     # -- reads ----------------------------------------------------------------------
 
@@ -244,9 +253,10 @@ class JobStore:
         if running_only:
             where.append("state='running'")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
+        # One owner's numbers count up as jobs start: the primary key gives the order.
+        order = "seq DESC" if owner is not None else "started_at DESC, seq DESC"
         rows = self._db.execute(
-            f"SELECT * FROM jobs {clause} ORDER BY started_at DESC, seq DESC LIMIT ?",
-            (*args, limit),
+            f"SELECT * FROM jobs {clause} ORDER BY {order} LIMIT ?", (*args, limit)
         ).fetchall()
         return [row_to_status(row) for row in rows]
 

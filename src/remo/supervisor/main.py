@@ -92,10 +92,10 @@ class Server:
             await sup.stop(str(message["job_id"]), float(message.get("grace", 10.0)))
             return None
         if op == "remove":
-            sup.remove(str(message["job_id"]))
+            await sup.remove(str(message["job_id"]))
             return None
         if op == "purge":
-            return sup.purge(float(message["older_than"]))
+            return await sup.purge(float(message["older_than"]))
         if op == "info":
             return {
                 "pid": os.getpid(),

@@ -26,6 +26,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from remo.cgroups.base import CgroupDriver
 from remo.core.errors import InvalidArgument, JobStillRunning, RemoError, StartFailed
@@ -46,6 +47,8 @@ log = logging.getLogger("remo.supervisor")
 
 #: Longest grace period a stop may ask for.
 MAX_GRACE = 3600.0
+#: Finished jobs a purge removes per transaction.
+PURGE_BATCH = 500
 
 
 class Supervisor:
@@ -221,21 +224,31 @@ class Supervisor:
 
     # -- remove -----------------------------------------------------------------------
 
-    def remove(self, job_id: str) -> None:
+    async def remove(self, job_id: str) -> None:
+        """Remove a finished job's row, then its files (outside the loop: a large output
+        takes a second to delete, which must not delay other clients' calls)."""
         if job_id in self.running:
             raise JobStillRunning(job_id)
         self.store.get(job_id)
         owner, seq = parse_job_id(job_id)
         self.store.delete(owner, seq)
-        shutil.rmtree(self.paths.job_dir(owner, seq), ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self.paths.job_dir(owner, seq), True)
 
-    def purge(self, older_than: float) -> int:
-        """Remove records and output of jobs that ended more than ``older_than`` s ago."""
+    async def purge(self, older_than: float) -> int:
+        """Remove records and output of jobs that ended more than ``older_than`` s ago,
+        oldest first, in bounded batches (a batch's rows in one transaction, its files
+        outside the loop), so that a purge of 100,000 jobs stalls nothing."""
         if older_than < 0:
             raise InvalidArgument("retention must not be negative")
-        removed = 0
-        for owner, seq in self.store.ended_before(time.time() - older_than):
-            self.store.delete(owner, seq)
-            shutil.rmtree(self.paths.job_dir(owner, seq), ignore_errors=True)
-            removed += 1
+        cutoff, removed = time.time() - older_than, 0
+        while batch := self.store.ended_before(cutoff, PURGE_BATCH):
+            self.store.delete_many(batch)
+            dirs = [self.paths.job_dir(owner, seq) for owner, seq in batch]
+            await asyncio.to_thread(_remove_all, dirs)
+            removed += len(batch)
         return removed
+
+
+def _remove_all(dirs: list[Path]) -> None:
+    for path in dirs:
+        shutil.rmtree(path, ignore_errors=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from remo.core.paths import StatePaths
 from remo.server.tls import ensure_tls13_only_env
 from remo.supervisor.service import instance_tag
+from tests.support import wait_until_sync
 
 # grpc fixes its TLS policy when first imported: set it before any test imports grpc.
 ensure_tls13_only_env()
@@ -104,11 +104,19 @@ def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     def ours() -> set[str]:
         return {p for p in remo_cgroups() - before_cgroups if p.rsplit("/", 1)[1][:8] in tags}
 
-    deadline = time.monotonic() + 15
-    while (remo_processes(base) or ours()) and time.monotonic() < deadline:
-        time.sleep(0.1)  # supervisors exit on their own once idle
-    assert not remo_processes(base), "supervisor processes outlived the tests"
-    assert ours() == set(), "job cgroups were left behind"
+    # Supervisors exit on their own once idle, and take their jobs' cgroups with them.
+    wait_until_sync(
+        lambda: not remo_processes(base),
+        15,
+        what="the supervisors to exit: they outlived the tests",
+        interval=0.1,
+    )
+    wait_until_sync(
+        lambda: not ours(),
+        15,
+        what=lambda: f"job cgroups to go: {sorted(ours())} were left behind",
+        interval=0.1,
+    )
     left = {m for m in mounts() - before_mounts if m.startswith(str(base))}
     assert left == set(), "mounts were left behind"
     sockets = [p for p in base.rglob("*.sock") if p.is_socket()]

@@ -18,7 +18,6 @@ import socket
 import ssl
 import struct
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +35,7 @@ from remo.server import app
 from remo.server.app import running
 from remo.server.config import ServerConfig
 from tests.e2e.conftest import Server, needs_root
+from tests.support import wait_until_sync
 
 pytestmark = needs_root
 
@@ -395,15 +395,15 @@ async def test_connections_over_the_cap_are_closed_before_the_handshake(
             # Four connections the server answers. One it closes at once means a slot
             # was still taken, by the start-up TLS probe the server closes by itself:
             # try again when that is gone.
-            deadline = time.monotonic() + EOF_WAIT
-            while len(held) < 4:
-                assert time.monotonic() < deadline, "the cap never had four free slots"
+            def four_held() -> bool:
                 sock = socket.create_connection(("127.0.0.1", served.running.port))
                 if answered(sock):
                     held.append(sock)
                 else:
                     sock.close()
-                    time.sleep(0.05)
+                return len(held) == 4
+
+            wait_until_sync(four_held, EOF_WAIT, what="four free slots in the cap")
             with socket.create_connection(("127.0.0.1", served.running.port)) as extra:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     extra.sendall(hello)

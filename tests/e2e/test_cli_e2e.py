@@ -14,7 +14,6 @@ import pwd
 import socket
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -29,6 +28,7 @@ from remo.pki.ca import CertificateAuthority
 from remo.server.app import running
 from remo.server.config import ServerConfig
 from tests.e2e.conftest import Server
+from tests.support import wait_until
 
 
 def me() -> tuple[str, str]:
@@ -111,10 +111,10 @@ async def test_detached_job_lifecycle(cli_env: dict[str, str]) -> None:
         "COMMAND",
     ]
 
-    deadline = time.monotonic() + 10
-    while (await remo(cli_env, "logs", job_id)).stdout != b"hello\n":
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
+    async def logged() -> bool:
+        return (await remo(cli_env, "logs", job_id)).stdout == b"hello\n"
+
+    await wait_until(logged, 10, interval=0.1)
     assert (await remo(cli_env, "logs", "--from", "2", job_id)).stdout == b"llo\n"
 
     stopped = await remo(cli_env, "stop", "--grace", "5s", job_id)

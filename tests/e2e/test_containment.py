@@ -7,13 +7,10 @@ asserts both the refusal and that nothing changed. docs/SECURITY.md names these 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pwd
 import signal
 import subprocess
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -23,6 +20,7 @@ from remo.api.v1 import jobs_pb2 as pb
 from remo.api.v1 import jobs_pb2_grpc
 from remo.core.paths import OUTPUT_FILE, STATUS_FILE
 from tests.e2e.conftest import Server, needs_root, serve
+from tests.support import wait_until
 
 pytestmark = needs_root
 ALICE = "remo-alice"
@@ -51,14 +49,6 @@ async def finished(stub: jobs_pb2_grpc.JobsStub, job_id: str) -> tuple[pb.JobSta
     status = await stub.Wait(pb.JobRef(id=job_id))
     output = b"".join([c.data async for c in stub.Output(pb.OutputRequest(id=job_id))])
     return status, output.decode(errors="replace")
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Re-check a condition observable only through the API until it holds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 def init_of(job_pid: int) -> int:
@@ -117,7 +107,7 @@ async def test_scheduled_job_starts_with_exactly_stdio(
             runs = (await stub.ScheduleStatus(pb.JobRef(id=sid))).recent_runs
             return any(r.job_id for r in runs)
 
-        await eventually(ran)
+        await wait_until(ran, 15)
         run_of = (await stub.ScheduleStatus(pb.JobRef(id=sid))).recent_runs[0]
         status, output = await finished(stub, run_of.job_id)
     assert status.state == "succeeded", output

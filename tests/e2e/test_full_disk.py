@@ -7,7 +7,6 @@ import contextlib
 import errno
 import os
 import subprocess
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,19 +17,9 @@ import pytest
 from remo.api.v1 import jobs_pb2 as pb
 from tests.conftest import remo_processes
 from tests.e2e.conftest import Server, needs_root, serve
+from tests.support import wait_until
 
 pytestmark = needs_root
-
-
-def fill(directory: Path) -> Path:
-    filler = directory / "filler"
-    with filler.open("wb") as f:
-        block = b"\0" * (64 << 10)
-        with contextlib.suppress(OSError):
-            while True:
-                f.write(block)
-                f.flush()
-    return filler
 
 
 @asynccontextmanager
@@ -45,48 +34,14 @@ async def server_on_a_small_disk(tmp_path: Path) -> AsyncIterator[Server]:
         async with serve(tmp_path) as server:
             yield server
     finally:
-        deadline = time.monotonic() + 15
-        while remo_processes(state) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)  # the supervisor leaves its state dir once idle
+        # The supervisor leaves its state dir once idle (if it has not in 15 s, the
+        # unmount below is a lazy one).
+        with contextlib.suppress(AssertionError):
+            await wait_until(lambda: not remo_processes(state), 15)
         result = subprocess.run(["umount", str(state)], check=False, capture_output=True)
         if result.returncode != 0:
             subprocess.run(["umount", "-l", str(state)], check=False)
         assert not os.path.ismount(state)
-
-
-async def test_full_disk(tmp_path: Path) -> None:
-    async with server_on_a_small_disk(tmp_path) as server:
-        state = server.state_dir
-        channel, stub = server.stub(server.credential("root", "admin"))
-        async with channel:
-            script = "for i in $(seq 1 40); do echo line $i; sleep 0.05; done; exit 4"
-            job = (await stub.Start(pb.StartRequest(argv=["sh", "-c", script]))).job
-            async for chunk in stub.Output(pb.OutputRequest(id=job.id, follow=True)):
-                if chunk.data:
-                    break  # it is writing: now take the space away
-            filler = fill(state)
-
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await stub.Start(pb.StartRequest(argv=["true"]))
-            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "disk is full" in (caught.value.details() or "")
-            # reads keep working while the disk is full
-            assert (await stub.Status(pb.JobRef(id=job.id))).state in ("running", "failed")
-            assert (await stub.List(pb.ListRequest())).jobs
-            first = [c async for c in stub.Output(pb.OutputRequest(id=job.id))]
-            assert b"".join(c.data for c in first).startswith(b"line 1\n")
-
-            await asyncio.sleep(2.5)  # the job ends while the disk is still full
-            filler.unlink()  # space returns
-            status = await asyncio.wait_for(stub.Wait(pb.JobRef(id=job.id)), 30)
-            assert status.state == "failed" and status.exit_code == 4
-            output = b"".join([c.data async for c in stub.Output(pb.OutputRequest(id=job.id))])
-            assert output.startswith(b"line 1\n")
-            if b"dropped" in output:
-                assert b"disk was full" in output
-            again = (await stub.Start(pb.StartRequest(argv=["echo", "back"]))).job
-            assert (await stub.Wait(pb.JobRef(id=again.id))).state == "succeeded"
-    assert errno.ENOSPC  # the error the filler ran into
 
 
 def fill_until_enospc(directory: Path) -> Path:
@@ -100,6 +55,65 @@ def fill_until_enospc(directory: Path) -> Path:
         except OSError as err:
             assert err.errno == errno.ENOSPC, err
     return filler
+
+
+def dropped_while_full(state: Path, job_id: str) -> bool:
+    """Whether the init of ``root``'s job ``job_id`` has dropped output because the disk
+    was full (it keeps its counts in the job's status record as it goes)."""
+    fields = (state / "jobs" / "root" / job_id / ".status").read_text().split()
+    return len(fields) == 4 and int(fields[2]) > 0 and fields[3] == "1"
+
+
+async def test_full_disk(tmp_path: Path) -> None:
+    """While the disk is full, starts are refused and reads go on; the job is not blocked:
+    what it writes meanwhile is dropped and counted, and once space returns its output
+    is written again and ends with a notice of what was lost."""
+    space_back = tmp_path / "space-back"  # (outside the full disk)
+    async with server_on_a_small_disk(tmp_path) as server:
+        state = server.state_dir
+        channel, stub = server.stub(server.credential("root", "admin"))
+        async with channel:
+            # 1 KiB lines: far more than the slack of the output file's last page.
+            script = (
+                "echo line 1; until [ -e {flag} ]; do head -c 1023 /dev/zero | tr '\\0' x;"
+                " echo; sleep 0.01; done; echo back; exit 4"
+            )
+            argv = ["sh", "-c", script.format(flag=space_back)]
+            job = (await stub.Start(pb.StartRequest(argv=argv))).job
+            async for chunk in stub.Output(pb.OutputRequest(id=job.id, follow=True)):
+                if chunk.data:
+                    break  # it is writing: now take the space away
+            filler = fill_until_enospc(state)
+
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Start(pb.StartRequest(argv=["true"]))
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "disk is full" in (caught.value.details() or "")
+            # reads keep working while the disk is full
+            assert (await stub.Status(pb.JobRef(id=job.id))).state == "running"
+            assert (await stub.List(pb.ListRequest())).jobs
+            first = [c async for c in stub.Output(pb.OutputRequest(id=job.id))]
+            assert b"".join(c.data for c in first).startswith(b"line 1\n")
+
+            await wait_until(
+                lambda: dropped_while_full(state, job.id), 30, what="output dropped on ENOSPC"
+            )
+            filler.unlink()  # space returns
+            space_back.touch()
+            status = await asyncio.wait_for(stub.Wait(pb.JobRef(id=job.id)), 30)
+            assert status.state == "failed" and status.exit_code == 4  # never blocked
+            assert status.output_truncated and status.output_dropped_disk_full
+            assert status.output_dropped_bytes > 0
+            output = b"".join([c.data async for c in stub.Output(pb.OutputRequest(id=job.id))])
+            assert output.startswith(b"line 1\n")
+            # written again once space returned, then the notice of what was dropped
+            notice = (
+                f"\n[remo: the server's disk was full; {status.output_dropped_bytes} bytes"
+                " were dropped]\n"
+            )
+            assert output.endswith(b"back\n" + notice.encode())
+            again = (await stub.Start(pb.StartRequest(argv=["echo", "back"]))).job
+            assert (await stub.Wait(pb.JobRef(id=again.id))).state == "succeeded"
 
 
 @pytest.mark.parametrize("ending", ["exits", "stopped"])
@@ -125,15 +139,9 @@ async def test_output_dropped_on_a_full_disk_is_always_accounted(
                 if b"started" in chunk.data:
                     break
             filler = fill_until_enospc(state)
-            # The init keeps its drop count in the status record as it goes.
-            record = state / "jobs" / "root" / job.id / ".status"
-            for _ in range(3000):
-                fields = record.read_text().split()
-                if len(fields) == 4 and fields[0] == "-" and int(fields[2]) > 0:
-                    break
-                await asyncio.sleep(0.01)
-            else:
-                raise AssertionError("nothing was dropped while the disk was full")
+            await wait_until(
+                lambda: dropped_while_full(state, job.id), 30, what="output dropped on ENOSPC"
+            )
             if ending == "stopped":  # its SIGKILL takes the init too: no final record
                 ended = asyncio.ensure_future(
                     stub.Stop(pb.StopRequest(id=job.id, grace_seconds=0.5))
@@ -142,12 +150,9 @@ async def test_output_dropped_on_a_full_disk_is_always_accounted(
                 flag.touch()
                 ended = asyncio.ensure_future(stub.Wait(pb.JobRef(id=job.id)))
             # The job ends while the disk is still full...
-            for _ in range(3000):
-                if not os.path.exists(f"/proc/{job.pid}"):
-                    break
-                await asyncio.sleep(0.01)
-            else:
-                raise AssertionError("the job did not end")
+            await wait_until(
+                lambda: not os.path.exists(f"/proc/{job.pid}"), 30, what="the job's end"
+            )
             filler.unlink()  # ...and the end is recorded once space returns
             status = await asyncio.wait_for(ended, 60)
     if ending == "stopped":

@@ -36,6 +36,7 @@ from remo.server.convert import MAX_SCHEDULE_SECONDS
 from remo.supervisor.service import instance_tag
 from tests.conftest import job_cgroups
 from tests.e2e.conftest import Server, needs_root
+from tests.support import wait_until
 
 pytestmark = needs_root
 
@@ -207,13 +208,15 @@ async def check_nothing_left(world: World) -> None:
     def own_cgroups() -> set[str]:  # other remo servers on this host have their own tags
         return job_cgroups(tag)
 
-    for _ in range(200):
-        if not (watcher.watch_count or own_cgroups() or len(live_tasks()) > world.tasks_before):
-            break
-        await asyncio.sleep(0.05)
-    assert not own_cgroups(), "job cgroups outlived their jobs"
-    assert watcher.watch_count == 0, "an output watch outlived its call"
-    assert len(live_tasks()) <= world.tasks_before, f"tasks outlived their calls: {live_tasks()}"
+    await wait_until(lambda: not own_cgroups(), 10, what="job cgroups to go with their jobs")
+    await wait_until(
+        lambda: watcher.watch_count == 0, 10, what="the output watches to go with their calls"
+    )
+    await wait_until(
+        lambda: len(live_tasks()) <= world.tasks_before,
+        10,
+        what=lambda: f"tasks to end with their calls: {live_tasks()}",
+    )
 
 
 def live_tasks() -> list[asyncio.Task[Any]]:

@@ -15,15 +15,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
 from remo.api.v1 import jobs_pb2 as pb
-from remo.schedule.store import ScheduleStore
+from remo.schedule.store import Run, ScheduleStore
 from tests.e2e.conftest import Server, needs_root, serve
+from tests.support import wait_until
 
 pytestmark = needs_root
 ALICE = "remo-alice"
@@ -62,13 +63,6 @@ def admin(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 def public_run_dir() -> Iterator[Path]:
     """A register socket directory other accounts can reach (pytest's tmp is root's)."""
@@ -98,14 +92,14 @@ async def test_a_banned_account_stays_out_until_allowed(served: Server) -> None:
 
         seq = int(schedule.id.removeprefix("s"))
 
-        def runs() -> list[tuple[str, str, str]]:
-            """Newest first."""
-            return [(r.outcome, r.job_id, r.detail) for r in schedules.recent_runs(ALICE, seq)]
+        def runs() -> list[Run]:
+            """The newest few, newest first."""
+            return schedules.recent_runs(ALICE, seq)
 
         async def fired() -> bool:
-            return any(outcome == "started" for outcome, _, _ in runs())
+            return any(r.outcome == "started" for r in runs())
 
-        await eventually(fired)
+        await wait_until(fired, 30)
 
         banned = await asyncio.to_thread(admin, state, "revoke", "--user", ALICE, "--stop-jobs")
         assert banned.returncode == 0, banned.stderr
@@ -133,9 +127,9 @@ async def test_a_banned_account_stays_out_until_allowed(served: Server) -> None:
             assert stopped.state == "stopped"
 
             async def skipped() -> bool:
-                return any(o == "skipped" and "is banned" in d for o, _, d in runs())
+                return any(r.outcome == "skipped" and "is banned" in r.detail for r in runs())
 
-            await eventually(skipped)
+            await wait_until(skipped, 30)
             started_after = [
                 j
                 for j in (await root.List(pb.ListRequest(all_users=True))).jobs
@@ -144,15 +138,16 @@ async def test_a_banned_account_stays_out_until_allowed(served: Server) -> None:
             assert started_after == []
 
         # Allowed again: it may register, and its schedule fires again.
+        # (by due time: only the newest runs are kept, and a slow machine makes many)
+        banned_until = runs()[0].due_at
         allowed = await asyncio.to_thread(admin, state, "allow", ALICE)
         assert allowed.returncode == 0, allowed.stderr
         assert (await asyncio.to_thread(register_as, ALICE, sock)).startswith("ok ")
-        count = len(runs())
 
         async def fires_again() -> bool:
-            return any(o == "started" for o, _, _ in runs()[: len(runs()) - count])
+            return any(r.outcome == "started" and r.due_at > banned_until for r in runs())
 
-        await eventually(fires_again)
+        await wait_until(fires_again, 30)
     schedules.close()
 
 

@@ -1,45 +1,45 @@
-"""Delayed and recurring jobs through the real server."""
+"""Delayed and recurring jobs through the real server.
+
+What the timer decides (periods, overlaps, catching up, runs after a removal) is tested
+on a clock the tests move, in tests/unit/test_schedule_timer.py; here, that a real
+server wires it to real jobs, on the real clock, in as little real time as that takes.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
+import re
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
 import pytest
 
 from remo.api.v1 import jobs_pb2 as pb
-from remo.server.app import running
-from remo.server.config import ServerConfig
-from tests.e2e.conftest import Server, needs_root
+from remo.schedule.store import ScheduleStore
+from tests.e2e.conftest import Server, needs_root, serve
+from tests.support import wait_until
 
 pytestmark = needs_root
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Re-check a condition observable only through the API until it holds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_delayed_run_starts_within_a_second_of_due(server: Server) -> None:
     channel, stub = server.stub(server.credential("root", "admin"))
     async with channel:
-        created = await stub.Start(pb.StartRequest(argv=["true"], when=pb.When(delay_seconds=2)))
+        # One job first: what is measured below is the timer, not a server that has
+        # just started (its first inits may still be forking).
+        warm = (await stub.Start(pb.StartRequest(argv=["true"]))).job
+        await stub.Wait(pb.JobRef(id=warm.id))
+        asked = time.time()
+        created = await stub.Start(pb.StartRequest(argv=["true"], when=pb.When(delay_seconds=0.3)))
         schedule = created.schedule
-        assert schedule.id == "s1" and schedule.next_run_at > time.time() + 1
+        assert schedule.id == "s1"
+        assert asked + 0.3 <= schedule.next_run_at <= time.time() + 0.3
 
-        async def ran() -> bool:
+        async def ran() -> pb.ScheduleRun | None:
             s = await stub.ScheduleStatus(pb.JobRef(id=schedule.id))
-            return any(r.job_id for r in s.recent_runs)
+            return next((r for r in s.recent_runs if r.job_id), None)
 
-        await eventually(ran)
-        run = (await stub.ScheduleStatus(pb.JobRef(id=schedule.id))).recent_runs[0]
+        run = await wait_until(ran, 15)
         job = await stub.Status(pb.JobRef(id=run.job_id))
         assert run.outcome == "started"
         assert 0 <= job.started_at - schedule.next_run_at <= 1.0
@@ -48,28 +48,22 @@ async def test_delayed_run_starts_within_a_second_of_due(server: Server) -> None
         assert not listed.schedules  # a one-shot schedule is done after its run
 
 
-async def test_recurring_runs_skips_overlap_and_rm_stops_it(server: Server) -> None:
+async def test_a_recurring_schedule_runs_a_job_and_rm_stops_it(server: Server) -> None:
     channel, stub = server.stub(server.credential("root", "admin"))
     async with channel:
         created = await stub.Start(
-            pb.StartRequest(argv=["sleep", "1.5"], when=pb.When(every_seconds=1))
+            pb.StartRequest(argv=["sleep", "30"], when=pb.When(every_seconds=60))
         )
         sid = created.schedule.id
 
-        async def runs() -> list[pb.ScheduleRun]:
-            return list((await stub.ScheduleStatus(pb.JobRef(id=sid))).recent_runs)
+        async def first_run() -> str:
+            runs = (await stub.ScheduleStatus(pb.JobRef(id=sid))).recent_runs
+            return runs[0].job_id if runs else ""
 
-        async def started_twice_and_skipped() -> bool:
-            outcomes = [r.outcome for r in await runs()]
-            return outcomes.count("started") >= 2 and "skipped" in outcomes
-
-        await eventually(started_twice_and_skipped)
-        history = list(reversed(await runs()))
-        assert history[0].outcome == "started"
-        skipped = next(r for r in history if r.outcome == "skipped")
-        assert "still running" in skipped.detail
-        dues = [r.due_at for r in history]
-        assert all(abs((b - a) - 1.0) < 1e-6 for a, b in itertools.pairwise(dues))
+        job_id = await wait_until(first_run, 15)
+        assert (await stub.Status(pb.JobRef(id=job_id))).state == "running"
+        schedule = await stub.ScheduleStatus(pb.JobRef(id=sid))
+        assert schedule.next_run_at == pytest.approx(created.schedule.next_run_at + 60)
         listed = await stub.List(pb.ListRequest())
         assert [s.id for s in listed.schedules] == [sid]
 
@@ -77,39 +71,44 @@ async def test_recurring_runs_skips_overlap_and_rm_stops_it(server: Server) -> N
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.ScheduleStatus(pb.JobRef(id=sid))
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-        count = len((await stub.List(pb.ListRequest())).jobs)
-        await asyncio.sleep(2.5)  # two periods: nothing new may start
-        assert len((await stub.List(pb.ListRequest())).jobs) == count
-        running_jobs = await stub.List(pb.ListRequest(running_only=True))
-        assert not running_jobs.jobs
+        assert (await stub.Status(pb.JobRef(id=job_id))).state == "stopped"
+        assert not (await stub.List(pb.ListRequest())).schedules
+        assert not (await stub.List(pb.ListRequest(running_only=True))).jobs
 
 
 async def test_missed_runs_run_once_after_restart(tmp_path: Path) -> None:
-    config = ServerConfig(
-        state_dir=tmp_path / "state", listen="127.0.0.1:0", register_run_dir=tmp_path / "run"
-    )
-    async with running(config) as srv:
-        server = Server(srv, config.state_dir, tmp_path)
+    async with serve(tmp_path) as server:
         channel, stub = server.stub(server.credential("root", "admin"))
         async with channel:
             created = await stub.Start(
-                pb.StartRequest(argv=["true"], when=pb.When(delay_seconds=1, every_seconds=1))
+                pb.StartRequest(argv=["true"], when=pb.When(delay_seconds=3600, every_seconds=1))
             )
-    await asyncio.sleep(3.5)  # the server is down across three due times
-    async with running(config) as srv:
+    # While the server is down, its due time and three more periods pass: moved into
+    # the past here rather than waited for.
+    store = ScheduleStore(server.state_dir / "schedules.db")
+    try:
+        down = store.get(f"root/{created.schedule.id}")
+        store.set_next(down, time.time() - 3.5)
+    finally:
+        store.close()
+    async with serve(tmp_path) as server:
         # a new port: issue a credential that points at it
-        server = Server(srv, config.state_dir, tmp_path)
         channel, stub = server.stub(server.credential("root", "admin"))
         async with channel:
 
-            async def caught_up() -> bool:
+            async def caught_up() -> list[pb.ScheduleRun]:
                 s = await stub.ScheduleStatus(pb.JobRef(id=created.schedule.id))
-                return any(r.outcome == "caught-up" for r in s.recent_runs)
+                return [r for r in s.recent_runs if r.outcome == "caught-up"]
 
-            await eventually(caught_up)
+            [caught] = await wait_until(caught_up, 15)
+            missed = re.fullmatch(
+                r"due while the server was down; ([0-9]+) run\(s\) missed, run once now",
+                caught.detail,
+            )
+            assert missed, caught.detail
+            # the one due 3.5 s ago and the three since (more if the start was slow)
+            assert 4 <= int(missed[1]) <= time.time() - caught.due_at + 1
+            assert caught.job_id
             schedule = await stub.ScheduleStatus(pb.JobRef(id=created.schedule.id))
-            caught = [r for r in schedule.recent_runs if r.outcome == "caught-up"]
-            assert len(caught) == 1
-            assert "missed" in caught[0].detail
-            assert schedule.next_run_at > caught[0].due_at
+            assert caught.due_at < schedule.next_run_at <= time.time() + 1
             await stub.Remove(pb.RemoveRequest(id=created.schedule.id))

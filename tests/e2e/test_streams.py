@@ -10,6 +10,7 @@ import grpc
 
 from remo.api.v1 import jobs_pb2 as pb
 from tests.e2e.conftest import Server
+from tests.support import wait_until
 
 
 def open_fds() -> int:
@@ -37,15 +38,16 @@ async def test_clients_disconnecting_mid_stream_leave_nothing(server: Server) ->
         for _ in range(20):
             await asyncio.gather(*(follow_then_vanish() for _ in range(10)))
 
-        async def settled() -> bool:
-            return watcher.watch_count == 0 and len(asyncio.all_tasks()) <= tasks
-
-        for _ in range(100):
-            if await settled():
-                break
-            await asyncio.sleep(0.05)
-        assert watcher.watch_count == 0, "a follower's inotify watch outlived its client"
-        assert len(asyncio.all_tasks()) <= tasks
+        await wait_until(
+            lambda: watcher.watch_count == 0,
+            5,
+            what="the followers' inotify watches to go: one outlived its client",
+        )
+        await wait_until(
+            lambda: len(asyncio.all_tasks()) <= tasks,
+            5,
+            what=lambda: f"the streams' tasks to end: {len(asyncio.all_tasks())} > {tasks}",
+        )
         assert open_fds() <= fds
         grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss
         assert grown_kib < 32 * 1024, f"server grew by {grown_kib} KiB over 200 streams"

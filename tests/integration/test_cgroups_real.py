@@ -25,6 +25,7 @@ from remo.cgroups import JobGroup, detect
 from remo.cgroups.base import CgroupDriver
 from remo.cgroups.detect import block_devices
 from remo.core.spec import Limits
+from tests.support import wait_until_sync
 
 ROOT = "/sys/fs/cgroup"
 USED = {"cpu", "cpuacct", "memory", "pids", "blkio", "freezer"}
@@ -127,10 +128,7 @@ def job_file(group: JobGroup, file: str) -> str:
 
 
 def wait_empty(group: JobGroup, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while group.populated() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not group.populated()
+    wait_until_sync(lambda: not group.populated(), timeout, what="the group to empty")
 
 
 def dead(pid: int) -> bool:
@@ -210,10 +208,11 @@ def test_kill_reaches_setsid_double_forked_grandchild(
     pidfile = tmp_path / "pid"
     script = f"setsid sh -c 'sleep 300 & echo $! > {pidfile}; wait' </dev/null >/dev/null 2>&1 &"
     spawn(group, ["sh", "-c", script]).wait()  # the job's first process is gone at once
-    deadline = time.monotonic() + 5
-    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    grandchild = int(pidfile.read_text())
+    grandchild = int(
+        wait_until_sync(
+            lambda: pidfile.exists() and pidfile.read_text().strip(), 5, what="the pid file"
+        )
+    )
     assert os.getsid(grandchild) != os.getsid(0)
     assert grandchild in group.pids()
     group.kill()

@@ -9,7 +9,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from remo.core.spec import JobSpec
 from remo.core.status import JobState
 from remo.worker import JobManager
+from tests.support import wait_until
 
 
 def children(pid: int) -> set[int]:
@@ -33,23 +33,24 @@ async def supervisor_info(manager: JobManager) -> dict[str, int]:
 
 
 async def waiting_inits(manager: JobManager, at_least: int = 1) -> set[int]:
-    """The supervisor's children that are neither the spawner nor a job's init."""
-    for _ in range(500):
+    """The supervisor's children that are neither the spawner nor a job's init (the
+    spawner forks them in the background: until there are ``at_least``)."""
+
+    async def found() -> set[int]:
         info = await supervisor_info(manager)
-        found = {p for p in children(info["pid"]) - {info["spawner"]} if not children(p)}
-        if len(found) >= at_least:
-            return found
-        await asyncio.sleep(0.01)  # the spawner forks them in the background
-    raise AssertionError("no init is waiting")
+        inits = {p for p in children(info["pid"]) - {info["spawner"]} if not children(p)}
+        return inits if len(inits) >= at_least else set()
+
+    return await wait_until(found, 5, what=f"{at_least} waiting init(s)")
 
 
 async def gone(pids: set[int]) -> None:
     """Until the supervisor has reaped them (a kill takes effect asynchronously)."""
-    for _ in range(500):
-        if not any(os.path.exists(f"/proc/{p}") for p in pids):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{pids} still exist")
+    await wait_until(
+        lambda: not any(os.path.exists(f"/proc/{p}") for p in pids),
+        5,
+        what=f"{sorted(pids)} to be reaped",
+    )
 
 
 def spares(manager: JobManager) -> set[int]:
@@ -58,24 +59,15 @@ def spares(manager: JobManager) -> set[int]:
     return {int(p.name) for p in spare.iterdir()} if spare.is_dir() else set()
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """The supervisor does these things in the background: wait for them (bounded)."""
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never: {what}")
-
-
 async def test_an_init_killed_while_waiting_is_skipped(manager: JobManager) -> None:
     inits = await waiting_inits(manager, at_least=2)
     for pid in inits:
         spare = manager.paths.spare_dir / str(pid)
-        await until((spare / "output").exists, f"a job directory for init {pid}")
+        await wait_until((spare / "output").exists, 5, what=f"a job directory for init {pid}")
         assert sorted(p.name for p in spare.iterdir()) == [".status", "output"]
         os.kill(pid, signal.SIGKILL)
     await gone(inits)
-    await until(lambda: not spares(manager) & inits, "their job directories removed")
+    await wait_until(lambda: not spares(manager) & inits, 5, what="their job directories to go")
     job = await manager.start(JobSpec(["echo", "still fine"]))
     status = await manager.wait(job)
     assert status.state is JobState.SUCCEEDED
@@ -101,13 +93,15 @@ async def test_spawner_and_waiting_inits_leave_with_the_supervisor(state_dir: Pa
         info = await supervisor_info(manager)
         inits = await waiting_inits(manager, at_least=2)
         supervisor = info["pid"]
-    await until(lambda: spares(manager) >= inits, "job directories for the waiting inits")
+    await wait_until(
+        lambda: spares(manager) >= inits, 5, what="job directories for the waiting inits"
+    )
     os.kill(supervisor, signal.SIGKILL)
     await gone({supervisor, info["spawner"], *inits})
     async with JobManager.open(state_dir):  # a new supervisor, which cleans up after the old
         assert not spares(manager) & inits
     # One that exits in good order (at once: it lingers 0 s) leaves none.
-    await until(lambda: not spares(manager), "no job directory left")
+    await wait_until(lambda: not spares(manager), 5, what="every job directory to go")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch accounts")

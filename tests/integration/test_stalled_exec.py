@@ -25,6 +25,7 @@ from remo.core.status import JobState
 from remo.supervisor.service import instance_tag
 from remo.worker import JobManager
 from tests.conftest import job_cgroups
+from tests.support import wait_until_sync
 
 BLKIO = Path("/sys/fs/cgroup/blkio")
 
@@ -87,12 +88,13 @@ def locked_program(tmp_path: Path) -> Iterator[Path]:
             ],
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while not (state_of(reader.pid) == "D" and exe_of(reader.pid).endswith("/dd")):
-            # Until dd's read of the program is queued: the page stays locked.
-            assert reader.poll() is None, "the throttled read finished"
-            assert time.monotonic() < deadline, "the read was never throttled"
-            time.sleep(0.01)
+
+        def throttled(dd: subprocess.Popen[bytes] = reader) -> bool:
+            """dd's read of the program is queued: the page stays locked."""
+            assert dd.poll() is None, "the throttled read finished"
+            return state_of(dd.pid) == "D" and exe_of(dd.pid).endswith("/dd")
+
+        wait_until_sync(throttled, 10, what="dd's read to be throttled")
         yield program
     finally:
         # Lifting the limit lets the queued read through: the page unlocks, dd ends.
@@ -100,12 +102,16 @@ def locked_program(tmp_path: Path) -> Iterator[Path]:
             (group / "blkio.throttle.read_bps_device").write_text(f"{rule} 0\n")
         if reader is not None:
             reader.wait(timeout=30)
-        for _ in range(100):
+
+        def removed() -> bool:
             try:
                 group.rmdir()
-                break
             except OSError:
-                time.sleep(0.05)
+                return False  # dd is still leaving it
+            return True
+
+        with contextlib.suppress(AssertionError):  # (a stray test group is no failure)
+            wait_until_sync(removed, 5, what=f"{group} to be removed")
 
 
 @pytest.mark.parametrize("namespaces", [True, False], ids=["namespaces", "plain"])

@@ -22,6 +22,7 @@ from remo.core.status import JobState
 from remo.store.jobs import JobStore, parse_job_id
 from remo.worker import JobManager
 from tests.integration.conftest import needs_root
+from tests.support import wait_until
 
 pytestmark = needs_root
 
@@ -33,13 +34,10 @@ async def stop_recorded(state_dir: Path, job_id: str) -> None:
     """Until the supervisor has recorded the stop (its TERM is sent with it)."""
     store = JobStore(state_dir / "jobs.db")
     try:
-        for _ in range(1000):
-            if store.stop_requested(*parse_job_id(job_id))[0]:
-                return
-            await asyncio.sleep(0.01)
+        key = parse_job_id(job_id)
+        await wait_until(lambda: store.stop_requested(*key)[0], 10, what="the stop's record")
     finally:
         store.close()
-    raise AssertionError("the stop was never recorded")
 
 
 async def ready(manager: JobManager, job_id: str) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from remo.supervisor.service import instance_tag
 from remo.worker import JobManager
 from tests.conftest import job_cgroups, remo_cgroups
 from tests.integration.conftest import needs_root
+from tests.support import wait_until
 
 PY = sys.executable
 
@@ -70,37 +72,56 @@ async def test_fifty_followers_get_identical_output(manager: JobManager) -> None
     assert (await manager.status(job)).state is JobState.SUCCEEDED
 
 
+def marked(marker: bytes) -> set[int]:
+    """Host pids of the processes whose environment carries ``marker`` (zombies have none)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
+            except OSError:
+                continue  # gone meanwhile
+            if marker in environ.split(b"\0"):
+                found.add(int(entry))
+    return found
+
+
 @needs_root
 async def test_stop_kills_setsid_grandchild_ignoring_sigterm(manager: JobManager) -> None:
+    # The grandchild is found on the host by its environment: a pid it could print
+    # itself is one of its PID namespace's, meaningless in the host's /proc.
+    marker = f"REMO_TEST_GRANDCHILD={uuid.uuid4().hex}"
     script = textwrap.dedent(
-        """
-        setsid sh -c 'trap "" TERM; echo grandchild $$; exec sleep 1000' &
+        f"""
+        setsid env {marker} sh -c 'trap "" TERM; echo ready; exec sleep 1000' &
         trap "" TERM
         sleep 1000
         """
     )
     job = await manager.start(JobSpec(["sh", "-c", script]))
-    first = b""
     async for chunk in manager.output(job, follow=True):
-        first += chunk
-        if b"\n" in first:
+        if b"ready" in chunk:
             break
-    grandchild = int(first.split()[1])
+    [grandchild] = await wait_until(lambda: marked(marker.encode()), what="the grandchild")
+    job_pid = (await manager.status(job)).pid
+    assert job_pid and os.getsid(grandchild) != os.getsid(job_pid)  # it left the session
     assert await job_cgroup_dirs(manager, job)
     status = await manager.stop(job, grace=0.3)
     assert status.state is JobState.STOPPED
     assert status.signal == signal.SIGKILL
-    assert not Path(f"/proc/{grandchild}").exists() or _is_zombie_free(grandchild)
+    assert marked(marker.encode()) == set(), "the grandchild outlived the stop"
+    assert not _is_alive(grandchild)
     assert await job_cgroup_dirs(manager, job) == []
     # stop is idempotent
     assert (await manager.stop(job)).state is JobState.STOPPED
 
 
-def _is_zombie_free(pid: int) -> bool:
+def _is_alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
-        return True
+        return False
 
 
 async def test_stop_reaches_sigterm_handler(manager: JobManager) -> None:

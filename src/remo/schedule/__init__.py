@@ -1,4 +1,5 @@
 """Schedules: when a job should run (``--at``, ``--in``, ``--every``).
 
-:mod:`remo.schedule.timeexpr` turns what users type into times and periods; it does no I/O.
+:mod:`remo.schedule.store` keeps schedules and their runs, :mod:`remo.schedule.timer`
+starts the runs; :mod:`remo.core.timeexpr` turns what users type into times and periods.
 """

@@ -5,6 +5,9 @@ times. A run that is due starts a job through the JobManager; if the schedule's
 previous run is still running, the new one is skipped and the skip is recorded. Runs
 missed while the server was down run once at start-up (recorded as ``caught-up`` with
 how many were missed), not once per missed period.
+
+Time comes from a :class:`Clock`: the real one unless another is given, so tests can
+move a schedule's time by hand instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from remo.core.errors import JobNotFound, RemoError
 from remo.core.spec import JobSpec
@@ -30,21 +34,51 @@ log = logging.getLogger("remo.schedule")
 Refusal = Callable[[str], str | None]
 
 
+class Clock(Protocol):
+    """What the timer needs of time."""
+
+    def now(self) -> float:
+        """The time now, unix seconds."""
+        ...
+
+    async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        """Return once ``event`` is set or ``timeout`` seconds have passed (``None``:
+        only the event ends the wait)."""
+        ...
+
+
+class SystemClock:
+    """The real time, and asyncio's timeouts."""
+
+    def now(self) -> float:
+        return time.time()
+
+    async def wait(self, event: asyncio.Event, timeout: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+
 class Scheduler:
     def __init__(
-        self, store: ScheduleStore, jobs: JobManager, refuse: Refusal | None = None
+        self,
+        store: ScheduleStore,
+        jobs: JobManager,
+        refuse: Refusal | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        """``refuse`` is asked before every run; a reason skips the run, recorded."""
+        """``refuse`` is asked before every run; a reason skips the run, recorded.
+        ``clock`` is the real time unless given."""
         self.store = store
         self.jobs = jobs
         self.refuse = refuse or (lambda _owner: None)
+        self.clock: Clock = clock or SystemClock()
         self._heap: list[tuple[float, str]] = []
         self._schedules: dict[str, Schedule] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        now = time.time()
+        now = self.clock.now()
         for schedule in self.store.select(active_only=True):
             self._schedules[schedule.id] = schedule
             if schedule.next_due is not None:
@@ -90,10 +124,9 @@ class Scheduler:
     async def _loop(self, startup: float) -> None:
         while True:
             self._changed.clear()
-            delay = self._heap[0][0] - time.time() if self._heap else None
+            delay = self._heap[0][0] - self.clock.now() if self._heap else None
             if delay is None or delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), delay)
+                await self.clock.wait(self._changed, delay)
                 continue
             due, schedule_id = heapq.heappop(self._heap)
             schedule = self._schedules.get(schedule_id)
@@ -105,7 +138,7 @@ class Scheduler:
                 log.exception("schedule %s failed", schedule_id)
 
     async def _run(self, schedule: Schedule, due: float, startup: float) -> None:
-        now = time.time()
+        now = self.clock.now()
         outcome, detail, job_id = "started", "", ""
         missed = 0
         if schedule.every and due < startup:

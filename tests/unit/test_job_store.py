@@ -1,0 +1,214 @@
+"""The job table (``jobs.db``) on its own: numbers, rows, lookups, stop marks, purging."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from remo.core.errors import InvalidArgument, JobNotFound
+from remo.core.spec import JobSpec, Limits
+from remo.core.status import JobState
+from remo.store.jobs import JobStore, job_key, parse_job_id
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "jobs.db"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[JobStore]:
+    opened = JobStore(path)
+    yield opened
+    opened.close()
+
+
+def run(store: JobStore, owner: str, started_at: float = 100.0, **kw: object) -> str:
+    """Record a running job the way the supervisor does: a number, then its row."""
+    seq = store.allocate(owner)
+    store.insert_running(owner, seq, JobSpec(["true"]), 1000 + seq, 900 + seq, started_at, **kw)  # type: ignore[arg-type]
+    return job_key(owner, seq)
+
+
+def end(path: Path, job_id: str, ended_at: float) -> None:
+    """Mark a job ended, as if the supervisor had recorded its end."""
+    owner, seq = parse_job_id(job_id)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE jobs SET state='succeeded', exit_code=0, ended_at=? WHERE owner=? AND seq=?",
+            (ended_at, owner, seq),
+        )
+    db.close()
+
+
+def test_numbers_count_per_owner(store: JobStore) -> None:
+    assert [store.allocate("alice") for _ in range(3)] == [1, 2, 3]
+    assert store.allocate("bob") == 1
+
+
+def test_a_number_is_kept_only_once_its_job_is_recorded(path: Path) -> None:
+    store = JobStore(path)
+    assert store.allocate("alice") == 1  # handed out, never recorded: the supervisor died
+    store.close()
+    store = JobStore(path)
+    try:
+        assert store.allocate("alice") == 1
+        store.insert_running("alice", 1, JobSpec(["true"]), 10, 9, 100.0)
+    finally:
+        store.close()
+    store = JobStore(path)
+    try:
+        assert store.allocate("alice") == 2
+    finally:
+        store.close()
+
+
+def test_a_failed_start_gives_its_number_back_unless_a_later_one_was_taken(
+    store: JobStore,
+) -> None:
+    first = store.allocate("alice")
+    store.release("alice", first)
+    assert store.allocate("alice") == first
+    second = store.allocate("alice")
+    third = store.allocate("alice")
+    store.release("alice", second)  # a later start holds the next number: keep the gap
+    assert store.allocate("alice") == third + 1
+
+
+def test_recorded_numbers_never_go_back(path: Path, store: JobStore) -> None:
+    store.insert_running("alice", 5, JobSpec(["true"]), 10, 9, 100.0)
+    store.insert_running("alice", 3, JobSpec(["true"]), 11, 9, 100.0)
+    reopened = JobStore(path)
+    try:
+        assert reopened.allocate("alice") == 6
+    finally:
+        reopened.close()
+
+
+def test_a_running_row_reads_back_as_recorded(store: JobStore) -> None:
+    spec = JobSpec(["sleep", "30"], cwd="/srv", limits=Limits(memory=64 << 20, pids=20))
+    seq = store.allocate("alice")
+    store.insert_running(
+        "alice",
+        seq,
+        spec,
+        pid=4321,
+        init_pid=4320,
+        started_at=123.5,
+        isolation=("pid", "mount"),
+        schedule_id="alice/s2",
+        cgroup="abcd1234-job-4320",
+        request_id="r-1",
+    )
+    status = store.get("alice/1")
+    assert (status.id, status.owner, status.argv, status.state) == (
+        "alice/1",
+        "alice",
+        ("sleep", "30"),
+        JobState.RUNNING,
+    )
+    assert not status.ended
+    assert (status.pid, status.started_at, status.ended_at, status.exit_code) == (
+        4321,
+        123.5,
+        None,
+        None,
+    )
+    assert (status.cwd, status.limits) == ("/srv", spec.limits)
+    assert (status.isolation, status.schedule_id, status.cgroup) == (
+        ("pid", "mount"),
+        "alice/s2",
+        "abcd1234-job-4320",
+    )
+    assert store.init_pid("alice", 1) == 4320
+    assert store.init_pid("alice", 2) == 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        *("", "alice", "alice/", "/1", "alice/x", "alice/-1", "alice/1/2", "../1", "a b/1"),
+        *("alice\n/1", "alice/1\n", "alice/\u0661"),  # a trailing newline, an Arabic-Indic 1
+    ],
+)
+def test_malformed_ids_are_invalid(store: JobStore, raw: str) -> None:
+    with pytest.raises(InvalidArgument):
+        store.get(raw)
+
+
+def test_parse_job_id_bounds() -> None:
+    assert parse_job_id("alice/007") == ("alice", 7)
+    assert parse_job_id(f"alice/{'9' * 18}") == ("alice", int("9" * 18))
+    with pytest.raises(InvalidArgument):
+        parse_job_id(f"alice/{'9' * 19}")  # past SQLite's integers
+
+
+def test_a_missing_job_is_not_found(store: JobStore) -> None:
+    run(store, "alice")
+    for missing in ("alice/2", "bob/1"):
+        with pytest.raises(JobNotFound):
+            store.get(missing)
+
+
+def test_by_request_finds_the_owners_job_only(store: JobStore) -> None:
+    job = run(store, "alice", request_id="r-1")
+    run(store, "alice")  # no request id
+    assert store.by_request("alice", "r-1") == job
+    assert store.by_request("bob", "r-1") is None
+    assert store.by_request("alice", "r-2") is None
+    assert store.by_request("alice", "") is None  # no id is nobody's id
+
+
+def test_stop_marks(store: JobStore) -> None:
+    job = run(store, "alice")
+    owner, seq = parse_job_id(job)
+    assert store.stop_requested(owner, seq) == (False, None)
+    store.mark_stop_requested(owner, seq, kill_at=150.25)
+    assert store.stop_requested(owner, seq) == (True, 150.25)
+    store.mark_stop_requested(owner, seq, kill_at=140.0)  # a shorter grace: sooner
+    assert store.stop_requested(owner, seq) == (True, 140.0)
+    assert store.stop_requested("alice", 99) == (False, None)
+
+
+def test_list_newest_first_by_owner_and_state(path: Path, store: JobStore) -> None:
+    a1 = run(store, "alice", started_at=100.0)
+    b1 = run(store, "bob", started_at=200.0)
+    a2 = run(store, "alice", started_at=300.0)
+    a3 = run(store, "alice", started_at=300.0)  # same start: the higher number first
+    end(path, a2, 310.0)
+    assert [j.id for j in store.list()] == [a3, a2, b1, a1]
+    assert [j.id for j in store.list("alice")] == [a3, a2, a1]
+    assert [j.id for j in store.list("alice", running_only=True)] == [a3, a1]
+    assert [j.id for j in store.list(limit=2)] == [a3, a2]
+    assert store.list("carol") == []
+
+
+def test_delete_removes_the_row_but_not_the_number(path: Path, store: JobStore) -> None:
+    job = run(store, "alice")
+    kept = run(store, "alice")
+    store.delete(*parse_job_id(job))
+    with pytest.raises(JobNotFound):
+        store.get(job)
+    assert [j.id for j in store.list()] == [kept]
+    store.close()
+    reopened = JobStore(path)
+    try:
+        assert reopened.allocate("alice") == 3
+    finally:
+        reopened.close()
+
+
+def test_ended_before_lists_finished_jobs_oldest_first(path: Path, store: JobStore) -> None:
+    recent = run(store, "bob")
+    old = run(store, "alice")
+    running = run(store, "alice")
+    end(path, recent, 200.0)
+    end(path, old, 100.0)
+    assert store.ended_before(150.0) == [parse_job_id(old)]
+    assert store.ended_before(1e12) == [parse_job_id(old), parse_job_id(recent)]
+    assert store.ended_before(1e12, limit=1) == [parse_job_id(old)]  # a batch
+    assert store.ended_before(100.0) == []  # strictly before
+    assert parse_job_id(running) not in store.ended_before(1e12)

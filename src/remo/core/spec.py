@@ -146,7 +146,7 @@ class JobSpec:
             )
         if self.cwd is not None and ("\0" in self.cwd or not self.cwd.startswith("/")):
             raise InvalidArgument(f"cwd must be an absolute path, got {self.cwd!r}")
-        if self.owner is not None and not ACCOUNT_NAME.match(self.owner):
+        if self.owner is not None and not ACCOUNT_NAME.fullmatch(self.owner):
             raise InvalidArgument(f"invalid account name {self.owner!r}")
         if self.network not in NETWORK_MODES:
             raise InvalidArgument(f"network must be one of {', '.join(NETWORK_MODES)}")

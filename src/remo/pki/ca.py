@@ -169,7 +169,7 @@ def user_of(cert: x509.Certificate) -> str:
     if len(values) != 1 or not isinstance(values[0].value, str):
         raise MalformedCertificate(f"certificate {serial} has no single user name (CN)", serial)
     user = values[0].value
-    if not ACCOUNT_NAME.match(user):
+    if not ACCOUNT_NAME.fullmatch(user):
         raise MalformedCertificate(f"certificate {serial} names an invalid user {user!r}", serial)
     return user
 
@@ -411,7 +411,7 @@ class CertificateAuthority:
         ``not_before`` defaults to a few minutes ago; the certificate ends ``validity``
         after it (never after the CA itself).
         """
-        if not ACCOUNT_NAME.match(user):
+        if not ACCOUNT_NAME.fullmatch(user):
             raise CaError(f"invalid account name {user!r}")
         try:
             role = Role(role)

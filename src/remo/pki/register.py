@@ -198,7 +198,7 @@ class RegisterServer:
             user = pwd.getpwuid(uid).pw_name
         except KeyError:
             raise RegisterRefused(f"uid {uid} has no account name on this server") from None
-        if not ACCOUNT_NAME.match(user):
+        if not ACCOUNT_NAME.fullmatch(user):
             raise RegisterRefused(f"account name {user!r} is not one remo accepts")
         role = self.role_for(uid, user)
         if role is None:

@@ -62,7 +62,8 @@ def job_key(owner: str, seq: int) -> str:
 def parse_job_id(job_id: str) -> tuple[str, int]:
     """Split ``owner/seq``; raise :class:`InvalidArgument` for anything else."""
     owner, sep, seq = job_id.partition("/")
-    if not sep or not ACCOUNT_NAME.match(owner) or not seq.isdigit() or len(seq) > 18:
+    number = seq.isascii() and seq.isdigit() and len(seq) <= 18
+    if not sep or not ACCOUNT_NAME.fullmatch(owner) or not number:
         raise InvalidArgument(f"invalid job id {job_id!r}: expected OWNER/NUMBER")
     return owner, int(seq)
 

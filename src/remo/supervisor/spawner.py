@@ -115,6 +115,7 @@ _SAMPLE_REQUEST = json.dumps(
             "uid": 0,
             "gid": 0,
             "home": "/root",
+            "shell": "/bin/sh",
             "switch": False,
             "groups": [],
         },

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import signal
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -161,3 +162,35 @@ async def test_output_dropped_on_a_full_disk_is_always_accounted(
         assert status.state == "failed" and status.exit_code == 3
     assert status.output_truncated and status.output_dropped_disk_full
     assert status.output_dropped_bytes > 0
+
+
+async def test_an_end_waiting_for_space_survives_a_supervisor_kill(tmp_path: Path) -> None:
+    """A job ends while the disk is full: its final row cannot be written, and the
+    supervisor retries. Killed meanwhile, the next supervisor still records exactly how
+    the job ended (the init's record is kept until the row is written), not ``lost``."""
+    ended = tmp_path / "end-now"  # (outside the full disk)
+    async with server_on_a_small_disk(tmp_path) as server:
+        state = server.state_dir
+        channel, stub = server.stub(server.credential("root", "admin"))
+        async with channel:
+            script = f"echo started; until [ -e {ended} ]; do sleep 0.01; done; exit 3"
+            job = (await stub.Start(pb.StartRequest(argv=["sh", "-c", script]))).job
+            async for chunk in stub.Output(pb.OutputRequest(id=job.id, follow=True)):
+                if b"started" in chunk.data:
+                    break
+            filler = fill_until_enospc(state)
+            ended.touch()
+            log = state / "supervisor.log"
+            await wait_until(
+                lambda: "cannot record the end" in log.read_text(), 30, what="a retried end"
+            )
+            (supervisor,) = [
+                pid
+                for pid in remo_processes(state)
+                if b"remo.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            ]
+            os.kill(supervisor, signal.SIGKILL)
+            await wait_until(lambda: not Path(f"/proc/{supervisor}").exists(), 10)
+            filler.unlink()  # space returns; the next call starts a new supervisor
+            status = await asyncio.wait_for(stub.Wait(pb.JobRef(id=job.id)), 30)
+            assert (status.state, status.exit_code) == ("failed", 3), status

@@ -16,7 +16,7 @@ import pytest
 from remo.core.outcome import Dropped, Exited, JobEnd, Lost, Signaled, Usage
 from remo.core.status import JobState
 from remo.supervisor.ending import READOPTED, judge
-from remo.supervisor.jobfiles import InitRecord, read_init_record
+from remo.supervisor.jobfiles import InitRecord, read_init_record, remove_init_record
 from remo.supervisor.running import RunningJob
 
 
@@ -131,5 +131,6 @@ def test_init_records_are_parsed_strictly(tmp_path: Path) -> None:
     for text, expected in cases.items():
         status.write_text(text)
         assert read_init_record(status) == expected, text
-        assert not status.exists()  # read once
+        assert status.exists()  # kept until the end is in the database
+    remove_init_record(status)
     assert read_init_record(status) is None  # none written

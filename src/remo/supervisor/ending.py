@@ -28,7 +28,12 @@ from remo.core.outcome import wait_status_outcome as outcome_of
 from remo.core.paths import StatePaths
 from remo.core.status import signal_name
 from remo.store.jobs import JobStore
-from remo.supervisor.jobfiles import InitRecord, read_init_record, write_exit_marker
+from remo.supervisor.jobfiles import (
+    InitRecord,
+    read_init_record,
+    remove_init_record,
+    write_exit_marker,
+)
 from remo.supervisor.running import RunningJob
 
 log = logging.getLogger("remo.supervisor")
@@ -131,6 +136,7 @@ class Finisher:
         end = judge(job, init_status, read_init_record(job.status_file), usage, why)
         # The row first, then the marker: whoever sees the marker reads a final status.
         await self._record(job, end)
+        remove_init_record(job.status_file)
         write_exit_marker(self.paths.job_dir(job.owner, job.seq), end)
         self._on_ended(job)
 

@@ -84,10 +84,15 @@ class InitRecord:
 
 def read_init_record(status_file: Path) -> InitRecord | None:
     """The init's record (``<status or -> <written> <dropped> [<disk full>]``), or None
-    when it wrote none (killed with the job at the end of a stop, before any drop)."""
+    when it wrote none (killed with the job at the end of a stop, before any drop).
+
+    The file is left in place: until the job's final row is committed it is the only
+    copy of the job's outcome, and a supervisor killed meanwhile (a full disk can hold
+    the row back for a long time) must find it again. :func:`remove_init_record` goes
+    once the row is written.
+    """
     try:
         fields = status_file.read_text().split()
-        status_file.unlink()
     except OSError:
         return None
     if len(fields) not in (3, 4) or not all(f.isdigit() for f in fields[1:]):
@@ -97,6 +102,12 @@ def read_init_record(status_file: Path) -> InitRecord | None:
     disk_full = len(fields) == 4 and fields[3] == "1"
     wait_status = None if fields[0] == "-" else int(fields[0])
     return InitRecord(wait_status, Dropped(int(fields[2]), disk_full))
+
+
+def remove_init_record(status_file: Path) -> None:
+    """Remove the init's record once the job's end is in the database."""
+    with contextlib.suppress(OSError):
+        status_file.unlink()
 
 
 def write_exit_marker(job_dir: Path, end: JobEnd) -> None:

@@ -124,7 +124,7 @@ class JobStore:
         owner: str,
         seq: int,
         spec: JobSpec,
-        pid: int,
+        pid: int | None,
         init_pid: int,
         started_at: float,
         isolation: Iterable[str] = (),
@@ -132,7 +132,8 @@ class JobStore:
         cgroup: str = "",
         request_id: str = "",
     ) -> None:
-        """Record a started job, and its number as used."""
+        """Record a job being started (``pid`` None until its command runs: see
+        :meth:`set_pid`), and its number as used."""
         with self._db:
             self._db.execute(
                 "INSERT INTO jobs(owner, seq, spec, state, pid, init_pid, started_at, isolation,"
@@ -155,6 +156,11 @@ class JobStore:
                 "ON CONFLICT(owner) DO UPDATE SET next=max(next, excluded.next)",
                 (owner, seq + 1),
             )
+
+    def set_pid(self, owner: str, seq: int, pid: int) -> None:
+        """Record the pid of a started job's command."""
+        with self._db:
+            self._db.execute("UPDATE jobs SET pid=? WHERE owner=? AND seq=?", (pid, owner, seq))
 
     def mark_stop_requested(self, owner: str, seq: int, kill_at: float) -> None:
         """Record a stop and when it escalates to SIGKILL (unix time), so that a

@@ -19,12 +19,17 @@ from typing import TYPE_CHECKING
 from remo.core.paths import STATUS_FILE
 from remo.store.jobs import parse_job_id
 from remo.supervisor.running import RunningJob
+from remo.supervisor.spawn import host_pid
 from remo.supervisor.starts import destroy_quietly
 
 if TYPE_CHECKING:
     from remo.supervisor.service import Supervisor
 
 log = logging.getLogger("remo.supervisor")
+
+#: Why the end of a job is unknown, when its init left no record.
+RESTARTED = "exit status unknown: the supervisor was restarted while the job ran"
+STARTING = "the supervisor was restarted while starting the job: it may not have run"
 
 
 def recover(sup: Supervisor) -> None:
@@ -48,15 +53,21 @@ def recover(sup: Supervisor) -> None:
         job.stop_requested, job.kill_at = sup.store.stop_requested(owner, seq)
         alive = init_pid > 0 and _is_alive(init_pid) and (group is None or init_pid in group.pids())
         sup.running.add(job)
-        if alive and _watch_adopted(sup, job):
-            log.info("re-adopted %s (pid %s)", job.key, job.pid)
+        # No pid: the previous supervisor died during the start, after the row was
+        # written; the command ran if the init got that far.
+        starting = status.pid is None
+        if alive and _watch_adopted(sup, job, starting):
+            log.info("re-adopted %s (init pid %s)", job.key, job.pid)
+            if starting and (pid := host_pid(init_pid)):
+                sup.store.set_pid(owner, seq, pid)
             if job.stop_requested:
                 # The stop outlives the supervisor that took it: escalate at its
                 # deadline (rows from before deadlines were kept: at once).
                 job.kill_at = job.kill_at if job.kill_at is not None else time.time()
                 sup.arm_kill(job)
             continue
-        sup.finisher.finish_soon(job, None, "the job ended while no supervisor was running")
+        why = STARTING if starting else "the job ended while no supervisor was running"
+        sup.finisher.finish_soon(job, None, why)
     for name in sup.driver.list_names():
         if (
             name.startswith(f"{sup.tag}-")
@@ -66,7 +77,7 @@ def recover(sup: Supervisor) -> None:
             destroy_quietly(group)
 
 
-def _watch_adopted(sup: Supervisor, job: RunningJob) -> bool:
+def _watch_adopted(sup: Supervisor, job: RunningJob, starting: bool) -> bool:
     """Watch a job that is not our child: a pidfd turns readable when it exits."""
     try:
         pidfd = os.pidfd_open(job.pid)
@@ -77,7 +88,7 @@ def _watch_adopted(sup: Supervisor, job: RunningJob) -> bool:
     def exited() -> None:
         loop.remove_reader(pidfd)
         os.close(pidfd)
-        why = "exit status unknown: the supervisor was restarted while the job ran"
+        why = STARTING if starting else RESTARTED
         sup.finisher.finish_soon(job, None, why)
 
     loop.add_reader(pidfd, exited)

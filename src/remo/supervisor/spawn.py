@@ -343,7 +343,7 @@ def parse_report(init_pid: int, report: bytes, pid_namespace: bool) -> Spawned:
     """The started job's pids, or raise :class:`StartFailed` with the init's reason."""
     match = _REPORT.fullmatch(report)
     if match is not None:  # the init is the job's from here on
-        job_pid = _host_pid(init_pid) if pid_namespace else int(match[1])
+        job_pid = host_pid(init_pid) if pid_namespace else int(match[1])
         return Spawned(init_pid, job_pid)
     try:
         failure = json.loads(report)
@@ -353,7 +353,7 @@ def parse_report(init_pid: int, report: bytes, pid_namespace: bool) -> Spawned:
     raise StartFailed(stage, err, detail)
 
 
-def _host_pid(init_pid: int) -> int:
+def host_pid(init_pid: int) -> int:
     """The job's pid as the host sees it: the init's only child (the init itself only
     knows the pid inside its namespace)."""
     try:

@@ -167,6 +167,7 @@ class Starter:
             self.store.release(owner, seq)
             raise
         group: JobGroup | None = None
+        recorded = False
         try:
             try:
                 self._take_files(job_dir, waiting)
@@ -177,6 +178,24 @@ class Starter:
                     group = self.driver.create(self.cgroup_name(owner, seq), spec.limits)
                     join = group.join_files()
                 waiting.fds.extend(os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in join)
+                # The row goes in before the command can run: a supervisor that dies
+                # from here on leaves a row naming the init and the request id, so its
+                # successor adopts the job, and a retried start gets it, instead of
+                # running the command a second time.
+                started = time.time()
+                self.store.insert_running(
+                    owner,
+                    seq,
+                    spec,
+                    None,
+                    waiting.pid,
+                    started,
+                    request.isolation.labels(),
+                    schedule_id,
+                    "" if self.driver.name == "none" else group.name,
+                    request_id,
+                )
+                recorded = True
                 self.pool.hand_over(waiting)
                 try:
                     # (asyncio.timeout, unlike wait_for, makes no task: ~30 µs less per start)
@@ -195,28 +214,12 @@ class Starter:
                 # comes between here and the reply on success (see replenish).
                 asyncio.get_running_loop().call_soon(self.pool.replenish)
             spawned = parse_report(waiting.pid, report, request.isolation.pid)
-            started = time.time()
-            try:
-                self.store.insert_running(
-                    owner,
-                    seq,
-                    spec,
-                    spawned.job,
-                    spawned.init,
-                    started,
-                    request.isolation.labels(),
-                    schedule_id,
-                    "" if self.driver.name == "none" else group.name,
-                    request_id,
-                )
-            except BaseException:
-                # A job nobody knows about must not run.
-                _kill_quietly(waiting.pid, group)
-                raise
         except BaseException as err:
             # Before any await: the spare's name is the init's pid, which a replacement
             # init may get once this one is reaped.
             shutil.rmtree(waiting.spare or job_dir, ignore_errors=True)
+            if recorded:
+                self._forget_row(owner, seq)
             if await self._end_init(waiting.pid, group):
                 self.store.release(owner, seq)
             if isinstance(err, sqlite3.OperationalError):
@@ -230,7 +233,19 @@ class Starter:
             owner, seq, waiting.pid, group, job_dir / STATUS_FILE, request.isolation.pid
         )
         self._track(job)
+        try:
+            self.store.set_pid(owner, seq, spawned.job)
+        except sqlite3.OperationalError as err:  # a full disk: the job runs all the same
+            log.error("cannot record the pid of %s: %s", job.key, err)
         return {"id": job.key, "pid": spawned.job, "started_at": started}
+
+    def _forget_row(self, owner: str, seq: int) -> None:
+        """Delete the row of a start that failed before its command ran."""
+        try:
+            self.store.delete(owner, seq)
+        except sqlite3.OperationalError as err:
+            # Left as `running` with a dead init: the next supervisor closes it.
+            log.error("cannot delete the row of a failed start %s/%d: %s", owner, seq, err)
 
     def _take_files(self, job_dir: Path, waiting: WaitingInit) -> None:
         """Put the job's directory in place: the init's spare one, renamed, or (when it

@@ -85,7 +85,7 @@ def no_connect(monkeypatch: pytest.MonkeyPatch) -> None:
     def connect() -> None:
         raise AssertionError("the command connected before validating its input")
 
-    for module in ("run", "ps", "status", "logs", "stop", "wait", "rm"):
+    for module in ("run", "ps", "status", "logs", "stop", "wait", "rm", "whoami"):
         monkeypatch.setattr(f"remo.cli.{module}.connect", connect)
 
 
@@ -99,14 +99,33 @@ def no_connect(monkeypatch: pytest.MonkeyPatch) -> None:
         (["run", "--env", "FOO", "--", "true"], "--env 'FOO': expected NAME=VALUE"),
         (["run", "--env", "=x", "--", "true"], "invalid variable name"),
         (["run", "--memory", "2X", "--", "true"], "--memory: invalid size '2X'"),
-        (["run", "--memory", "1k", "--", "true"], "memory limit must be between"),
+        (
+            ["run", "--memory", "1k", "--", "true"],
+            "--memory must be between 1 MiB and 4 EiB, got 1 KiB",
+        ),
+        (["run", "--memory", "0", "--", "true"], "--memory must be between 1 MiB and 4 EiB, got 0"),
+        (
+            ["run", "--memory", "5E", "--", "true"],
+            "--memory must be between 1 MiB and 4 EiB, got 5 EiB",
+        ),
+        (["run", "--memory", "1048575", "--", "true"], "got 1048575 B"),
         (["run", "--io-read", "0", "--", "true"], "--io-read: invalid rate"),
         (["run", "--io-write", "fast", "--", "true"], "--io-write: invalid rate"),
-        (["run", "--io-read", "2", "--", "true"], "io read limit must be at least 64 KiB/s"),
-        (["run", "--io-write", "63k", "--", "true"], "io write limit must be at least 64 KiB/s"),
+        (["run", "--io-read", "2", "--", "true"], "--io-read must be at least 64 KiB/s, got 2 B/s"),
+        (["run", "--io-write", "63k", "--", "true"], "--io-write must be at least 64 KiB/s"),
+        (
+            ["run", "--io-write", "5E", "--", "true"],
+            "--io-write must be between 64 KiB/s and 4 EiB/s",
+        ),
+        (
+            ["run", "--cpu", "5000", "--", "true"],
+            "--cpu must be between 0.001 and 4096 cores, got 5000",
+        ),
         (["run", "--cpu", "lots", "--", "true"], "--cpu: invalid cpu amount"),
         (["run", "--cpu", "0", "--", "true"], "--cpu: invalid cpu amount"),
-        (["run", "--pids", "0", "--", "true"], "--pids"),
+        (["run", "--pids", "0", "--", "true"], "--pids must be between 1 and 4194304, got 0"),
+        (["run", "--pids", "lots", "--", "true"], "--pids: invalid number 'lots'"),
+        (["run", "--json", "--", "true"], "--json goes with -d"),
         (["run", "--in", "20mims", "--", "true"], "--in: invalid duration '20mims'"),
         (["run", "--in", "5", "--", "true"], "has no unit"),
         (["run", "--every", "0s", "--", "true"], "--every: invalid duration"),
@@ -126,7 +145,15 @@ def no_connect(monkeypatch: pytest.MonkeyPatch) -> None:
         (["stop", "--grace", "1x", "3"], "--grace: invalid duration"),
         (["stop", "--grace", "7200", "3"], "0 to 3600 seconds"),
         (["wait", "s1"], "is a schedule"),
-        (["frobnicate"], "No such command"),
+        (["frobnicate"], "No such command 'frobnicate'."),
+        (["stauts", "12"], "No such command 'stauts'. Did you mean 'status'?"),
+        (["remove", "12"], "Did you mean 'rm'?"),
+        (["ps", "-q", "--json"], "give only one"),
+        (["rm"], "give the ID to remove (remo rm 12), or --finished"),
+        (["rm", "--finished", "12"], "give no ID with it"),
+        (["rm", "--finished", "--stop"], "--stop goes with an ID"),
+        (["rm", "--older-than", "7d", "12"], "--older-than goes with --finished"),
+        (["rm", "--finished", "--older-than", "7"], "--older-than: invalid duration '7'"),
     ],
 )
 def test_usage_errors(args: list[str], needle: str) -> None:
@@ -209,7 +236,9 @@ def test_login_of_a_missing_file(env: dict[str, str]) -> None:
 # -- help --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("verb", ["run", "ps", "status", "logs", "stop", "wait", "rm", "login"])
+@pytest.mark.parametrize(
+    "verb", ["run", "ps", "status", "logs", "stop", "wait", "rm", "login", "whoami", "register"]
+)
 def test_each_command_has_help_with_examples(verb: str) -> None:
     result = invoke(verb, "--help")
     assert result.exit_code == 0
@@ -270,6 +299,7 @@ class FakeClient:
     interrupt: bool = False
     lose_connection: bool = False
     started: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
     def __enter__(self) -> FakeClient:
         return self
@@ -308,11 +338,17 @@ class FakeClient:
     def status(self, job_id: str) -> JobStatus:
         return self.final
 
+    def stop(self, job_id: str, grace: float | None = None) -> JobStatus:
+        return self.final
+
+    def remove(self, job_id: str, stop_running: bool = False) -> None:
+        self.removed.append(job_id)
+
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
     client = FakeClient()
-    for module in ("run", "ps", "status", "logs", "wait"):
+    for module in ("run", "ps", "status", "logs", "wait", "stop", "rm"):
         monkeypatch.setattr(f"remo.cli.{module}.connect", lambda: client)
     return client
 
@@ -438,3 +474,98 @@ def test_logs_writes_raw_bytes(fake: FakeClient) -> None:
     fake.chunks = [b"a\r\n", b"\x1b[1mbold\x00"]
     result = CliRunner().invoke(cli, ["logs", "-f", "12"])
     assert (result.exit_code, result.stdout_bytes) == (0, b"a\r\n\x1b[1mbold\x00")
+
+
+def test_ps_quiet_prints_ids_newest_first(fake: FakeClient) -> None:
+    result = CliRunner().invoke(cli, ["ps", "-q"])
+    assert (result.exit_code, result.stdout) == (0, "12\n13\n")
+
+
+def test_a_multi_line_argument_stays_on_its_line(fake: FakeClient) -> None:
+    fake.final = job(argv=("sh", "-c", "echo a\necho b\x1b[2J"))
+    table = CliRunner().invoke(cli, ["ps"]).stdout.splitlines()
+    assert len(table) == 3
+    assert table[1].endswith("sh -c $'echo a\\necho b\\e[2J'")
+    human = CliRunner().invoke(cli, ["status", "12"]).stdout
+    assert "command      sh -c $'echo a\\necho b\\e[2J'\n" in human
+    assert "\x1b" not in human
+
+
+def test_shown_commands_read_back_as_the_same_argv() -> None:
+    import shlex
+
+    from remo.cli.common import command_line
+
+    plain = ["make", "-j8", "it's", "a b"]
+    assert command_line(plain) == shlex.join(plain)
+    tricky = ["printf", "a\nb", "tab\there", "\u202eevil", "back\\slash'quote\x01"]
+    line = command_line(tricky)
+    assert "\n" not in line and "\u202e" not in line
+    done = subprocess.run(
+        ["bash", "-c", "for a in " + line + '; do printf "%s\\0" "$a"; done'],
+        capture_output=True,
+        check=True,
+        env={"LANG": "C.UTF-8", "PATH": os.environ["PATH"]},
+    )
+    assert done.stdout.split(b"\0")[:-1] == [a.encode() for a in tricky]
+
+
+def test_run_detached_json_is_a_job_object(fake: FakeClient) -> None:
+    result = CliRunner().invoke(cli, ["run", "-d", "--json", "--", "sleep", "100"])
+    assert result.exit_code == 0
+    assert set(json.loads(result.stdout)) == JOB_KEYS
+
+
+def test_stop_and_wait_json_are_job_objects(fake: FakeClient) -> None:
+    fake.final = job(state=JobState.STOPPED, exit_code=None, signal=15)
+    stopped = CliRunner().invoke(cli, ["stop", "--json", "12"])
+    assert stopped.exit_code == 0
+    assert json.loads(stopped.stdout)["signal"] == 15
+    waited = CliRunner().invoke(cli, ["wait", "--json", "12"])
+    assert waited.exit_code == 143
+    assert set(json.loads(waited.stdout)) == JOB_KEYS
+
+
+def test_rm_finished_removes_only_ended_jobs(fake: FakeClient) -> None:
+    result = CliRunner().invoke(cli, ["rm", "--finished"])
+    assert (result.exit_code, result.stdout) == (0, "removed 1 finished job(s)\n")
+    assert fake.removed == ["12"]
+
+
+def test_rm_finished_older_than_keeps_recent_ones(fake: FakeClient) -> None:
+    result = CliRunner().invoke(cli, ["rm", "--finished", "--older-than", "1h", "--json"])
+    assert (result.exit_code, json.loads(result.stdout)) == (0, {"removed": []})
+    assert fake.removed == []
+
+
+def test_limit_messages_name_the_limit_in_human_units() -> None:
+    from remo.core.errors import InvalidArgument
+
+    with pytest.raises(
+        InvalidArgument, match=r"^memory limit must be between 1 MiB and 4 EiB, got 0$"
+    ):
+        Limits(memory=0).validate()
+    with pytest.raises(InvalidArgument, match=r"^output limit must be a whole number"):
+        Limits(output_bytes=1.5).validate()  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=r"^--pids must be between 1 and 4194304, got 0$"):
+        Limits(pids=0).validate({"pids": "--pids"})
+
+
+def test_server_limit_messages_are_put_in_option_terms() -> None:
+    from remo.cli.run import in_option_terms
+
+    server = "cpu limit must be between 0.001 and 2 cores (this server has 2 CPUs), got 8"
+    assert in_option_terms(server) == (
+        "--cpu must be between 0.001 and 2 cores (this server has 2 CPUs), got 8"
+    )
+    assert in_option_terms("argv is empty") == "argv is empty"
+
+
+def test_completion_of_ids_is_silent_without_a_server(env: dict[str, str]) -> None:
+    import click
+
+    from remo.cli.common import complete_ids
+
+    ctx = click.Context(cli)
+    param = click.Argument(["job_id"])
+    assert complete_ids()(ctx, param, "") == []  # no profile: nothing, no error

@@ -189,7 +189,7 @@ async def test_every_2s_runs_on_its_period_and_skips_while_the_last_run_runs(
         (T0 + 2, "skipped", ""),
         (T0 + 4, "started", "alice/2"),
     ]
-    assert world.runs(schedule.id)[1].detail == "previous run alice/1 is still running"
+    assert world.runs(schedule.id)[1].detail == "previous run 1 is still running"
     assert world.store.get(schedule.id).next_due == T0 + 6
     assert [s.id for s in world.scheduler.active("alice")] == [schedule.id]
 

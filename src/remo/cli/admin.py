@@ -153,8 +153,15 @@ def allow(state_dir: str, user: str) -> None:
 
 @group.command("list")
 @_STATE_DIR
-def list_(state_dir: str) -> None:
-    """List every credential issued by this server, and the banned accounts."""
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON (docs/CLI.md).")
+def list_(state_dir: str, as_json: bool) -> None:
+    """List every credential issued by this server, and the banned accounts.
+
+    \b
+    Examples:
+      remo admin list
+      remo admin list --json | jq -r '.credentials[] | select(.user == "alice") | .serial'
+    """
     from remo.pki.ca import CertificateAuthority
     from remo.pki.registry import Registry
 
@@ -162,6 +169,29 @@ def list_(state_dir: str) -> None:
     with Registry.open(state_dir, ca.certificate) as registry:
         records = registry.list_records()
         banned = registry.banned()
+    if as_json:
+        from remo.cli.ps import iso_utc, print_json
+
+        print_json(
+            {
+                "credentials": [
+                    {
+                        "serial": r.serial,
+                        "user": r.user,
+                        "role": r.role.value,
+                        "issued_at": iso_utc(r.issued_at.timestamp()),
+                        "expires_at": iso_utc(r.not_after.timestamp()),
+                        "revoked_at": iso_utc(r.revoked_at.timestamp()) if r.revoked_at else None,
+                    }
+                    for r in records
+                ],
+                "banned": [
+                    {"user": name, "banned_at": iso_utc(since.timestamp())}
+                    for name, since in banned
+                ],
+            }
+        )
+        return
     click.echo(f"{'SERIAL':34} {'USER':16} {'ROLE':9} {'EXPIRES':20} STATUS")
     for r in records:
         status = f"revoked {r.revoked_at:%Y-%m-%d}" if r.revoked_at else "valid"

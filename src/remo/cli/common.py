@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from remo.client.connection import Client
 
 PROFILE_KEY = "remo.profile"
 EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 #: Whether a verb connected to a server (the group's error report differs if not).
 connected = False
@@ -42,9 +45,27 @@ def profile_option(func: F) -> F:
     )(func)
 
 
-def chosen_profile() -> str | None:
+def json_option(what: str) -> Callable[[F], F]:
+    """``--json``: print ``what`` as JSON for scripts instead of text."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help=f"Print {what} as JSON (docs/CLI.md)."
+    )
+
+
+def parsed_option(option: str, parse: Callable[[str], T], value: str) -> T:
+    """``parse(value)``, with any error turned into a usage error naming ``option``."""
+    from remo.client.errors import UsageError
+    from remo.core.errors import InvalidArgument
+
+    try:
+        return parse(value)
+    except (InvalidArgument, ValueError) as err:
+        raise UsageError(f"{option}: {err}") from None
+
+
+def chosen_profile(ctx: click.Context | None = None) -> str | None:
     """The ``--profile`` value given on the command line, if any."""
-    ctx = click.get_current_context(silent=True)
+    ctx = ctx or click.get_current_context(silent=True)
     value = ctx.meta.get(PROFILE_KEY) if ctx is not None else None
     return value if isinstance(value, str) else None
 
@@ -96,3 +117,106 @@ def check_id(value: str, *, schedules: bool = True, jobs: bool = True) -> str:
 def is_schedule(job_id: str) -> bool:
     match = _ID.match(job_id)
     return bool(match and match["schedule"])
+
+
+# -- shell completion of ids ---------------------------------------------------------------
+
+#: Seconds a completion may wait for the server: a shell waiting on <Tab> must not hang.
+COMPLETION_TIMEOUT = 2.0
+
+
+def complete_ids(
+    *, jobs: str = "all", schedules: bool = False
+) -> Callable[[click.Context, click.Parameter, str], list[CompletionItem]]:
+    """A ``shell_complete`` for an ID argument: the caller's ids, asked of the server.
+
+    ``jobs`` is ``all``, ``running`` or ``finished`` (which jobs are offered);
+    ``schedules`` adds the schedules' ids. Any failure (no profile, server down, slow
+    network) completes nothing, silently: a completion never prints an error.
+    """
+
+    def complete(
+        ctx: click.Context, _param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        try:
+            return _server_ids(ctx, incomplete, jobs, schedules)
+        except Exception:
+            return []
+
+    return complete
+
+
+def _server_ids(
+    ctx: click.Context, incomplete: str, jobs: str, schedules: bool
+) -> list[CompletionItem]:
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # nothing on the user's terminal
+    from click.shell_completion import CompletionItem
+
+    from remo.client.connection import Client
+
+    global connected
+    connected = True  # (the process then ends without tearing grpc down)
+    client = Client.from_profile(chosen_profile(ctx), timeout=COMPLETION_TIMEOUT)
+    with client:
+        listing = client.list(running_only=jobs == "running")
+    items = [
+        CompletionItem(job.id, help=f"{job.state.value}: {command_line(job.argv)}")
+        for job in listing.jobs
+        if jobs != "finished" or job.ended_at is not None
+    ]
+    if schedules:
+        items += [
+            CompletionItem(s.id, help=f"schedule: {command_line(s.argv)}")
+            for s in listing.schedules
+        ]
+    return [item for item in items if item.value.startswith(incomplete)]
+
+
+# -- showing what users typed ----------------------------------------------------------------
+
+
+def _escaped(text: str) -> str:
+    """``text`` with what a terminal would act on (newlines, escapes, bidi controls)
+    written as backslash escapes, as bash's ``$'...'`` quoting reads them back."""
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append({"\\": "\\\\", "'": "\\'"}.get(ch, ch))
+        elif ch in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[ch])
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return "".join(out)
+
+
+_NAMED_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\x1b": "\\e"}
+
+
+def _printable(text: str) -> bool:
+    return all(ch.isprintable() or ch == " " for ch in text)
+
+
+def shell_word(arg: str) -> str:
+    """``arg`` quoted for a shell, on one line: ``$'a\\nb'`` when it holds a newline or
+    another character a terminal would act on, else as :func:`shlex.quote` does."""
+    import shlex
+
+    if _printable(arg):
+        return shlex.quote(arg)
+    return "$'" + _escaped(arg) + "'"
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """A command as one line a shell (bash, zsh) reads back as the same argv."""
+    return " ".join(shell_word(arg) for arg in argv)
+
+
+def one_line(text: str) -> str:
+    """Free text (a reason, a path) on one line, control characters escaped."""
+    if _printable(text):
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escaped(ch) for ch in text)

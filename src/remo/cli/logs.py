@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from remo.cli.common import check_id, connect, hint_command, profile_option
+from remo.cli.common import check_id, complete_ids, connect, hint_command, profile_option
 
 
 @click.command("logs")
@@ -20,7 +20,7 @@ from remo.cli.common import check_id, connect, hint_command, profile_option
     help="Start at this byte of the output (default: the first).",
 )
 @profile_option
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="ID", shell_complete=complete_ids())
 def command(follow: bool, offset: int, job_id: str) -> None:
     """Print the output (stdout and stderr combined) of job ID, byte for byte.
 

@@ -35,9 +35,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "wait": ("remo.cli.wait", "command"),
     "rm": ("remo.cli.rm", "command"),
     "login": ("remo.cli.login", "command"),
+    "whoami": ("remo.cli.whoami", "command"),
     "register": ("remo.cli.register", "command"),
     "server": ("remo.cli.server_cmd", "command"),
     "admin": ("remo.cli.admin", "group"),
+}
+
+#: Words other tools use for a verb, suggested when typed.
+SYNONYMS = {
+    "list": "ps",
+    "ls": "ps",
+    "remove": "rm",
+    "delete": "rm",
+    "del": "rm",
+    "kill": "stop",
+    "start": "run",
+    "exec": "run",
+    "show": "status",
+    "info": "status",
+    "log": "logs",
+    "tail": "logs",
 }
 
 
@@ -71,6 +88,28 @@ class RemoGroup(click.Group):
         if not isinstance(command, click.Command):
             raise TypeError(f"{target[0]}.{target[1]} is not a click command")
         return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """As click's, and a mistyped verb gets the closest ones suggested."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as err:
+            name = str(args[0]) if args else ""
+            if not name or name.startswith("-") or self.get_command(ctx, name) is not None:
+                raise
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3)
+            if name.lower() in SYNONYMS:
+                close = [SYNONYMS[name.lower()]]
+            if not close:
+                raise
+            options = " or ".join(repr(c) for c in close)
+            raise click.UsageError(
+                f"No such command {name!r}. Did you mean {options}?", ctx
+            ) from err
 
     def main(
         self,
@@ -145,7 +184,7 @@ def _silence_stdout() -> None:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Exit codes: the job's own code for `run` and `wait` (128+N after signal N); "
     "otherwise 0 ok, 2 usage, 3 connection or TLS, 4 credential or permission, "
-    "5 no such job, 6 other server-side failure, 130 interrupted. See docs/CLI.md.",
+    "5 no such job or schedule, 6 other server-side failure, 130 interrupted. See docs/CLI.md.",
 )
 @click.option(
     "--profile",
@@ -170,6 +209,7 @@ def cli() -> None:
       remo logs -f 12                    whole output of job 12, then follow it
       remo stop 12                       SIGTERM, then SIGKILL after a grace period
       remo run --every 1d -- ./report.sh run daily
+      remo whoami                        who the server takes you for
 
     Run `remo COMMAND --help` for each command's options and examples.
     """

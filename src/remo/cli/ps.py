@@ -7,7 +7,6 @@ The JSON shapes built here (:func:`job_json`, :func:`schedule_json`) are shared 
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from remo.cli.common import connect, profile_option
+from remo.cli.common import command_line, connect, one_line, profile_option
 
 if TYPE_CHECKING:
     from remo.client.connection import Schedule
@@ -107,7 +106,8 @@ def exit_text(job: JobStatus) -> str:
 
 
 def command_text(argv: Sequence[str]) -> str:
-    return shlex.join(argv)
+    """The command on one line, as a shell would read it back (newlines as ``\\n``)."""
+    return command_line(argv)
 
 
 def short_time(unix: float | None, now: float | None = None) -> str:
@@ -123,7 +123,9 @@ def short_time(unix: float | None, now: float | None = None) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None) -> str:
-    """Left-aligned columns; the last column is cut to ``width`` when given."""
+    """Left-aligned columns; the last column is cut to ``width`` when given. A cell
+    never breaks its line: control characters in it are shown escaped."""
+    rows = [[one_line(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     lines = []
     for row in [list(headers), *[list(r) for r in rows]]:
@@ -180,25 +182,36 @@ def terminal_width() -> int | None:
 @click.option("-a", "--all", "all_users", is_flag=True, help="Every user's jobs (admins only).")
 @click.option("--running", is_flag=True, help="Only jobs that are still running.")
 @click.option("--schedules", is_flag=True, help="List schedules instead of jobs.")
+@click.option("-q", "--quiet", is_flag=True, help="Print the ids only, one per line.")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list for scripts (docs/CLI.md).")
 @profile_option
-def command(all_users: bool, running: bool, schedules: bool, as_json: bool) -> None:
+def command(all_users: bool, running: bool, schedules: bool, quiet: bool, as_json: bool) -> None:
     """List your jobs, newest first, and your schedules.
 
     Other users' jobs are listed with --all (admins only); their ids are USER/N.
-    With --json, prints a JSON list of job objects (or schedule objects with
-    --schedules) whose keys are documented in docs/CLI.md.
+    With -q, prints only the jobs' ids (the schedules' with --schedules), newest
+    first, one per line. With --json, prints a JSON list of job objects (or schedule
+    objects with --schedules) whose keys are documented in docs/CLI.md.
 
     \b
     Examples:
       remo ps
       remo ps --running
+      remo ps -q --running | xargs -n1 remo stop
       remo ps --json | jq '.[] | select(.state == "failed") | .id'
       remo ps --schedules
     """
+    if quiet and as_json:
+        from remo.client.errors import UsageError
+
+        raise UsageError("-q and --json both choose the output: give only one")
     with connect() as client:
         listing = client.list(all_users=all_users, running_only=running)
     now = time.time()
+    if quiet:
+        for item in listing.schedules if schedules else listing.jobs:
+            click.echo(item.id)
+        return
     if as_json:
         if schedules:
             print_json([schedule_json(s) for s in listing.schedules])

@@ -14,8 +14,9 @@ from remo.core.errors import RemoError
 @click.command("register")
 @click.option(
     "--state-dir",
-    type=click.Path(file_okay=False),
-    help="State dir of the server to register with (default: the server's default).",
+    metavar="DIR",
+    help="State dir of the server to register with, as the server was started with it "
+    "(only its name is used: it need not be readable).",
 )
 @click.option(
     "--socket",
@@ -37,11 +38,13 @@ def command(
 
     Run it as the user who wants access: the server learns who you are from the
     kernel, not from anything you type. Copy the file to your own machine and run
-    `remo login FILE` there.
+    `remo login FILE` there. With several servers on this machine, name one by the
+    state dir it was started with (its start-up message says so).
 
     \b
-    Example:
+    Examples:
       remo register -o ~/build01.remo
+      remo register --state-dir /srv/remo-gpu
     """
     from remo.core.paths import default_run_dir
     from remo.pki.register import DEFAULT_RUN_DIR, register_socket_path, request_credential
@@ -75,4 +78,15 @@ def command(
         credential = None
     who = f" for {credential.user} ({credential.role})" if credential else ""
     click.echo(f"wrote {target}{who} (mode 0600)")
-    click.echo(f"on your machine: remo login {os.path.basename(target)}")
+    click.echo(f"on your machine, once the file is there: remo login {_shown_path(target)}")
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` as ``remo login`` takes it: as given, ``./`` before a bare file name
+    (whose name could also be a profile's), quoted for a shell."""
+    import shlex
+
+    text = str(path)
+    if os.sep not in text:
+        text = f".{os.sep}{text}"
+    return shlex.quote(text)

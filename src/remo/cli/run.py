@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 
-from remo.cli.common import EXIT_INTERRUPTED, connect, hint_command, profile_option
+from remo.cli.common import (
+    EXIT_INTERRUPTED,
+    connect,
+    hint_command,
+    parsed_option,
+    profile_option,
+)
 
 if TYPE_CHECKING:
     from remo.client.connection import Client
     from remo.core.spec import Limits
     from remo.core.status import JobStatus
-
-T = TypeVar("T")
-
-
-def _parsed(option: str, parse: Callable[[str], T], value: str) -> T:
-    """``parse(value)``, with any error turned into a usage error naming ``option``."""
-    from remo.client.errors import UsageError
-    from remo.core.errors import InvalidArgument
-
-    try:
-        return parse(value)
-    except (InvalidArgument, ValueError) as err:
-        raise UsageError(f"{option}: {err}") from None
 
 
 def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -44,38 +39,73 @@ def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
+#: The option that sets each limit (messages name it, not the API's field).
+LIMIT_OPTIONS = {
+    "cpu": "--cpu",
+    "memory": "--memory",
+    "io_read_bps": "--io-read",
+    "io_write_bps": "--io-write",
+    "pids": "--pids",
+}
+
+
+def parse_pids(text: str) -> int:
+    """A count of processes: digits only (the range is checked with the other limits)."""
+    from remo.core.errors import InvalidArgument
+    from remo.core.spec import MAX_PIDS
+
+    digits = text.strip()
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+        raise InvalidArgument(
+            f"invalid number {text[:40]!r}: give a whole number from 1 to {MAX_PIDS}, e.g. 64"
+        )
+    return int(digits)
+
+
 def parse_limits(
     cpu: str | None,
     memory: str | None,
     io_read: str | None,
     io_write: str | None,
-    pids: int | None,
+    pids: str | None,
 ) -> Limits:
     """The limits the options ask for, checked as the server would check them."""
     from remo.client.errors import UsageError
     from remo.core.errors import InvalidArgument
     from remo.core.spec import Limits
 
-    limits = Limits(pids=pids)
+    limits = Limits(pids=parsed_option("--pids", parse_pids, pids) if pids is not None else None)
     if cpu is not None or memory is not None or io_read is not None or io_write is not None:
         from remo.core.units import parse_cpu, parse_rate, parse_size
 
         limits = Limits(
-            cpu=_parsed("--cpu", parse_cpu, cpu) if cpu is not None else None,
-            memory=_parsed("--memory", parse_size, memory) if memory is not None else None,
+            cpu=parsed_option("--cpu", parse_cpu, cpu) if cpu is not None else None,
+            memory=parsed_option("--memory", parse_size, memory) if memory is not None else None,
             io_read_bps=(
-                _parsed("--io-read", parse_rate, io_read) if io_read is not None else None
+                parsed_option("--io-read", parse_rate, io_read) if io_read is not None else None
             ),
             io_write_bps=(
-                _parsed("--io-write", parse_rate, io_write) if io_write is not None else None
+                parsed_option("--io-write", parse_rate, io_write) if io_write is not None else None
             ),
-            pids=pids,
+            pids=limits.pids,
         )
     try:
-        limits.validate()
+        limits.validate(LIMIT_OPTIONS)
     except InvalidArgument as err:
         raise UsageError(str(err)) from None
     return limits
+
+
+def in_option_terms(message: str) -> str:
+    """A server's message about a limit ("cpu limit must be ...") in terms of the
+    option that set it ("--cpu must be ...")."""
+    from remo.core.spec import LIMIT_NAMES
+
+    for field, name in LIMIT_NAMES.items():
+        option = LIMIT_OPTIONS.get(field)
+        if option and message.startswith(f"{name} "):
+            return option + message[len(name) :]
+    return message
 
 
 def parse_when(
@@ -92,13 +122,17 @@ def parse_when(
 
     from remo.core.timeexpr import parse_at, parse_duration
 
-    delay_s = _parsed("--in", parse_duration, delay).total_seconds() if delay is not None else None
+    delay_s = (
+        parsed_option("--in", parse_duration, delay).total_seconds() if delay is not None else None
+    )
     at_unix = None
     if at is not None:
         now = datetime.now().astimezone()
-        at_unix = _parsed("--at", lambda text: parse_at(text, now), at).timestamp()
+        at_unix = parsed_option("--at", lambda text: parse_at(text, now), at).timestamp()
     every_s = (
-        _parsed("--every", parse_duration, every).total_seconds() if every is not None else None
+        parsed_option("--every", parse_duration, every).total_seconds()
+        if every is not None
+        else None
     )
     return delay_s, at_unix, every_s
 
@@ -112,6 +146,12 @@ def local_time(unix: float) -> str:
 
 @click.command("run", context_settings={"allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Start and print the job id; do not stream.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="With -d (or a schedule): print the job (schedule) as JSON (docs/CLI.md).",
+)
 @click.option("--cpu", metavar="CORES", help="CPU limit in cores: 1.5, 0.2, 150%.")
 @click.option("--memory", metavar="SIZE", help="Memory limit: 512M, 2G, 1.5GiB (x1024), 100MB.")
 @click.option(
@@ -121,10 +161,7 @@ def local_time(unix: float) -> str:
     "--io-write", metavar="RATE", help="Disk write limit per second: 10M, 500k/s (at least 64k)."
 )
 @click.option(
-    "--pids",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="At most N processes at once (remo's own init is not counted).",
+    "--pids", metavar="N", help="At most N processes at once (remo's own init is not counted)."
 )
 @click.option(
     "-e", "--env", multiple=True, metavar="NAME=VALUE", help="Set a variable; repeatable."
@@ -145,11 +182,12 @@ def local_time(unix: float) -> str:
 def command(
     ctx: click.Context,
     detach: bool,
+    as_json: bool,
     cpu: str | None,
     memory: str | None,
     io_read: str | None,
     io_write: str | None,
-    pids: int | None,
+    pids: str | None,
     env: tuple[str, ...],
     cwd: str | None,
     network: str | None,
@@ -163,13 +201,16 @@ def command(
 
     The command runs without a shell, as your account on the server, in your home
     directory unless --cwd says otherwise. Output is stdout and stderr combined,
-    byte for byte. Ctrl-C detaches and leaves the job running. Exit code: the job's
-    (128+N if signal N killed it).
+    byte for byte. Ctrl-C (or SIGTERM, SIGHUP) detaches and leaves the job running.
+    Exit code: the job's (128+N if signal N killed it). With -d, prints only the job
+    id (a schedule's id with --in/--at/--every) on stdout.
 
     \b
     Examples:
       remo run -- make -j8 test
       remo run -d --memory 2G --cpu 1.5 -- ./train.sh      prints the job id
+      id=$(remo run -d -- ./build.sh) && remo wait "$id"
+      remo run -d --json -- ./build.sh | jq .pid
       remo run --env RUST_LOG=debug --cwd /srv/app -- ./server
       remo run --network none --pids 64 -- ./untrusted
       remo run --in 5m -- ./backup.sh                       once, in 5 minutes
@@ -188,23 +229,39 @@ def command(
         raise UsageError(f"--cwd {cwd!r}: give an absolute path on the server")
     delay_s, at_unix, every_s = parse_when(delay, at, every)
     scheduled = delay_s is not None or at_unix is not None or every_s is not None
+    if as_json and not (detach or scheduled):
+        raise UsageError("--json goes with -d (or --in/--at/--every): a streamed run prints output")
+
+    from remo.client.errors import InvalidRequest
 
     with connect() as client:
-        result = client.start(
-            list(argv),
-            env=variables,
-            cwd=cwd,
-            limits=limits,
-            network=network,
-            private_tmp=private_tmp,
-            delay=delay_s,
-            at=at_unix,
-            every=every_s,
-        )
+        try:
+            result = client.start(
+                list(argv),
+                env=variables,
+                cwd=cwd,
+                limits=limits,
+                network=network,
+                private_tmp=private_tmp,
+                delay=delay_s,
+                at=at_unix,
+                every=every_s,
+            )
+        except InvalidRequest as err:
+            raise InvalidRequest(in_option_terms(str(err)), code=err.code) from None
         if result.schedule is not None:
             sched = result.schedule
             when = local_time(sched.next_run_at) if sched.next_run_at is not None else "never"
-            click.echo(f"schedule {sched.id}: next run at {when}")
+            sentence = f"schedule {sched.id}: next run at {when}"
+            if as_json:
+                from remo.cli.ps import print_json, schedule_json
+
+                print_json(schedule_json(sched))
+            elif detach:
+                click.echo(sched.id)
+                click.echo(sentence, err=True)
+            else:
+                click.echo(sentence)
             return
         job = result.job
         if job is None:
@@ -216,31 +273,68 @@ def command(
                 err=True,
             )
         if detach:
-            click.echo(job.id)
+            if as_json:
+                from remo.cli.ps import job_json, print_json
+
+                print_json(job_json(job))
+            else:
+                click.echo(job.id)
             return
         ctx.exit(_attach(client, job))
 
 
+#: Signals that detach `remo run` as Ctrl-C does: a closed terminal (SIGHUP), a
+#: service manager or `kill` (SIGTERM). The job is not remo run's to end.
+DETACHING_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+class _Detach(Exception):
+    """Raised in the main thread by a detaching signal's handler."""
+
+
+@contextlib.contextmanager
+def _signals_detach() -> Iterator[None]:
+    """While streaming: SIGTERM and SIGHUP raise :class:`_Detach`, as SIGINT raises
+    KeyboardInterrupt. The previous handlers come back afterwards."""
+
+    def detach(signum: int, _frame: object) -> None:
+        raise _Detach(signum)
+
+    previous = {}
+    for name in DETACHING_SIGNALS:
+        number = getattr(signal, name)
+        previous[number] = signal.signal(number, detach)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def _attach(client: Client, job: JobStatus) -> int:
-    """Stream the job's output until it ends; its exit code. Ctrl-C detaches."""
+    """Stream the job's output until it ends; its exit code. Ctrl-C, SIGTERM and SIGHUP
+    detach."""
     from remo.client.connection import job_exit_code
     from remo.client.errors import ConnectionFailed, JobLost
 
     out = sys.stdout.buffer
     position = 0
     try:
-        for chunk in client.output(job.id, follow=True):
-            out.write(chunk.data)
-            out.flush()
-            position = chunk.end
-        final = client.wait(job.id)
+        with _signals_detach():
+            for chunk in client.output(job.id, follow=True):
+                out.write(chunk.data)
+                out.flush()
+                position = chunk.end
+            final = client.wait(job.id)
     except ConnectionFailed as err:
         again = hint_command(f"logs -f --from {position}", job.id)
         raise ConnectionFailed(
             f'{err}; job {job.id} may still be running: follow it with "{again}"',
             code=err.code,
         ) from err
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Detach):
+        with contextlib.suppress(OSError, ValueError):
+            out.flush()
         click.echo(
             f"detached from job {job.id} (still running): follow with "
             f'"{hint_command("logs -f", job.id)}", stop with "{hint_command("stop", job.id)}"',

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from remo.cli.common import check_id, connect, is_schedule, profile_option
+from remo.cli.common import check_id, complete_ids, connect, is_schedule, one_line, profile_option
 
 if TYPE_CHECKING:
     from remo.client.connection import Schedule
@@ -114,14 +114,15 @@ def schedule_lines(schedule: Schedule) -> list[tuple[str, str]]:
 
 
 def key_values(lines: list[tuple[str, str]]) -> str:
+    """One ``key  value`` line each (control characters in a value shown escaped)."""
     width = max(len(k) for k, _ in lines)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
+    return "\n".join(f"{k.ljust(width)}  {one_line(v)}" for k, v in lines)
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (docs/CLI.md).")
 @profile_option
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="ID", shell_complete=complete_ids(schedules=True))
 def command(as_json: bool, job_id: str) -> None:
     """Show the state of job ID: exit code or signal, times, CPU, memory, limits.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from remo.cli.common import check_id, connect, profile_option
+from remo.cli.common import check_id, complete_ids, connect, json_option, profile_option
 
 
 def parse_grace(value: str) -> float:
@@ -32,9 +32,10 @@ def parse_grace(value: str) -> float:
     metavar="SECONDS",
     help="Time between SIGTERM and SIGKILL: 10, 30s, 2m (default: the server's, 10s).",
 )
+@json_option("the job as it ended")
 @profile_option
-@click.argument("job_id", metavar="ID")
-def command(grace: str | None, job_id: str) -> None:
+@click.argument("job_id", metavar="ID", shell_complete=complete_ids(jobs="running"))
+def command(grace: str | None, as_json: bool, job_id: str) -> None:
     """Stop job ID: SIGTERM to all its processes, SIGKILL to any left after the grace period.
 
     No process of the job survives. Stopping a job that has already ended changes
@@ -45,6 +46,7 @@ def command(grace: str | None, job_id: str) -> None:
       remo stop 12
       remo stop --grace 1m 12        give it a minute to shut down cleanly
       remo stop --grace 0 12         SIGKILL at once
+      remo stop --json 12 | jq .signal
     """
     job_id = check_id(job_id, schedules=False)
     seconds = parse_grace(grace) if grace is not None else None
@@ -52,7 +54,11 @@ def command(grace: str | None, job_id: str) -> None:
 
     with connect() as client:
         job = client.stop(job_id, grace=seconds)
-    if job.state.value == "stopped":
+    if as_json:
+        from remo.cli.ps import job_json, print_json
+
+        print_json(job_json(job))
+    elif job.state.value == "stopped":
         click.echo(f"job {job.id} stopped ({exit_text(job)})")
     else:
         click.echo(f"job {job.id} had already ended: {job.state.value} ({exit_text(job)})")

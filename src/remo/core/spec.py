@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remo.core.errors import InvalidArgument
-from remo.core.units import format_size
+from remo.core.units import format_size, parse_size
 
 #: Unix account names remo accepts (the portable subset of useradd's rules).
 ACCOUNT_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
@@ -35,6 +35,40 @@ EXEC_TIMEOUT = 30.0
 #: Most tasks a pids limit may name: Linux's PID_MAX_LIMIT; pids.max refuses more (EINVAL).
 MAX_PIDS = 1 << 22
 
+#: Bounds of the other limits: cores; bytes (the memory floor: less cannot run a process).
+MIN_CPU, MAX_CPU = 0.001, 4096
+MIN_MEMORY = 1 << 20
+MAX_BYTES = 1 << 62
+
+#: How messages name each :class:`Limits` field (see :meth:`Limits.validate`).
+LIMIT_NAMES: Mapping[str, str] = {
+    "cpu": "cpu limit",
+    "memory": "memory limit",
+    "io_read_bps": "io read limit",
+    "io_write_bps": "io write limit",
+    "pids": "pids limit",
+    "output_bytes": "output limit",
+}
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
+def _amount(value: int, unit: str | None) -> str:
+    """``value`` for a message: a count (``unit`` None), or bytes (``unit`` "" or "/s")
+    in binary units when that is exact (``1 MiB``), else in bytes (``1048575 B``)."""
+    if unit is None:
+        return str(value)
+    if value == 0:
+        return "0"
+    shown = format_size(value)
+    try:
+        exact = parse_size(shown) == value
+    except InvalidArgument:
+        exact = False
+    return (shown if exact else f"{value} B") + unit
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -52,38 +86,49 @@ class Limits:
     pids: int | None = None
     output_bytes: int | None = None
 
-    def validate(self) -> None:
-        """Raise :class:`InvalidArgument` if any limit is out of range."""
-        if self.cpu is not None and not (0.001 <= self.cpu <= 4096):
-            raise InvalidArgument(f"cpu limit must be between 0.001 and 4096 cores, got {self.cpu}")
-        for name, value, low, high in (
-            ("memory", self.memory, 1 << 20, 1 << 62),
-            ("io read", self.io_read_bps, MIN_IO_BPS, 1 << 62),
-            ("io write", self.io_write_bps, MIN_IO_BPS, 1 << 62),
-            ("pids", self.pids, 1, MAX_PIDS),
-            ("output", self.output_bytes, 0, 1 << 62),
+    def validate(self, names: Mapping[str, str] | None = None) -> None:
+        """Raise :class:`InvalidArgument` if any limit is out of range.
+
+        The message names the limit as in :data:`LIMIT_NAMES` ("memory limit must be
+        between 1 MiB and 4 EiB, got 0"); ``names`` overrides some of those names, so a
+        command line can name its options instead (``{"memory": "--memory"}``).
+        """
+        label = {**LIMIT_NAMES, **(names or {})}
+        if self.cpu is not None and not (MIN_CPU <= self.cpu <= MAX_CPU):
+            raise InvalidArgument(
+                f"{label['cpu']} must be between {MIN_CPU:g} and {MAX_CPU} cores, "
+                f"got {_number(self.cpu)}"
+            )
+        for name, value, low, high, unit in (
+            ("memory", self.memory, MIN_MEMORY, MAX_BYTES, ""),
+            ("io_read_bps", self.io_read_bps, MIN_IO_BPS, MAX_BYTES, "/s"),
+            ("io_write_bps", self.io_write_bps, MIN_IO_BPS, MAX_BYTES, "/s"),
+            ("pids", self.pids, 1, MAX_PIDS, None),
+            ("output_bytes", self.output_bytes, 0, MAX_BYTES, ""),
         ):
             if value is None:
                 continue
+            what = label[name]
             if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidArgument(f"{name} limit must be an integer, got {value!r}")
-            if name.startswith("io") and value < low:
-                floor, got = format_size(low), format_size(value)
+                raise InvalidArgument(f"{what} must be a whole number, got {value!r}")
+            if unit == "/s" and value < low:
                 raise InvalidArgument(
-                    f"{name} limit must be at least {floor}/s, got {got}/s"
+                    f"{what} must be at least {_amount(low, unit)}, got {_amount(value, unit)}"
                     " (slower reads would hold up other processes reading the same files)"
                 )
             if not low <= value <= high:
-                top = "2^62" if high == 1 << 62 else high
-                raise InvalidArgument(f"{name} limit must be between {low} and {top}, got {value}")
+                raise InvalidArgument(
+                    f"{what} must be between {_amount(low, unit)} and {_amount(high, unit)}, "
+                    f"got {_amount(value, unit)}"
+                )
 
     def check_cpus(self, available: int) -> None:
         """Raise :class:`InvalidArgument` if the cpu limit asks for more CPUs than the
         server has (a quota above them would never bind)."""
         if self.cpu is not None and self.cpu > available:
             raise InvalidArgument(
-                f"cpu limit must be between 0.001 and {available:.2f} cores "
-                f"(this server has {available} CPUs), got {self.cpu:g}"
+                f"{LIMIT_NAMES['cpu']} must be between {MIN_CPU:g} and {available} cores "
+                f"(this server has {available} CPUs), got {_number(self.cpu)}"
             )
 
     def to_dict(self) -> dict[str, Any]:

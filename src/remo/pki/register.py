@@ -133,8 +133,13 @@ class _Registrations:
 def register_socket_path(
     state_dir: str | os.PathLike[str], run_dir: str | os.PathLike[str] = DEFAULT_RUN_DIR
 ) -> Path:
-    """The register socket of the server whose state directory is ``state_dir``."""
-    resolved = os.path.realpath(os.path.abspath(os.fspath(state_dir)))
+    """The register socket of the server whose state directory is ``state_dir``.
+
+    Computed from the path alone: the directory is private (0700, root's), and the
+    accounts that run ``remo register --state-dir DIR`` cannot read it. Symlinks are
+    resolved where the caller can see them (``realpath`` leaves the rest as written).
+    """
+    resolved = os.path.realpath(os.path.abspath(os.fspath(state_dir)), strict=False)
     digest = hashlib.sha256(resolved.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return Path(run_dir) / f"register-{digest}.sock"
 

@@ -151,7 +151,8 @@ class Scheduler:
         if (refused := self.refuse(schedule.owner)) is not None:
             outcome, detail = "skipped", refused
         elif previous and await self._still_running(previous):
-            outcome, detail = "skipped", f"previous run {previous} is still running"
+            # As the schedule's owner types it (job 71, not root/71): runs are the owner's.
+            outcome, detail = "skipped", f"previous run {_local(previous)} is still running"
         else:
             try:
                 job_id = await self.jobs.start(schedule.spec, schedule_id=schedule.id)
@@ -174,6 +175,11 @@ class Scheduler:
             return not (await self.jobs.status(job_id)).ended
         except RemoError:
             return False
+
+
+def _local(job_id: str) -> str:
+    """``71`` for ``owner/71``: a job id as its owner types it."""
+    return job_id.rpartition("/")[2]
 
 
 def _dt(timestamp: float) -> datetime:

@@ -14,6 +14,7 @@ from remo.core.errors import (
     StartFailed,
     SupervisorUnavailable,
 )
+from remo.server.ids import is_schedule_id
 
 STATUS_CODES: list[tuple[type[RemoError], grpc.StatusCode]] = [
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -34,11 +35,16 @@ def status_code(err: RemoError) -> grpc.StatusCode:
 
 
 def public_message(err: RemoError, shown_id: str | None = None) -> str:
-    """One sentence for the user; job ids are shown as the caller named them."""
+    """One sentence for the user; job and schedule ids are shown as the caller named them."""
     if isinstance(err, JobNotFound):
-        return f"no job {shown_id or err.job_id}"
+        named = shown_id or err.job_id
+        return f"no {'schedule' if is_schedule_id(named) else 'job'} {named}"
     if isinstance(err, JobStillRunning):
-        return f"job {shown_id or err.job_id} is still running: stop it first (remo stop)"
+        named = shown_id or err.job_id
+        return (
+            f"job {named} is still running: stop it first (remo stop {named}), "
+            f"or stop and remove it at once with remo rm --stop {named}"
+        )
     if isinstance(err, StartFailed):
         return str(err)
     return str(err)

@@ -96,7 +96,10 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 time.sleep(0.1)  # out of processes or memory: try again shortly
         _yield_cpu()
-        data = control.recv(4096)
+        try:
+            data = control.recv(4096)
+        except ConnectionResetError:
+            data = b""  # the supervisor was killed
         if not data:
             os._exit(0)  # the supervisor is gone or done
         wanted += data.count(b"+")

@@ -142,7 +142,7 @@ class Finisher:
 
     async def _record(self, job: RunningJob, end: JobEnd) -> None:
         """Write the final row; on a full disk keep retrying until space returns."""
-        for delay in delays(0.1, 5.0):
+        for delay in delays(0.1, 1.0):  # recorded within ~1 s of space returning
             try:
                 self.store.finish(job.owner, job.seq, end)
                 return

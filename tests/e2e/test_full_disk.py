@@ -194,3 +194,42 @@ async def test_an_end_waiting_for_space_survives_a_supervisor_kill(tmp_path: Pat
             filler.unlink()  # space returns; the next call starts a new supervisor
             status = await asyncio.wait_for(stub.Wait(pb.JobRef(id=job.id)), 30)
             assert (status.state, status.exit_code) == ("failed", 3), status
+
+
+async def test_a_stop_taken_on_a_full_disk_survives_a_supervisor_kill(tmp_path: Path) -> None:
+    """A stop whose row cannot be written (the disk is full) is still a stop for the
+    next supervisor: the job that ends of it is ``stopped``, not ``failed``."""
+    go = tmp_path / "go"  # (outside the full disk)
+    async with server_on_a_small_disk(tmp_path) as server:
+        state = server.state_dir
+        channel, stub = server.stub(server.credential("root", "admin"))
+        async with channel:
+            script = (
+                f"trap 'until [ -e {go} ]; do sleep 0.01; done; exit 7' TERM;"
+                " echo started; while :; do sleep 0.01; done"
+            )
+            job = (await stub.Start(pb.StartRequest(argv=["sh", "-c", script]))).job
+            async for chunk in stub.Output(pb.OutputRequest(id=job.id, follow=True)):
+                if b"started" in chunk.data:
+                    break
+            filler = fill_until_enospc(state)
+            stopping = asyncio.ensure_future(stub.Stop(pb.StopRequest(id=job.id, grace_seconds=60)))
+            log = state / "supervisor.log"
+            await wait_until(
+                lambda: "cannot record the stop" in log.read_text(), 30, what="a stop not stored"
+            )
+            # The caller goes away: nobody sends the stop again to the next supervisor.
+            stopping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopping
+            (supervisor,) = [
+                pid
+                for pid in remo_processes(state)
+                if b"remo.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            ]
+            os.kill(supervisor, signal.SIGKILL)
+            await wait_until(lambda: not Path(f"/proc/{supervisor}").exists(), 10)
+            filler.unlink()
+            go.touch()
+            status = await asyncio.wait_for(stub.Wait(pb.JobRef(id=job.id)), 60)
+            assert (status.state, status.exit_code) == ("stopped", 7), status

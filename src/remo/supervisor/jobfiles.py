@@ -104,6 +104,32 @@ def read_init_record(status_file: Path) -> InitRecord | None:
     return InitRecord(wait_status, Dropped(int(fields[2]), disk_full))
 
 
+_STOP_MARK = ".stop-"
+
+
+def mark_stop(job_dir: Path, kill_at: float) -> None:
+    """Record a stop and its deadline where a full disk still lets us: in the name of an
+    empty file (an inode and a directory entry, no data block)."""
+    try:
+        os.close(os.open(job_dir / f"{_STOP_MARK}{kill_at!r}", os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError as err:
+        log.error("cannot mark the stop of %s either: %s", job_dir, err)
+
+
+def marked_stop(job_dir: Path) -> float | None:
+    """The earliest deadline :func:`mark_stop` recorded for the job, if any."""
+    try:
+        names = os.listdir(job_dir)
+    except OSError:
+        return None
+    deadlines = []
+    for name in names:
+        if name.startswith(_STOP_MARK):
+            with contextlib.suppress(ValueError):
+                deadlines.append(float(name[len(_STOP_MARK) :]))
+    return min(deadlines, default=None)
+
+
 def remove_init_record(status_file: Path) -> None:
     """Remove the init's record once the job's end is in the database."""
     with contextlib.suppress(OSError):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from remo.core.paths import STATUS_FILE
 from remo.store.jobs import parse_job_id
+from remo.supervisor.jobfiles import marked_stop
 from remo.supervisor.running import RunningJob
 from remo.supervisor.spawn import host_pid
 from remo.supervisor.starts import destroy_quietly
@@ -51,6 +52,8 @@ def recover(sup: Supervisor) -> None:
             adopted=True,
         )
         job.stop_requested, job.kill_at = sup.store.stop_requested(owner, seq)
+        if not job.stop_requested and (marked := marked_stop(job.status_file.parent)):
+            job.stop_requested, job.kill_at = True, marked  # taken while the disk was full
         alive = init_pid > 0 and _is_alive(init_pid) and (group is None or init_pid in group.pids())
         sup.running.add(job)
         # No pid: the previous supervisor died during the start, after the row was

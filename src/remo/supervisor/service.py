@@ -35,6 +35,7 @@ from remo.core.spec import JobSpec
 from remo.store.jobs import JobStore, parse_job_id
 from remo.supervisor import namespaces, recovery
 from remo.supervisor.ending import Finisher
+from remo.supervisor.jobfiles import mark_stop
 from remo.supervisor.options import EXEC_TIMEOUT
 from remo.supervisor.reaper import Reaper
 from remo.supervisor.running import JobTable, RunningJob, instance_tag
@@ -180,9 +181,10 @@ class Supervisor:
             try:
                 self.store.mark_stop_requested(job.owner, job.seq, job.kill_at)
             except sqlite3.OperationalError as err:
-                # A full disk must not stop the stop: only a supervisor restart before
-                # the deadline would then lose it (it would escalate at once instead).
+                # A full disk must not stop the stop, nor a restarted supervisor forget
+                # it: the stop goes into an empty file's name (no data block needed).
                 log.error("cannot record the stop of %s (%s); stopping anyway", job.key, err)
+                mark_stop(self.paths.job_dir(job.owner, job.seq), job.kill_at)
         await asyncio.shield(job.ended)
 
     def arm_kill(self, job: RunningJob) -> None:

@@ -16,7 +16,9 @@ credential; every channel has its own TCP+TLS connection.
    worker processes, mixing Start (short jobs), Status, List, Output follow and
    Remove; in rounds (3; quick 2), so that memory kept after the first round can be
    told from memory growing with every round. Errors must be zero. Server and
-   supervisor RSS: before, peak during, ~10 s after each round.
+   supervisor RSS: before, peak during, ~10 s after each round. The server's event-loop
+   lag (``remo.server.looplag``: how late a 10 ms timer ran) p50/p99/max per round, and,
+   on the idle server beforehand, one client's Status and List round trips.
 2. ``--lifecycles``: 10,000 start+wait+remove (quick 1,000), 8 in flight. Before and
    after: server and supervisor fds and RSS, this instance's cgroup directories,
    zombies under the supervisor, job directories left on disk. The server's asyncio
@@ -41,6 +43,10 @@ credential; every channel has its own TCP+TLS connection.
 scenarios 1 and 4 and reports the RSS again: memory the allocator keeps after a peak
 goes away, memory in use does not.
 
+``--src DIR`` runs the servers (and their supervisors) from another source tree, e.g. a
+``git worktree`` of an older commit, for before/after comparisons; the bench itself and
+its clients use this tree's code.
+
 Results: a table on stdout and ``bench/results/load.json`` (scenarios run are merged
 into the existing file, each with its own timestamp, load average, and a digest of
 ``src/remo``; quick runs are stored as ``<scenario>-quick``). Exit status 1 when a
@@ -53,6 +59,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import fcntl
 import json
 import multiprocessing as mp
 import os
@@ -74,6 +81,10 @@ import _harness as h
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
 RESULTS = RESULTS_DIR / "load.json"
+#: The source tree the servers run (``--src``); the bench's own code is this tree's.
+SERVER_SRC = h.ROOT / "src"
+#: ``--tag``: also in the servers' log names, so that tagged runs may overlap.
+TAG = ""
 
 
 # -- one server per scenario ----------------------------------------------------------------
@@ -88,10 +99,13 @@ class Env:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"remo-load-{name}-")).resolve()
         self.state = self.tmp / "state"
         self.port = h.free_port()
-        log = RESULTS_DIR / f"load-{name}-server.log"
+        self.log_name = f"load-{name}-{TAG}" if TAG else f"load-{name}"
+        log = RESULTS_DIR / f"{self.log_name}-server.log"
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         log.write_bytes(b"")
         self.server = h.ServerProcess(self.state, self.port, log)
+        #: Where the server writes its event-loop lag samples (remo.server.looplag).
+        self.loop_lag = self.tmp / "loop-lag.txt"
         self.cred = self.tmp / "admin.remo"
         self._sup: int | None = None
         self.tag = ""
@@ -101,6 +115,8 @@ class Env:
         from remo.core.paths import StatePaths
         from remo.supervisor.service import instance_tag
 
+        # The server (and its restarts) inherit the bench's environment.
+        os.environ["REMO_LOOP_LAG_FILE"] = str(self.loop_lag)
         self.start_s = self.server.start()
         h.issue_admin(self.state, self.server.address, self.cred, self.user)
         self.tag = instance_tag(StatePaths(self.state))
@@ -134,7 +150,7 @@ class Env:
         report["register_socket_left"] = sock.exists()
         with contextlib.suppress(OSError):
             shutil.copyfile(
-                self.state / "supervisor.log", RESULTS_DIR / f"load-{self.name}-supervisor.log"
+                self.state / "supervisor.log", RESULTS_DIR / f"{self.log_name}-supervisor.log"
             )
         if sup is None or report.get("supervisor_exited"):
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -148,10 +164,11 @@ def src_digest() -> dict[str, Any]:
 
     digest = hashlib.sha256()
     newest = 0.0
-    for path in sorted((h.ROOT / "src" / "remo").rglob("*.py")):
-        digest.update(str(path.relative_to(h.ROOT)).encode() + b"\0" + path.read_bytes())
+    for path in sorted((SERVER_SRC / "remo").rglob("*.py")):
+        digest.update(str(path.relative_to(SERVER_SRC.parent)).encode() + b"\0" + path.read_bytes())
         newest = max(newest, path.stat().st_mtime)
     return {
+        "tree": str(SERVER_SRC),
         "sha256": digest.hexdigest()[:16],
         "newest_change": datetime.datetime.fromtimestamp(newest, datetime.UTC).isoformat(
             timespec="seconds"
@@ -193,6 +210,52 @@ async def _warm_up(cred: str) -> None:
     await channel.close()
 
 
+def loop_lag(path: Path, since: float, until: float) -> dict[str, Any]:
+    """The server's event-loop lag samples (remo.server.looplag) taken between two unix
+    times: how late a timer due every 10 ms ran, in ms."""
+    ms: list[float] = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            fields = line.split()
+            if len(fields) == 2 and since <= float(fields[0]) <= until:
+                ms.append(float(fields[1]))
+    if not ms:
+        return {"n": 0}
+    return {
+        "n": len(ms),
+        "p50_ms": round(h.pct(ms, 50), 2),
+        "p90_ms": round(h.pct(ms, 90), 2),
+        "p99_ms": round(h.pct(ms, 99), 2),
+        "max_ms": round(max(ms), 2),
+        "over_20_ms": sum(1 for x in ms if x > 20),
+    }
+
+
+async def _round_trips(cred: str, n: int, list_limit: int) -> dict[str, Any]:
+    """One client's Status and List round trips on the otherwise idle server, one call
+    at a time, alternating (after 20 of each to warm up)."""
+    from remo.api.v1 import jobs_pb2 as pb
+    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+
+    channel = h.open_channel(cred)
+    stub = pb_grpc.JobsStub(channel)
+    job = (await stub.Start(pb.StartRequest(argv=["true"]))).job.id
+    await stub.Wait(pb.JobRef(id=job))
+    lat: dict[str, list[float]] = {"Status": [], "List": []}
+    for i in range(n + 20):
+        t0 = time.perf_counter()
+        await stub.Status(pb.JobRef(id=job))
+        t1 = time.perf_counter()
+        await stub.List(pb.ListRequest(limit=list_limit))
+        t2 = time.perf_counter()
+        if i >= 20:
+            lat["Status"].append(t1 - t0)
+            lat["List"].append(t2 - t1)
+    await stub.Remove(pb.RemoveRequest(id=job))
+    await channel.close()
+    return {op: h.lat_summary(v) for op, v in lat.items()}
+
+
 def scenario_load(args: argparse.Namespace) -> dict[str, Any]:
     clients, duration = (50, 10.0) if args.quick else (args.clients, args.duration)
     procs = min(args.procs, clients)
@@ -209,9 +272,14 @@ def scenario_load(args: argparse.Namespace) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     with Env("load", args.user) as env:
         asyncio.run(_warm_up(str(env.cred)))
+        out["idle_round_trips"] = asyncio.run(
+            _round_trips(str(env.cred), 100 if args.quick else 500, args.list_limit)
+        )
+        t_idle = time.time()
         time.sleep(1)
         before = env.snapshot()
         out["before"] = before
+        out["idle_loop_lag"] = loop_lag(env.loop_lag, t_idle, time.time())
         for rnd in range(args.rounds):
             ready, results = ctx.Queue(), ctx.Queue()
             go = ctx.Event()
@@ -239,14 +307,17 @@ def scenario_load(args: argparse.Namespace) -> dict[str, Any]:
             start_snap = env.snapshot()
             with h.Sampler(env.server_pid, env.sup_pid, interval=1.0) as sampler:
                 t0 = time.monotonic()
+                t_go = time.time()
                 go.set()
                 parts = [results.get(timeout=duration + 600) for _ in workers]
                 wall = time.monotonic() - t0
+                t_done = time.time()
             for w in workers:
                 w.join(30)
-            time.sleep(args.settle)
+            time.sleep(args.settle)  # (also lets the server write its last lag samples)
             after = env.snapshot()
             rnd_out = _merge_load(parts, wall)
+            rnd_out["loop_lag"] = loop_lag(env.loop_lag, t_go, t_done)
             for who in ("server", "supervisor"):
                 a, b = start_snap.get(f"{who}_cpu_s"), after.get(f"{who}_cpu_s")
                 if a is not None and b is not None:
@@ -1029,6 +1100,15 @@ def _fmt_lat(lat: dict[str, Any]) -> str:
     return f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms (n={lat['n']})"
 
 
+def _fmt_lag(lag: dict[str, Any]) -> str:
+    if not lag.get("n"):
+        return "- (no samples: a server without remo.server.looplag?)"
+    return (
+        f"p50 {lag['p50_ms']:.2f} ms, p99 {lag['p99_ms']:.2f} ms, max {lag['max_ms']:.1f} ms"
+        f" (n={lag['n']}, {lag['over_20_ms']} over 20 ms)"
+    )
+
+
 def table_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     name = name.split("-", maxsplit=1)[0]
@@ -1040,6 +1120,10 @@ def table_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{len(r['rounds'])} rounds",
             )
         )
+        for op, lat in r.get("idle_round_trips", {}).items():
+            rows.append((f"idle: {op} round trip", _fmt_lat(lat)))
+        if r.get("idle_loop_lag"):
+            rows.append(("idle: server loop lag", _fmt_lag(r["idle_loop_lag"])))
         for rnd in r["rounds"]:
             k = f"round {rnd['round']}"
             rows.append(
@@ -1056,6 +1140,8 @@ def table_rows(name: str, r: dict[str, Any]) -> list[tuple[str, str]]:
             )
             for op in ("Start", "Status", "List", "Output", "Remove"):
                 rows.append((f"{k}: {op}", _fmt_lat(rnd["latency"].get(op, {}))))
+            if "loop_lag" in rnd:
+                rows.append((f"{k}: server loop lag", _fmt_lag(rnd["loop_lag"])))
             rows.append(
                 (
                     f"{k}: RSS server before/peak/after MiB",
@@ -1335,12 +1421,27 @@ def main() -> int:
         "--slow-hold", type=float, default=None, help="s the slow follower lags after the rest"
     )
     p.add_argument("--tag", help="store results under <scenario>-<tag> in load.json")
+    p.add_argument(
+        "--src",
+        type=Path,
+        help="source tree the servers run (its src/ directory, or a checkout containing "
+        "one); default: this repository's",
+    )
     p.add_argument("--restart-jobs", type=int, default=20)
     p.add_argument("--repeat", type=int, default=3, help="kill/restart iterations (scenarios 5, 6)")
     p.add_argument(
         "--user", default="root", help="account of the admin credential (jobs run as it)"
     )
     args = p.parse_args()
+    global SERVER_SRC, TAG
+    TAG = args.tag or ""
+    if args.src is not None:
+        tree = args.src.resolve()
+        SERVER_SRC = tree / "src" if (tree / "src" / "remo").is_dir() else tree
+        if not (SERVER_SRC / "remo").is_dir():
+            p.error(f"--src: no remo package in {SERVER_SRC}")
+        # The console script's interpreter puts PYTHONPATH before the editable install.
+        os.environ["PYTHONPATH"] = str(SERVER_SRC)
     chosen = [
         name
         for name, on in (
@@ -1419,12 +1520,14 @@ def main() -> int:
     meta["elapsed_total_s"] = round(time.monotonic() - t_all, 1)
     print_table(results)
     stored: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        stored = json.loads(RESULTS.read_text())
-    stored.setdefault("scenarios", {}).update(results)
-    stored["last_run"] = meta
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(stored, indent=2, default=str) + "\n")
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:  # runs may overlap (--tag)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError, ValueError):
+            stored = json.loads(RESULTS.read_text())
+        stored.setdefault("scenarios", {}).update(results)
+        stored["last_run"] = meta
+        RESULTS.write_text(json.dumps(stored, indent=2, default=str) + "\n")
     print(f"\nresults: {RESULTS} (total {meta['elapsed_total_s']} s)")
     failed = [n for n, r in results.items() if not all(r.get("checks", {}).values())]
     if failed:

@@ -11,18 +11,30 @@ own, without any server::
 Mutations go to the supervisor process (which owns the jobs and outlives us); reads go
 straight to the SQLite store and the output files, so status and output need no round
 trip and keep working while the supervisor is busy.
+
+The async methods read the store in threads, so the event loop never waits on SQLite:
+on the disk, on a lock, on a list of many rows. Two threads, each with a connection of
+its own: one for lists (:meth:`JobManager.listing`), one for everything else
+(:meth:`JobManager.reading`), so that a status never waits behind a list of thousands of
+rows. One connection per thread, because statements in progress together on one
+connection share a read transaction (a read overlapping another could miss a job the
+supervisor recorded meanwhile); no more threads, because each one running Python beside
+the event loop takes the GIL from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from remo.core.errors import InvalidArgument, RemoError, SupervisorUnavailable
 from remo.core.paths import StatePaths
@@ -42,6 +54,28 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 log = logging.getLogger("remo.worker")
 
+_T = TypeVar("_T")
+
+
+class _Reader:
+    """A thread that reads the store through a connection of its own."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.store = JobStore(path)
+        #: Held by every use of the connection (the thread's, a ``*_blocking`` method's
+        #: called from elsewhere, the close).
+        self.lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    async def run(self, work: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+
+    def close(self) -> None:
+        # (reads still queued are cancelled; one in progress takes milliseconds)
+        self._thread.shutdown(wait=True, cancel_futures=True)
+        with self.lock:
+            self.store.close()
+
 
 class JobManager:
     """Jobs of one state directory. Create it with :meth:`open`."""
@@ -50,7 +84,7 @@ class JobManager:
         self,
         paths: StatePaths,
         client: SupervisorClient,
-        store: JobStore,
+        readers: tuple[_Reader, _Reader],
         watcher: OutputWatcher,
         info: dict[str, Any],
         default_limits: Limits,
@@ -59,7 +93,7 @@ class JobManager:
     ) -> None:
         self.paths = paths
         self._client = client
-        self._store = store
+        self._reads, self._lists = readers
         self._watcher = watcher
         self._info = info
         self._defaults = default_limits
@@ -101,7 +135,10 @@ class JobManager:
             exec_timeout=exec_timeout,
         )
         client = await SupervisorClient.connect(paths, options)
-        store = JobStore(paths.jobs_db)
+        readers = (
+            _Reader(paths.jobs_db, "remo-jobs-read"),
+            _Reader(paths.jobs_db, "remo-jobs-list"),
+        )
         watcher = OutputWatcher()
         manager: JobManager | None = None
         try:
@@ -109,7 +146,7 @@ class JobManager:
             manager = cls(
                 paths,
                 client,
-                store,
+                readers,
                 watcher,
                 info,
                 default_limits or Limits(),
@@ -124,7 +161,18 @@ class JobManager:
             else:
                 await client.close()
             watcher.close()
-            store.close()
+            for reader in readers:
+                reader.close()
+
+    async def reading(self, work: Callable[..., _T], *args: Any) -> _T:
+        """``work(*args)`` on the thread that reads the store (but lists), after the reads
+        queued before it: for blocking work around :meth:`status_blocking` (the API
+        server checks the caller's certificate there too), one thread hop in all."""
+        return await self._reads.run(work, *args)
+
+    async def listing(self, work: Callable[..., _T], *args: Any) -> _T:
+        """:meth:`reading` on the thread that lists jobs (:meth:`list_blocking`)."""
+        return await self._lists.run(work, *args)
 
     async def _close(self) -> None:
         if self._keeper is not None:
@@ -197,17 +245,31 @@ class JobManager:
         """
         parse_job_id(job_id)
         await self._call("stop", job_id=job_id, grace=grace)
-        return self._store.get(job_id)
+        return await self.reading(self.status_blocking, job_id)
 
     async def status(self, job_id: str) -> JobStatus:
         """The job's current status; raises :class:`JobNotFound`."""
-        return self._store.get(job_id)
+        return await self.reading(self.status_blocking, job_id)
+
+    def status_blocking(self, job_id: str) -> JobStatus:
+        """:meth:`status`, for :meth:`reading`'s thread: it blocks (SQLite)."""
+        with self._reads.lock:
+            return self._reads.store.get(job_id)
+
+    def list_blocking(
+        self, owner: str | None = None, *, running_only: bool = False, limit: int = 1000
+    ) -> list[JobStatus]:
+        """:meth:`list`, for :meth:`listing`'s thread: it blocks (SQLite)."""
+        with self._lists.lock:
+            return self._lists.store.list(owner, running_only=running_only, limit=limit)
 
     async def list(
         self, owner: str | None = None, *, running_only: bool = False, limit: int = 1000
     ) -> list[JobStatus]:
         """Jobs newest first; only ``owner``'s when given."""
-        return self._store.list(owner, running_only=running_only, limit=limit)
+        return await self.listing(
+            functools.partial(self.list_blocking, running_only=running_only, limit=limit), owner
+        )
 
     async def remove(self, job_id: str) -> None:
         """Delete a finished job's record and output; raises :class:`JobStillRunning`."""
@@ -229,7 +291,7 @@ class JobManager:
         """
         if offset < 0:
             raise InvalidArgument(f"offset must be >= 0, got {offset}")
-        status = self._store.get(job_id)
+        status = await self.reading(self.status_blocking, job_id)
         owner, seq = parse_job_id(status.id)
         async for chunk in read_output(
             self._watcher, str(self.paths.job_dir(owner, seq)), offset, follow
@@ -238,7 +300,7 @@ class JobManager:
 
     async def wait(self, job_id: str) -> JobStatus:
         """Wait until the job has ended and return its final status."""
-        status = self._store.get(job_id)
+        status = await self.reading(self.status_blocking, job_id)
         if status.ended:
             return status
         owner, seq = parse_job_id(job_id)
@@ -247,15 +309,15 @@ class JobManager:
         try:
             changes = self._watcher.watch(str(self.paths.job_dir(owner, seq)))
         except FileNotFoundError:
-            return self._store.get(job_id)  # removed meanwhile: raises JobNotFound
+            return await self.reading(self.status_blocking, job_id)  # removed: JobNotFound
         with changes:
             while True:
                 seen = changes.generation
-                status = self._store.get(job_id)
+                status = await self.reading(self.status_blocking, job_id)
                 if status.ended:
                     return status
                 if changes.gone:  # removed meanwhile: get() raises JobNotFound next time
-                    return self._store.get(job_id)
+                    return await self.reading(self.status_blocking, job_id)
                 await changes.wait(seen, timeout=BACKSTOP_SECONDS)
 
     async def _call(self, op: str, _idempotent: bool = False, **args: Any) -> Any:

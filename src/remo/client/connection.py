@@ -18,15 +18,22 @@ credential file and trusts only the CA in that file. The credential is loaded an
 (readable, private, complete, valid now) before anything is sent.
 
 :meth:`Client.output` and :meth:`Client.wait` survive server restarts and network
-hiccups: on ``UNAVAILABLE`` or a broken stream they reconnect with backoff and carry on
-(``output`` resumes at the byte after the last one it yielded, so no byte is lost or
-repeated), and give up with :class:`~remo.client.errors.ConnectionFailed` after
-``reconnect_timeout`` seconds (60 by default) without a working connection.
+hiccups: on ``UNAVAILABLE`` or ``CANCELLED`` from the server (a broken connection, or a
+stopping server ending its streams) they reconnect with backoff and carry on (``output``
+resumes at the byte after the last one it yielded, so no byte is lost or repeated), and
+give up with :class:`~remo.client.errors.ConnectionFailed` after ``reconnect_timeout``
+seconds (60 by default) without a working connection. The calls that are safe to repeat
+(reads, :meth:`Client.stop`, and :meth:`Client.start` of a job, which carries a request
+id) are retried the same way within their timeout; gRPC retries the first few seconds
+itself (:data:`SERVICE_CONFIG`). A client waits out an outage only once it has reached
+the server: before that, a failure to connect is reported at once.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -74,6 +81,31 @@ _RETRY_FIRST = 0.2
 _RETRY_MAX = 2.0
 #: A re-opened call that stayed up this long means the connection is back.
 _HEALTHY_AFTER = 5.0
+#: Seconds a failed call waits for grpc's news that the channel was connected.
+_CONNECTED_NEWS = 0.25
+
+#: Calls that are safe to repeat: reads, Stop (stopping a stopped job returns its status)
+#: and Wait. gRPC retries them itself (gRFC A6, the channel's service config) when an
+#: attempt fails with UNAVAILABLE before the server answered: 5 attempts, backoff from
+#: 0.2 s doubling to 2 s (with jitter), about 3 s in all and never past the call's
+#: deadline. Start is not among them: one that creates a schedule carries no request id
+#: to deduplicate it, and a service config is per method (see :meth:`Client.start`);
+#: Remove is not idempotent (a repeat says NOT_FOUND).
+RETRIED_METHODS = ("Status", "List", "ScheduleStatus", "WhoAmI", "Stop", "Wait")
+SERVICE_CONFIG: dict[str, Any] = {
+    "methodConfig": [
+        {
+            "name": [{"service": "remo.v1.Jobs", "method": m} for m in RETRIED_METHODS],
+            "retryPolicy": {
+                "maxAttempts": 5,  # gRPC's ceiling
+                "initialBackoff": f"{_RETRY_FIRST}s",
+                "maxBackoff": f"{_RETRY_MAX}s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
 
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.primary_user_agent", f"remo/{__version__}"),
@@ -84,6 +116,10 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 16 << 20),
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    # Ours is the only service config: none from DNS (TXT records) replaces it.
+    ("grpc.service_config_disable_resolution", 1),
 ]
 
 
@@ -223,28 +259,18 @@ def _schedule(msg: pb.Schedule) -> Schedule:
 
 # -- resilience ------------------------------------------------------------------------
 
-_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+#: The status codes of "the connection broke or the server went away", which are worth
+#: trying again, as opposed to an answer of the server. UNAVAILABLE: no connection, a
+#: broken one, or a server that is stopping (it ends its calls so). CANCELLED: the
+#: server cancelled the call (this client cancels a call only after it is done with it).
+RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 def _retryable(err: grpc.RpcError) -> bool:
-    """Whether ``err`` means "the connection broke", not "the server said no"."""
+    """Whether ``err`` means "the connection broke", not "the server said no": by its
+    status code alone."""
     code = err.code() if callable(getattr(err, "code", None)) else None
-    if code in _RETRYABLE:
-        return True
-    details = (err.details() if callable(getattr(err, "details", None)) else "") or ""
-    low = details.lower()
-    if code is grpc.StatusCode.CANCELLED:
-        # A call we cancel ourselves never reaches here; this is the server going away.
-        return True
-    if code is grpc.StatusCode.INTERNAL and "rst_stream" in low:
-        return True
-    return code is grpc.StatusCode.UNKNOWN and "stream removed" in low
-
-
-def _never_connected(err: grpc.RpcError) -> bool:
-    """Whether the call failed before reaching the server (rather than mid-way)."""
-    details = (err.details() if callable(getattr(err, "details", None)) else "") or ""
-    return "failed to connect" in details or "resolving" in details
+    return code in RETRYABLE_CODES
 
 
 class _Reconnect:
@@ -261,8 +287,6 @@ class _Reconnect:
         self.outage_since: float | None = None
         self.opened_at = 0.0
         self.delay = _RETRY_FIRST
-        #: Still on the first attempt: if that cannot connect at all, fail at once.
-        self.first = True
 
     def opened(self) -> None:
         self.opened_at = time.monotonic()
@@ -278,6 +302,12 @@ class _Reconnect:
             self.outage_since = now
             self.delay = _RETRY_FIRST
         return self.outage_since + self.budget - now
+
+    def left(self) -> float:
+        """The seconds left in the budget of the current outage."""
+        if self.outage_since is None:
+            return self.budget
+        return self.outage_since + self.budget - time.monotonic()
 
     def backoff(self) -> float:
         delay = self.delay
@@ -316,6 +346,27 @@ class Client:
         )
         self._channel = grpc.secure_channel(self.address, creds, options=_CHANNEL_OPTIONS)
         self._stub = pb_grpc.JobsStub(self._channel)  # type: ignore[no-untyped-call]
+        # Set once the channel has been connected (TLS accepted, HTTP/2 up), or a reply
+        # came: from then on a lost connection is the server restarting or the network
+        # failing, worth waiting out; before, there may be no server here that takes us,
+        # and waiting would only hide why.
+        self._connected = threading.Event()
+        self._channel.subscribe(self._watch, try_to_connect=False)
+
+    def _watch(self, state: grpc.ChannelConnectivity) -> None:
+        if state is grpc.ChannelConnectivity.READY:
+            self._connected.set()
+            self._channel.unsubscribe(self._watch)
+
+    @property
+    def reached(self) -> bool:
+        """Whether this client has been connected to the server."""
+        return self._connected.is_set()
+
+    def _reached_server(self) -> bool:
+        """:attr:`reached`, allowing a moment for news of the connection: grpc reports it
+        from another thread, and a call can fail just after it, before the news is in."""
+        return self._connected.wait(_CONNECTED_NEWS)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Client:
@@ -330,6 +381,7 @@ class Client:
         return cls.from_file(select(profile, env).path, **kwargs)
 
     def close(self) -> None:
+        self._channel.unsubscribe(self._watch)
         self._channel.close()
 
     def __enter__(self) -> Client:
@@ -354,6 +406,7 @@ class Client:
             path=self.credential.path,
             what=what,
             timeout=timeout,
+            reached=self.reached,
         )
 
     def _call(
@@ -363,12 +416,50 @@ class Client:
         *,
         what: str = "",
         timeout: float | None = None,
+        retried: bool = False,
     ) -> T:
+        """One call, with ``timeout`` seconds (the client's timeout by default) in all.
+
+        ``retried`` calls (:data:`RETRIED_METHODS`) are retried by gRPC for about 3 s;
+        when that is not enough and this client had reached the server, the outage (a
+        restart, say) is waited out here until the same deadline. This part is
+        hand-written because gRPC's retries stop after 5 attempts whatever the deadline.
+        """
         limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        pause = _RETRY_FIRST
+        again = False
+        while True:
+            try:
+                # Again after an outage, the attempt waits for the connection to be back
+                # (wait_for_ready), up to the deadline, rather than fail at once.
+                reply = method(
+                    request,
+                    timeout=max(0.0, deadline - time.monotonic()),
+                    wait_for_ready=True if again else None,
+                )
+            except grpc.RpcError as err:
+                if not (retried and _retryable(err) and self._reached_server()):
+                    raise self._error(err, what, limit) from err
+                if deadline - time.monotonic() <= pause:
+                    raise self._error(err, what, limit) from err
+                time.sleep(pause)
+                pause = min(pause * 2, _RETRY_MAX)
+                again = True
+                continue
+            self._connected.set()
+            return reply
+
+    def _server_back(self, within: float) -> bool:
+        """Whether the server answers again within ``within`` seconds: a WhoAmI, retried
+        as the reads are. Raises what the server answers instead (a revoked credential).
+        (Not grpc.channel_ready_future: its connectivity polling thread can outlive a
+        channel closed soon after, and then dies with a traceback.)"""
         try:
-            return method(request, timeout=limit)
-        except grpc.RpcError as err:
-            raise self._error(err, what, limit) from err
+            self._call(self._stub.WhoAmI, pb.WhoAmIRequest(), timeout=within, retried=True)
+        except ConnectionFailed:
+            return False
+        return True
 
     def _lost(self, err: grpc.RpcError, doing: str) -> ConnectionFailed:
         cause = self._error(err)
@@ -421,28 +512,20 @@ class Client:
                 when.at_unix = at.timestamp() if isinstance(at, datetime) else float(at)
             request.when.CopyFrom(when)
         # One id for every attempt: the server starts the job at most once for it, so a
-        # reply lost with a restarting server is safely asked for again.
+        # reply lost with a restarting server is safely asked for again. Schedules are
+        # not deduplicated: one attempt only. (Hence Start is retried here, by request,
+        # and not by gRPC's service config, which can only name the method.)
         request.request_id = uuid.uuid4().hex
-        if request.HasField("when"):  # schedules are not deduplicated: one attempt only
-            reply = self._call(self._stub.Start, request, timeout=max(self.timeout, 60.0))
-        else:
-            reply = self._start_surely(request)
+        reply = self._call(
+            self._stub.Start,
+            request,
+            timeout=max(self.timeout, 60.0),
+            retried=not request.HasField("when"),
+        )
         return StartResult(
             job=_job(reply.job) if reply.HasField("job") else None,
             schedule=_schedule(reply.schedule) if reply.HasField("schedule") else None,
         )
-
-    def _start_surely(self, request: pb.StartRequest) -> pb.StartResponse:
-        """Start, retried across broken connections within the reconnect budget."""
-        state = _Reconnect(self.reconnect_timeout)
-        while True:
-            state.opened()
-            try:
-                reply: pb.StartResponse = self._stub.Start(request, timeout=max(self.timeout, 60.0))
-            except grpc.RpcError as err:
-                self._recover(state, err, "the start", "starting the job")
-                continue
-            return reply
 
     def stop(self, job_id: str, *, grace: float | None = None) -> JobStatus:
         """SIGTERM the job's processes, SIGKILL after ``grace`` seconds; the final status.
@@ -453,17 +536,23 @@ class Client:
         if grace is not None:
             request.grace_seconds = grace
         timeout = self.timeout + (grace if grace is not None else 30.0)
-        return _job(self._call(self._stub.Stop, request, what=f"job {job_id}", timeout=timeout))
+        return _job(
+            self._call(
+                self._stub.Stop, request, what=f"job {job_id}", timeout=timeout, retried=True
+            )
+        )
 
     def status(self, job_id: str) -> JobStatus:
-        return _job(self._call(self._stub.Status, pb.JobRef(id=job_id), what=f"job {job_id}"))
+        return _job(
+            self._call(self._stub.Status, pb.JobRef(id=job_id), what=f"job {job_id}", retried=True)
+        )
 
     def list(
         self, *, all_users: bool = False, running_only: bool = False, limit: int = 0
     ) -> JobList:
         """The caller's jobs and schedules (every user's with ``all_users``, admins only)."""
         request = pb.ListRequest(all_users=all_users, running_only=running_only, limit=limit)
-        reply = self._call(self._stub.List, request)
+        reply = self._call(self._stub.List, request, retried=True)
         return JobList(
             jobs=[_job(j) for j in reply.jobs],
             schedules=[_schedule(s) for s in reply.schedules],
@@ -475,6 +564,7 @@ class Client:
                 self._stub.ScheduleStatus,
                 pb.JobRef(id=schedule_id),
                 what=f"schedule {schedule_id}",
+                retried=True,
             )
         )
 
@@ -487,7 +577,7 @@ class Client:
         self._call(self._stub.Remove, request, what=f"job {job_id}")
 
     def whoami(self) -> WhoAmI:
-        reply = self._call(self._stub.WhoAmI, pb.WhoAmIRequest())
+        reply = self._call(self._stub.WhoAmI, pb.WhoAmIRequest(), retried=True)
         return WhoAmI(
             user=reply.user,
             role=reply.role,
@@ -528,6 +618,7 @@ class Client:
             call = self._stub.Output(pb.OutputRequest(id=job_id, offset=position, follow=follow))
             try:
                 for msg in call:
+                    self._connected.set()
                     data: bytes = msg.data
                     start: int = msg.offset
                     if start < position:
@@ -547,23 +638,20 @@ class Client:
                 call.cancel()
 
     def _recover(self, state: _Reconnect, err: grpc.RpcError, what: str, doing: str) -> None:
-        """After a failed resilient call: return when it is worth trying again, or raise.
+        """After a failed call of :meth:`output` or :meth:`wait`: return when it is worth
+        trying again, or raise. (Hand-written: an output resumes at a new offset, and a
+        restart can outlast gRPC's own retries.)
 
-        Raises the translated error when ``err`` is not about the connection, and
+        Raises the translated error when ``err`` is an answer of the server, or when this
+        client never reached the server (there is nothing to wait for), and
         :class:`ConnectionFailed` when no working connection came back within the budget.
         """
-        if not _retryable(err) or (state.first and _never_connected(err)):
+        if not (_retryable(err) and self._reached_server()):
             raise self._error(err, what) from err
-        state.first = False
         left = state.failed()
         if left > 0:
             time.sleep(min(state.backoff(), left))
-            left = state.outage_since + state.budget - time.monotonic() if state.outage_since else 0
-        if left > 0:
-            try:
-                grpc.channel_ready_future(self._channel).result(timeout=left)
-            except grpc.FutureTimeoutError:
-                pass
-            else:
-                return
+            left = state.left()
+        if left > 0 and self._server_back(left):
+            return
         raise self._lost(err, doing) from err

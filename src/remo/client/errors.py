@@ -145,8 +145,15 @@ _TLS_NAME = (
 )
 
 
-def _connection_error(details: str, target: str, path: str) -> ConnectionFailed:
-    """Explain an ``UNAVAILABLE`` status raised before any answer from the server."""
+def _connection_error(
+    details: str, target: str, path: str, *, reached: bool = False
+) -> ConnectionFailed:
+    """Explain an ``UNAVAILABLE`` status raised before any answer from the server.
+
+    ``reached``: this client was connected to the server before (its credential was
+    accepted then), so a connection closed during the handshake is the server going
+    away, not a refusal of the credential.
+    """
     low = details.lower()
     shown_path = f"{path} " if path else ""
     host = target.rsplit(":", 1)[0]
@@ -162,6 +169,12 @@ def _connection_error(details: str, target: str, path: str) -> ConnectionFailed:
         return ConnectionFailed(
             f"the connection to {target} broke during the TLS handshake: the server may "
             "be restarting or overloaded; try again in a moment",
+            code="UNAVAILABLE",
+        )
+    if reached and ("socket closed" in low or "handshake" in low or "ssl" in low):
+        return ConnectionFailed(
+            f"the server at {target} closed the connection before it was set up: the "
+            "server may be restarting or overloaded; try again in a moment",
             code="UNAVAILABLE",
         )
     if "socket closed" in low or "handshake" in low or "ssl" in low:
@@ -202,12 +215,19 @@ def _last_error(details: str) -> str:
 
 
 def from_rpc_error(
-    err: Any, *, target: str = "", path: str = "", what: str = "", timeout: float | None = None
+    err: Any,
+    *,
+    target: str = "",
+    path: str = "",
+    what: str = "",
+    timeout: float | None = None,
+    reached: bool = False,
 ) -> ClientError:
     """Translate a ``grpc.RpcError`` into a :class:`ClientError` with one clear line.
 
     ``target`` is the server address, ``path`` the credential file (both only for the
-    message); ``what`` names the object of the call (``job 12``) for NOT_FOUND.
+    message); ``what`` names the object of the call (``job 12``) for NOT_FOUND;
+    ``reached`` says the client was connected to this server before.
     """
     code_obj = err.code() if callable(getattr(err, "code", None)) else None
     code = getattr(code_obj, "name", "") or "UNKNOWN"
@@ -217,8 +237,10 @@ def from_rpc_error(
     details = " ".join(details.split())
     if code == "UNAVAILABLE":
         if "failed to connect" in details or "resolv" in details or not details:
-            return _connection_error(details, target, path)
-        return ConnectionFailed(f"the server at {target} is unavailable: {details}", code=code)
+            return _connection_error(details, target, path, reached=reached)
+        return ConnectionFailed(
+            f"the server at {target} is restarting or unreachable: {details}", code=code
+        )
     if code == "DEADLINE_EXCEEDED":
         within = f" within {timeout:g}s" if timeout else ""
         return ConnectionFailed(

@@ -11,7 +11,8 @@ clientAuth usage).
 :meth:`Registry.check` is cheap: the parsed and statically verified certificate
 (signature, issuer, key strength, hash, usage, user, role) is cached by its DER bytes;
 the validity period and the registry row (recorded? revoked?) are looked up on every
-call, so a revocation, even by another process, takes effect on the next RPC.
+call, so a revocation, even by another process, takes effect on the next RPC. It may be
+called from any thread (the API server calls it from worker threads, off its event loop).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -73,11 +74,13 @@ CREATE TABLE IF NOT EXISTS banned_accounts (
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is calling: the account name, its role, and the certificate serial (hex)."""
+    """Who is calling: the account name, its role, and the certificate serial (hex);
+    and when the certificate expires (not part of the identity's equality)."""
 
     user: str
     role: Role
     serial: str
+    not_after: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,8 @@ class Registry:
             raise PkiError(
                 f"{self.path} was written by a newer remo (schema {version}); upgrade remo"
             )
+        if version == SCHEMA_VERSION:
+            return  # no write: a server must be able to start on a full disk
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -399,7 +404,7 @@ class Registry:
                 f"({parsed.user!r}/{parsed.role} against {user!r}/{role})",
                 parsed.serial,
             )
-        return Identity(parsed.user, parsed.role, parsed.serial)
+        return Identity(parsed.user, parsed.role, parsed.serial, parsed.not_after)
 
     def _parse(self, cert_der: bytes) -> _Parsed:
         """Parse and verify everything about a certificate that does not depend on time."""

@@ -26,10 +26,10 @@ SELF_CHECKING = "/remo.v1.Jobs/"
 
 
 class RequireRegisteredCertificate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Refuse a call with UNAUTHENTICATED unless ``authenticate(context)`` accepts it
-    (it raises :class:`Unauthenticated`, whose message becomes the status detail)."""
+    """Refuse a call with UNAUTHENTICATED unless ``await authenticate(context)`` accepts
+    it (it raises :class:`Unauthenticated`, whose message becomes the status detail)."""
 
-    def __init__(self, authenticate: Callable[[Any], object]) -> None:
+    def __init__(self, authenticate: Callable[[Any], Awaitable[object]]) -> None:
         self._authenticate = authenticate
 
     async def intercept_service(
@@ -44,7 +44,7 @@ class RequireRegisteredCertificate(grpc.aio.ServerInterceptor):  # type: ignore[
 
     async def _refuse_unless_registered(self, context: grpc.aio.ServicerContext) -> None:
         try:
-            self._authenticate(context)
+            await self._authenticate(context)
         except Unauthenticated as err:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
 

@@ -1,17 +1,27 @@
 """remo.v1.Jobs: authenticate, authorize, translate, call the JobManager.
 
-Every RPC goes through :meth:`JobsServicer._call`, which identifies the caller from the
+Every RPC goes through :meth:`JobsServicer._admit`, which identifies the caller from the
 client certificate (on every call, so a revocation takes effect at once), checks the
 role against :mod:`remo.server.authz`, and turns remo errors into status codes through
 the one table in :mod:`remo.server.errors`.
+
+The event loop never blocks: what may (SQLite reads, account lookups) runs in a thread.
+Calls that only read (Status, List, ScheduleStatus, WhoAmI) are :func:`read_rpc`
+handlers: the certificate check and the handler run together on one of the JobManager's
+reader threads (List on its list thread), one hop per call (~0.13 ms on the reference
+machine, against a Status round trip of ~1.1 ms). The others check the certificate in a
+thread of the loop's default executor (:mod:`remo.server.authn`), where no List holds
+them up, and read through the JobManager's async methods. The schedule writes of Start
+and Remove stay on the loop: ``schedules.db`` has one writer, the scheduler, and no other
+process writes it, so reader threads may share its connection (SQLite serializes calls).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -22,6 +32,7 @@ from remo.api.v1 import jobs_pb2_grpc as pb_grpc
 from remo.core.errors import InvalidArgument, RemoError
 from remo.schedule.timer import Scheduler
 from remo.server import authz, ids
+from remo.server.authn import Authenticator, Caller, Unauthenticated
 from remo.server.convert import (
     NetworkPolicy,
     check_offset,
@@ -39,28 +50,14 @@ log = logging.getLogger("remo.server")
 MAX_GRACE = 3600.0
 
 
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated peer of one RPC."""
+__all__ = ["Caller", "JobsServicer", "Unauthenticated"]
 
-    user: str
-    role: str
-    serial: str
-    not_after: float
-
-    @property
-    def admin(self) -> bool:
-        return authz.sees_everyone(self.role)
-
-
-class Unauthenticated(Exception):
-    """The client certificate is not acceptable; the message says why."""
-
-
-Authenticator = Callable[[grpc.aio.ServicerContext], Caller]
-
+#: The status and message a call is refused with.
+Refusal = tuple[grpc.StatusCode, str]
 
 Unary = Callable[[Any, Any, Any, Caller], Awaitable[Any]]
+#: A handler that only reads: ``(servicer, request, caller)`` -> response or refusal.
+Reading = Callable[[Any, Any, Caller], Any]
 
 
 def rpc(name: str) -> Callable[[Unary], Callable[[Any, Any, Any], Awaitable[Any]]]:
@@ -69,7 +66,7 @@ def rpc(name: str) -> Callable[[Unary], Callable[[Any, Any, Any], Awaitable[Any]
     def decorate(handler: Unary) -> Callable[[Any, Any, Any], Awaitable[Any]]:
         @functools.wraps(handler)
         async def wrapper(self: Any, request: Any, context: Any) -> Any:
-            caller = self._admit(context, name)
+            caller = await self._admit(context, name)
             if not isinstance(caller, Caller):
                 # Refused before the request is looked at, and without it: the abort's
                 # exception keeps this frame alive until the next garbage collection,
@@ -82,6 +79,34 @@ def rpc(name: str) -> Callable[[Unary], Callable[[Any, Any, Any], Awaitable[Any]
                 await context.abort(
                     status_code(err), public_message(err, getattr(request, "id", None))
                 )
+
+        return wrapper
+
+    return decorate
+
+
+def read_rpc(
+    name: str, *, lists: bool = False
+) -> Callable[[Reading], Callable[[Any, Any, Any], Awaitable[Any]]]:
+    """Wrap a synchronous handler that only reads (it may block: SQLite): it runs on a
+    JobManager reader thread (``lists``: the one that lists jobs) right after the
+    certificate check, one thread hop a call. It returns the response, or a
+    :data:`Refusal`; remo errors map to status codes."""
+
+    def decorate(handler: Reading) -> Callable[[Any, Any, Any], Awaitable[Any]]:
+        @functools.wraps(handler)
+        async def wrapper(self: Any, request: Any, context: Any) -> Any:
+            try:
+                der = self._authenticate.certificate(context)
+            except Unauthenticated as err:
+                del request  # (see rpc)
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
+            run = self.jobs.listing if lists else self.jobs.reading
+            outcome = await run(self._answer, name, handler, der, request)
+            if isinstance(outcome, tuple):
+                del request
+                await context.abort(*outcome)
+            return outcome
 
         return wrapper
 
@@ -101,21 +126,28 @@ class JobsServicer(pb_grpc.JobsServicer):
         self._authenticate = authenticate
         self._network = network_policy or NetworkPolicy()
 
-    def _admit(
-        self, context: grpc.aio.ServicerContext, rpc: str
-    ) -> Caller | tuple[grpc.StatusCode, str]:
+    async def _admit(self, context: grpc.aio.ServicerContext, rpc: str) -> Caller | Refusal:
         """The caller, if its certificate passes and its role may call ``rpc``; else the
         status and message to refuse it with."""
         try:
-            caller = self._authenticate(context)
+            caller = await self._authenticate(context)
         except Unauthenticated as err:
             return grpc.StatusCode.UNAUTHENTICATED, str(err)
-        if not authz.allowed(caller.role, rpc):
-            return (
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"role {caller.role!r} may not call {rpc}; ask an admin for an operator credential",
-            )
-        return caller
+        return _role_check(caller, rpc)
+
+    def _answer(self, rpc: str, handler: Reading, der: bytes, request: Any) -> Any:
+        """In a worker thread: :meth:`_admit` for a certificate, then ``handler``."""
+        try:
+            caller = self._authenticate.check(der)
+        except Unauthenticated as err:
+            return grpc.StatusCode.UNAUTHENTICATED, str(err)
+        admitted = _role_check(caller, rpc)
+        if not isinstance(admitted, Caller):
+            return admitted
+        try:
+            return handler(self, request, admitted)
+        except RemoError as err:
+            return status_code(err), public_message(err, getattr(request, "id", None))
 
     def _job_id(self, caller: Caller, raw: str) -> str:
         if not raw:
@@ -130,7 +162,8 @@ class JobsServicer(pb_grpc.JobsServicer):
             request, owner=caller.user, network=self._network.choose(request.network)
         )
         if request.HasField("when"):
-            self.jobs.check_account(caller.user)  # an unknown account fails now, not at 2 a.m.
+            # An unknown account fails now, not at 2 a.m. (a lookup that may ask the network).
+            await asyncio.to_thread(self.jobs.check_account, caller.user)
             first_due, every = due_times(request.when)
             schedule = self.scheduler.create(spec, caller.user, first_due, every)
             return pb.StartResponse(schedule=schedule_to_pb(schedule, caller.user))
@@ -147,10 +180,10 @@ class JobsServicer(pb_grpc.JobsServicer):
         status = await self.jobs.stop(job_id, grace)
         return status_to_pb(status, ids.shown(caller.user, job_id))
 
-    @rpc("Status")
-    async def Status(self, request: pb.JobRef, context: Any, caller: Caller) -> pb.JobStatus:
+    @read_rpc("Status")
+    def Status(self, request: pb.JobRef, caller: Caller) -> pb.JobStatus:
         job_id = self._job_id(caller, request.id)
-        status = await self.jobs.status(job_id)
+        status = self.jobs.status_blocking(job_id)
         return status_to_pb(status, ids.shown(caller.user, job_id))
 
     @rpc("Wait")
@@ -159,15 +192,16 @@ class JobsServicer(pb_grpc.JobsServicer):
         status = await self.jobs.wait(job_id)
         return status_to_pb(status, ids.shown(caller.user, job_id))
 
-    @rpc("List")
-    async def List(self, request: pb.ListRequest, context: Any, caller: Caller) -> pb.ListResponse:
+    @read_rpc("List", lists=True)
+    def List(self, request: pb.ListRequest, caller: Caller) -> pb.ListResponse | Refusal:
         if request.all_users and not caller.admin:
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, "only admins can list every user's jobs (--all)"
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                "only admins can list every user's jobs (--all)",
             )
         owner = None if request.all_users else caller.user
         limit = min(request.limit or 1000, 10000)
-        jobs = await self.jobs.list(owner, running_only=request.running_only, limit=limit)
+        jobs = self.jobs.list_blocking(owner, running_only=request.running_only, limit=limit)
         return pb.ListResponse(
             jobs=[status_to_pb(j, ids.shown(caller.user, j.id)) for j in jobs],
             schedules=[schedule_to_pb(s, caller.user) for s in self.scheduler.active(owner)],
@@ -176,14 +210,14 @@ class JobsServicer(pb_grpc.JobsServicer):
     async def Output(
         self, request: pb.OutputRequest, context: Any
     ) -> AsyncIterator[pb.OutputChunk]:
-        caller = self._admit(context, "Output")
+        caller = await self._admit(context, "Output")
         if not isinstance(caller, Caller):
             await context.abort(*caller)
             return  # (abort raises)
         try:
             job_id = self._job_id(caller, request.id)
             offset = check_offset(request.offset)
-            await self.jobs.status(job_id)  # NOT_FOUND before the stream starts
+            # (a missing job raises NOT_FOUND before the first message)
             async for data in self.jobs.output(job_id, offset, request.follow):
                 yield pb.OutputChunk(offset=offset, data=data)
                 offset += len(data)
@@ -202,15 +236,13 @@ class JobsServicer(pb_grpc.JobsServicer):
         await self.jobs.remove(job_id)
         return pb.RemoveResponse()
 
-    @rpc("ScheduleStatus")
-    async def ScheduleStatus(self, request: pb.JobRef, context: Any, caller: Caller) -> pb.Schedule:
+    @read_rpc("ScheduleStatus")
+    def ScheduleStatus(self, request: pb.JobRef, caller: Caller) -> pb.Schedule:
         schedule_id = ids.resolve(caller.user, caller.admin, request.id, schedule=True)
         return schedule_to_pb(self.scheduler.get(schedule_id), caller.user)
 
-    @rpc("WhoAmI")
-    async def WhoAmI(
-        self, request: pb.WhoAmIRequest, context: Any, caller: Caller
-    ) -> pb.WhoAmIResponse:
+    @read_rpc("WhoAmI")
+    def WhoAmI(self, request: pb.WhoAmIRequest, caller: Caller) -> pb.WhoAmIResponse:
         return pb.WhoAmIResponse(
             user=caller.user,
             role=caller.role,
@@ -219,3 +251,12 @@ class JobsServicer(pb_grpc.JobsServicer):
             server_version=__version__,
             protections_off=self.jobs.protections_off,
         )
+
+
+def _role_check(caller: Caller, rpc: str) -> Caller | Refusal:
+    if not authz.allowed(caller.role, rpc):
+        return (
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"role {caller.role!r} may not call {rpc}; ask an admin for an operator credential",
+        )
+    return caller

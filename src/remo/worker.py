@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from remo.core.backoff import delays
 from remo.core.errors import InvalidArgument, RemoError, SupervisorUnavailable
 from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec, Limits
@@ -55,6 +56,8 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 log = logging.getLogger("remo.worker")
 
 _T = TypeVar("_T")
+#: Supervisors a connection tries before it gives up (see _connect).
+_CONNECT_ATTEMPTS = 5
 
 
 class _Reader:
@@ -134,7 +137,7 @@ class JobManager:
             cgroups=cgroups,
             exec_timeout=exec_timeout,
         )
-        client = await SupervisorClient.connect(paths, options)
+        client, info = await _connect(paths, options)
         readers = (
             _Reader(paths.jobs_db, "remo-jobs-read"),
             _Reader(paths.jobs_db, "remo-jobs-list"),
@@ -142,7 +145,6 @@ class JobManager:
         watcher = OutputWatcher()
         manager: JobManager | None = None
         try:
-            info = await client.call("info")
             manager = cls(
                 paths,
                 client,
@@ -337,9 +339,8 @@ class JobManager:
             if self._client is not stale and self._client.connected:
                 return  # someone else already reconnected
             with contextlib.suppress(Exception):
-                await stale.close()
-            self._client = await SupervisorClient.connect(self.paths, self._options)
-            self._info = await self._client.call("info")
+                await self._client.close()  # (the stale one, or a newer one that broke)
+            self._client, self._info = await _connect(self.paths, self._options)
 
     async def _keep_supervisor(self) -> None:
         """If the supervisor dies, start a new one at once: it re-adopts running jobs
@@ -356,3 +357,24 @@ class JobManager:
                     log.error("cannot restart the supervisor: %s", err)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+
+
+async def _connect(
+    paths: StatePaths, options: SupervisorOptions
+) -> tuple[SupervisorClient, dict[str, Any]]:
+    """A connection to the supervisor (started if none runs) and its ``info``.
+
+    A supervisor can go between the connection and the answer (killed, or idling out
+    just as we connect): a new one is started, a few times, before giving up.
+    """
+    backoff = delays(0.05, 1.0)
+    for attempt in range(_CONNECT_ATTEMPTS):
+        client = await SupervisorClient.connect(paths, options)
+        try:
+            return client, await client.call("info")
+        except SupervisorUnavailable:
+            await client.close()
+            if attempt == _CONNECT_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(next(backoff))
+    raise AssertionError("unreachable")

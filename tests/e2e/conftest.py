@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import pwd
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -75,3 +78,43 @@ async def serve(tmp_path: Path, **settings: Any) -> AsyncIterator[Server]:
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
     async with serve(tmp_path) as srv:
         yield srv
+
+
+def me() -> tuple[str, str]:
+    """The account jobs run as here, and a role that may do everything to its jobs."""
+    if os.geteuid() == 0:
+        return "root", "admin"
+    return pwd.getpwuid(os.geteuid()).pw_name, "operator"
+
+
+@pytest.fixture
+def credential(server: Server) -> Path:
+    return server.credential(*me())
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, credential: Path) -> dict[str, str]:
+    """The environment of a CLI run by a user whose only profile is ``credential``."""
+    env = dict(os.environ)
+    env.update(
+        HOME=str(tmp_path / "home"),
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+        REMO_PROFILE=str(credential),
+    )
+    return env
+
+
+async def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> tuple[int, bytes, str]:
+    """Run the real ``remo`` CLI; its exit code, stdout and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "remo.cli.main",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out, err.decode()

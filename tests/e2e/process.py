@@ -4,8 +4,6 @@ and start it again on the same port and state dir."""
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
 import signal
 import socket
 import subprocess
@@ -18,16 +16,10 @@ from remo.pki import package
 from remo.pki.ca import CertificateAuthority
 from remo.pki.register import register_socket_path
 from remo.pki.registry import Registry
+from tests.e2e.conftest import me
 from tests.support import wait_until_sync
 
 LISTENING = "remo server listening"
-
-
-def me() -> tuple[str, str]:
-    """The account jobs run as here, and a role that may do everything to its jobs."""
-    if os.geteuid() == 0:
-        return "root", "admin"
-    return pwd.getpwuid(os.geteuid()).pw_name, "operator"
 
 
 def free_port() -> int:

@@ -25,15 +25,8 @@ import pytest
 
 from remo.pki import package
 from remo.pki.ca import CertificateAuthority
-from tests.e2e.conftest import Server, needs_root, serve
+from tests.e2e.conftest import Server, me, needs_root, run_cli, serve
 from tests.support import wait_until, wait_until_sync
-
-
-def me() -> tuple[str, str]:
-    """The account jobs run as here, and a role that may do everything to its jobs."""
-    if os.geteuid() == 0:
-        return "root", "admin"
-    return pwd.getpwuid(os.geteuid()).pw_name, "operator"
 
 
 @dataclass
@@ -51,35 +44,9 @@ class Done:
         return lines[0]
 
 
-@pytest.fixture
-def credential(server: Server) -> Path:
-    return server.credential(*me())
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, credential: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HOME=str(tmp_path / "home"),
-        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
-        REMO_PROFILE=str(credential),
-    )
-    return env
-
-
 async def remo(env: dict[str, str], *args: str, timeout: float = 60) -> Done:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "remo.cli.main",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return Done(proc.returncode, out.decode(), err.decode())
+    code, out, err = await run_cli(env, *args, timeout=timeout)
+    return Done(code, out.decode(), err)
 
 
 async def ok(env: dict[str, str], *args: str) -> Done:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pwd
 import socket
-import sys
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -27,15 +24,8 @@ from remo.pki import package
 from remo.pki.ca import CertificateAuthority
 from remo.server.app import running
 from remo.server.config import ServerConfig
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, me, run_cli
 from tests.support import wait_until
-
-
-def me() -> tuple[str, str]:
-    """The account jobs run as here, and a role that may do everything to its jobs."""
-    if os.geteuid() == 0:
-        return "root", "admin"
-    return pwd.getpwuid(os.geteuid()).pw_name, "operator"
 
 
 @dataclass
@@ -45,35 +35,8 @@ class Done:
     stderr: str
 
 
-@pytest.fixture
-def credential(server: Server) -> Path:
-    return server.credential(*me())
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, credential: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        HOME=str(tmp_path / "home"),
-        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
-        REMO_PROFILE=str(credential),
-    )
-    return env
-
-
 async def remo(env: dict[str, str], *args: str, timeout: float = 60) -> Done:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "remo.cli.main",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return Done(proc.returncode, out, err.decode())
+    return Done(*await run_cli(env, *args, timeout=timeout))
 
 
 def one_line(done: Done) -> str:

@@ -65,6 +65,18 @@ def dropped_while_full(state: Path, job_id: str) -> bool:
     return len(fields) == 4 and int(fields[2]) > 0 and fields[3] == "1"
 
 
+async def kill_supervisor(state: Path) -> None:
+    """SIGKILL the supervisor of ``state`` (not its spawner or inits) and wait until it
+    is gone."""
+    (supervisor,) = [
+        pid
+        for pid in remo_processes(state)
+        if b"remo.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    ]
+    os.kill(supervisor, signal.SIGKILL)
+    await wait_until(lambda: not Path(f"/proc/{supervisor}").exists(), 10)
+
+
 async def test_full_disk(tmp_path: Path) -> None:
     """While the disk is full, starts are refused and reads go on; the job is not blocked:
     what it writes meanwhile is dropped and counted, and once space returns its output
@@ -184,13 +196,7 @@ async def test_an_end_waiting_for_space_survives_a_supervisor_kill(tmp_path: Pat
             await wait_until(
                 lambda: "cannot record the end" in log.read_text(), 30, what="a retried end"
             )
-            (supervisor,) = [
-                pid
-                for pid in remo_processes(state)
-                if b"remo.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            ]
-            os.kill(supervisor, signal.SIGKILL)
-            await wait_until(lambda: not Path(f"/proc/{supervisor}").exists(), 10)
+            await kill_supervisor(state)
             filler.unlink()  # space returns; the next call starts a new supervisor
             status = await asyncio.wait_for(stub.Wait(pb.JobRef(id=job.id)), 30)
             assert (status.state, status.exit_code) == ("failed", 3), status
@@ -222,13 +228,7 @@ async def test_a_stop_taken_on_a_full_disk_survives_a_supervisor_kill(tmp_path: 
             stopping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stopping
-            (supervisor,) = [
-                pid
-                for pid in remo_processes(state)
-                if b"remo.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            ]
-            os.kill(supervisor, signal.SIGKILL)
-            await wait_until(lambda: not Path(f"/proc/{supervisor}").exists(), 10)
+            await kill_supervisor(state)
             filler.unlink()
             go.touch()
             status = await asyncio.wait_for(stub.Wait(pb.JobRef(id=job.id)), 60)

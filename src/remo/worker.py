@@ -31,7 +31,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,16 +39,25 @@ from typing import Any, TypeVar
 from remo.core.backoff import delays
 from remo.core.errors import InvalidArgument, RemoError, SupervisorUnavailable
 from remo.core.paths import StatePaths
-from remo.core.spec import JobSpec, Limits
-from remo.core.status import JobStatus
+from remo.core.spec import JobSpec, Limits, out_of_range
+from remo.core.status import JobState, JobStatus
 from remo.output.reader import BACKSTOP_SECONDS, read_output
 from remo.output.watcher import OutputWatcher
-from remo.store.jobs import JobStore, parse_job_id
+from remo.store.jobs import JobKey, JobStore, list_key, parse_job_id
 from remo.supervisor import accounts
 from remo.supervisor.client import SupervisorClient
 from remo.supervisor.options import EXEC_TIMEOUT, SupervisorOptions
 
-__all__ = ["REQUEST_ID", "JobManager", "JobSpec", "JobStatus", "Limits"]
+__all__ = [
+    "REQUEST_ID",
+    "JobKey",
+    "JobManager",
+    "JobSpec",
+    "JobState",
+    "JobStatus",
+    "Limits",
+    "list_key",
+]
 
 #: What a start's request id may be: an AIP-155 id such as a UUID.
 REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -211,7 +220,8 @@ class JobManager:
         spec = JobSpec(**{**spec.__dict__, "limits": self._effective_limits(spec.limits)})
         if request_id and not REQUEST_ID.fullmatch(request_id):
             raise InvalidArgument(
-                "request_id must be 1 to 64 letters, digits, '-' or '_' (a UUID, say)"
+                "request_id must be 1 to 64 letters, digits, '-' or '_' (a UUID, say)",
+                field="request_id",
             )
         args: dict[str, Any] = {"spec": spec.to_dict(), "schedule_id": schedule_id}
         if request_id:
@@ -226,7 +236,10 @@ class JobManager:
         for name in Limits.__dataclass_fields__:
             mine, cap = getattr(requested, name), getattr(self._maximum, name)
             if mine is not None and cap is not None and mine > cap:
-                raise InvalidArgument(f"{name} limit {mine} is above this server's maximum {cap}")
+                raise InvalidArgument(
+                    f"{name} limit {mine} is above this server's maximum {cap}",
+                    **out_of_range(name),
+                )
         values = {
             name: getattr(requested, name)
             if getattr(requested, name) is not None
@@ -249,6 +262,13 @@ class JobManager:
         await self._call("stop", job_id=job_id, grace=grace)
         return await self.reading(self.status_blocking, job_id)
 
+    async def kill(self, job_id: str, signal: int) -> JobStatus:
+        """Send ``signal`` to every process of the running job, once (no escalation);
+        its status. Raises :class:`~remo.core.errors.JobNotRunning` once it has ended."""
+        parse_job_id(job_id)
+        await self._call("kill", job_id=job_id, signal=signal)
+        return await self.reading(self.status_blocking, job_id)
+
     async def status(self, job_id: str) -> JobStatus:
         """The job's current status; raises :class:`JobNotFound`."""
         return await self.reading(self.status_blocking, job_id)
@@ -259,18 +279,44 @@ class JobManager:
             return self._reads.store.get(job_id)
 
     def list_blocking(
-        self, owner: str | None = None, *, running_only: bool = False, limit: int = 1000
+        self,
+        owner: str | None = None,
+        *,
+        running_only: bool = False,
+        limit: int = 1000,
+        states: Sequence[JobState] = (),
+        after: JobKey | None = None,
     ) -> list[JobStatus]:
         """:meth:`list`, for :meth:`listing`'s thread: it blocks (SQLite)."""
         with self._lists.lock:
-            return self._lists.store.list(owner, running_only=running_only, limit=limit)
+            return self._lists.store.list(
+                owner,
+                running_only=running_only,
+                limit=limit,
+                states=[s.value for s in states],
+                after=after,
+            )
 
     async def list(
-        self, owner: str | None = None, *, running_only: bool = False, limit: int = 1000
+        self,
+        owner: str | None = None,
+        *,
+        running_only: bool = False,
+        limit: int = 1000,
+        states: Sequence[JobState] = (),
+        after: JobKey | None = None,
     ) -> list[JobStatus]:
-        """Jobs newest first; only ``owner``'s when given."""
+        """Jobs newest first; only ``owner``'s when given, only in ``states`` when given.
+        ``after``: continue past that job (:func:`remo.store.jobs.list_key`)."""
         return await self.listing(
-            functools.partial(self.list_blocking, running_only=running_only, limit=limit), owner
+            functools.partial(
+                self.list_blocking,
+                running_only=running_only,
+                limit=limit,
+                states=states,
+                after=after,
+            ),
+            owner,
         )
 
     async def remove(self, job_id: str) -> None:

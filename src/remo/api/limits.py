@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from remo.api.v1 import jobs_pb2 as pb
 from remo.core.spec import Limits
+from remo.v1 import jobs_pb2 as pb
 
 
 def limits_from_pb(msg: pb.Limits) -> Limits:

@@ -16,7 +16,7 @@ import click
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-    from remo.client.connection import Client
+    from remo.client.sync import Client
 
 PROFILE_KEY = "remo.profile"
 EXIT_INTERRUPTED = 130
@@ -74,7 +74,7 @@ def connect() -> Client:
     """A client for the selected profile; checks the credential before any network I/O."""
     # grpc core prints handshake failures on stderr at INFO level; remo explains them.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    from remo.client.connection import Client
+    from remo.client.sync import Client
 
     global connected
     connected = True
@@ -152,23 +152,20 @@ def _server_ids(
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # nothing on the user's terminal
     from click.shell_completion import CompletionItem
 
-    from remo.client.connection import Client
+    from remo.client.sync import Client
 
     global connected
     connected = True  # (the process then ends without tearing grpc down)
     client = Client.from_profile(chosen_profile(ctx), timeout=COMPLETION_TIMEOUT)
     with client:
-        listing = client.list(running_only=jobs == "running")
+        found = client.list_page(page_size=1000, states=["running"] if jobs == "running" else ())
+        active = client.schedules() if schedules else []
     items = [
         CompletionItem(job.id, help=f"{job.state.value}: {command_line(job.argv)}")
-        for job in listing.jobs
+        for job in found.jobs
         if jobs != "finished" or job.ended_at is not None
     ]
-    if schedules:
-        items += [
-            CompletionItem(s.id, help=f"schedule: {command_line(s.argv)}")
-            for s in listing.schedules
-        ]
+    items += [CompletionItem(s.id, help=f"schedule: {command_line(s.argv)}") for s in active]
     return [item for item in items if item.value.startswith(incomplete)]
 
 

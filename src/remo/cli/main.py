@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("remo.cli.status", "command"),
     "logs": ("remo.cli.logs", "command"),
     "stop": ("remo.cli.stop", "command"),
+    "kill": ("remo.cli.kill", "command"),
     "wait": ("remo.cli.wait", "command"),
     "rm": ("remo.cli.rm", "command"),
     "login": ("remo.cli.login", "command"),
@@ -48,7 +49,7 @@ SYNONYMS = {
     "remove": "rm",
     "delete": "rm",
     "del": "rm",
-    "kill": "stop",
+    "terminate": "stop",
     "start": "run",
     "exec": "run",
     "show": "status",
@@ -208,6 +209,7 @@ def cli() -> None:
       remo ps                            your jobs
       remo logs -f 12                    whole output of job 12, then follow it
       remo stop 12                       SIGTERM, then SIGKILL after a grace period
+      remo kill -s HUP 12                one signal to every process of job 12
       remo run --every 1d -- ./report.sh run daily
       remo whoami                        who the server takes you for
 

@@ -1,7 +1,8 @@
 """`remo ps`: your jobs (and schedules) as a table, or as JSON for scripts.
 
-The JSON shapes built here (:func:`job_json`, :func:`schedule_json`) are shared with
-`remo status --json` and documented in docs/CLI.md; keys are only ever added.
+The JSON built here (:func:`job_json`, :func:`schedule_json`) is the API's: remo.v1's
+``Job`` and ``Schedule`` in protobuf's JSON mapping, shared by every verb's ``--json``
+and described in docs/CLI.md.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import click
 from remo.cli.common import command_line, connect, one_line, profile_option
 
 if TYPE_CHECKING:
-    from remo.client.connection import Schedule
+    from remo.client.types import Schedule
     from remo.core.status import JobStatus
 
 
@@ -32,62 +33,27 @@ def iso_utc(unix: float | None) -> str | None:
     return stamp.replace("+00:00", "Z")
 
 
-def job_json(job: JobStatus, now: float | None = None) -> dict[str, Any]:
-    """The JSON object of one job (see docs/CLI.md, "JSON output")."""
-    end = job.ended_at if job.ended_at is not None else (now or time.time())
-    limits = job.limits
-    return {
-        "id": job.id,
-        "owner": job.owner,
-        "argv": list(job.argv),
-        "state": job.state.value,
-        "exit_code": job.exit_code,
-        "signal": job.signal,
-        "pid": job.pid,
-        "started_at": iso_utc(job.started_at),
-        "ended_at": iso_utc(job.ended_at),
-        "duration_seconds": round(max(0.0, end - job.started_at), 3) if job.started_at else None,
-        "cpu_seconds": job.cpu_seconds,
-        "peak_memory_bytes": job.peak_memory_bytes,
-        "oom_killed": job.oom_killed,
-        "oom_kills": job.oom_kills,
-        "limits": {
-            "cpu_cores": limits.cpu,
-            "memory_bytes": limits.memory,
-            "io_read_bps": limits.io_read_bps,
-            "io_write_bps": limits.io_write_bps,
-            "pids": limits.pids,
-        },
-        "reason": job.reason,
-        "cwd": job.cwd,
-        "isolation": list(job.isolation),
-        "schedule_id": job.schedule_id,
-        "output_truncated": job.output_truncated,
-        "output_dropped_bytes": job.output_dropped_bytes,
-        "output_dropped_disk_full": job.output_dropped_disk_full,
-    }
+def wire_json(message: Any) -> dict[str, Any]:
+    """A remo.v1 message as JSON in the API's own vocabulary (protobuf's JSON mapping,
+    field names as in the proto): what ``--json`` prints, so scripts and programs that
+    call the API read the same names, enum values and RFC 3339 times."""
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def job_json(job: JobStatus) -> dict[str, Any]:
+    """The JSON object of one job: remo.v1's ``Job`` (see docs/CLI.md, "JSON output")."""
+    from remo.api.jobs import job_to_pb
+
+    return wire_json(job_to_pb(job, job.id))
 
 
 def schedule_json(schedule: Schedule) -> dict[str, Any]:
-    """The JSON object of one schedule (see docs/CLI.md, "JSON output")."""
-    return {
-        "id": schedule.id,
-        "owner": schedule.owner,
-        "argv": list(schedule.argv),
-        "every_seconds": schedule.every_seconds or None,
-        "next_run_at": iso_utc(schedule.next_run_at),
-        "created_at": iso_utc(schedule.created_at),
-        "active": schedule.active,
-        "recent_runs": [
-            {
-                "due_at": iso_utc(run.due_at),
-                "outcome": run.outcome,
-                "job_id": run.job_id or None,
-                "detail": run.detail,
-            }
-            for run in schedule.recent_runs
-        ],
-    }
+    """The JSON object of one schedule: remo.v1's ``Schedule``."""
+    return wire_json(schedule.to_pb())
 
 
 def print_json(value: Any) -> None:
@@ -178,57 +144,99 @@ def terminal_width() -> int | None:
     return shutil.get_terminal_size((100, 24)).columns
 
 
+STATE_NAMES = ("running", "succeeded", "failed", "stopped", "killed", "lost")
+
+
 @click.command("ps")
 @click.option("-a", "--all", "all_users", is_flag=True, help="Every user's jobs (admins only).")
 @click.option("--running", is_flag=True, help="Only jobs that are still running.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(STATE_NAMES),
+    help="Only jobs in this state (repeatable).",
+)
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Show at most this many jobs, the newest.",
+)
+@click.option("--all-pages", is_flag=True, help="Every job, however many (no --limit).")
 @click.option("--schedules", is_flag=True, help="List schedules instead of jobs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print the ids only, one per line.")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list for scripts (docs/CLI.md).")
 @profile_option
-def command(all_users: bool, running: bool, schedules: bool, quiet: bool, as_json: bool) -> None:
+def command(
+    all_users: bool,
+    running: bool,
+    states: tuple[str, ...],
+    limit: int,
+    all_pages: bool,
+    schedules: bool,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """List your jobs, newest first, and your schedules.
 
-    Other users' jobs are listed with --all (admins only); their ids are USER/N.
-    With -q, prints only the jobs' ids (the schedules' with --schedules), newest
-    first, one per line. With --json, prints a JSON list of job objects (or schedule
-    objects with --schedules) whose keys are documented in docs/CLI.md.
+    Shows the newest 100 jobs (--limit N for another number, --all-pages for every
+    one) and says when there are more. Other users' jobs are listed with --all
+    (admins only); their ids are USER/N. With -q, prints only the ids (the schedules'
+    with --schedules), one per line. With --json, prints a JSON list of the API's Job
+    objects (Schedule objects with --schedules), described in docs/CLI.md.
 
     \b
     Examples:
       remo ps
       remo ps --running
+      remo ps --state failed --limit 10
       remo ps -q --running | xargs -n1 remo stop
-      remo ps --json | jq '.[] | select(.state == "failed") | .id'
+      remo ps --json | jq '.[] | select(.state == "JOB_STATE_FAILED") | .id'
       remo ps --schedules
     """
     if quiet and as_json:
         from remo.client.errors import UsageError
 
         raise UsageError("-q and --json both choose the output: give only one")
+    wanted = ("running",) if running else states
+    more = False
     with connect() as client:
-        listing = client.list(all_users=all_users, running_only=running)
+        if schedules:
+            jobs = []
+            active = client.schedules(all_users=all_users)
+        else:
+            active = [] if quiet or as_json else client.schedules(all_users=all_users)
+            if all_pages:
+                jobs = client.list(all_users=all_users, states=wanted)
+            else:
+                page = client.list_page(page_size=limit, all_users=all_users, states=wanted)
+                jobs, more = page.jobs, bool(page.next_page_token)
     now = time.time()
     if quiet:
-        for item in listing.schedules if schedules else listing.jobs:
+        for item in active if schedules else jobs:
             click.echo(item.id)
-        return
-    if as_json:
+    elif as_json:
         if schedules:
-            print_json([schedule_json(s) for s in listing.schedules])
+            print_json([schedule_json(s) for s in active])
         else:
-            print_json([job_json(j, now) for j in listing.jobs])
-        return
-    width = terminal_width()
-    if schedules:
-        if listing.schedules:
-            click.echo(schedules_table(listing.schedules, width, now))
-        else:
-            click.echo("no schedules")
-        return
-    if listing.jobs:
-        click.echo(jobs_table(listing.jobs, width, now))
+            print_json([job_json(j) for j in jobs])
+    elif schedules:
+        click.echo(schedules_table(active, terminal_width(), now) if active else "no schedules")
     else:
-        click.echo("no jobs" + (" running" if running else ""))
-    if listing.schedules:
-        click.echo()
-        click.echo(schedules_table(listing.schedules, width, now))
+        width = terminal_width()
+        if jobs:
+            click.echo(jobs_table(jobs, width, now))
+        else:
+            click.echo("no jobs" + (" running" if running else ""))
+        if active:
+            click.echo()
+            click.echo(schedules_table(active, width, now))
+    if more:
+        click.echo(
+            f"remo: showing the newest {limit} jobs; there are more "
+            "(--limit N or --all-pages to see them, --state to filter)",
+            err=True,
+        )

@@ -19,10 +19,10 @@ from remo.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from remo.client.connection import Client
+    from remo.client.sync import Client
 
-#: Jobs asked for per List call while removing in bulk (the server's largest page).
-LIST_BATCH = 10_000
+#: Jobs asked for per ListJobs call while removing in bulk (the server's largest page).
+LIST_BATCH = 1000
 
 
 @click.command("rm")
@@ -112,25 +112,19 @@ def remove_finished(client: Client, older_than: float | None = None) -> list[str
     their ids, newest first. Jobs that vanish meanwhile (the server's retention) are
     skipped; any other error stops the removal (what was removed stays removed)."""
     from remo.client.errors import ClientError, NotFound
+    from remo.core.status import JobState
 
     cutoff = time.time() - older_than if older_than is not None else None
     removed: list[str] = []
-    tried: set[str] = set()
+    finished = [state for state in JobState if state.final]
+    token = ""
     while True:
-        # Newest first: a caller with more jobs than a page sees older ones once the
-        # newer finished ones are gone; each pass removes at least one or stops.
-        listing = client.list(limit=LIST_BATCH)
-        batch = [
-            job.id
-            for job in listing.jobs
-            if job.ended_at is not None
-            and (cutoff is None or job.ended_at <= cutoff)
-            and job.id not in tried
-        ]
-        if not batch:
-            return removed
+        # Page tokens are positions (keyset): removing what a page showed does not move
+        # the next page.
+        page = client.list_page(page_size=LIST_BATCH, page_token=token, states=finished)
+        batch = [job.id for job in page.jobs if cutoff is None or (job.ended_at or 0) <= cutoff]
+        token = page.next_page_token
         for job_id in batch:
-            tried.add(job_id)
             try:
                 client.remove(job_id)
             except NotFound:
@@ -142,3 +136,5 @@ def remove_finished(client: Client, older_than: float | None = None) -> list[str
                     f"{err} (after removing {len(removed)} job(s))", code=err.code
                 ) from err
             removed.append(job_id)
+        if not token:
+            return removed

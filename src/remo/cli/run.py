@@ -19,7 +19,7 @@ from remo.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from remo.client.connection import Client
+    from remo.client.sync import Client
     from remo.core.spec import Limits
     from remo.core.status import JobStatus
 
@@ -248,7 +248,9 @@ def command(
                 every=every_s,
             )
         except InvalidRequest as err:
-            raise InvalidRequest(in_option_terms(str(err)), code=err.code) from None
+            raise InvalidRequest(
+                in_option_terms(str(err)), code=err.code, reason=err.reason, fields=err.fields
+            ) from None
         if result.schedule is not None:
             sched = result.schedule
             when = local_time(sched.next_run_at) if sched.next_run_at is not None else "never"
@@ -314,7 +316,6 @@ def _signals_detach() -> Iterator[None]:
 def _attach(client: Client, job: JobStatus) -> int:
     """Stream the job's output until it ends; its exit code. Ctrl-C, SIGTERM and SIGHUP
     detach."""
-    from remo.client.connection import job_exit_code
     from remo.client.errors import ConnectionFailed, JobLost
 
     out = sys.stdout.buffer
@@ -344,7 +345,7 @@ def _attach(client: Client, job: JobStatus) -> int:
     note = ending_note(final)
     if note:
         click.echo(f"remo: {note}", err=True)
-    code = job_exit_code(final)
+    code = final.exit_status
     if code is None:
         raise JobLost(f"job {final.id} was lost: {final.reason or 'no exit status recorded'}")
     return code

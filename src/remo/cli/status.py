@@ -10,7 +10,7 @@ import click
 from remo.cli.common import check_id, complete_ids, connect, is_schedule, one_line, profile_option
 
 if TYPE_CHECKING:
-    from remo.client.connection import Schedule
+    from remo.client.types import Schedule
     from remo.core.spec import Limits
     from remo.core.status import JobStatus
 

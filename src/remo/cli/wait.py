@@ -25,7 +25,6 @@ def command(ctx: click.Context, as_json: bool, job_id: str) -> None:
       remo wait --json 12 | jq .peak_memory_bytes
     """
     job_id = check_id(job_id, schedules=False)
-    from remo.client.connection import job_exit_code
     from remo.client.errors import JobLost
 
     with connect() as client:
@@ -34,7 +33,7 @@ def command(ctx: click.Context, as_json: bool, job_id: str) -> None:
         from remo.cli.ps import job_json, print_json
 
         print_json(job_json(job))
-    code = job_exit_code(job)
+    code = job.exit_status
     if code is None:
         raise JobLost(f"job {job.id} was lost: {job.reason or 'no exit status recorded'}")
     ctx.exit(code)

@@ -9,7 +9,8 @@ import click
 from remo.cli.common import connect, json_option, profile_option
 
 if TYPE_CHECKING:
-    from remo.client.connection import Client, WhoAmI
+    from remo.client.sync import Client
+    from remo.client.types import WhoAmI
 
 
 @click.command("whoami")
@@ -52,16 +53,17 @@ def command(as_json: bool) -> None:
 
 
 def whoami_json(client: Client, me: WhoAmI) -> dict[str, Any]:
-    """The JSON object of `remo whoami --json` (see docs/CLI.md, "JSON output")."""
+    """The JSON object of `remo whoami --json`: remo.v1's ``WhoAmIResponse`` (its
+    names and values), with the server's address and the credential's path added."""
     from remo.cli.ps import iso_utc
 
     return {
         "user": me.user,
-        "role": me.role,
+        "role": f"ROLE_{me.role.upper()}",
         "serial": me.serial,
-        "expires_at": iso_utc(me.not_after or client.credential.not_after.timestamp()),
-        "server": client.address,
-        "server_version": me.server_version or None,
-        "credential": client.credential.path,
+        "expire_time": iso_utc(me.not_after or client.credential.not_after.timestamp()),
+        "server_version": me.server_version,
         "protections_off": list(me.protections_off),
+        "server": client.address,
+        "credential": client.credential.path,
     }

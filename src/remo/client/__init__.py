@@ -1,20 +1,22 @@
-"""The remo client SDK: talk to a remo server from Python.
+"""The remo client SDK: talk to a remo server from Python (guide: docs/SDK.md).
 
 ::
 
     from remo.client import Client
 
     with Client.from_profile() as remo:          # the default profile, or "build01"
-        job = remo.start(["make", "test"]).job
-        for chunk in remo.output(job.id, follow=True):
-            sys.stdout.buffer.write(chunk.data)
-        print(remo.wait(job.id).exit_code)
+        result = remo.run(["make", "test"])
+        print(result.exit_status)
 
-- :mod:`remo.client.connection`: :class:`Client` and the types it returns;
-- :mod:`remo.client.profiles`: installed credentials (``remo login``) and which one to use;
-- :mod:`remo.client.errors`: the errors raised, each with its CLI exit code.
+- :class:`Client` (blocking, :mod:`remo.client.sync`) and :class:`AsyncClient`
+  (asyncio, :mod:`remo.client.aio`): the same methods, the same types
+  (:mod:`remo.client.types`);
+- :mod:`remo.client.profiles`: installed credentials (``remo login``) and which to use;
+- :mod:`remo.client.errors`: the errors raised, each with the server's ``reason`` and
+  the CLI's exit code.
 
-Importing this package is cheap: grpc is loaded on first use of :class:`Client`.
+Importing this package is cheap: grpc is loaded on first use of a client. Nothing here
+is Linux-only: the client runs on macOS too.
 """
 
 from __future__ import annotations
@@ -26,58 +28,96 @@ from remo.client.errors import (
     ClientError,
     ConnectionFailed,
     CredentialProblem,
+    CredentialRevoked,
+    InvalidRequest,
+    JobNotRunning,
+    JobStillRunning,
+    LimitOutOfRange,
     NotFound,
+    PermissionDenied,
     ProfileError,
     RemoteError,
+    ServerFull,
+    StartFailed,
+    Unauthenticated,
     UsageError,
+    WaitTimeout,
 )
 
 if TYPE_CHECKING:
-    from remo.client.connection import (
-        Client,
-        JobList,
+    from remo.client.aio import AsyncClient
+    from remo.client.sync import Client
+    from remo.client.types import (
+        JobPage,
+        JobState,
+        JobStatus,
+        Limits,
         OutputChunk,
+        RunResult,
         Schedule,
         ScheduleRun,
         StartResult,
         WhoAmI,
-        job_exit_code,
     )
 
 _LAZY = {
-    "Client",
-    "JobList",
-    "OutputChunk",
-    "Schedule",
-    "ScheduleRun",
-    "StartResult",
-    "WhoAmI",
-    "job_exit_code",
+    "Client": "remo.client.sync",
+    "AsyncClient": "remo.client.aio",
+    **dict.fromkeys(
+        (
+            "JobPage",
+            "JobState",
+            "JobStatus",
+            "Limits",
+            "OutputChunk",
+            "RunResult",
+            "Schedule",
+            "ScheduleRun",
+            "StartResult",
+            "WhoAmI",
+        ),
+        "remo.client.types",
+    ),
 }
 
 __all__ = [
+    "AsyncClient",
     "AuthError",
     "Client",
     "ClientError",
     "ConnectionFailed",
     "CredentialProblem",
-    "JobList",
+    "CredentialRevoked",
+    "InvalidRequest",
+    "JobNotRunning",
+    "JobPage",
+    "JobState",
+    "JobStatus",
+    "JobStillRunning",
+    "LimitOutOfRange",
+    "Limits",
     "NotFound",
     "OutputChunk",
+    "PermissionDenied",
     "ProfileError",
     "RemoteError",
+    "RunResult",
     "Schedule",
     "ScheduleRun",
+    "ServerFull",
+    "StartFailed",
     "StartResult",
+    "Unauthenticated",
     "UsageError",
+    "WaitTimeout",
     "WhoAmI",
-    "job_exit_code",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from remo.client import connection
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'remo.client' has no attribute {name!r}")
+    import importlib
 
-        return getattr(connection, name)
-    raise AttributeError(f"module 'remo.client' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

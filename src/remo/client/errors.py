@@ -17,8 +17,12 @@ code  meaning
       could not start, the job is still running, the server is full...)
 ====  =====================================================================
 
-:func:`from_rpc_error` turns a ``grpc.RpcError`` into one of these. This module does
-not import grpc: it only reads the error's ``code()`` and ``details()``.
+:func:`from_rpc_error` turns a ``grpc.RpcError`` into one of these: by the
+``ErrorInfo.reason`` the server sends (``JOB_NOT_FOUND``, ``CREDENTIAL_REVOKED``...; the
+list is in proto/remo/v1/jobs.proto), which every error keeps in ``reason`` with its
+``metadata`` and, for bad input, the ``fields`` at fault; by the status code when there
+is no reason (errors of the connection itself). This module imports grpc only to read a
+status: importing it is cheap.
 """
 
 from __future__ import annotations
@@ -37,13 +41,31 @@ EXIT_INTERRUPTED = 130
 
 
 class ClientError(RemoError):
-    """Base class of the client's errors. ``code`` is the gRPC status name, if any."""
+    """Base class of the client's errors. ``code`` is the gRPC status name, if any;
+    ``reason`` and ``metadata`` the server's ``ErrorInfo`` (empty for errors of the
+    connection); ``fields`` the request fields a ``BadRequest`` named."""
 
     exit_code = EXIT_REMOTE
+    reason = ""
 
-    def __init__(self, message: str, *, code: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+        fields: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.reason = reason or type(self).reason
+        self._metadata = metadata or {}
+        self.fields = fields
+
+    def metadata(self) -> dict[str, str]:
+        """The server's ``ErrorInfo.metadata`` (``{"stage": "exec", "errno": "ENOENT"}``)."""
+        return dict(self._metadata)
 
 
 class UsageError(ClientError):
@@ -86,6 +108,11 @@ class Unauthenticated(AuthError):
     """The server does not recognize the certificate (not issued there, or revoked)."""
 
 
+class CredentialRevoked(Unauthenticated):
+    """The credential was revoked (``CREDENTIAL_REVOKED``) or its account banned
+    (``ACCOUNT_BANNED``)."""
+
+
 class PermissionDenied(AuthError):
     """The certificate's role does not allow the request."""
 
@@ -104,6 +131,45 @@ class RemoteError(ClientError):
 
 class JobLost(RemoteError):
     """The job ended without an exit status remo could record."""
+
+
+class StartFailed(RemoteError):
+    """The command could not start (``START_FAILED``): ``metadata`` has the ``stage``
+    (``exec``, ``chdir``, ``user``...) and the ``errno`` name (``ENOENT``)."""
+
+
+class JobStillRunning(RemoteError):
+    """The job must have ended first (``JOB_STILL_RUNNING``): remove a running job."""
+
+
+class JobNotRunning(RemoteError):
+    """The job must be running (``JOB_NOT_RUNNING``): kill an ended job."""
+
+
+class LimitOutOfRange(InvalidRequest):
+    """A limit is outside what the server allows (``LIMIT_OUT_OF_RANGE``)."""
+
+
+class ServerFull(RemoteError):
+    """The server takes no new jobs until space is freed (``SERVER_DISK_FULL``)."""
+
+
+class WaitTimeout(ClientError, TimeoutError):
+    """``wait(..., timeout=)`` ran out before the job ended (the job goes on)."""
+
+    exit_code = EXIT_REMOTE
+
+
+#: The class raised for each ``ErrorInfo.reason``; other reasons go by status code.
+BY_REASON: dict[str, type[ClientError]] = {
+    "CREDENTIAL_REVOKED": CredentialRevoked,
+    "ACCOUNT_BANNED": CredentialRevoked,
+    "START_FAILED": StartFailed,
+    "JOB_STILL_RUNNING": JobStillRunning,
+    "JOB_NOT_RUNNING": JobNotRunning,
+    "LIMIT_OUT_OF_RANGE": LimitOutOfRange,
+    "SERVER_DISK_FULL": ServerFull,
+}
 
 
 def exit_code_of(err: BaseException) -> int:
@@ -214,6 +280,40 @@ def _last_error(details: str) -> str:
     return (": ".join(tail) or text).strip() or "unavailable"
 
 
+def error_details(err: Any) -> tuple[str, dict[str, str], tuple[str, ...]]:
+    """The ``ErrorInfo`` reason and metadata and the ``BadRequest`` fields of a failed
+    call's ``google.rpc.Status`` (empty when it has none), read with grpcio-status."""
+    if not callable(getattr(err, "trailing_metadata", None)):
+        return "", {}, ()
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    try:
+        status = rpc_status.from_call(err)
+    except ValueError:  # a status that contradicts the call's code: ignore it
+        return "", {}, ()
+    reason, metadata = "", {}
+    fields: list[str] = []
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(info):
+            reason, metadata = info.reason, dict(info.metadata)
+        elif detail.Unpack(bad):
+            fields.extend(v.field for v in bad.field_violations)
+    return reason, metadata, tuple(fields)
+
+
+#: The class raised for each status code, when the reason does not choose one.
+BY_CODE: dict[str, type[ClientError]] = {
+    "UNAUTHENTICATED": Unauthenticated,
+    "PERMISSION_DENIED": PermissionDenied,
+    "NOT_FOUND": NotFound,
+    "INVALID_ARGUMENT": InvalidRequest,
+    "UNAVAILABLE": ConnectionFailed,
+}
+
+
 def from_rpc_error(
     err: Any,
     *,
@@ -235,6 +335,13 @@ def from_rpc_error(
     if callable(getattr(err, "details", None)):
         details = err.details() or ""
     details = " ".join(details.split())
+    reason, metadata, fields = error_details(err)
+    if reason:
+        cls = BY_REASON.get(reason) or BY_CODE.get(code, RemoteError)
+        message = details or reason.lower().replace("_", " ")
+        if cls is Unauthenticated or cls is CredentialRevoked:
+            message = f"the server does not accept this credential: {message}"
+        return cls(message, code=code, reason=reason, metadata=metadata, fields=fields)
     if code == "UNAVAILABLE":
         if "failed to connect" in details or "resolv" in details or not details:
             return _connection_error(details, target, path, reached=reached)

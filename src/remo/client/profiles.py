@@ -208,6 +208,26 @@ def load_credential(path: str | os.PathLike[str]) -> Credential:
         raise CredentialProblem(str(err)) from None
 
 
+def credential_from_bytes(data: bytes, *, name: str = "<credential>") -> Credential:
+    """Check and load a credential file's contents (as :func:`load_credential` does,
+    but from memory: the file-mode check does not apply)."""
+    from datetime import UTC, datetime
+
+    from remo.pki.errors import CredentialError, CredentialExpired, CredentialNotYetValid
+    from remo.pki.package import parse
+
+    try:
+        credential = parse(data, path=name)
+        now = datetime.now(UTC)
+        if now < credential.not_before:
+            raise CredentialNotYetValid(name, credential.not_before, credential.not_after)
+        if now > credential.not_after:
+            raise CredentialExpired(name, credential.not_before, credential.not_after)
+    except CredentialError as err:
+        raise CredentialProblem(str(err)) from None
+    return credential
+
+
 def install(
     source: str | os.PathLike[str],
     *,

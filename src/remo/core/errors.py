@@ -1,6 +1,8 @@
 """The exceptions remo raises. One base class, a few data-carrying subclasses.
 
-The API layer maps each class to exactly one gRPC status code
+Each error has a stable ``reason`` (the ``ErrorInfo.reason`` a program acts on; the list
+is in proto/remo/v1/jobs.proto and docs/API.md) and, for bad input, the ``field`` it
+concerns. The API layer maps each class to exactly one gRPC status code
 (:mod:`remo.server.errors`); nothing below that layer knows about gRPC.
 """
 
@@ -13,13 +15,34 @@ import os
 class RemoError(Exception):
     """Base class of every error remo raises on purpose."""
 
+    #: The stable name of what went wrong (``ErrorInfo.reason`` on the wire).
+    reason = "INTERNAL"
+
+    def metadata(self) -> dict[str, str]:
+        """Facts a program may act on (``ErrorInfo.metadata``); values are strings."""
+        return {}
+
 
 class InvalidArgument(RemoError):
-    """Raised when a request is malformed: empty argv, NUL in an argument, bad limits."""
+    """Raised when a request is malformed: empty argv, NUL in an argument, bad limits.
+
+    ``field`` names the request field at fault (``argv``, ``limits.memory_bytes``), when
+    one is; ``reason`` may be narrower than ``BAD_REQUEST`` (``LIMIT_OUT_OF_RANGE``).
+    """
+
+    reason = "BAD_REQUEST"
+
+    def __init__(self, message: str, *, field: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+        if reason:
+            self.reason = reason
 
 
 class JobNotFound(RemoError):
     """Raised when no job (visible to the caller) has the given id."""
+
+    reason = "JOB_NOT_FOUND"
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job {job_id!r}")
@@ -32,6 +55,8 @@ class StartFailed(RemoError):
     ``stage`` names the step that failed (``exec``, ``chdir``, ``cgroup``, ``user``,
     ``namespace``...), ``errno`` carries the OS reason when there is one.
     """
+
+    reason = "START_FAILED"
 
     def __init__(self, stage: str, err: int | None, detail: str) -> None:
         self.stage = stage
@@ -46,6 +71,9 @@ class StartFailed(RemoError):
         """Symbolic errno name such as ``ENOENT`` (empty when there is none)."""
         return errno_mod.errorcode.get(self.errno or 0, "")
 
+    def metadata(self) -> dict[str, str]:
+        return {"stage": self.stage, "errno": self.errno_name}
+
 
 class CgroupError(RemoError):
     """Raised when a cgroup file cannot be written or read; names path, file and operation."""
@@ -58,17 +86,45 @@ class CgroupError(RemoError):
         self.errno = err.errno
 
 
+class PermissionDenied(RemoError):
+    """Raised when the caller's role does not allow the request."""
+
+    reason = "ROLE_NOT_ALLOWED"
+
+
 class SupervisorUnavailable(RemoError):
     """Raised when the supervisor process cannot be reached or started."""
 
+    reason = "SERVER_UNAVAILABLE"
+
 
 class ResourceExhausted(RemoError):
-    """Raised when the server cannot take more work right now (disk full, too many jobs)."""
+    """Raised when the server cannot take more work right now: its disk is full
+    (``SERVER_DISK_FULL``)."""
+
+    reason = "SERVER_DISK_FULL"
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        if reason:
+            self.reason = reason
 
 
 class JobStillRunning(RemoError):
     """Raised when an operation needs a finished job (``remove``) but the job is running."""
 
+    reason = "JOB_STILL_RUNNING"
+
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id} is still running: stop it first")
+        self.job_id = job_id
+
+
+class JobNotRunning(RemoError):
+    """Raised when an operation needs a running job (``kill``) but the job has ended."""
+
+    reason = "JOB_NOT_RUNNING"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} is not running")
         self.job_id = job_id

@@ -51,6 +51,22 @@ LIMIT_NAMES: Mapping[str, str] = {
 }
 
 
+#: The limit's field in remo.v1's Limits message (``BadRequest`` names it so).
+LIMIT_FIELDS: Mapping[str, str] = {
+    "cpu": "cpu_cores",
+    "memory": "memory_bytes",
+    "io_read_bps": "io_read_bps",
+    "io_write_bps": "io_write_bps",
+    "pids": "pids",
+    "output_bytes": "output_bytes",
+}
+
+
+def out_of_range(name: str) -> dict[str, str]:
+    """The ``field`` and ``reason`` of an :class:`InvalidArgument` for limit ``name``."""
+    return {"field": f"limits.{LIMIT_FIELDS[name]}", "reason": "LIMIT_OUT_OF_RANGE"}
+
+
 def _number(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else repr(value)
 
@@ -97,7 +113,8 @@ class Limits:
         if self.cpu is not None and not (MIN_CPU <= self.cpu <= MAX_CPU):
             raise InvalidArgument(
                 f"{label['cpu']} must be between {MIN_CPU:g} and {MAX_CPU} cores, "
-                f"got {_number(self.cpu)}"
+                f"got {_number(self.cpu)}",
+                **out_of_range("cpu"),
             )
         for name, value, low, high, unit in (
             ("memory", self.memory, MIN_MEMORY, MAX_BYTES, ""),
@@ -110,16 +127,21 @@ class Limits:
                 continue
             what = label[name]
             if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidArgument(f"{what} must be a whole number, got {value!r}")
+                raise InvalidArgument(
+                    f"{what} must be a whole number, got {value!r}",
+                    field=f"limits.{LIMIT_FIELDS[name]}",
+                )
             if unit == "/s" and value < low:
                 raise InvalidArgument(
                     f"{what} must be at least {_amount(low, unit)}, got {_amount(value, unit)}"
-                    " (slower reads would hold up other processes reading the same files)"
+                    " (slower reads would hold up other processes reading the same files)",
+                    **out_of_range(name),
                 )
             if not low <= value <= high:
                 raise InvalidArgument(
                     f"{what} must be between {_amount(low, unit)} and {_amount(high, unit)}, "
-                    f"got {_amount(value, unit)}"
+                    f"got {_amount(value, unit)}",
+                    **out_of_range(name),
                 )
 
     def check_cpus(self, available: int) -> None:
@@ -128,7 +150,8 @@ class Limits:
         if self.cpu is not None and self.cpu > available:
             raise InvalidArgument(
                 f"{LIMIT_NAMES['cpu']} must be between {MIN_CPU:g} and {available} cores "
-                f"(this server has {available} CPUs), got {_number(self.cpu)}"
+                f"(this server has {available} CPUs), got {_number(self.cpu)}",
+                **out_of_range("cpu"),
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,34 +190,41 @@ class JobSpec:
     def validate(self) -> None:
         """Raise :class:`InvalidArgument` if the spec cannot possibly run."""
         if isinstance(self.argv, str | bytes):
-            raise InvalidArgument("argv must be a list of strings, not a single string")
+            raise InvalidArgument(
+                "argv must be a list of strings, not a single string", field="argv"
+            )
         if not self.argv:
-            raise InvalidArgument("argv is empty: give the command to run")
+            raise InvalidArgument("argv is empty: give the command to run", field="argv")
         if not self.argv[0]:
-            raise InvalidArgument("the command name (argv[0]) is empty")
+            raise InvalidArgument("the command name (argv[0]) is empty", field="argv")
         size = 0
         for i, arg in enumerate(self.argv):
             if not isinstance(arg, str):
-                raise InvalidArgument(f"argument {i} is not a string")
+                raise InvalidArgument(f"argument {i} is not a string", field="argv")
             if "\0" in arg:
-                raise InvalidArgument(f"argument {i} contains a NUL byte")
+                raise InvalidArgument(f"argument {i} contains a NUL byte", field="argv")
             size += len(arg.encode("utf-8", "surrogateescape")) + 1
         for key, value in (self.env or {}).items():
             if not key or "=" in key or "\0" in key:
-                raise InvalidArgument(f"invalid environment variable name {key!r}")
+                raise InvalidArgument(f"invalid environment variable name {key!r}", field="env")
             if "\0" in value:
-                raise InvalidArgument(f"environment variable {key} contains a NUL byte")
+                raise InvalidArgument(
+                    f"environment variable {key} contains a NUL byte", field="env"
+                )
             size += len(key) + len(value.encode("utf-8", "surrogateescape")) + 2
         if size > MAX_ARGV_BYTES:
             raise InvalidArgument(
-                f"arguments and environment total {size} bytes; the limit is {MAX_ARGV_BYTES}"
+                f"arguments and environment total {size} bytes; the limit is {MAX_ARGV_BYTES}",
+                field="argv",
             )
         if self.cwd is not None and ("\0" in self.cwd or not self.cwd.startswith("/")):
-            raise InvalidArgument(f"cwd must be an absolute path, got {self.cwd!r}")
+            raise InvalidArgument(f"cwd must be an absolute path, got {self.cwd!r}", field="cwd")
         if self.owner is not None and not ACCOUNT_NAME.fullmatch(self.owner):
             raise InvalidArgument(f"invalid account name {self.owner!r}")
         if self.network not in NETWORK_MODES:
-            raise InvalidArgument(f"network must be one of {', '.join(NETWORK_MODES)}")
+            raise InvalidArgument(
+                f"network must be one of {', '.join(NETWORK_MODES)}", field="network"
+            )
         self.limits.validate()
 
     def to_dict(self) -> dict[str, Any]:

@@ -68,6 +68,17 @@ class JobStatus:
     def ended(self) -> bool:
         return self.state.final
 
+    @property
+    def exit_status(self) -> int | None:
+        """The shell-style exit status of a finished job: its exit code, or 128+N when
+        signal N ended it (as a shell reports ``$?``). ``None`` while the job runs, or
+        when remo lost track of it (state ``lost``)."""
+        if self.exit_code is not None:
+            return self.exit_code
+        if self.signal is not None:
+            return 128 + self.signal
+        return None
+
 
 def signal_name(number: int) -> str:
     """``SIGKILL`` for 9; ``signal 64`` for a number with no name."""

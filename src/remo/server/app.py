@@ -29,7 +29,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha._async import ReflectionServicer  # noqa: E402
 
-from remo.api.v1 import jobs_pb2, jobs_pb2_grpc  # noqa: E402
 from remo.core.files import write_file_atomic  # noqa: E402
 from remo.core.memory import return_free_memory  # noqa: E402
 from remo.core.spec import MAX_ARGV_BYTES  # noqa: E402
@@ -44,6 +43,7 @@ from remo.server.config import ServerConfig  # noqa: E402
 from remo.server.convert import NetworkPolicy  # noqa: E402
 from remo.server.guard import RequireRegisteredCertificate  # noqa: E402
 from remo.server.servicer import JobsServicer  # noqa: E402
+from remo.v1 import jobs_pb2, jobs_pb2_grpc  # noqa: E402
 from remo.worker import JobManager  # noqa: E402
 
 log = logging.getLogger("remo.server")
@@ -206,7 +206,7 @@ async def running(config: ServerConfig, *, exiting: bool = False) -> AsyncIterat
                 purger = asyncio.create_task(_purge_forever(jobs, config.retention))
                 stack.callback(purger.cancel)
             stack.callback(schedules.close)
-            jobs_pb2_grpc.add_JobsServicer_to_server(  # type: ignore[no-untyped-call]
+            jobs_pb2_grpc.add_JobServiceServicer_to_server(  # type: ignore[no-untyped-call]
                 JobsServicer(
                     jobs,
                     authenticate,
@@ -226,7 +226,7 @@ async def running(config: ServerConfig, *, exiting: bool = False) -> AsyncIterat
             if port == 0:
                 raise OSError(f"cannot listen on {config.listen}")
             await server.start()
-            await health_servicer.set("remo.v1.Jobs", health_pb2.HealthCheckResponse.SERVING)
+            await health_servicer.set("remo.v1.JobService", health_pb2.HealthCheckResponse.SERVING)
             await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
             probe_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             await asyncio.to_thread(tls.verify_tls13_only, probe_host, port)
@@ -271,7 +271,7 @@ class UnaryCallsInFlight(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Counts the unary calls in progress but Wait: the calls a stop lets finish. (Wait,
     Output and health's Watch end only with their job or their client.)"""
 
-    ENDLESS = frozenset({"/remo.v1.Jobs/Wait"})
+    ENDLESS = frozenset({"/remo.v1.JobService/Wait"})
 
     def __init__(self) -> None:
         self.count = 0
@@ -366,7 +366,7 @@ def _serve_reflection(server: grpc.aio.Server) -> None:
     """Serve reflection v1alpha and v1 (behind the same certificate check as the rest)."""
     servicer = ReflectionServicer(
         (
-            jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name,
+            jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
             REFLECTION_V1,

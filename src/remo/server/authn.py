@@ -16,7 +16,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from remo.pki.errors import CertificateRejected
+from remo.pki.errors import (
+    AccountBanned,
+    CertificateExpired,
+    CertificateRejected,
+    CertificateRevoked,
+)
 from remo.pki.registry import Registry
 from remo.server import authz, tls
 
@@ -36,7 +41,22 @@ class Caller:
 
 
 class Unauthenticated(Exception):
-    """The client certificate is not acceptable; the message says why."""
+    """The client certificate is not acceptable; the message says why, ``reason`` in a
+    word (``ErrorInfo.reason``)."""
+
+    def __init__(self, message: str, reason: str = "CREDENTIAL_UNKNOWN") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _reason(err: CertificateRejected) -> str:
+    if isinstance(err, CertificateRevoked):
+        return "CREDENTIAL_REVOKED"
+    if isinstance(err, AccountBanned):
+        return "ACCOUNT_BANNED"
+    if isinstance(err, CertificateExpired):
+        return "CREDENTIAL_EXPIRED"
+    return "CREDENTIAL_UNKNOWN"
 
 
 class Authenticator:
@@ -52,9 +72,9 @@ class Authenticator:
         try:
             der = tls.peer_certificate_der(context)
         except CertificateRejected as err:
-            raise Unauthenticated(str(err)) from None
+            raise Unauthenticated(str(err), _reason(err)) from None
         if der is None:
-            raise Unauthenticated("the call carries no client certificate")
+            raise Unauthenticated("the call carries no client certificate", "CREDENTIAL_MISSING")
         return der
 
     def check(self, der: bytes) -> Caller:
@@ -63,7 +83,7 @@ class Authenticator:
         try:
             identity = self._registry.check(der)
         except CertificateRejected as err:
-            raise Unauthenticated(str(err)) from None
+            raise Unauthenticated(str(err), _reason(err)) from None
         not_after = identity.not_after.timestamp() if identity.not_after else 0.0
         return Caller(identity.user, identity.role.value, identity.serial, not_after)
 

@@ -1,12 +1,16 @@
-"""Who may do what. Default deny: an RPC missing from :data:`RPC_PERMISSIONS` is refused.
+"""Who may do what. Default deny: a method missing from :data:`RPC_PERMISSIONS` is refused.
 
 Roles: ``viewer`` reads its own jobs; ``operator`` also starts, stops and removes its own
-jobs; ``admin`` does everything, on every user's jobs.
+jobs; ``admin`` does everything, on every user's jobs. The table is keyed by the full
+method name gRPC routes on, so no other service's method of the same name can match.
 """
 
 from __future__ import annotations
 
 import enum
+
+#: The service every RPC below belongs to.
+SERVICE = "remo.v1.JobService"
 
 
 class Permission(enum.StrEnum):
@@ -21,24 +25,33 @@ ROLES: dict[str, frozenset[Permission]] = {
     "admin": frozenset({Permission.READ, Permission.WRITE}),
 }
 
-#: Every RPC of remo.v1.Jobs and the permission it needs. A test checks this table
-#: covers the service descriptor exactly.
+
+def method(name: str) -> str:
+    """The full method name of RPC ``name`` of :data:`SERVICE`."""
+    return f"/{SERVICE}/{name}"
+
+
+#: Every method of remo.v1.JobService and the permission it needs. A test checks this
+#: table covers the service descriptor exactly.
 RPC_PERMISSIONS: dict[str, Permission] = {
-    "Start": Permission.WRITE,
-    "Stop": Permission.WRITE,
-    "Remove": Permission.WRITE,
-    "Status": Permission.READ,
-    "List": Permission.READ,
-    "Output": Permission.READ,
-    "Wait": Permission.READ,
-    "ScheduleStatus": Permission.READ,
-    "WhoAmI": Permission.NONE,
+    method("Start"): Permission.WRITE,
+    method("Stop"): Permission.WRITE,
+    method("Kill"): Permission.WRITE,
+    method("Remove"): Permission.WRITE,
+    method("GetJob"): Permission.READ,
+    method("ListJobs"): Permission.READ,
+    method("Output"): Permission.READ,
+    method("Wait"): Permission.READ,
+    method("GetSchedule"): Permission.READ,
+    method("ListSchedules"): Permission.READ,
+    method("WhoAmI"): Permission.NONE,
 }
 
 
-def allowed(role: str, rpc: str) -> bool:
-    """True when ``role`` may call ``rpc`` at all (ownership is checked separately)."""
-    needed = RPC_PERMISSIONS.get(rpc)
+def allowed(role: str, full_method: str) -> bool:
+    """True when ``role`` may call ``full_method`` at all (ownership is checked
+    separately)."""
+    needed = RPC_PERMISSIONS.get(full_method)
     if needed is None:
         return False
     if needed is Permission.NONE:

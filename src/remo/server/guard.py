@@ -1,8 +1,8 @@
-"""Every service on the mTLS port behind the same certificate check as ``remo.v1.Jobs``.
+"""Every service on the mTLS port behind the same certificate check as ``remo.v1.JobService``.
 
 The TLS handshake only proves that a certificate chains to our CA; the registry decides
 whether it was issued, is unrevoked and belongs to an account that is not banned
-(:meth:`remo.pki.registry.Registry.check`). ``remo.v1.Jobs`` runs that check itself on
+(:meth:`remo.pki.registry.Registry.check`). ``remo.v1.JobService`` runs that check itself on
 every call (it needs the caller's identity); this interceptor runs the same check for
 every other service — health and reflection — so that a revoked or never-issued
 certificate learns nothing, not even the API's descriptors.
@@ -19,10 +19,11 @@ from typing import Any
 
 import grpc
 
-from remo.server.servicer import Unauthenticated
+from remo.server.authn import Unauthenticated
+from remo.server.errors import abort, unauthenticated
 
 #: Methods under this prefix authenticate by themselves (and need the identity).
-SELF_CHECKING = "/remo.v1.Jobs/"
+SELF_CHECKING = "/remo.v1.JobService/"
 
 
 class RequireRegisteredCertificate(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -46,7 +47,7 @@ class RequireRegisteredCertificate(grpc.aio.ServerInterceptor):  # type: ignore[
         try:
             await self._authenticate(context)
         except Unauthenticated as err:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
+            await abort(context, unauthenticated(err, err.reason))
 
     def _guarded(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         check = self._refuse_unless_registered

@@ -1,16 +1,16 @@
-"""remo.v1.Jobs: authenticate, authorize, translate, call the JobManager.
+"""remo.v1.JobService: authenticate, authorize, translate, call the JobManager.
 
 Every RPC goes through :meth:`JobsServicer._admit`, which identifies the caller from the
 client certificate (on every call, so a revocation takes effect at once), checks the
-role against :mod:`remo.server.authz`, and turns remo errors into status codes through
-the one table in :mod:`remo.server.errors`.
+role against :mod:`remo.server.authz`, and turns remo errors into statuses (code,
+message, ``ErrorInfo``) through :mod:`remo.server.errors`.
 
 The event loop never blocks: what may (SQLite reads, account lookups) runs in a thread.
-Calls that only read (Status, List, ScheduleStatus, WhoAmI) are :func:`read_rpc`
+Calls that only read (GetJob, ListJobs, GetSchedule, ListSchedules, WhoAmI) are :func:`read_rpc`
 handlers: the certificate check and the handler run together on one of the JobManager's
-reader threads (List on its list thread), one hop per call (~0.13 ms on the reference
+reader threads (ListJobs on its list thread), one hop per call (~0.13 ms on the reference
 machine, against a Status round trip of ~1.1 ms). The others check the certificate in a
-thread of the loop's default executor (:mod:`remo.server.authn`), where no List holds
+thread of the loop's default executor (:mod:`remo.server.authn`), where no ListJobs holds
 them up, and read through the JobManager's async methods. The schedule writes of Start
 and Remove stay on the loop: ``schedules.db`` has one writer, the scheduler, and no other
 process writes it, so reader threads may share its connection (SQLite serializes calls).
@@ -22,16 +22,16 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
 from remo import __version__
-from remo.api.v1 import jobs_pb2 as pb
-from remo.api.v1 import jobs_pb2_grpc as pb_grpc
-from remo.core.errors import InvalidArgument, RemoError
+from remo.api.jobs import STATE_FROM_PB, job_to_pb, seconds_of, timestamp
+from remo.core.errors import InvalidArgument, PermissionDenied, RemoError
+from remo.core.status import JobState
 from remo.schedule.timer import Scheduler
-from remo.server import authz, ids
+from remo.server import authz, ids, paging
 from remo.server.authn import Authenticator, Caller, Unauthenticated
 from remo.server.convert import (
     NetworkPolicy,
@@ -39,21 +39,28 @@ from remo.server.convert import (
     due_times,
     schedule_to_pb,
     spec_from_pb,
-    status_to_pb,
 )
-from remo.server.errors import public_message, status_code
-from remo.worker import JobManager
+from remo.server.errors import abort, refusal, status_of, unauthenticated
+from remo.v1 import jobs_pb2 as pb
+from remo.v1 import jobs_pb2_grpc as pb_grpc
+from remo.worker import JobManager, list_key
 
 log = logging.getLogger("remo.server")
 
 #: Upper bound of a Stop's grace period, so a request cannot park a stop for days.
 MAX_GRACE = 3600.0
+DEFAULT_GRACE = 10.0
 
+ROLES_TO_PB: dict[str, pb.Role] = {
+    "viewer": pb.ROLE_VIEWER,
+    "operator": pb.ROLE_OPERATOR,
+    "admin": pb.ROLE_ADMIN,
+}
 
 __all__ = ["Caller", "JobsServicer", "Unauthenticated"]
 
-#: The status and message a call is refused with.
-Refusal = tuple[grpc.StatusCode, str]
+#: The status a call is refused with.
+Refusal: TypeAlias = grpc.Status
 
 Unary = Callable[[Any, Any, Any, Caller], Awaitable[Any]]
 #: A handler that only reads: ``(servicer, request, caller)`` -> response or refusal.
@@ -61,24 +68,23 @@ Reading = Callable[[Any, Any, Caller], Any]
 
 
 def rpc(name: str) -> Callable[[Unary], Callable[[Any, Any, Any], Awaitable[Any]]]:
-    """Wrap a unary handler: admit the caller, map remo errors to status codes."""
+    """Wrap a unary handler: admit the caller, map remo errors to statuses."""
+    full = authz.method(name)
 
     def decorate(handler: Unary) -> Callable[[Any, Any, Any], Awaitable[Any]]:
         @functools.wraps(handler)
         async def wrapper(self: Any, request: Any, context: Any) -> Any:
-            caller = await self._admit(context, name)
+            caller = await self._admit(context, full)
             if not isinstance(caller, Caller):
                 # Refused before the request is looked at, and without it: the abort's
                 # exception keeps this frame alive until the next garbage collection,
                 # and a refused caller's megabytes must not live that long.
                 del request
-                await context.abort(*caller)
+                await abort(context, caller)
             try:
                 return await handler(self, request, context, caller)
             except RemoError as err:
-                await context.abort(
-                    status_code(err), public_message(err, getattr(request, "id", None))
-                )
+                await abort(context, status_of(err, getattr(request, "id", None)))
 
         return wrapper
 
@@ -91,7 +97,8 @@ def read_rpc(
     """Wrap a synchronous handler that only reads (it may block: SQLite): it runs on a
     JobManager reader thread (``lists``: the one that lists jobs) right after the
     certificate check, one thread hop a call. It returns the response, or a
-    :data:`Refusal`; remo errors map to status codes."""
+    :data:`Refusal`; remo errors map to statuses."""
+    full = authz.method(name)
 
     def decorate(handler: Reading) -> Callable[[Any, Any, Any], Awaitable[Any]]:
         @functools.wraps(handler)
@@ -100,12 +107,12 @@ def read_rpc(
                 der = self._authenticate.certificate(context)
             except Unauthenticated as err:
                 del request  # (see rpc)
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
+                await abort(context, unauthenticated(err, err.reason))
             run = self.jobs.listing if lists else self.jobs.reading
-            outcome = await run(self._answer, name, handler, der, request)
-            if isinstance(outcome, tuple):
+            outcome = await run(self._answer, full, handler, der, request)
+            if isinstance(outcome, grpc.Status):
                 del request
-                await context.abort(*outcome)
+                await abort(context, outcome)
             return outcome
 
         return wrapper
@@ -113,7 +120,7 @@ def read_rpc(
     return decorate
 
 
-class JobsServicer(pb_grpc.JobsServicer):
+class JobsServicer(pb_grpc.JobServiceServicer):
     def __init__(
         self,
         jobs: JobManager,
@@ -126,33 +133,36 @@ class JobsServicer(pb_grpc.JobsServicer):
         self._authenticate = authenticate
         self._network = network_policy or NetworkPolicy()
 
-    async def _admit(self, context: grpc.aio.ServicerContext, rpc: str) -> Caller | Refusal:
-        """The caller, if its certificate passes and its role may call ``rpc``; else the
-        status and message to refuse it with."""
+    async def _admit(self, context: grpc.aio.ServicerContext, method: str) -> Caller | Refusal:
+        """The caller, if its certificate passes and its role may call ``method``; else
+        the status to refuse it with."""
         try:
             caller = await self._authenticate(context)
         except Unauthenticated as err:
-            return grpc.StatusCode.UNAUTHENTICATED, str(err)
-        return _role_check(caller, rpc)
+            return unauthenticated(err, err.reason)
+        return _role_check(caller, method)
 
-    def _answer(self, rpc: str, handler: Reading, der: bytes, request: Any) -> Any:
+    def _answer(self, method: str, handler: Reading, der: bytes, request: Any) -> Any:
         """In a worker thread: :meth:`_admit` for a certificate, then ``handler``."""
         try:
             caller = self._authenticate.check(der)
         except Unauthenticated as err:
-            return grpc.StatusCode.UNAUTHENTICATED, str(err)
-        admitted = _role_check(caller, rpc)
+            return unauthenticated(err, err.reason)
+        admitted = _role_check(caller, method)
         if not isinstance(admitted, Caller):
             return admitted
         try:
             return handler(self, request, admitted)
         except RemoError as err:
-            return status_code(err), public_message(err, getattr(request, "id", None))
+            return status_of(err, getattr(request, "id", None))
 
     def _job_id(self, caller: Caller, raw: str) -> str:
         if not raw:
-            raise InvalidArgument("job id is empty")
+            raise InvalidArgument("job id is empty", field="id")
         return ids.resolve(caller.user, caller.admin, raw)
+
+    def _job(self, caller: Caller, status: Any) -> pb.Job:
+        return job_to_pb(status, ids.shown(caller.user, status.id))
 
     @rpc("Start")
     async def Start(
@@ -168,61 +178,64 @@ class JobsServicer(pb_grpc.JobsServicer):
             schedule = self.scheduler.create(spec, caller.user, first_due, every)
             return pb.StartResponse(schedule=schedule_to_pb(schedule, caller.user))
         job_id = await self.jobs.start(spec, request_id=request.request_id)
-        status = await self.jobs.status(job_id)
-        return pb.StartResponse(job=status_to_pb(status, ids.shown(caller.user, job_id)))
+        return pb.StartResponse(job=self._job(caller, await self.jobs.status(job_id)))
 
     @rpc("Stop")
-    async def Stop(self, request: pb.StopRequest, context: Any, caller: Caller) -> pb.JobStatus:
+    async def Stop(self, request: pb.StopRequest, context: Any, caller: Caller) -> pb.StopResponse:
         job_id = self._job_id(caller, request.id)
-        grace = request.grace_seconds if request.HasField("grace_seconds") else 10.0
+        grace = seconds_of(request.grace) if request.HasField("grace") else DEFAULT_GRACE
         if not 0 <= grace <= MAX_GRACE:
-            raise InvalidArgument(f"grace must be between 0 and {MAX_GRACE:.0f} seconds")
-        status = await self.jobs.stop(job_id, grace)
-        return status_to_pb(status, ids.shown(caller.user, job_id))
+            raise InvalidArgument(
+                f"grace must be between 0 and {MAX_GRACE:.0f} seconds", field="grace"
+            )
+        return pb.StopResponse(job=self._job(caller, await self.jobs.stop(job_id, grace)))
 
-    @read_rpc("Status")
-    def Status(self, request: pb.JobRef, caller: Caller) -> pb.JobStatus:
+    @rpc("Kill")
+    async def Kill(self, request: pb.KillRequest, context: Any, caller: Caller) -> pb.KillResponse:
         job_id = self._job_id(caller, request.id)
-        status = self.jobs.status_blocking(job_id)
-        return status_to_pb(status, ids.shown(caller.user, job_id))
+        status = await self.jobs.kill(job_id, request.signal or 9)
+        return pb.KillResponse(job=self._job(caller, status))
+
+    @read_rpc("GetJob")
+    def GetJob(self, request: pb.GetJobRequest, caller: Caller) -> pb.GetJobResponse:
+        job_id = self._job_id(caller, request.id)
+        return pb.GetJobResponse(job=self._job(caller, self.jobs.status_blocking(job_id)))
 
     @rpc("Wait")
-    async def Wait(self, request: pb.JobRef, context: Any, caller: Caller) -> pb.JobStatus:
+    async def Wait(self, request: pb.WaitRequest, context: Any, caller: Caller) -> pb.WaitResponse:
         job_id = self._job_id(caller, request.id)
-        status = await self.jobs.wait(job_id)
-        return status_to_pb(status, ids.shown(caller.user, job_id))
+        return pb.WaitResponse(job=self._job(caller, await self.jobs.wait(job_id)))
 
-    @read_rpc("List", lists=True)
-    def List(self, request: pb.ListRequest, caller: Caller) -> pb.ListResponse | Refusal:
-        if request.all_users and not caller.admin:
-            return (
-                grpc.StatusCode.PERMISSION_DENIED,
-                "only admins can list every user's jobs (--all)",
-            )
+    @read_rpc("ListJobs", lists=True)
+    def ListJobs(self, request: pb.ListJobsRequest, caller: Caller) -> pb.ListJobsResponse:
+        _check_all_users(request.all_users, caller, "jobs")
         owner = None if request.all_users else caller.user
-        limit = min(request.limit or 1000, 10000)
-        jobs = self.jobs.list_blocking(owner, running_only=request.running_only, limit=limit)
-        return pb.ListResponse(
-            jobs=[status_to_pb(j, ids.shown(caller.user, j.id)) for j in jobs],
-            schedules=[schedule_to_pb(s, caller.user) for s in self.scheduler.active(owner)],
-        )
+        states = sorted({_state(s) for s in request.states})
+        size = paging.page_size(request.page_size)
+        filters = paging.fingerprint(owner, [s.value for s in states])
+        after = paging.position(request.page_token, filters)
+        jobs = self.jobs.list_blocking(owner, limit=size + 1, states=states, after=after)
+        more = len(jobs) > size
+        jobs = jobs[:size]
+        token = paging.encode(list(list_key(jobs[-1])), filters) if more else ""
+        return pb.ListJobsResponse(jobs=[self._job(caller, j) for j in jobs], next_page_token=token)
 
     async def Output(
         self, request: pb.OutputRequest, context: Any
-    ) -> AsyncIterator[pb.OutputChunk]:
-        caller = await self._admit(context, "Output")
+    ) -> AsyncIterator[pb.OutputResponse]:
+        caller = await self._admit(context, authz.method("Output"))
         if not isinstance(caller, Caller):
-            await context.abort(*caller)
+            await abort(context, caller)
             return  # (abort raises)
         try:
             job_id = self._job_id(caller, request.id)
             offset = check_offset(request.offset)
             # (a missing job raises NOT_FOUND before the first message)
             async for data in self.jobs.output(job_id, offset, request.follow):
-                yield pb.OutputChunk(offset=offset, data=data)
+                yield pb.OutputResponse(offset=offset, data=data)
                 offset += len(data)
         except RemoError as err:
-            await context.abort(status_code(err), public_message(err, request.id))
+            await abort(context, status_of(err, request.id))
 
     @rpc("Remove")
     async def Remove(
@@ -236,27 +249,68 @@ class JobsServicer(pb_grpc.JobsServicer):
         await self.jobs.remove(job_id)
         return pb.RemoveResponse()
 
-    @read_rpc("ScheduleStatus")
-    def ScheduleStatus(self, request: pb.JobRef, caller: Caller) -> pb.Schedule:
+    @read_rpc("GetSchedule")
+    def GetSchedule(self, request: pb.GetScheduleRequest, caller: Caller) -> pb.GetScheduleResponse:
         schedule_id = ids.resolve(caller.user, caller.admin, request.id, schedule=True)
-        return schedule_to_pb(self.scheduler.get(schedule_id), caller.user)
+        schedule = schedule_to_pb(self.scheduler.get(schedule_id), caller.user)
+        return pb.GetScheduleResponse(schedule=schedule)
+
+    @read_rpc("ListSchedules")
+    def ListSchedules(
+        self, request: pb.ListSchedulesRequest, caller: Caller
+    ) -> pb.ListSchedulesResponse:
+        # A user's active schedules are few (each is a row the scheduler keeps in
+        # memory): the page is cut from them, newest first, by (owner, seq).
+        _check_all_users(request.all_users, caller, "schedules")
+        owner = None if request.all_users else caller.user
+        size = paging.page_size(request.page_size)
+        filters = paging.fingerprint(owner)
+        after = paging.position(request.page_token, filters)
+        schedules = sorted(
+            self.scheduler.active(owner), key=lambda s: (s.created_at, s.owner, s.seq), reverse=True
+        )
+        if after is not None:
+            schedules = [s for s in schedules if (s.created_at, s.owner, s.seq) < after]
+        page = schedules[:size]
+        token = ""
+        if len(schedules) > size:
+            last = page[-1]
+            token = paging.encode([last.created_at, last.owner, last.seq], filters)
+        return pb.ListSchedulesResponse(
+            schedules=[schedule_to_pb(s, caller.user) for s in page], next_page_token=token
+        )
 
     @read_rpc("WhoAmI")
     def WhoAmI(self, request: pb.WhoAmIRequest, caller: Caller) -> pb.WhoAmIResponse:
         return pb.WhoAmIResponse(
             user=caller.user,
-            role=caller.role,
+            role=ROLES_TO_PB.get(caller.role, pb.ROLE_UNSPECIFIED),
             serial=caller.serial,
-            not_after=caller.not_after,
+            expire_time=timestamp(caller.not_after),
             server_version=__version__,
             protections_off=self.jobs.protections_off,
         )
 
 
-def _role_check(caller: Caller, rpc: str) -> Caller | Refusal:
-    if not authz.allowed(caller.role, rpc):
-        return (
+def _role_check(caller: Caller, method: str) -> Caller | Refusal:
+    if not authz.allowed(caller.role, method):
+        name = method.rpartition("/")[2]
+        return refusal(
             grpc.StatusCode.PERMISSION_DENIED,
-            f"role {caller.role!r} may not call {rpc}; ask an admin for an operator credential",
+            f"role {caller.role!r} may not call {name}; ask an admin for an operator credential",
+            "ROLE_NOT_ALLOWED",
+            metadata={"role": caller.role, "method": name},
         )
     return caller
+
+
+def _check_all_users(all_users: bool, caller: Caller, what: str) -> None:
+    if all_users and not caller.admin:
+        raise PermissionDenied(f"only admins can list every user's {what} (--all)")
+
+
+def _state(value: int) -> JobState:
+    state = STATE_FROM_PB.get(value)
+    if state is None:
+        raise InvalidArgument(f"unknown job state {value} in states", field="states")
+    return state

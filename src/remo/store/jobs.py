@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from remo.core.db import connect
 from remo.core.errors import InvalidArgument, JobNotFound
@@ -47,7 +48,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     PRIMARY KEY (owner, seq)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
-CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at, seq);
+-- Every user's jobs, newest first, a page at a time (keyset: started_at, owner, seq).
+DROP INDEX IF EXISTS jobs_started;
+CREATE INDEX IF NOT EXISTS jobs_listed ON jobs(started_at, owner, seq);
 -- Only finished jobs have an end time: purges find the oldest without a scan.
 CREATE INDEX IF NOT EXISTS jobs_ended ON jobs(ended_at) WHERE ended_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sequences (owner TEXT PRIMARY KEY, next INTEGER NOT NULL);
@@ -250,22 +253,57 @@ class JobStore:
         return bool(row[0]), (float(row[1]) if row[1] is not None else None)
 
     def list(
-        self, owner: str | None = None, running_only: bool = False, limit: int = 1000
+        self,
+        owner: str | None = None,
+        running_only: bool = False,
+        limit: int = 1000,
+        *,
+        states: Sequence[str] = (),
+        after: JobKey | None = None,
     ) -> list[JobStatus]:
-        """Jobs, newest first; every owner's when ``owner`` is None."""
-        where, args = [], []
+        """Jobs, newest first; every owner's when ``owner`` is None; only those in
+        ``states`` when given (``running_only``: running ones).
+
+        ``after`` continues a listing past the key of its last job (:func:`list_key`):
+        keyset pagination, so a page costs the same wherever it is, and no job is shown
+        twice or skipped when jobs start or are removed between pages.
+        """
+        where: list[str] = []
+        args: list[Any] = []
         if owner is not None:
             where.append("owner=?")
             args.append(owner)
         if running_only:
-            where.append("state='running'")
+            states = ("running",)
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        if owner is not None:
+            # One owner's numbers count up as jobs start: the primary key gives the order.
+            order = "seq DESC"
+            if after is not None:
+                where.append("seq < ?")
+                args.append(after[2])
+        else:
+            order = "started_at DESC, owner DESC, seq DESC"
+            if after is not None:
+                where.append("(started_at, owner, seq) < (?, ?, ?)")
+                args.extend(after)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        # One owner's numbers count up as jobs start: the primary key gives the order.
-        order = "seq DESC" if owner is not None else "started_at DESC, seq DESC"
         rows = self._db.execute(
             f"SELECT * FROM jobs {clause} ORDER BY {order} LIMIT ?", (*args, limit)
         ).fetchall()
         return [row_to_status(row) for row in rows]
+
+
+#: Where a job sits in a listing: (started_at, owner, seq).
+JobKey = tuple[float, str, int]
+
+
+def list_key(status: JobStatus) -> JobKey:
+    """The key :meth:`JobStore.list` continues after."""
+    owner, seq = parse_job_id(status.id)
+    return (status.started_at, owner, seq)
 
 
 def row_to_status(row: sqlite3.Row) -> JobStatus:

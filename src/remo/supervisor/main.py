@@ -91,6 +91,9 @@ class Server:
         if op == "stop":
             await sup.stop(str(message["job_id"]), float(message.get("grace", 10.0)))
             return None
+        if op == "kill":
+            await sup.kill(str(message["job_id"]), int(message["signal"]))
+            return None
         if op == "remove":
             await sup.remove(str(message["job_id"]))
             return None

@@ -14,6 +14,7 @@ from typing import Any
 from remo.core.errors import (
     InvalidArgument,
     JobNotFound,
+    JobNotRunning,
     JobStillRunning,
     RemoError,
     ResourceExhausted,
@@ -50,11 +51,13 @@ def encode(message: dict[str, Any]) -> bytes:
 
 def error_to_wire(err: RemoError) -> dict[str, Any]:
     """Serialize an error so the other side can raise the same class."""
-    wire: dict[str, Any] = {"type": type(err).__name__, "message": str(err)}
+    wire: dict[str, Any] = {"type": type(err).__name__, "message": str(err), "reason": err.reason}
     if isinstance(err, StartFailed):
         wire.update(stage=err.stage, errno=err.errno, detail=err.detail)
-    if isinstance(err, JobNotFound | JobStillRunning):
+    if isinstance(err, JobNotFound | JobStillRunning | JobNotRunning):
         wire.update(job_id=err.job_id)
+    if isinstance(err, InvalidArgument):
+        wire.update(field=err.field)
     return wire
 
 
@@ -67,10 +70,13 @@ def error_from_wire(wire: dict[str, Any]) -> RemoError:
         return JobNotFound(str(wire["job_id"]))
     if kind == "JobStillRunning":
         return JobStillRunning(str(wire["job_id"]))
+    if kind == "JobNotRunning":
+        return JobNotRunning(str(wire["job_id"]))
+    reason = str(wire.get("reason") or "")
     if kind == "InvalidArgument":
-        return InvalidArgument(message)
+        return InvalidArgument(message, field=str(wire.get("field") or ""), reason=reason)
     if kind == "ResourceExhausted":
-        return ResourceExhausted(message)
+        return ResourceExhausted(message, reason=reason)
     if kind == "CgroupError":
         return RemoError(message)  # a server-side fault, not "supervisor unavailable"
     return SupervisorUnavailable(message)

@@ -29,12 +29,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from remo.cgroups.base import CgroupDriver
-from remo.core.errors import InvalidArgument, JobStillRunning, RemoError, StartFailed
+from remo.core.errors import (
+    InvalidArgument,
+    JobNotRunning,
+    JobStillRunning,
+    RemoError,
+    StartFailed,
+)
 from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec
 from remo.store.jobs import JobStore, parse_job_id
 from remo.supervisor import namespaces, recovery
 from remo.supervisor.ending import Finisher
+from remo.supervisor.init import FORWARDED_SIGNALS
 from remo.supervisor.jobfiles import mark_stop
 from remo.supervisor.options import EXEC_TIMEOUT
 from remo.supervisor.reaper import Reaper
@@ -178,14 +185,41 @@ class Supervisor:
         if job.kill_at is None or kill_at < job.kill_at or job.kill_timer is None:
             job.kill_at = min(kill_at, job.kill_at or kill_at)
             self.arm_kill(job)
-            try:
-                self.store.mark_stop_requested(job.owner, job.seq, job.kill_at)
-            except sqlite3.OperationalError as err:
-                # A full disk must not stop the stop, nor a restarted supervisor forget
-                # it: the stop goes into an empty file's name (no data block needed).
-                log.error("cannot record the stop of %s (%s); stopping anyway", job.key, err)
-                mark_stop(self.paths.job_dir(job.owner, job.seq), job.kill_at)
+            self._record_stop(job)
         await asyncio.shield(job.ended)
+
+    def _record_stop(self, job: RunningJob) -> None:
+        assert job.kill_at is not None
+        try:
+            self.store.mark_stop_requested(job.owner, job.seq, job.kill_at)
+        except sqlite3.OperationalError as err:
+            # A full disk must not stop the stop, nor a restarted supervisor forget it:
+            # the stop goes into an empty file's name (no data block needed).
+            log.error("cannot record the stop of %s (%s); stopping anyway", job.key, err)
+            mark_stop(self.paths.job_dir(job.owner, job.seq), job.kill_at)
+
+    async def kill(self, job_id: str, sig: int) -> None:
+        """Send ``sig`` to every process of the running job, once: no grace, no
+        escalation (``docker kill -s``). SIGKILL is a stop without grace period."""
+        if not 1 <= sig < signal.NSIG:
+            raise InvalidArgument(f"no signal {sig}", field="signal")
+        job = self.running.get(job_id)
+        if job is None:
+            self.store.get(job_id)  # raises JobNotFound for unknown ids
+            raise JobNotRunning(job_id)
+        if sig == signal.SIGKILL:
+            # SIGKILL takes the job's init too, which then cannot record the end: it is
+            # a stop without SIGTERM nor grace (the job ends "stopped" by SIGKILL).
+            job.stop_requested = True
+            job.kill_at = time.time()
+            self._record_stop(job)
+            await self._kill(job)
+            await asyncio.shield(job.ended)
+        elif job.pid_namespace and sig not in FORWARDED_SIGNALS and job.group is not None:
+            # The init forwards only the stop signals; others go to each process.
+            job.group.signal_all(sig)
+        else:
+            self._signal(job, sig)
 
     def arm_kill(self, job: RunningJob) -> None:
         """SIGKILL the job at ``job.kill_at`` (at once if that has passed)."""

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from remo.api.v1 import jobs_pb2 as remo_dot_v1_dot_jobs__pb2
+from remo.v1 import jobs_pb2 as remo_dot_v1_dot_jobs__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -25,8 +25,9 @@ if _version_not_supported:
     )
 
 
-class JobsStub:
-    """Missing associated documentation comment in .proto file."""
+class JobServiceStub:
+    """Jobs and schedules of the callers' own server accounts.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -35,54 +36,65 @@ class JobsStub:
             channel: A grpc.Channel.
         """
         self.Start = channel.unary_unary(
-                '/remo.v1.Jobs/Start',
+                '/remo.v1.JobService/Start',
                 request_serializer=remo_dot_v1_dot_jobs__pb2.StartRequest.SerializeToString,
                 response_deserializer=remo_dot_v1_dot_jobs__pb2.StartResponse.FromString,
                 _registered_method=True)
         self.Stop = channel.unary_unary(
-                '/remo.v1.Jobs/Stop',
+                '/remo.v1.JobService/Stop',
                 request_serializer=remo_dot_v1_dot_jobs__pb2.StopRequest.SerializeToString,
-                response_deserializer=remo_dot_v1_dot_jobs__pb2.JobStatus.FromString,
+                response_deserializer=remo_dot_v1_dot_jobs__pb2.StopResponse.FromString,
                 _registered_method=True)
-        self.Status = channel.unary_unary(
-                '/remo.v1.Jobs/Status',
-                request_serializer=remo_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
-                response_deserializer=remo_dot_v1_dot_jobs__pb2.JobStatus.FromString,
-                _registered_method=True)
-        self.List = channel.unary_unary(
-                '/remo.v1.Jobs/List',
-                request_serializer=remo_dot_v1_dot_jobs__pb2.ListRequest.SerializeToString,
-                response_deserializer=remo_dot_v1_dot_jobs__pb2.ListResponse.FromString,
-                _registered_method=True)
-        self.Output = channel.unary_stream(
-                '/remo.v1.Jobs/Output',
-                request_serializer=remo_dot_v1_dot_jobs__pb2.OutputRequest.SerializeToString,
-                response_deserializer=remo_dot_v1_dot_jobs__pb2.OutputChunk.FromString,
+        self.Kill = channel.unary_unary(
+                '/remo.v1.JobService/Kill',
+                request_serializer=remo_dot_v1_dot_jobs__pb2.KillRequest.SerializeToString,
+                response_deserializer=remo_dot_v1_dot_jobs__pb2.KillResponse.FromString,
                 _registered_method=True)
         self.Wait = channel.unary_unary(
-                '/remo.v1.Jobs/Wait',
-                request_serializer=remo_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
-                response_deserializer=remo_dot_v1_dot_jobs__pb2.JobStatus.FromString,
+                '/remo.v1.JobService/Wait',
+                request_serializer=remo_dot_v1_dot_jobs__pb2.WaitRequest.SerializeToString,
+                response_deserializer=remo_dot_v1_dot_jobs__pb2.WaitResponse.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/remo.v1.JobService/GetJob',
+                request_serializer=remo_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=remo_dot_v1_dot_jobs__pb2.GetJobResponse.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/remo.v1.JobService/ListJobs',
+                request_serializer=remo_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=remo_dot_v1_dot_jobs__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
+        self.Output = channel.unary_stream(
+                '/remo.v1.JobService/Output',
+                request_serializer=remo_dot_v1_dot_jobs__pb2.OutputRequest.SerializeToString,
+                response_deserializer=remo_dot_v1_dot_jobs__pb2.OutputResponse.FromString,
                 _registered_method=True)
         self.Remove = channel.unary_unary(
-                '/remo.v1.Jobs/Remove',
+                '/remo.v1.JobService/Remove',
                 request_serializer=remo_dot_v1_dot_jobs__pb2.RemoveRequest.SerializeToString,
                 response_deserializer=remo_dot_v1_dot_jobs__pb2.RemoveResponse.FromString,
                 _registered_method=True)
-        self.ScheduleStatus = channel.unary_unary(
-                '/remo.v1.Jobs/ScheduleStatus',
-                request_serializer=remo_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
-                response_deserializer=remo_dot_v1_dot_jobs__pb2.Schedule.FromString,
+        self.GetSchedule = channel.unary_unary(
+                '/remo.v1.JobService/GetSchedule',
+                request_serializer=remo_dot_v1_dot_jobs__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=remo_dot_v1_dot_jobs__pb2.GetScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/remo.v1.JobService/ListSchedules',
+                request_serializer=remo_dot_v1_dot_jobs__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=remo_dot_v1_dot_jobs__pb2.ListSchedulesResponse.FromString,
                 _registered_method=True)
         self.WhoAmI = channel.unary_unary(
-                '/remo.v1.Jobs/WhoAmI',
+                '/remo.v1.JobService/WhoAmI',
                 request_serializer=remo_dot_v1_dot_jobs__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=remo_dot_v1_dot_jobs__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
 
 
-class JobsServicer:
-    """Missing associated documentation comment in .proto file."""
+class JobServiceServicer:
+    """Jobs and schedules of the callers' own server accounts.
+    """
 
     def Start(self, request, context):
         """Start a job now, or create a schedule when `when` is set.
@@ -92,33 +104,44 @@ class JobsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Stop(self, request, context):
-        """SIGTERM every process of the job, SIGKILL after the grace period; returns the final status.
+        """SIGTERM every process of the job, SIGKILL after the grace period; returns once the
+        job has ended. Stopping an ended job returns it unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Status(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def List(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Output(self, request, context):
-        """Combined stdout+stderr from `offset`; with `follow`, live until the job ends.
+    def Kill(self, request, context):
+        """Send one signal to every process of a running job, without escalation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Wait(self, request, context):
-        """Blocks until the job has ended; returns its final status.
+        """Blocks until the job has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """The caller's jobs (every user's with all_users, admins only), newest first, a page
+        at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Output(self, request, context):
+        """The job's output (stdout and stderr as written) from `offset`; with `follow`, live
+        until the job has ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,8 +154,15 @@ class JobsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ScheduleStatus(self, request, context):
+    def GetSchedule(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Active schedules, newest first, a page at a time.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -145,7 +175,7 @@ class JobsServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_JobsServicer_to_server(servicer, server):
+def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Start': grpc.unary_unary_rpc_method_handler(
                     servicer.Start,
@@ -155,37 +185,47 @@ def add_JobsServicer_to_server(servicer, server):
             'Stop': grpc.unary_unary_rpc_method_handler(
                     servicer.Stop,
                     request_deserializer=remo_dot_v1_dot_jobs__pb2.StopRequest.FromString,
-                    response_serializer=remo_dot_v1_dot_jobs__pb2.JobStatus.SerializeToString,
+                    response_serializer=remo_dot_v1_dot_jobs__pb2.StopResponse.SerializeToString,
             ),
-            'Status': grpc.unary_unary_rpc_method_handler(
-                    servicer.Status,
-                    request_deserializer=remo_dot_v1_dot_jobs__pb2.JobRef.FromString,
-                    response_serializer=remo_dot_v1_dot_jobs__pb2.JobStatus.SerializeToString,
+            'Kill': grpc.unary_unary_rpc_method_handler(
+                    servicer.Kill,
+                    request_deserializer=remo_dot_v1_dot_jobs__pb2.KillRequest.FromString,
+                    response_serializer=remo_dot_v1_dot_jobs__pb2.KillResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
-                    request_deserializer=remo_dot_v1_dot_jobs__pb2.ListRequest.FromString,
-                    response_serializer=remo_dot_v1_dot_jobs__pb2.ListResponse.SerializeToString,
+            'Wait': grpc.unary_unary_rpc_method_handler(
+                    servicer.Wait,
+                    request_deserializer=remo_dot_v1_dot_jobs__pb2.WaitRequest.FromString,
+                    response_serializer=remo_dot_v1_dot_jobs__pb2.WaitResponse.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=remo_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
+                    response_serializer=remo_dot_v1_dot_jobs__pb2.GetJobResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=remo_dot_v1_dot_jobs__pb2.ListJobsRequest.FromString,
+                    response_serializer=remo_dot_v1_dot_jobs__pb2.ListJobsResponse.SerializeToString,
             ),
             'Output': grpc.unary_stream_rpc_method_handler(
                     servicer.Output,
                     request_deserializer=remo_dot_v1_dot_jobs__pb2.OutputRequest.FromString,
-                    response_serializer=remo_dot_v1_dot_jobs__pb2.OutputChunk.SerializeToString,
-            ),
-            'Wait': grpc.unary_unary_rpc_method_handler(
-                    servicer.Wait,
-                    request_deserializer=remo_dot_v1_dot_jobs__pb2.JobRef.FromString,
-                    response_serializer=remo_dot_v1_dot_jobs__pb2.JobStatus.SerializeToString,
+                    response_serializer=remo_dot_v1_dot_jobs__pb2.OutputResponse.SerializeToString,
             ),
             'Remove': grpc.unary_unary_rpc_method_handler(
                     servicer.Remove,
                     request_deserializer=remo_dot_v1_dot_jobs__pb2.RemoveRequest.FromString,
                     response_serializer=remo_dot_v1_dot_jobs__pb2.RemoveResponse.SerializeToString,
             ),
-            'ScheduleStatus': grpc.unary_unary_rpc_method_handler(
-                    servicer.ScheduleStatus,
-                    request_deserializer=remo_dot_v1_dot_jobs__pb2.JobRef.FromString,
-                    response_serializer=remo_dot_v1_dot_jobs__pb2.Schedule.SerializeToString,
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=remo_dot_v1_dot_jobs__pb2.GetScheduleRequest.FromString,
+                    response_serializer=remo_dot_v1_dot_jobs__pb2.GetScheduleResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=remo_dot_v1_dot_jobs__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=remo_dot_v1_dot_jobs__pb2.ListSchedulesResponse.SerializeToString,
             ),
             'WhoAmI': grpc.unary_unary_rpc_method_handler(
                     servicer.WhoAmI,
@@ -194,14 +234,15 @@ def add_JobsServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'remo.v1.Jobs', rpc_method_handlers)
+            'remo.v1.JobService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('remo.v1.Jobs', rpc_method_handlers)
+    server.add_registered_method_handlers('remo.v1.JobService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Jobs:
-    """Missing associated documentation comment in .proto file."""
+class JobService:
+    """Jobs and schedules of the callers' own server accounts.
+    """
 
     @staticmethod
     def Start(request,
@@ -217,7 +258,7 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/remo.v1.Jobs/Start',
+            '/remo.v1.JobService/Start',
             remo_dot_v1_dot_jobs__pb2.StartRequest.SerializeToString,
             remo_dot_v1_dot_jobs__pb2.StartResponse.FromString,
             options,
@@ -244,9 +285,9 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/remo.v1.Jobs/Stop',
+            '/remo.v1.JobService/Stop',
             remo_dot_v1_dot_jobs__pb2.StopRequest.SerializeToString,
-            remo_dot_v1_dot_jobs__pb2.JobStatus.FromString,
+            remo_dot_v1_dot_jobs__pb2.StopResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -258,7 +299,7 @@ class Jobs:
             _registered_method=True)
 
     @staticmethod
-    def Status(request,
+    def Kill(request,
             target,
             options=(),
             channel_credentials=None,
@@ -271,63 +312,9 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/remo.v1.Jobs/Status',
-            remo_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
-            remo_dot_v1_dot_jobs__pb2.JobStatus.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def List(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/remo.v1.Jobs/List',
-            remo_dot_v1_dot_jobs__pb2.ListRequest.SerializeToString,
-            remo_dot_v1_dot_jobs__pb2.ListResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Output(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/remo.v1.Jobs/Output',
-            remo_dot_v1_dot_jobs__pb2.OutputRequest.SerializeToString,
-            remo_dot_v1_dot_jobs__pb2.OutputChunk.FromString,
+            '/remo.v1.JobService/Kill',
+            remo_dot_v1_dot_jobs__pb2.KillRequest.SerializeToString,
+            remo_dot_v1_dot_jobs__pb2.KillResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -352,9 +339,90 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/remo.v1.Jobs/Wait',
-            remo_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
-            remo_dot_v1_dot_jobs__pb2.JobStatus.FromString,
+            '/remo.v1.JobService/Wait',
+            remo_dot_v1_dot_jobs__pb2.WaitRequest.SerializeToString,
+            remo_dot_v1_dot_jobs__pb2.WaitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remo.v1.JobService/GetJob',
+            remo_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
+            remo_dot_v1_dot_jobs__pb2.GetJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remo.v1.JobService/ListJobs',
+            remo_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
+            remo_dot_v1_dot_jobs__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Output(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/remo.v1.JobService/Output',
+            remo_dot_v1_dot_jobs__pb2.OutputRequest.SerializeToString,
+            remo_dot_v1_dot_jobs__pb2.OutputResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -379,7 +447,7 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/remo.v1.Jobs/Remove',
+            '/remo.v1.JobService/Remove',
             remo_dot_v1_dot_jobs__pb2.RemoveRequest.SerializeToString,
             remo_dot_v1_dot_jobs__pb2.RemoveResponse.FromString,
             options,
@@ -393,7 +461,7 @@ class Jobs:
             _registered_method=True)
 
     @staticmethod
-    def ScheduleStatus(request,
+    def GetSchedule(request,
             target,
             options=(),
             channel_credentials=None,
@@ -406,9 +474,36 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/remo.v1.Jobs/ScheduleStatus',
-            remo_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
-            remo_dot_v1_dot_jobs__pb2.Schedule.FromString,
+            '/remo.v1.JobService/GetSchedule',
+            remo_dot_v1_dot_jobs__pb2.GetScheduleRequest.SerializeToString,
+            remo_dot_v1_dot_jobs__pb2.GetScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/remo.v1.JobService/ListSchedules',
+            remo_dot_v1_dot_jobs__pb2.ListSchedulesRequest.SerializeToString,
+            remo_dot_v1_dot_jobs__pb2.ListSchedulesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -433,7 +528,7 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/remo.v1.Jobs/WhoAmI',
+            '/remo.v1.JobService/WhoAmI',
             remo_dot_v1_dot_jobs__pb2.WhoAmIRequest.SerializeToString,
             remo_dot_v1_dot_jobs__pb2.WhoAmIResponse.FromString,
             options,

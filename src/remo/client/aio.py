@@ -1,0 +1,359 @@
+""":class:`AsyncClient`: the SDK for asyncio, with the methods and types of
+:class:`~remo.client.sync.Client` (each a coroutine; ``output`` and ``lines`` are async
+iterators). One client is safe to share among tasks: its gRPC channel multiplexes their
+calls over one connection.
+
+::
+
+    import asyncio
+    from remo.client import AsyncClient
+
+    async def main() -> None:
+        async with AsyncClient.from_profile() as remo:
+            results = await asyncio.gather(*(remo.run(["./shard", str(i)]) for i in range(100)))
+            print(sum(r.exit_status == 0 for r in results), "shards passed")
+
+    asyncio.run(main())
+
+Retries and reconnections follow the same rules as the blocking client (the decisions
+live in :mod:`remo.client.calls`); only the waiting differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+import signal as signals
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from remo.api.jobs import job_from_pb
+from remo.client import calls
+from remo.client.calls import DEFAULT_RECONNECT_TIMEOUT, DEFAULT_TIMEOUT
+from remo.client.errors import ClientError, ConnectionFailed, WaitTimeout, from_rpc_error
+from remo.client.profiles import credential_from_bytes, load_credential, select
+from remo.client.types import (
+    JobPage,
+    JobState,
+    JobStatus,
+    OutputChunk,
+    RunResult,
+    Schedule,
+    StartResult,
+    WhoAmI,
+)
+from remo.pki.credfile import Credential
+from remo.v1 import jobs_pb2 as pb
+from remo.v1 import jobs_pb2_grpc as pb_grpc
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """asyncio client of one remo server: ``async with``, or ``await close()``.
+
+    Every method raises a :class:`~remo.client.errors.ClientError` subclass on failure.
+    Create it inside the event loop that uses it.
+    """
+
+    def __init__(
+        self,
+        credential: Credential,
+        *,
+        address: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
+    ) -> None:
+        self.credential = credential
+        self.address = address or credential.addresses[0]
+        self.timeout = timeout
+        self.reconnect_timeout = reconnect_timeout
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=credential.ca_pem,
+            private_key=credential.key_pem,
+            certificate_chain=credential.cert_pem,
+        )
+        self._channel = grpc.aio.secure_channel(self.address, creds, options=calls.CHANNEL_OPTIONS)
+        self._stub = pb_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        #: Set once a call was answered: from then on a lost connection is worth
+        #: waiting out (see :class:`remo.client.calls.Attempts`).
+        self.reached = False
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> AsyncClient:
+        """A client for the credential file at ``path`` (checked before use)."""
+        return cls(load_credential(path), **kwargs)
+
+    @classmethod
+    def from_profile(
+        cls, profile: str | None = None, *, env: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> AsyncClient:
+        """A client for an installed profile, by name; the default one without a name."""
+        return cls.from_file(select(profile, env).path, **kwargs)
+
+    @classmethod
+    def from_credential(cls, data: bytes, **kwargs: Any) -> AsyncClient:
+        """A client for a credential file's contents."""
+        return cls(credential_from_bytes(data), **kwargs)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _error(
+        self, err: grpc.RpcError, what: str = "", timeout: float | None = None
+    ) -> ClientError:
+        return from_rpc_error(
+            err,
+            target=self.address,
+            path=self.credential.path,
+            what=what,
+            timeout=timeout,
+            reached=self.reached,
+        )
+
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[T]],
+        request: Any,
+        *,
+        what: str = "",
+        timeout: float | None = None,
+        retried: bool = False,
+    ) -> T:
+        """One unary call (see :meth:`remo.client.sync.Client._call`)."""
+        attempts = calls.Attempts(self.timeout if timeout is None else timeout)
+        while True:
+            try:
+                reply = await method(
+                    request,
+                    timeout=attempts.left(),
+                    wait_for_ready=True if attempts.again else None,
+                )
+            except grpc.RpcError as err:
+                pause = attempts.pause(err, retried, lambda: self.reached)
+                if pause is None:
+                    raise self._error(err, what, attempts.limit) from err
+                await asyncio.sleep(pause)
+                continue
+            self.reached = True
+            return reply
+
+    async def _recover(
+        self, outage: calls.Outage, err: grpc.RpcError, what: str, doing: str
+    ) -> None:
+        """(See :meth:`remo.client.sync.Client._recover`.)"""
+        if not (calls.retryable(err) and self.reached):
+            raise self._error(err, what) from err
+        left = outage.failed()
+        if left > 0:
+            await asyncio.sleep(min(outage.backoff(), left))
+            left = outage.left()
+        if left > 0:
+            try:
+                await self._call(self._stub.WhoAmI, pb.WhoAmIRequest(), timeout=left, retried=True)
+            except ConnectionFailed:
+                pass
+            else:
+                return
+        raise ConnectionFailed(
+            f"lost the connection to {self.address} while {doing} and could not get it "
+            f"back within {self.reconnect_timeout:g}s: {self._error(err)}",
+            code="UNAVAILABLE",
+        ) from err
+
+    # -- the API (documented on remo.client.sync.Client) ---------------------------------
+
+    async def start(self, argv: Sequence[str], **options: Any) -> StartResult:
+        request = calls.start_request(argv, **options)
+        reply = await self._call(
+            self._stub.Start,
+            request,
+            timeout=max(self.timeout, 60.0),
+            retried=bool(request.request_id),
+        )
+        if reply.HasField("schedule"):
+            return StartResult(schedule=Schedule.from_pb(reply.schedule))
+        return StartResult(job=job_from_pb(reply.job))
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        on_output: Callable[[bytes], object] | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> RunResult:
+        job = (await self.start(argv, **options)).job
+        assert job is not None  # (no schedule options: a job)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        collected: list[bytes] = []
+        sink = on_output or collected.append
+        try:
+            async for chunk in self.output(job.id, follow=True, timeout=timeout):
+                sink(chunk.data)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            final = await self.wait(job.id, timeout=left)
+        except WaitTimeout:
+            await self.stop(job.id, grace=2.0)
+            raise
+        return RunResult(final, b"".join(collected))
+
+    async def stop(self, job_id: str, *, grace: float | None = None) -> JobStatus:
+        timeout = self.timeout + (grace if grace is not None else 30.0)
+        reply = await self._call(
+            self._stub.Stop,
+            calls.stop_request(job_id, grace),
+            what=f"job {job_id}",
+            timeout=timeout,
+            retried=True,
+        )
+        return job_from_pb(reply.job)
+
+    async def kill(self, job_id: str, signal: int | str = signals.SIGKILL) -> JobStatus:
+        request = pb.KillRequest(id=job_id, signal=calls.signal_number(signal))
+        reply = await self._call(self._stub.Kill, request, what=f"job {job_id}")
+        return job_from_pb(reply.job)
+
+    async def status(self, job_id: str) -> JobStatus:
+        reply = await self._call(
+            self._stub.GetJob, pb.GetJobRequest(id=job_id), what=f"job {job_id}", retried=True
+        )
+        return job_from_pb(reply.job)
+
+    async def list_page(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        all_users: bool = False,
+        states: Sequence[JobState | str] = (),
+    ) -> JobPage:
+        request = calls.list_request(
+            all_users=all_users, states=states, page_size=page_size, page_token=page_token
+        )
+        reply = await self._call(self._stub.ListJobs, request, retried=True)
+        return JobPage([job_from_pb(j) for j in reply.jobs], reply.next_page_token)
+
+    async def list(
+        self,
+        *,
+        all_users: bool = False,
+        states: Sequence[JobState | str] = (),
+        limit: int | None = None,
+    ) -> builtins.list[JobStatus]:
+        jobs: builtins.list[JobStatus] = []
+        token = ""
+        while limit is None or len(jobs) < limit:
+            size = 1000 if limit is None else min(1000, limit - len(jobs))
+            page = await self.list_page(
+                page_size=size, page_token=token, all_users=all_users, states=states
+            )
+            jobs.extend(page.jobs)
+            token = page.next_page_token
+            if not token:
+                break
+        return jobs
+
+    async def schedules(self, *, all_users: bool = False) -> builtins.list[Schedule]:
+        found: builtins.list[Schedule] = []
+        token = ""
+        while True:
+            request = pb.ListSchedulesRequest(all_users=all_users, page_token=token)
+            reply = await self._call(self._stub.ListSchedules, request, retried=True)
+            found.extend(Schedule.from_pb(s) for s in reply.schedules)
+            token = reply.next_page_token
+            if not token:
+                return found
+
+    async def schedule_status(self, schedule_id: str) -> Schedule:
+        request = pb.GetScheduleRequest(id=schedule_id)
+        reply = await self._call(
+            self._stub.GetSchedule, request, what=f"schedule {schedule_id}", retried=True
+        )
+        return Schedule.from_pb(reply.schedule)
+
+    async def remove(self, job_id: str, *, stop_running: bool = False) -> None:
+        request = pb.RemoveRequest(id=job_id, stop_running=stop_running)
+        await self._call(self._stub.Remove, request, what=f"job {job_id}")
+
+    async def whoami(self) -> WhoAmI:
+        reply = await self._call(self._stub.WhoAmI, pb.WhoAmIRequest(), retried=True)
+        return WhoAmI.from_pb(reply)
+
+    async def wait(self, job_id: str, *, timeout: float | None = None) -> JobStatus:
+        outage = calls.Outage(self.reconnect_timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            outage.opened()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                reply = await self._stub.Wait(pb.WaitRequest(id=job_id), timeout=left)
+            except grpc.RpcError as err:
+                if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise WaitTimeout(f"job {job_id} still running after {timeout:g}s") from None
+                await self._recover(outage, err, f"job {job_id}", f"waiting for job {job_id}")
+                continue
+            self.reached = True
+            return job_from_pb(reply.job)
+
+    async def output(
+        self,
+        job_id: str,
+        *,
+        offset: int = 0,
+        follow: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[OutputChunk]:
+        calls.check_offset(offset)
+        resume = calls.Resume(offset)
+        outage = calls.Outage(self.reconnect_timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            outage.opened()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            request = pb.OutputRequest(id=job_id, offset=resume.position, follow=follow)
+            call = self._stub.Output(request, timeout=left)
+            try:
+                async for msg in call:
+                    self.reached = True
+                    chunk = resume.take(msg)
+                    if chunk is not None:
+                        outage.progressed()
+                        yield chunk
+                return
+            except grpc.RpcError as err:
+                if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise WaitTimeout(f"job {job_id} still running after {timeout:g}s") from None
+                doing = f"reading the output of job {job_id} (at byte {resume.position})"
+                await self._recover(outage, err, f"job {job_id}", doing)
+            finally:
+                call.cancel()
+
+    async def lines(self, job_id: str, *, follow: bool = False) -> AsyncIterator[str]:
+        pending = b""
+        async for chunk in self.output(job_id, follow=follow):
+            complete, pending = calls.split_lines(pending, chunk.data)
+            for line in complete:
+                yield line
+        if pending:
+            yield pending.decode("utf-8", "replace")

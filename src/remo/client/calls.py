@@ -1,0 +1,294 @@
+"""What both clients share and that does no I/O: the channel's options and retry policy,
+request builders, and the bookkeeping of a call that outlives a broken connection.
+
+:class:`~remo.client.Client` (blocking) and :class:`~remo.client.AsyncClient` (asyncio)
+differ only in how they wait; every decision is made here, once.
+"""
+
+from __future__ import annotations
+
+import json
+import signal as signals
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from remo import __version__
+from remo.api.jobs import STATE_TO_PB, duration, timestamp
+from remo.api.limits import limits_to_pb
+from remo.client.errors import UsageError
+from remo.client.types import OutputChunk
+from remo.core.spec import Limits
+from remo.core.status import JobState
+from remo.v1 import jobs_pb2 as pb
+
+SERVICE = "remo.v1.JobService"
+#: Seconds a unary call may take before it fails with DEADLINE_EXCEEDED.
+DEFAULT_TIMEOUT = 30.0
+#: Seconds ``output`` and ``wait`` keep trying to reconnect.
+DEFAULT_RECONNECT_TIMEOUT = 60.0
+#: Interval of HTTP/2 keepalive pings while a call is open, so that a dead network path
+#: under a long ``output(follow=True)`` or ``wait`` is noticed. The server must allow
+#: pings this often (grpc.http2.min_ping_interval_without_data_ms).
+KEEPALIVE_MS = 60_000
+
+RETRY_FIRST = 0.2
+RETRY_MAX = 2.0
+#: A re-opened call that stayed up this long means the connection is back.
+HEALTHY_AFTER = 5.0
+#: Seconds a failed call waits for grpc's news that the channel was connected.
+CONNECTED_NEWS = 0.25
+
+#: Calls that are safe to repeat: reads, Stop (stopping a stopped job returns its status)
+#: and Wait. gRPC retries them itself (gRFC A6, the channel's service config) when an
+#: attempt fails with UNAVAILABLE before the server answered: 5 attempts, backoff from
+#: 0.2 s doubling to 2 s (with jitter), about 3 s in all and never past the call's
+#: deadline. Start is not among them: one that creates a schedule carries no request id
+#: to deduplicate it, and a service config is per method (see :func:`start_request`);
+#: Remove and Kill are not idempotent (a repeat says NOT_FOUND / JOB_NOT_RUNNING).
+RETRIED_METHODS = ("GetJob", "ListJobs", "GetSchedule", "ListSchedules", "WhoAmI", "Stop", "Wait")
+SERVICE_CONFIG: dict[str, Any] = {
+    "methodConfig": [
+        {
+            "name": [{"service": SERVICE, "method": m} for m in RETRIED_METHODS],
+            "retryPolicy": {
+                "maxAttempts": 5,  # gRPC's ceiling
+                "initialBackoff": f"{RETRY_FIRST}s",
+                "maxBackoff": f"{RETRY_MAX}s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.primary_user_agent", f"remo/{__version__}"),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 16 << 20),
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    # Ours is the only service config: none from DNS (TXT records) replaces it.
+    ("grpc.service_config_disable_resolution", 1),
+]
+
+#: The status codes of "the connection broke or the server went away", which are worth
+#: trying again, as opposed to an answer of the server. UNAVAILABLE: no connection, a
+#: broken one, or a server that is stopping (it ends its calls so). CANCELLED: the
+#: server cancelled the call (this client cancels a call only after it is done with it).
+RETRYABLE_CODES = frozenset({"UNAVAILABLE", "CANCELLED"})
+#: ``network`` as the SDK takes it ("": the server's default), and on the wire.
+NETWORKS: dict[str, pb.Network] = {
+    "": pb.NETWORK_UNSPECIFIED,
+    "host": pb.NETWORK_HOST,
+    "none": pb.NETWORK_NONE,
+}
+
+
+def retryable(err: Any) -> bool:
+    """Whether ``err`` means "the connection broke", not "the server said no": by its
+    status code alone."""
+    code = err.code() if callable(getattr(err, "code", None)) else None
+    return getattr(code, "name", "") in RETRYABLE_CODES
+
+
+# -- requests --------------------------------------------------------------------------
+
+
+def start_request(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    limits: Limits | None = None,
+    network: str | None = None,
+    private_tmp: bool = False,
+    delay: float | None = None,
+    at: float | datetime | None = None,
+    every: float | None = None,
+) -> pb.StartRequest:
+    """The Start request for the arguments of ``start`` (documented there)."""
+    if isinstance(argv, str | bytes):
+        raise UsageError("argv must be a list of strings, not a single string")
+    network = network or ""
+    if network not in NETWORKS:
+        raise UsageError(f"network must be 'host' or 'none', not {network!r}")
+    request = pb.StartRequest(
+        argv=list(argv),
+        env=dict(env or {}),
+        cwd=cwd or "",
+        limits=limits_to_pb(limits or Limits()),
+        network=NETWORKS[network],
+        private_tmp=private_tmp,
+    )
+    if delay is not None or at is not None or every is not None:
+        when = pb.When()
+        if at is not None:
+            when.time.CopyFrom(timestamp(at.timestamp() if isinstance(at, datetime) else at))
+        else:
+            when.delay.CopyFrom(duration(float(delay or 0.0)))
+        if every:
+            when.period.CopyFrom(duration(float(every)))
+        request.when.CopyFrom(when)
+    else:
+        # One id for every attempt: the server starts the job at most once for it, so a
+        # reply lost with a restarting server is safely asked for again. Schedules are
+        # not deduplicated: one attempt only. (Hence Start is retried by the client, by
+        # request, and not by gRPC's service config, which can only name the method.)
+        request.request_id = uuid.uuid4().hex
+    return request
+
+
+def stop_request(job_id: str, grace: float | None) -> pb.StopRequest:
+    request = pb.StopRequest(id=job_id)
+    if grace is not None:
+        request.grace.CopyFrom(duration(grace))
+    return request
+
+
+def list_request(
+    *, all_users: bool, states: Sequence[JobState | str], page_size: int, page_token: str
+) -> pb.ListJobsRequest:
+    try:
+        wanted = [STATE_TO_PB[JobState(s)] for s in states]
+    except ValueError as err:
+        raise UsageError(f"{err}; states are {', '.join(s.value for s in JobState)}") from None
+    return pb.ListJobsRequest(
+        all_users=all_users,
+        states=wanted,
+        page_size=page_size,
+        page_token=page_token,
+    )
+
+
+def signal_number(signal: int | str) -> int:
+    """A signal given as a number, or a name with or without ``SIG`` (``"HUP"``)."""
+    if isinstance(signal, int):
+        return signal
+    name = signal.upper()
+    if name.isdigit():
+        return int(name)
+    try:
+        return int(signals.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+    except KeyError:
+        raise UsageError(f"unknown signal {signal!r} (try TERM, HUP, INT, KILL, USR1...)") from None
+
+
+def check_offset(offset: int) -> None:
+    if offset < 0:
+        raise UsageError(f"the output offset must be 0 or more, got {offset}")
+
+
+# -- calls that survive a broken connection --------------------------------------------
+
+
+class Attempts:
+    """The retries of one unary call within its deadline: after a failure,
+    :meth:`pause` says how long to wait before the next attempt, or None to give up.
+
+    gRPC retries the first ~3 s itself (:data:`SERVICE_CONFIG`); this waits out a longer
+    outage (a restart) until the same deadline, but only once the client had reached the
+    server (before that there may be no server here that takes us, and waiting would
+    only hide why). Hand-written because gRPC's retries stop after 5 attempts whatever
+    the deadline.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.deadline = time.monotonic() + limit
+        self.delay = RETRY_FIRST
+        self.again = False
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def pause(self, err: Any, retried: bool, reached: Callable[[], bool]) -> float | None:
+        """``reached`` says whether the client had reached the server (asked last: it
+        may wait a moment for the news)."""
+        if not (retried and retryable(err) and reached()):
+            return None
+        if self.deadline - time.monotonic() <= self.delay:
+            return None
+        delay, self.delay = self.delay, min(self.delay * 2, RETRY_MAX)
+        self.again = True
+        return delay
+
+
+class Outage:
+    """Bookkeeping of one resilient stream (``output``, ``wait``): when did the current
+    outage start?
+
+    An outage ends when a re-opened call yields data or stays open for
+    :data:`HEALTHY_AFTER` seconds; a call that fails faster than that (say, the server
+    accepts the connection but fails the call at once) does not reset the clock, so
+    the total time spent trying is bounded by the budget.
+    """
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.outage_since: float | None = None
+        self.opened_at = 0.0
+        self.delay = RETRY_FIRST
+
+    def opened(self) -> None:
+        self.opened_at = time.monotonic()
+
+    def progressed(self) -> None:
+        self.outage_since = None
+        self.delay = RETRY_FIRST
+
+    def failed(self) -> float:
+        """Record a failure; the seconds left in the budget (<= 0: give up)."""
+        now = time.monotonic()
+        if self.outage_since is None or now - self.opened_at >= HEALTHY_AFTER:
+            self.outage_since = now
+            self.delay = RETRY_FIRST
+        return self.outage_since + self.budget - now
+
+    def left(self) -> float:
+        """The seconds left in the budget of the current outage."""
+        if self.outage_since is None:
+            return self.budget
+        return self.outage_since + self.budget - time.monotonic()
+
+    def backoff(self) -> float:
+        delay = self.delay
+        self.delay = min(self.delay * 2, RETRY_MAX)
+        return delay
+
+
+@dataclass
+class Resume:
+    """Where a resilient ``output`` stands: every byte is yielded once, in order, across
+    reconnections (a re-opened call starts at :attr:`position`)."""
+
+    position: int
+
+    def take(self, msg: pb.OutputResponse) -> OutputChunk | None:
+        """The new bytes of ``msg`` (None when it only repeats what was yielded)."""
+        data: bytes = msg.data
+        start: int = msg.offset
+        if start < self.position:
+            # Overlaps what was already yielded: keep only the new bytes.
+            data = data[self.position - start :]
+            start = self.position
+        if not data:
+            return None
+        self.position = start + len(data)
+        return OutputChunk(start, data)
+
+
+def split_lines(pending: bytes, data: bytes) -> tuple[list[str], bytes]:
+    """Complete lines in ``pending + data`` (decoded as UTF-8, bad bytes replaced, the
+    newline removed) and the incomplete rest."""
+    buffer = pending + data
+    *complete, rest = buffer.split(b"\n")
+    return [line.decode("utf-8", "replace") for line in complete], rest

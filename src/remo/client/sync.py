@@ -1,0 +1,442 @@
+""":class:`Client`: the blocking SDK. :class:`~remo.client.aio.AsyncClient` has the same
+methods for asyncio; docs/SDK.md is the guide.
+
+::
+
+    from remo.client import Client
+
+    with Client.from_profile() as remo:              # or Client.from_file("build01.remo")
+        result = remo.run(["make", "-j8", "test"])
+        print(result.exit_status, result.output.decode())
+
+Job ids are what users type: ``"12"`` is the caller's job 12, ``"alice/12"`` is alice's
+(admins only); schedules are ``"s3"`` / ``"alice/s3"``.
+
+The channel is gRPC over mutual TLS: the client presents the certificate of its
+credential and trusts only the CA in it. The credential is loaded and checked (readable,
+private, complete, valid now) before anything is sent. One client is safe to share among
+threads (a gRPC channel is).
+
+:meth:`Client.output` and :meth:`Client.wait` survive server restarts and network
+hiccups: on ``UNAVAILABLE`` or ``CANCELLED`` they reconnect with backoff and carry on
+(``output`` resumes at the byte after the last one it yielded, so no byte is lost or
+repeated), and give up with :class:`~remo.client.errors.ConnectionFailed` after
+``reconnect_timeout`` seconds (60 by default) without a working connection. The calls
+that are safe to repeat (reads, ``stop``, and ``start`` of a job, which carries a request
+id) are retried within their timeout (:class:`~remo.client.calls.Attempts`). A client
+waits out an outage only once it has reached the server: before that, a failure to
+connect is reported at once.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import signal as signals
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from remo.api.jobs import job_from_pb
+from remo.client import calls
+from remo.client.calls import DEFAULT_RECONNECT_TIMEOUT, DEFAULT_TIMEOUT
+from remo.client.errors import ClientError, ConnectionFailed, WaitTimeout, from_rpc_error
+from remo.client.profiles import credential_from_bytes, load_credential, select
+from remo.client.types import (
+    JobPage,
+    JobState,
+    JobStatus,
+    OutputChunk,
+    RunResult,
+    Schedule,
+    StartResult,
+    WhoAmI,
+)
+from remo.pki.credfile import Credential
+from remo.v1 import jobs_pb2 as pb
+from remo.v1 import jobs_pb2_grpc as pb_grpc
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+class Client:
+    """Blocking client of one remo server. Use as a context manager, or call close().
+
+    Every method raises a :class:`~remo.client.errors.ClientError` subclass on failure
+    (never a raw ``grpc.RpcError``); its ``reason`` is the server's, its ``exit_code``
+    what the CLI exits with.
+    """
+
+    def __init__(
+        self,
+        credential: Credential,
+        *,
+        address: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
+    ) -> None:
+        self.credential = credential
+        self.address = address or credential.addresses[0]
+        self.timeout = timeout
+        self.reconnect_timeout = reconnect_timeout
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=credential.ca_pem,
+            private_key=credential.key_pem,
+            certificate_chain=credential.cert_pem,
+        )
+        self._channel = grpc.secure_channel(self.address, creds, options=calls.CHANNEL_OPTIONS)
+        self._stub = pb_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        # Set once the channel has been connected (TLS accepted, HTTP/2 up), or a reply
+        # came: from then on a lost connection is the server restarting or the network
+        # failing, worth waiting out; before, there may be no server here that takes us.
+        self._connected = threading.Event()
+        self._channel.subscribe(self._watch, try_to_connect=False)
+
+    def _watch(self, state: grpc.ChannelConnectivity) -> None:
+        if state is grpc.ChannelConnectivity.READY:
+            self._connected.set()
+            self._channel.unsubscribe(self._watch)
+
+    @property
+    def reached(self) -> bool:
+        """Whether this client has been connected to the server."""
+        return self._connected.is_set()
+
+    def _reached_server(self) -> bool:
+        """:attr:`reached`, allowing a moment for news of the connection: grpc reports it
+        from another thread, and a call can fail just after it, before the news is in."""
+        return self._connected.wait(calls.CONNECTED_NEWS)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Client:
+        """A client for the credential file at ``path`` (checked before use)."""
+        return cls(load_credential(path), **kwargs)
+
+    @classmethod
+    def from_profile(
+        cls, profile: str | None = None, *, env: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> Client:
+        """A client for an installed profile (``remo login``), by name; the default one
+        without a name (see :func:`remo.client.profiles.select`)."""
+        return cls.from_file(select(profile, env).path, **kwargs)
+
+    @classmethod
+    def from_credential(cls, data: bytes, **kwargs: Any) -> Client:
+        """A client for a credential file's contents (from a secret store, say)."""
+        return cls(credential_from_bytes(data), **kwargs)
+
+    def close(self) -> None:
+        self._channel.unsubscribe(self._watch)
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _error(
+        self, err: grpc.RpcError, what: str = "", timeout: float | None = None
+    ) -> ClientError:
+        return from_rpc_error(
+            err,
+            target=self.address,
+            path=self.credential.path,
+            what=what,
+            timeout=timeout,
+            reached=self.reached,
+        )
+
+    def _call(
+        self,
+        method: Callable[..., T],
+        request: Any,
+        *,
+        what: str = "",
+        timeout: float | None = None,
+        retried: bool = False,
+    ) -> T:
+        """One unary call with ``timeout`` seconds (the client's by default) in all;
+        ``retried`` calls are tried again after an outage (:class:`calls.Attempts`)."""
+        attempts = calls.Attempts(self.timeout if timeout is None else timeout)
+        while True:
+            try:
+                # Again after an outage, the attempt waits for the connection to be back
+                # (wait_for_ready), up to the deadline, rather than fail at once.
+                reply = method(
+                    request,
+                    timeout=attempts.left(),
+                    wait_for_ready=True if attempts.again else None,
+                )
+            except grpc.RpcError as err:
+                pause = attempts.pause(err, retried, self._reached_server)
+                if pause is None:
+                    raise self._error(err, what, attempts.limit) from err
+                time.sleep(pause)
+                continue
+            self._connected.set()
+            return reply
+
+    def _server_back(self, within: float) -> bool:
+        """Whether the server answers again within ``within`` seconds: a WhoAmI, retried
+        as the reads are. Raises what the server answers instead (a revoked credential).
+        (Not grpc.channel_ready_future: its connectivity polling thread can outlive a
+        channel closed soon after, and then dies with a traceback.)"""
+        try:
+            self._call(self._stub.WhoAmI, pb.WhoAmIRequest(), timeout=within, retried=True)
+        except ConnectionFailed:
+            return False
+        return True
+
+    def _recover(self, outage: calls.Outage, err: grpc.RpcError, what: str, doing: str) -> None:
+        """After a failed call of :meth:`output` or :meth:`wait`: return when it is worth
+        trying again, or raise the translated error (an answer of the server, or a
+        client that never reached it) or :class:`ConnectionFailed` (no working
+        connection came back within the budget)."""
+        if not (calls.retryable(err) and self._reached_server()):
+            raise self._error(err, what) from err
+        left = outage.failed()
+        if left > 0:
+            time.sleep(min(outage.backoff(), left))
+            left = outage.left()
+        if left > 0 and self._server_back(left):
+            return
+        cause = self._error(err)
+        try:
+            # A fresh call says best why the server cannot be reached right now.
+            self._stub.WhoAmI(pb.WhoAmIRequest(), timeout=5.0)
+        except grpc.RpcError as probe:
+            cause = self._error(probe, timeout=5.0)
+        raise ConnectionFailed(
+            f"lost the connection to {self.address} while {doing} and could not get it "
+            f"back within {self.reconnect_timeout:g}s: {cause}",
+            code=cause.code,
+        ) from err
+
+    # -- the API -------------------------------------------------------------------------
+
+    def start(self, argv: Sequence[str], **options: Any) -> StartResult:
+        """Start ``argv`` (no shell) now, or create a schedule.
+
+        Options: ``env`` (a mapping: the job's whole environment), ``cwd``, ``limits``
+        (:class:`~remo.core.spec.Limits`), ``network`` (``"host"`` or ``"none"``),
+        ``private_tmp``; a schedule is created when any of ``delay`` (seconds from now),
+        ``at`` (unix time or aware datetime of the first run) or ``every`` (period in
+        seconds) is given. The command is checked at start: a missing executable or cwd
+        raises :class:`~remo.client.errors.StartFailed` at once.
+        """
+        request = calls.start_request(argv, **options)
+        reply = self._call(
+            self._stub.Start,
+            request,
+            timeout=max(self.timeout, 60.0),
+            retried=bool(request.request_id),
+        )
+        if reply.HasField("schedule"):
+            return StartResult(schedule=Schedule.from_pb(reply.schedule))
+        return StartResult(job=job_from_pb(reply.job))
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        on_output: Callable[[bytes], object] | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> RunResult:
+        """Start ``argv``, follow its output and wait for its end, like a local
+        ``subprocess.run``. The output is collected into the result, or passed to
+        ``on_output`` as it comes (then the result's ``output`` is empty). With
+        ``timeout`` (seconds), :class:`~remo.client.errors.WaitTimeout` is raised when
+        the job has not ended by then; the job is stopped first."""
+        job = self.start(argv, **options).job
+        assert job is not None  # (no schedule options: a job)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        collected: list[bytes] = []
+        sink = on_output or collected.append
+        try:
+            for chunk in self.output(job.id, follow=True, timeout=timeout):
+                sink(chunk.data)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            final = self.wait(job.id, timeout=left)
+        except WaitTimeout:
+            self.stop(job.id, grace=2.0)
+            raise
+        return RunResult(final, b"".join(collected))
+
+    def stop(self, job_id: str, *, grace: float | None = None) -> JobStatus:
+        """SIGTERM the job's processes, SIGKILL after ``grace`` seconds (10 by default);
+        the final status. Stopping a job that has already ended returns it unchanged."""
+        timeout = self.timeout + (grace if grace is not None else 30.0)
+        reply = self._call(
+            self._stub.Stop,
+            calls.stop_request(job_id, grace),
+            what=f"job {job_id}",
+            timeout=timeout,
+            retried=True,
+        )
+        return job_from_pb(reply.job)
+
+    def kill(self, job_id: str, signal: int | str = signals.SIGKILL) -> JobStatus:
+        """Send ``signal`` (a number or a name: ``"HUP"``, ``"SIGUSR1"``) to every process
+        of the running job, once; its status. Raises
+        :class:`~remo.client.errors.JobNotRunning` when the job has ended."""
+        request = pb.KillRequest(id=job_id, signal=calls.signal_number(signal))
+        reply = self._call(self._stub.Kill, request, what=f"job {job_id}")
+        return job_from_pb(reply.job)
+
+    def status(self, job_id: str) -> JobStatus:
+        reply = self._call(
+            self._stub.GetJob, pb.GetJobRequest(id=job_id), what=f"job {job_id}", retried=True
+        )
+        return job_from_pb(reply.job)
+
+    def list_page(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        all_users: bool = False,
+        states: Sequence[JobState | str] = (),
+    ) -> JobPage:
+        """One page of the caller's jobs, newest first (every user's with ``all_users``,
+        admins only; only those in ``states`` when given). ``page_size`` 0: 100."""
+        request = calls.list_request(
+            all_users=all_users, states=states, page_size=page_size, page_token=page_token
+        )
+        reply = self._call(self._stub.ListJobs, request, retried=True)
+        return JobPage([job_from_pb(j) for j in reply.jobs], reply.next_page_token)
+
+    def list(
+        self,
+        *,
+        all_users: bool = False,
+        states: Sequence[JobState | str] = (),
+        limit: int | None = None,
+    ) -> builtins.list[JobStatus]:
+        """The caller's jobs, newest first, page after page: all of them, or the newest
+        ``limit``. (For very many jobs, :meth:`list_page` reads a page at a time.)"""
+        jobs: builtins.list[JobStatus] = []
+        token = ""
+        while limit is None or len(jobs) < limit:
+            size = 1000 if limit is None else min(1000, limit - len(jobs))
+            page = self.list_page(
+                page_size=size, page_token=token, all_users=all_users, states=states
+            )
+            jobs.extend(page.jobs)
+            token = page.next_page_token
+            if not token:
+                break
+        return jobs
+
+    def schedules(self, *, all_users: bool = False) -> builtins.list[Schedule]:
+        """The caller's active schedules, newest first (every user's with ``all_users``)."""
+        found: builtins.list[Schedule] = []
+        token = ""
+        while True:
+            request = pb.ListSchedulesRequest(all_users=all_users, page_token=token)
+            reply = self._call(self._stub.ListSchedules, request, retried=True)
+            found.extend(Schedule.from_pb(s) for s in reply.schedules)
+            token = reply.next_page_token
+            if not token:
+                return found
+
+    def schedule_status(self, schedule_id: str) -> Schedule:
+        request = pb.GetScheduleRequest(id=schedule_id)
+        reply = self._call(
+            self._stub.GetSchedule, request, what=f"schedule {schedule_id}", retried=True
+        )
+        return Schedule.from_pb(reply.schedule)
+
+    def remove(self, job_id: str, *, stop_running: bool = False) -> None:
+        """Remove a finished job's record and output, or cancel a schedule.
+
+        For a schedule, ``stop_running`` also stops its runs that are still running.
+        """
+        request = pb.RemoveRequest(id=job_id, stop_running=stop_running)
+        self._call(self._stub.Remove, request, what=f"job {job_id}")
+
+    def whoami(self) -> WhoAmI:
+        return WhoAmI.from_pb(self._call(self._stub.WhoAmI, pb.WhoAmIRequest(), retried=True))
+
+    def wait(self, job_id: str, *, timeout: float | None = None) -> JobStatus:
+        """Block until the job has ended; its final status. Survives reconnections.
+        With ``timeout`` (seconds), raises :class:`~remo.client.errors.WaitTimeout`
+        when the job is still running by then."""
+        outage = calls.Outage(self.reconnect_timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            outage.opened()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                reply = self._stub.Wait(pb.WaitRequest(id=job_id), timeout=left)
+            except grpc.RpcError as err:
+                if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise WaitTimeout(f"job {job_id} still running after {timeout:g}s") from None
+                self._recover(outage, err, f"job {job_id}", f"waiting for job {job_id}")
+                continue
+            return job_from_pb(reply.job)
+
+    def output(
+        self,
+        job_id: str,
+        *,
+        offset: int = 0,
+        follow: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[OutputChunk]:
+        """The job's output from byte ``offset``, in chunks.
+
+        Without ``follow`` it ends at the current end of the output; with ``follow`` it
+        goes on live until the job has ended and every byte was sent (or ``timeout``
+        seconds have passed: :class:`~remo.client.errors.WaitTimeout`). A broken
+        connection is re-established transparently and the stream resumes exactly where
+        it stopped: every byte is yielded once, in order.
+        """
+        calls.check_offset(offset)
+        resume = calls.Resume(offset)
+        outage = calls.Outage(self.reconnect_timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            outage.opened()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            request = pb.OutputRequest(id=job_id, offset=resume.position, follow=follow)
+            call = self._stub.Output(request, timeout=left)
+            try:
+                for msg in call:
+                    self._connected.set()
+                    chunk = resume.take(msg)
+                    if chunk is not None:
+                        outage.progressed()
+                        yield chunk
+                return
+            except grpc.RpcError as err:
+                if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise WaitTimeout(f"job {job_id} still running after {timeout:g}s") from None
+                doing = f"reading the output of job {job_id} (at byte {resume.position})"
+                self._recover(outage, err, f"job {job_id}", doing)
+            finally:
+                call.cancel()
+
+    def lines(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
+        """The job's output as text lines (UTF-8, undecodable bytes replaced, without
+        the newline); a last line without a newline comes at the end."""
+        pending = b""
+        for chunk in self.output(job_id, follow=follow):
+            complete, pending = calls.split_lines(pending, chunk.data)
+            yield from complete
+        if pending:
+            yield pending.decode("utf-8", "replace")

@@ -25,7 +25,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from remo.api.v1 import jobs_pb2 as pb
 from remo.pki import package
 from remo.pki.ca import CertificateAuthority
 from remo.pki.errors import RegisterRefused
@@ -34,6 +33,7 @@ from remo.pki.registry import Registry
 from remo.server import app
 from remo.server.app import running
 from remo.server.config import ServerConfig
+from remo.v1 import jobs_pb2 as pb
 from tests.e2e.conftest import Server, needs_root
 from tests.support import wait_until_sync
 
@@ -73,7 +73,7 @@ def revoked_credential(server: Server, user: str = "remo-mallory") -> Path:
 BIG_REQUESTS = """
 import asyncio, sys
 import grpc
-from remo.api.v1 import jobs_pb2 as pb
+from remo.v1 import jobs_pb2 as pb
 from remo.pki import package
 from remo.server import tls
 
@@ -81,7 +81,7 @@ async def main(path, size, concurrent, rounds):
     cred = package.load(path)
     creds = tls.client_credentials(cred.ca_pem, cred.cert_pem, cred.key_pem)
     async with grpc.aio.secure_channel(cred.addresses[0], creds) as channel:
-        start = channel.unary_unary("/remo.v1.Jobs/Start")
+        start = channel.unary_unary("/remo.v1.JobService/Start")
         payload = pb.StartRequest(argv=["echo", "x" * size]).SerializeToString()
         codes = set()
         for _ in range(rounds):
@@ -293,7 +293,7 @@ async def test_streams_over_the_limit_on_one_connection_are_refused(served: Serv
         resets: dict[int, int] = {}
         with http2(served, credential) as tls:
             settings = server_settings(tls)
-            block = header_block("/remo.v1.Jobs/Status")
+            block = header_block("/remo.v1.JobService/GetJob")
             streams = [2 * i + 1 for i in range(app.MAX_STREAMS + 2)]
             for stream in streams:
                 tls.sendall(frame(HEADERS, END_HEADERS, stream, block))
@@ -436,7 +436,8 @@ async def test_idle_connections_are_closed_but_long_follows_are_not(served: Serv
             channel.wait_for_state_change(grpc.ChannelConnectivity.READY), EOF_WAIT
         )
         # the next call reconnects by itself
-        assert (await stub.Status(pb.JobRef(id=job))).state == "succeeded"
+        again = (await stub.GetJob(pb.GetJobRequest(id=job))).job
+        assert again.state == pb.JOB_STATE_SUCCEEDED
 
 
 # -- the register socket through the server's settings ---------------------------------------

@@ -75,7 +75,7 @@ async def test_run_detached_prints_only_the_job_id_or_the_job(cli_env: dict[str,
     listed = json.loads((await ok(cli_env, "ps", "--json")).stdout)
     # One vocabulary: the same keys as ps --json, times in the same format.
     assert set(as_json) == set(listed[0])
-    assert as_json["state"] == "running" and is_utc_time(as_json["started_at"])
+    assert as_json["state"] == "JOB_STATE_RUNNING" and is_utc_time(as_json["start_time"])
     for job_id in (done.stdout.strip(), as_json["id"]):
         await ok(cli_env, "rm", "--stop", job_id)
 
@@ -89,8 +89,8 @@ async def test_run_detached_schedule_prints_only_its_id(cli_env: dict[str, str])
         (await ok(cli_env, "run", "-d", "--json", "--every", "1d", "--", "true")).stdout
     )
     listed = json.loads((await ok(cli_env, "ps", "--schedules", "--json")).stdout)
-    assert set(as_json) == set(listed[0]) and as_json["every_seconds"] == 86400
-    assert is_utc_time(as_json["next_run_at"])
+    assert set(as_json) == set(listed[0]) and as_json["period"] == "86400s"
+    assert is_utc_time(as_json["next_run_time"])
     for sid in (schedule_id, as_json["id"]):
         await ok(cli_env, "rm", sid)
 
@@ -113,8 +113,12 @@ async def test_stop_wait_rm_and_whoami_speak_json(
 ) -> None:
     job_id = await started(cli_env, "sleep", "30")
     stopped = json.loads((await ok(cli_env, "stop", "--json", "--grace", "5s", job_id)).stdout)
-    assert (stopped["id"], stopped["state"], stopped["signal"]) == (job_id, "stopped", 15)
-    assert is_utc_time(stopped["ended_at"])
+    assert (stopped["id"], stopped["state"], stopped["signal"]) == (
+        job_id,
+        "JOB_STATE_STOPPED",
+        15,
+    )
+    assert is_utc_time(stopped["end_time"])
 
     waited = await remo(cli_env, "wait", "--json", job_id)
     assert waited.code == 143  # still the job's code, as without --json
@@ -125,10 +129,11 @@ async def test_stop_wait_rm_and_whoami_speak_json(
 
     who = json.loads((await ok(cli_env, "whoami", "--json")).stdout)
     mine = package.load(credential)
-    assert (who["user"], who["role"]) == me()
+    user, role = me()
+    assert (who["user"], who["role"]) == (user, f"ROLE_{role.upper()}")
     assert who["serial"] == mine.serial
     assert who["server"] == server.address and who["credential"] == str(credential)
-    assert is_utc_time(who["expires_at"]) and isinstance(who["protections_off"], list)
+    assert is_utc_time(who["expire_time"]) and isinstance(who["protections_off"], list)
     human = (await ok(cli_env, "whoami")).stdout
     assert f"user        {me()[0]}" in human and "expires" in human
 
@@ -165,6 +170,41 @@ async def test_rm_finished_removes_finished_jobs_in_bulk(cli_env: dict[str, str]
     await ok(cli_env, "rm", "--stop", running)
 
 
+async def test_ps_shows_a_page_and_says_when_there_are_more(cli_env: dict[str, str]) -> None:
+    jobs = [await started(cli_env, argv) for argv in ("true", "false", "true")]
+    for job_id in jobs:
+        await remo(cli_env, "wait", job_id)
+    newest_first = jobs[::-1]
+    note = (
+        "remo: showing the newest 2 jobs; there are more "
+        "(--limit N or --all-pages to see them, --state to filter)\n"
+    )
+
+    page = await ok(cli_env, "ps", "--limit", "2")
+    rows = page.stdout.splitlines()
+    assert rows[0].split()[:2] == ["ID", "STATE"]
+    assert [row.split()[0] for row in rows[1:]] == newest_first[:2]
+    assert page.stderr == note
+    quiet = await ok(cli_env, "ps", "-q", "-n", "2")
+    assert (quiet.stdout.splitlines(), quiet.stderr) == (newest_first[:2], note)
+    listed = json.loads((await ok(cli_env, "ps", "--json", "--limit", "2")).stdout)
+    assert [job["id"] for job in listed] == newest_first[:2]
+
+    every = await ok(cli_env, "ps", "-q", "--limit", "2", "--all-pages")
+    assert (every.stdout.splitlines(), every.stderr) == (newest_first, "")
+    exact = await ok(cli_env, "ps", "-q", "--limit", "3")  # no more than that: no note
+    assert (exact.stdout.splitlines(), exact.stderr) == (newest_first, "")
+
+    failed = await ok(cli_env, "ps", "-q", "--state", "failed", "--limit", "2")
+    assert (failed.stdout.splitlines(), failed.stderr) == ([jobs[1]], "")
+    shown = json.loads((await ok(cli_env, "ps", "--json", "--state", "failed")).stdout)
+    assert [(job["id"], job["state"], job["exit_code"]) for job in shown] == [
+        (jobs[1], "JOB_STATE_FAILED", 1)
+    ]
+    both = await ok(cli_env, "ps", "-q", "--state", "failed", "--state", "succeeded")
+    assert both.stdout.splitlines() == newest_first
+
+
 # -- signals ------------------------------------------------------------------------------------
 
 
@@ -197,7 +237,7 @@ async def test_a_signal_to_remo_run_detaches_like_ctrl_c(
         f'stop with "remo stop {job_id}"'
     )
     status = json.loads((await ok(cli_env, "status", "--json", job_id)).stdout)
-    assert status["state"] == "running"
+    assert status["state"] == "JOB_STATE_RUNNING"
     await ok(cli_env, "rm", "--stop", job_id)
 
 
@@ -270,8 +310,8 @@ async def test_a_skipped_run_names_the_previous_run_as_typed(cli_env: dict[str, 
     async def skipped() -> dict[str, object] | None:
         shown = json.loads((await ok(cli_env, "status", "--json", schedule_id)).stdout)
         runs = shown["recent_runs"]
-        first = [r for r in runs if r["outcome"] == "started"]
-        skips = [r for r in runs if r["outcome"] == "skipped"]
+        first = [r for r in runs if r["outcome"] == "SCHEDULE_RUN_OUTCOME_STARTED"]
+        skips = [r for r in runs if r["outcome"] == "SCHEDULE_RUN_OUTCOME_SKIPPED"]
         return (
             {"job": first[-1]["job_id"], "detail": skips[0]["detail"]} if first and skips else None
         )

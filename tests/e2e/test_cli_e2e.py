@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from remo.client.connection import Client
+from remo.client import Client
 from remo.client.errors import NotFound, TlsHandshakeFailed
 from remo.pki import package
 from remo.pki.ca import CertificateAuthority
@@ -62,7 +62,7 @@ async def test_detached_job_lifecycle(cli_env: dict[str, str]) -> None:
 
     listed = await remo(cli_env, "ps", "--json")
     jobs = {j["id"]: j for j in json.loads(listed.stdout)}
-    assert jobs[job_id]["state"] == "running"
+    assert jobs[job_id]["state"] == "JOB_STATE_RUNNING"
     assert jobs[job_id]["argv"] == ["sh", "-c", "echo hello; exec sleep 30"]
 
     table = await remo(cli_env, "ps")
@@ -86,8 +86,8 @@ async def test_detached_job_lifecycle(cli_env: dict[str, str]) -> None:
     assert (waited.code, waited.stdout) == (128 + 15, b"")
 
     status = json.loads((await remo(cli_env, "status", "--json", job_id)).stdout)
-    assert status["state"] == "stopped" and status["signal"] == 15
-    assert status["ended_at"].endswith("Z")
+    assert status["state"] == "JOB_STATE_STOPPED" and status["signal"] == 15
+    assert status["end_time"].endswith("Z")
     human = (await remo(cli_env, "status", job_id)).stdout.decode()
     assert "state        stopped" in human
 
@@ -113,7 +113,7 @@ async def test_schedule_is_created_not_run(cli_env: dict[str, str]) -> None:
     assert line.startswith("schedule s") and ": next run at " in line
     schedule_id = line.split()[1].rstrip(":")
     shown = json.loads((await remo(cli_env, "status", "--json", schedule_id)).stdout)
-    assert shown["id"] == schedule_id and shown["next_run_at"].endswith("Z")
+    assert shown["id"] == schedule_id and shown["next_run_time"].endswith("Z")
     assert (await remo(cli_env, "rm", schedule_id)).code == 0
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from remo.api.v1 import jobs_pb2 as pb
+from remo.api.jobs import duration
+from remo.v1 import jobs_pb2 as pb
 from tests.conftest import remo_processes
 from tests.e2e.conftest import Server, needs_root, serve
 from tests.support import wait_until
@@ -103,8 +104,9 @@ async def test_full_disk(tmp_path: Path) -> None:
             assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "disk is full" in (caught.value.details() or "")
             # reads keep working while the disk is full
-            assert (await stub.Status(pb.JobRef(id=job.id))).state == "running"
-            assert (await stub.List(pb.ListRequest())).jobs
+            now = (await stub.GetJob(pb.GetJobRequest(id=job.id))).job
+            assert now.state == pb.JOB_STATE_RUNNING
+            assert (await stub.ListJobs(pb.ListJobsRequest())).jobs
             first = [c async for c in stub.Output(pb.OutputRequest(id=job.id))]
             assert b"".join(c.data for c in first).startswith(b"line 1\n")
 
@@ -113,10 +115,9 @@ async def test_full_disk(tmp_path: Path) -> None:
             )
             filler.unlink()  # space returns
             space_back.touch()
-            status = await asyncio.wait_for(stub.Wait(pb.JobRef(id=job.id)), 30)
-            assert status.state == "failed" and status.exit_code == 4  # never blocked
-            assert status.output_truncated and status.output_dropped_disk_full
-            assert status.output_dropped_bytes > 0
+            status = (await asyncio.wait_for(stub.Wait(pb.WaitRequest(id=job.id)), 30)).job
+            assert status.state == pb.JOB_STATE_FAILED and status.exit_code == 4  # never blocked
+            assert status.output_dropped_bytes > 0 and status.output_dropped_disk_full
             output = b"".join([c.data async for c in stub.Output(pb.OutputRequest(id=job.id))])
             assert output.startswith(b"line 1\n")
             # written again once space returned, then the notice of what was dropped
@@ -126,7 +127,8 @@ async def test_full_disk(tmp_path: Path) -> None:
             )
             assert output.endswith(b"back\n" + notice.encode())
             again = (await stub.Start(pb.StartRequest(argv=["echo", "back"]))).job
-            assert (await stub.Wait(pb.JobRef(id=again.id))).state == "succeeded"
+            waited = (await stub.Wait(pb.WaitRequest(id=again.id))).job
+            assert waited.state == pb.JOB_STATE_SUCCEEDED
 
 
 @pytest.mark.parametrize("ending", ["exits", "stopped"])
@@ -157,23 +159,22 @@ async def test_output_dropped_on_a_full_disk_is_always_accounted(
             )
             if ending == "stopped":  # its SIGKILL takes the init too: no final record
                 ended = asyncio.ensure_future(
-                    stub.Stop(pb.StopRequest(id=job.id, grace_seconds=0.5))
+                    stub.Stop(pb.StopRequest(id=job.id, grace=duration(0.5)))
                 )
             else:
                 flag.touch()
-                ended = asyncio.ensure_future(stub.Wait(pb.JobRef(id=job.id)))
+                ended = asyncio.ensure_future(stub.Wait(pb.WaitRequest(id=job.id)))
             # The job ends while the disk is still full...
             await wait_until(
                 lambda: not os.path.exists(f"/proc/{job.pid}"), 30, what="the job's end"
             )
             filler.unlink()  # ...and the end is recorded once space returns
-            status = await asyncio.wait_for(ended, 60)
+            status = (await asyncio.wait_for(ended, 60)).job  # StopResponse or WaitResponse
     if ending == "stopped":
-        assert status.state == "stopped" and status.signal == 9
+        assert status.state == pb.JOB_STATE_STOPPED and status.signal == 9
     else:
-        assert status.state == "failed" and status.exit_code == 3
-    assert status.output_truncated and status.output_dropped_disk_full
-    assert status.output_dropped_bytes > 0
+        assert status.state == pb.JOB_STATE_FAILED and status.exit_code == 3
+    assert status.output_dropped_bytes > 0 and status.output_dropped_disk_full
 
 
 async def test_an_end_waiting_for_space_survives_a_supervisor_kill(tmp_path: Path) -> None:
@@ -198,8 +199,8 @@ async def test_an_end_waiting_for_space_survives_a_supervisor_kill(tmp_path: Pat
             )
             await kill_supervisor(state)
             filler.unlink()  # space returns; the next call starts a new supervisor
-            status = await asyncio.wait_for(stub.Wait(pb.JobRef(id=job.id)), 30)
-            assert (status.state, status.exit_code) == ("failed", 3), status
+            status = (await asyncio.wait_for(stub.Wait(pb.WaitRequest(id=job.id)), 30)).job
+            assert (status.state, status.exit_code) == (pb.JOB_STATE_FAILED, 3), status
 
 
 async def test_a_stop_taken_on_a_full_disk_survives_a_supervisor_kill(tmp_path: Path) -> None:
@@ -219,7 +220,9 @@ async def test_a_stop_taken_on_a_full_disk_survives_a_supervisor_kill(tmp_path: 
                 if b"started" in chunk.data:
                     break
             filler = fill_until_enospc(state)
-            stopping = asyncio.ensure_future(stub.Stop(pb.StopRequest(id=job.id, grace_seconds=60)))
+            stopping = asyncio.ensure_future(
+                stub.Stop(pb.StopRequest(id=job.id, grace=duration(60)))
+            )
             log = state / "supervisor.log"
             await wait_until(
                 lambda: "cannot record the stop" in log.read_text(), 30, what="a stop not stored"
@@ -231,5 +234,5 @@ async def test_a_stop_taken_on_a_full_disk_survives_a_supervisor_kill(tmp_path: 
             await kill_supervisor(state)
             filler.unlink()
             go.touch()
-            status = await asyncio.wait_for(stub.Wait(pb.JobRef(id=job.id)), 60)
-            assert (status.state, status.exit_code) == ("stopped", 7), status
+            status = (await asyncio.wait_for(stub.Wait(pb.WaitRequest(id=job.id)), 60)).job
+            assert (status.state, status.exit_code) == (pb.JOB_STATE_STOPPED, 7), status

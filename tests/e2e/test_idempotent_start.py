@@ -15,7 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from remo.api.v1 import jobs_pb2 as pb
+from remo.api.jobs import duration
+from remo.v1 import jobs_pb2 as pb
 from tests.e2e.conftest import Server, needs_root, serve
 
 pytestmark = needs_root
@@ -31,10 +32,10 @@ async def test_a_repeated_start_returns_the_first_ones_job(server: Server) -> No
         ids = {r.job.id for r in [*concurrent, again]}
         other = await stub.Start(pb.StartRequest(argv=["true"], request_id=uuid.uuid4().hex))
         plain = [await stub.Start(pb.StartRequest(argv=["true"])) for _ in range(2)]
-        listed = await stub.List(pb.ListRequest())
+        listed = await stub.ListJobs(pb.ListJobsRequest())
         for job in listed.jobs:
-            if job.state == "running":
-                await stub.Stop(pb.StopRequest(id=job.id, grace_seconds=0))
+            if job.state == pb.JOB_STATE_RUNNING:
+                await stub.Stop(pb.StopRequest(id=job.id, grace=duration(0)))
         with pytest.raises(grpc.aio.AioRpcError) as bad:
             await stub.Start(pb.StartRequest(argv=["true"], request_id="no spaces/allowed"))
     assert len(ids) == 1
@@ -56,7 +57,7 @@ async def test_a_start_retried_through_a_new_api_server_finds_its_job(tmp_path: 
         channel, stub = server.stub(server.credential("root", "admin"))
         async with channel:
             retried = (await stub.Start(request)).job
-            listed = await stub.List(pb.ListRequest())
-            await stub.Stop(pb.StopRequest(id=started.id, grace_seconds=0))
+            listed = await stub.ListJobs(pb.ListJobsRequest())
+            await stub.Stop(pb.StopRequest(id=started.id, grace=duration(0)))
     assert retried.id == started.id and retried.pid == started.pid
     assert len(listed.jobs) == 1

@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from remo.client.connection import Client
+from remo.client import Client
 from remo.core.status import JobState
 from tests.e2e.process import ServerProcess
 from tests.support import wait_until_sync

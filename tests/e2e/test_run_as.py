@@ -8,17 +8,18 @@ import pwd
 import grpc
 import pytest
 
-from remo.api.v1 import jobs_pb2 as pb
-from remo.api.v1 import jobs_pb2_grpc
+from remo.api.jobs import duration
+from remo.v1 import jobs_pb2 as pb
+from remo.v1 import jobs_pb2_grpc
 from tests.e2e.conftest import Server, needs_root
 
 pytestmark = needs_root
 ALICE, BOB = "remo-alice", "remo-bob"
 
 
-async def run(stub: jobs_pb2_grpc.JobsStub, *argv: str) -> tuple[pb.JobStatus, str]:
+async def run(stub: jobs_pb2_grpc.JobServiceStub, *argv: str) -> tuple[pb.Job, str]:
     job = (await stub.Start(pb.StartRequest(argv=list(argv)))).job
-    status = await stub.Wait(pb.JobRef(id=job.id))
+    status = (await stub.Wait(pb.WaitRequest(id=job.id))).job
     output = b"".join([c.data async for c in stub.Output(pb.OutputRequest(id=job.id))])
     return status, output.decode()
 
@@ -33,7 +34,7 @@ async def test_job_runs_with_the_accounts_identity(
         )
     entry = pwd.getpwnam(ALICE)
     uid, gid, groups, home, cwd, names = output.splitlines()
-    assert status.state == "succeeded"
+    assert status.state == pb.JOB_STATE_SUCCEEDED
     assert int(uid) == entry.pw_uid and int(gid) == entry.pw_gid
     assert sorted(map(int, groups.split())) == sorted(os.getgrouplist(ALICE, entry.pw_gid))
     assert home == cwd == entry.pw_dir
@@ -66,10 +67,11 @@ async def test_job_cannot_escape_its_account(server: Server, unix_users: tuple[s
         }
         for name, script in probes.items():
             status, output = await run(alice, "sh", "-c", script)
-            assert status.state == "failed", f"{name} succeeded: {output}"
-        assert (await bob.Status(pb.JobRef(id=bob_job.id))).state == "running"
+            assert status.state == pb.JOB_STATE_FAILED, f"{name} succeeded: {output}"
+        bob_now = (await bob.GetJob(pb.GetJobRequest(id=bob_job.id))).job
+        assert bob_now.state == pb.JOB_STATE_RUNNING
         assert root_file.read_text() == "root's\n"
-        await bob.Stop(pb.StopRequest(id=bob_job.id, grace_seconds=0))
+        await bob.Stop(pb.StopRequest(id=bob_job.id, grace=duration(0)))
 
 
 async def test_unknown_account_is_failed_precondition(server: Server) -> None:
@@ -80,5 +82,5 @@ async def test_unknown_account_is_failed_precondition(server: Server) -> None:
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "no account" in (caught.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Start(pb.StartRequest(argv=["true"], when=pb.When(delay_seconds=60)))
+            await stub.Start(pb.StartRequest(argv=["true"], when=pb.When(delay=duration(60))))
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION

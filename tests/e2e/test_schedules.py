@@ -14,8 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from remo.api.v1 import jobs_pb2 as pb
+from remo.api.jobs import duration, seconds_of
 from remo.schedule.store import ScheduleStore
+from remo.v1 import jobs_pb2 as pb
 from tests.e2e.conftest import Server, needs_root, serve
 from tests.support import wait_until
 
@@ -28,23 +29,25 @@ async def test_delayed_run_starts_within_a_second_of_due(server: Server) -> None
         # One job first: what is measured below is the timer, not a server that has
         # just started (its first inits may still be forking).
         warm = (await stub.Start(pb.StartRequest(argv=["true"]))).job
-        await stub.Wait(pb.JobRef(id=warm.id))
+        await stub.Wait(pb.WaitRequest(id=warm.id))
         asked = time.time()
-        created = await stub.Start(pb.StartRequest(argv=["true"], when=pb.When(delay_seconds=0.3)))
+        when = pb.When(delay=duration(0.3))
+        created = await stub.Start(pb.StartRequest(argv=["true"], when=when))
         schedule = created.schedule
         assert schedule.id == "s1"
-        assert asked + 0.3 <= schedule.next_run_at <= time.time() + 0.3
+        next_run = seconds_of(schedule.next_run_time)
+        assert asked + 0.3 <= next_run <= time.time() + 0.3
 
         async def ran() -> pb.ScheduleRun | None:
-            s = await stub.ScheduleStatus(pb.JobRef(id=schedule.id))
+            s = (await stub.GetSchedule(pb.GetScheduleRequest(id=schedule.id))).schedule
             return next((r for r in s.recent_runs if r.job_id), None)
 
         run = await wait_until(ran, 15)
-        job = await stub.Status(pb.JobRef(id=run.job_id))
-        assert run.outcome == "started"
-        assert 0 <= job.started_at - schedule.next_run_at <= 1.0
+        job = (await stub.GetJob(pb.GetJobRequest(id=run.job_id))).job
+        assert run.outcome == pb.SCHEDULE_RUN_OUTCOME_STARTED
+        assert 0 <= seconds_of(job.start_time) - next_run <= 1.0
         assert job.schedule_id == "root/s1"
-        listed = await stub.List(pb.ListRequest())
+        listed = await stub.ListSchedules(pb.ListSchedulesRequest())
         assert not listed.schedules  # a one-shot schedule is done after its run
 
 
@@ -52,37 +55,41 @@ async def test_a_recurring_schedule_runs_a_job_and_rm_stops_it(server: Server) -
     channel, stub = server.stub(server.credential("root", "admin"))
     async with channel:
         created = await stub.Start(
-            pb.StartRequest(argv=["sleep", "30"], when=pb.When(every_seconds=60))
+            pb.StartRequest(argv=["sleep", "30"], when=pb.When(period=duration(60)))
         )
         sid = created.schedule.id
 
         async def first_run() -> str:
-            runs = (await stub.ScheduleStatus(pb.JobRef(id=sid))).recent_runs
+            runs = (await stub.GetSchedule(pb.GetScheduleRequest(id=sid))).schedule.recent_runs
             return runs[0].job_id if runs else ""
 
         job_id = await wait_until(first_run, 15)
-        assert (await stub.Status(pb.JobRef(id=job_id))).state == "running"
-        schedule = await stub.ScheduleStatus(pb.JobRef(id=sid))
-        assert schedule.next_run_at == pytest.approx(created.schedule.next_run_at + 60)
-        listed = await stub.List(pb.ListRequest())
+        job = (await stub.GetJob(pb.GetJobRequest(id=job_id))).job
+        assert job.state == pb.JOB_STATE_RUNNING
+        schedule = (await stub.GetSchedule(pb.GetScheduleRequest(id=sid))).schedule
+        assert seconds_of(schedule.next_run_time) == pytest.approx(
+            seconds_of(created.schedule.next_run_time) + 60
+        )
+        listed = await stub.ListSchedules(pb.ListSchedulesRequest())
         assert [s.id for s in listed.schedules] == [sid]
 
         await stub.Remove(pb.RemoveRequest(id=sid, stop_running=True))
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.ScheduleStatus(pb.JobRef(id=sid))
+            await stub.GetSchedule(pb.GetScheduleRequest(id=sid))
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-        assert (await stub.Status(pb.JobRef(id=job_id))).state == "stopped"
-        assert not (await stub.List(pb.ListRequest())).schedules
-        assert not (await stub.List(pb.ListRequest(running_only=True))).jobs
+        job = (await stub.GetJob(pb.GetJobRequest(id=job_id))).job
+        assert job.state == pb.JOB_STATE_STOPPED
+        assert not (await stub.ListSchedules(pb.ListSchedulesRequest())).schedules
+        running = pb.ListJobsRequest(states=[pb.JOB_STATE_RUNNING])
+        assert not (await stub.ListJobs(running)).jobs
 
 
 async def test_missed_runs_run_once_after_restart(tmp_path: Path) -> None:
     async with serve(tmp_path) as server:
         channel, stub = server.stub(server.credential("root", "admin"))
         async with channel:
-            created = await stub.Start(
-                pb.StartRequest(argv=["true"], when=pb.When(delay_seconds=3600, every_seconds=1))
-            )
+            when = pb.When(delay=duration(3600), period=duration(1))
+            created = await stub.Start(pb.StartRequest(argv=["true"], when=when))
     # While the server is down, its due time and three more periods pass: moved into
     # the past here rather than waited for.
     store = ScheduleStore(server.state_dir / "schedules.db")
@@ -97,8 +104,10 @@ async def test_missed_runs_run_once_after_restart(tmp_path: Path) -> None:
         async with channel:
 
             async def caught_up() -> list[pb.ScheduleRun]:
-                s = await stub.ScheduleStatus(pb.JobRef(id=created.schedule.id))
-                return [r for r in s.recent_runs if r.outcome == "caught-up"]
+                request = pb.GetScheduleRequest(id=created.schedule.id)
+                s = (await stub.GetSchedule(request)).schedule
+                caught_up = pb.SCHEDULE_RUN_OUTCOME_CAUGHT_UP
+                return [r for r in s.recent_runs if r.outcome == caught_up]
 
             [caught] = await wait_until(caught_up, 15)
             missed = re.fullmatch(
@@ -107,8 +116,10 @@ async def test_missed_runs_run_once_after_restart(tmp_path: Path) -> None:
             )
             assert missed, caught.detail
             # the one due 3.5 s ago and the three since (more if the start was slow)
-            assert 4 <= int(missed[1]) <= time.time() - caught.due_at + 1
+            due = seconds_of(caught.due_time)
+            assert 4 <= int(missed[1]) <= time.time() - due + 1
             assert caught.job_id
-            schedule = await stub.ScheduleStatus(pb.JobRef(id=created.schedule.id))
-            assert caught.due_at < schedule.next_run_at <= time.time() + 1
+            request = pb.GetScheduleRequest(id=created.schedule.id)
+            schedule = (await stub.GetSchedule(request)).schedule
+            assert due < seconds_of(schedule.next_run_time) <= time.time() + 1
             await stub.Remove(pb.RemoveRequest(id=created.schedule.id))

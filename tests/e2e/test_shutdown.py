@@ -19,12 +19,12 @@ from typing import Any
 
 import grpc
 
-from remo.api.v1 import jobs_pb2 as pb
-from remo.api.v1 import jobs_pb2_grpc as pb_grpc
-from remo.client.connection import Client
+from remo.client import Client
 from remo.client.errors import ClientError, TlsHandshakeFailed, from_rpc_error
 from remo.pki import package
 from remo.server import tls
+from remo.v1 import jobs_pb2 as pb
+from remo.v1 import jobs_pb2_grpc as pb_grpc
 from tests.e2e.process import ServerProcess
 from tests.support import wait_until_sync
 
@@ -116,7 +116,9 @@ class _RawFollower(threading.Thread):
         cred = self.credential
         creds = tls.client_credentials(cred.ca_pem, cred.cert_pem, cred.key_pem)
         with grpc.secure_channel(cred.addresses[0], creds) as channel:
-            call = pb_grpc.JobsStub(channel).Output(pb.OutputRequest(id=self.job_id, follow=True))
+            call = pb_grpc.JobServiceStub(channel).Output(
+                pb.OutputRequest(id=self.job_id, follow=True)
+            )
             try:
                 for _ in call:
                     self.first.set()
@@ -148,7 +150,7 @@ class _FreshConnections(threading.Thread):
             self.attempts += 1
             with grpc.secure_channel(cred.addresses[0], creds) as channel:
                 try:
-                    pb_grpc.JobsStub(channel).WhoAmI(pb.WhoAmIRequest(), timeout=2)
+                    pb_grpc.JobServiceStub(channel).WhoAmI(pb.WhoAmIRequest(), timeout=2)
                 except grpc.RpcError as err:
                     said: ClientError = from_rpc_error(err, target=cred.addresses[0])
                     self.said[f"{type(said).__name__}: {said}"] += 1

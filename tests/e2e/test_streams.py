@@ -8,7 +8,8 @@ import resource
 
 import grpc
 
-from remo.api.v1 import jobs_pb2 as pb
+from remo.api.jobs import duration
+from remo.v1 import jobs_pb2 as pb
 from tests.e2e.conftest import Server
 from tests.support import wait_until
 
@@ -51,14 +52,14 @@ async def test_clients_disconnecting_mid_stream_leave_nothing(server: Server) ->
         assert open_fds() <= fds
         grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss
         assert grown_kib < 32 * 1024, f"server grew by {grown_kib} KiB over 200 streams"
-        await stub.Stop(pb.StopRequest(id=job.id, grace_seconds=0))
+        await stub.Stop(pb.StopRequest(id=job.id, grace=duration(0)))
 
 
 async def test_resume_from_offset_is_exact(server: Server) -> None:
     channel, stub = server.stub(server.credential("root", "admin"))
     async with channel:
         job = (await stub.Start(pb.StartRequest(argv=["seq", "1", "20000"]))).job
-        await stub.Wait(pb.JobRef(id=job.id))
+        await stub.Wait(pb.WaitRequest(id=job.id))
         whole = b"".join([c.data async for c in stub.Output(pb.OutputRequest(id=job.id))])
         received = b""
         async for chunk in stub.Output(pb.OutputRequest(id=job.id, follow=True)):

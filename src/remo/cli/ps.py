@@ -212,8 +212,10 @@ def command(
             if all_pages:
                 jobs = client.list(all_users=all_users, states=wanted)
             else:
-                page = client.list_page(page_size=limit, all_users=all_users, states=wanted)
-                jobs, more = page.jobs, bool(page.next_page_token)
+                # One more than shown tells whether there are more (pages of at most
+                # 1000 are read one after the other for a larger limit).
+                jobs = client.list(all_users=all_users, states=wanted, limit=limit + 1)
+                more, jobs = len(jobs) > limit, jobs[:limit]
     now = time.time()
     if quiet:
         for item in active if schedules else jobs:

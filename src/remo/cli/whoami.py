@@ -26,7 +26,7 @@ def command(as_json: bool) -> None:
     Examples:
       remo whoami
       remo --profile gpu02 whoami
-      remo whoami --json | jq -r .expires_at
+      remo whoami --json | jq -r .expire_time
     """
     with connect() as client:
         me = client.whoami()

@@ -15,14 +15,16 @@ from typing import Any
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
-from remo.api.v1 import jobs_pb2_grpc
 from remo.pki import package
 from remo.pki.ca import CertificateAuthority
 from remo.pki.registry import Registry
 from remo.server import tls
 from remo.server.app import RunningServer, running
 from remo.server.config import ServerConfig
+from remo.v1 import jobs_pb2_grpc
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (run-as, cgroups, useradd)")
 
@@ -47,12 +49,12 @@ class Server:
         package.save(path, [self.address], ca.cert_pem, issued.cert_pem, issued.key_pem)
         return path
 
-    def stub(self, credential: Path) -> tuple[grpc.aio.Channel, jobs_pb2_grpc.JobsStub]:
+    def stub(self, credential: Path) -> tuple[grpc.aio.Channel, jobs_pb2_grpc.JobServiceStub]:
         cred = package.load(credential)
         channel = grpc.aio.secure_channel(
             cred.addresses[0], tls.client_credentials(cred.ca_pem, cred.cert_pem, cred.key_pem)
         )
-        return channel, jobs_pb2_grpc.JobsStub(channel)
+        return channel, jobs_pb2_grpc.JobServiceStub(channel)
 
 
 def config_for(tmp_path: Path, **settings: Any) -> ServerConfig:
@@ -118,3 +120,13 @@ async def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> tuple
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out, err.decode()
+
+
+def reason_of(err: grpc.RpcError) -> str:
+    """The ``ErrorInfo.reason`` a refused call carries ("" when it has none)."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    if status is None or not status.details:
+        return ""
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    return info.reason

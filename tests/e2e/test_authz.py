@@ -5,25 +5,27 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from remo.api.v1 import jobs_pb2 as pb
+from remo.api.jobs import duration
 from remo.server.authz import RPC_PERMISSIONS
-from tests.e2e.conftest import Server, needs_root
+from remo.v1 import jobs_pb2 as pb
+from tests.e2e.conftest import Server, needs_root, reason_of
 
 pytestmark = needs_root
 ALICE, BOB = "remo-alice", "remo-bob"
 
 
 def test_every_rpc_has_a_policy() -> None:
-    service = pb.DESCRIPTOR.services_by_name["Jobs"]
-    assert set(RPC_PERMISSIONS) == {m.name for m in service.methods}
+    service = pb.DESCRIPTOR.services_by_name["JobService"]
+    assert set(RPC_PERMISSIONS) == {f"/{service.full_name}/{m.name}" for m in service.methods}
 
 
-async def code_of(call: object) -> grpc.StatusCode:
+async def outcome_of(call: object) -> tuple[grpc.StatusCode, str]:
+    """The status code a call ends with, and its ErrorInfo reason ("" for OK)."""
     try:
         await call  # type: ignore[misc]
     except grpc.aio.AioRpcError as err:
-        return err.code()
-    return grpc.StatusCode.OK
+        return err.code(), reason_of(err)
+    return grpc.StatusCode.OK, ""
 
 
 async def test_role_matrix(server: Server, unix_users: tuple[str, ...]) -> None:
@@ -43,51 +45,92 @@ async def test_role_matrix(server: Server, unix_users: tuple[str, ...]) -> None:
         started = await alice.Start(pb.StartRequest(argv=["sleep", "30"]))
         alice_job = started.job.id
         assert alice_job == "1" and started.job.owner == ALICE
+        later = pb.When(delay=duration(3600))
+        created = await alice.Start(pb.StartRequest(argv=["true"], when=later))
+        alice_schedule = created.schedule.id
+        assert alice_schedule == "s1" and created.schedule.owner == ALICE
         bob_job = (await bob.Start(pb.StartRequest(argv=["sleep", "30"]))).job.id
         finished = (await bob.Start(pb.StartRequest(argv=["true"]))).job.id
-        await bob.Wait(pb.JobRef(id=finished))
+        await bob.Wait(pb.WaitRequest(id=finished))
 
         # viewer: reads own, writes nothing
-        ok, denied, missing = (
-            grpc.StatusCode.OK,
-            grpc.StatusCode.PERMISSION_DENIED,
-            grpc.StatusCode.NOT_FOUND,
+        ok = (grpc.StatusCode.OK, "")
+        denied = (grpc.StatusCode.PERMISSION_DENIED, "ROLE_NOT_ALLOWED")
+        missing = (grpc.StatusCode.NOT_FOUND, "JOB_NOT_FOUND")
+        no_schedule = (grpc.StatusCode.NOT_FOUND, "SCHEDULE_NOT_FOUND")
+        for call in (
+            alice_viewer.GetJob(pb.GetJobRequest(id=alice_job)),
+            alice_viewer.ListJobs(pb.ListJobsRequest()),
+            alice_viewer.GetSchedule(pb.GetScheduleRequest(id=alice_schedule)),
+            alice_viewer.ListSchedules(pb.ListSchedulesRequest()),
+        ):
+            assert await outcome_of(call) == ok
+        for call in (
+            alice_viewer.Start(pb.StartRequest(argv=["true"])),
+            alice_viewer.Stop(pb.StopRequest(id=alice_job)),
+            alice_viewer.Kill(pb.KillRequest(id=alice_job)),
+            alice_viewer.Remove(pb.RemoveRequest(id=alice_job)),
+            alice_viewer.Remove(pb.RemoveRequest(id=alice_schedule)),
+        ):
+            assert await outcome_of(call) == denied
+        assert (await alice_viewer.GetJob(pb.GetJobRequest(id=alice_job))).job.state == (
+            pb.JOB_STATE_RUNNING
         )
-        assert await code_of(alice_viewer.Status(pb.JobRef(id=alice_job))) == ok
-        assert await code_of(alice_viewer.List(pb.ListRequest())) == ok
-        assert await code_of(alice_viewer.Start(pb.StartRequest(argv=["true"]))) == denied
-        assert await code_of(alice_viewer.Stop(pb.StopRequest(id=alice_job))) == denied
-        assert await code_of(alice_viewer.Remove(pb.RemoveRequest(id=alice_job))) == denied
 
         # operators never see each other's jobs: NOT_FOUND, exactly as for a missing job
         for call in (
-            bob.Status(pb.JobRef(id=f"{ALICE}/{alice_job}")),
-            bob.Stop(pb.StopRequest(id=f"{ALICE}/{alice_job}", grace_seconds=0)),
+            bob.GetJob(pb.GetJobRequest(id=f"{ALICE}/{alice_job}")),
+            bob.Stop(pb.StopRequest(id=f"{ALICE}/{alice_job}", grace=duration(0))),
+            bob.Kill(pb.KillRequest(id=f"{ALICE}/{alice_job}", signal=9)),
             bob.Remove(pb.RemoveRequest(id=f"{ALICE}/{alice_job}")),
-            bob.Wait(pb.JobRef(id=f"{ALICE}/{alice_job}")),
-            bob.Status(pb.JobRef(id=f"{ALICE}/999")),
+            bob.Wait(pb.WaitRequest(id=f"{ALICE}/{alice_job}")),
+            bob.GetJob(pb.GetJobRequest(id=f"{ALICE}/999")),
+            bob.Kill(pb.KillRequest(id=f"{ALICE}/999")),
         ):
-            assert await code_of(call) == missing
+            assert await outcome_of(call) == missing
+        for call in (
+            bob.GetSchedule(pb.GetScheduleRequest(id=f"{ALICE}/{alice_schedule}")),
+            bob.Remove(pb.RemoveRequest(id=f"{ALICE}/{alice_schedule}")),
+            bob.GetSchedule(pb.GetScheduleRequest(id=f"{ALICE}/s999")),
+        ):
+            assert await outcome_of(call) == no_schedule
         chunks = bob.Output(pb.OutputRequest(id=f"{ALICE}/{alice_job}"))
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             async for _ in chunks:
                 pass
-        assert caught.value.code() == missing
-        assert await code_of(bob.List(pb.ListRequest(all_users=True))) == denied
-        listed = await bob.List(pb.ListRequest())
+        assert (caught.value.code(), reason_of(caught.value)) == missing
+        assert await outcome_of(bob.ListJobs(pb.ListJobsRequest(all_users=True))) == denied
+        assert (
+            await outcome_of(bob.ListSchedules(pb.ListSchedulesRequest(all_users=True))) == denied
+        )
+        listed = await bob.ListJobs(pb.ListJobsRequest())
         assert {j.owner for j in listed.jobs} == {BOB}
-        assert await code_of(alice.Status(pb.JobRef(id="2"))) == missing  # alice has no job 2
+        assert list((await bob.ListSchedules(pb.ListSchedulesRequest())).schedules) == []
+        # alice has no job 2 (and her job 1 still runs: nothing above touched it)
+        assert await outcome_of(alice.GetJob(pb.GetJobRequest(id="2"))) == missing
+        alice_now = (await alice.GetJob(pb.GetJobRequest(id=alice_job))).job
+        assert alice_now.state == pb.JOB_STATE_RUNNING
 
-        # admin: every user's jobs, named USER/N
-        everyone = await admin.List(pb.ListRequest(all_users=True))
+        # admin: every user's jobs and schedules, named USER/N and USER/sN
+        everyone = await admin.ListJobs(pb.ListJobsRequest(all_users=True))
         assert {j.owner for j in everyone.jobs} >= {ALICE, BOB}
-        stopped = await admin.Stop(pb.StopRequest(id=f"{BOB}/{bob_job}", grace_seconds=0))
-        assert stopped.state == "stopped" and stopped.id == f"{BOB}/{bob_job}"
-        assert await code_of(admin.Remove(pb.RemoveRequest(id=f"{BOB}/{finished}"))) == ok
+        schedules = await admin.ListSchedules(pb.ListSchedulesRequest(all_users=True))
+        assert f"{ALICE}/{alice_schedule}" in {s.id for s in schedules.schedules}
+        theirs = await admin.GetSchedule(pb.GetScheduleRequest(id=f"{ALICE}/{alice_schedule}"))
+        assert theirs.schedule.owner == ALICE
+        stopped = (await admin.Stop(pb.StopRequest(id=f"{BOB}/{bob_job}", grace=duration(0)))).job
+        assert stopped.state == pb.JOB_STATE_STOPPED and stopped.id == f"{BOB}/{bob_job}"
+        assert await outcome_of(admin.Remove(pb.RemoveRequest(id=f"{BOB}/{finished}"))) == ok
 
-        # operator on own job
-        assert (await alice.Stop(pb.StopRequest(id=alice_job, grace_seconds=0))).state == "stopped"
-        assert await code_of(alice.Remove(pb.RemoveRequest(id=alice_job))) == ok
+        # operator on own jobs and schedules
+        killed = (await alice.Start(pb.StartRequest(argv=["sleep", "30"]))).job.id
+        assert await outcome_of(alice.Kill(pb.KillRequest(id=killed, signal=9))) == ok
+        ended = (await alice.Wait(pb.WaitRequest(id=killed))).job
+        assert ended.HasField("end_time")
+        stopped = (await alice.Stop(pb.StopRequest(id=alice_job, grace=duration(0)))).job
+        assert stopped.state == pb.JOB_STATE_STOPPED
+        assert await outcome_of(alice.Remove(pb.RemoveRequest(id=alice_job))) == ok
+        assert await outcome_of(alice.Remove(pb.RemoveRequest(id=alice_schedule))) == ok
     finally:
         for channel, _ in stubs.values():
             await channel.close()
@@ -107,7 +150,10 @@ async def test_revocation_takes_effect_on_next_call(
         ca = CertificateAuthority.load(server.state_dir)
         with Registry.open(server.state_dir, ca.certificate) as registry:
             registry.revoke(load(path).serial)
-        assert await code_of(stub.WhoAmI(pb.WhoAmIRequest())) == grpc.StatusCode.UNAUTHENTICATED
+        assert await outcome_of(stub.WhoAmI(pb.WhoAmIRequest())) == (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "CREDENTIAL_REVOKED",
+        )
     finally:
         await channel.close()
 
@@ -115,17 +161,24 @@ async def test_revocation_takes_effect_on_next_call(
 async def test_status_codes_for_bad_input(server: Server) -> None:
     channel, stub = server.stub(server.credential("root", "admin"))
     try:
-        invalid = grpc.StatusCode.INVALID_ARGUMENT
-        assert await code_of(stub.Start(pb.StartRequest(argv=[]))) == invalid
-        assert await code_of(stub.Start(pb.StartRequest(argv=["a\0b"]))) == invalid
-        assert await code_of(stub.Status(pb.JobRef(id="../../etc/passwd"))) == invalid
-        assert await code_of(stub.Status(pb.JobRef(id=""))) == invalid
+        invalid = (grpc.StatusCode.INVALID_ARGUMENT, "BAD_REQUEST")
+        assert await outcome_of(stub.Start(pb.StartRequest(argv=[]))) == invalid
+        assert await outcome_of(stub.Start(pb.StartRequest(argv=["a\0b"]))) == invalid
+        assert await outcome_of(stub.GetJob(pb.GetJobRequest(id="../../etc/passwd"))) == invalid
+        assert await outcome_of(stub.GetJob(pb.GetJobRequest(id=""))) == invalid
         bad_limits = pb.StartRequest(argv=["true"], limits=pb.Limits(memory_bytes=-5))
-        assert await code_of(stub.Start(bad_limits)) == invalid
+        assert await outcome_of(stub.Start(bad_limits)) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "LIMIT_OUT_OF_RANGE",
+        )
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Start(pb.StartRequest(argv=["/no/such/binary"]))
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert reason_of(caught.value) == "START_FAILED"
         assert "No such file or directory" in (caught.value.details() or "")
-        assert await code_of(stub.Status(pb.JobRef(id="999"))) == grpc.StatusCode.NOT_FOUND
+        assert await outcome_of(stub.GetJob(pb.GetJobRequest(id="999"))) == (
+            grpc.StatusCode.NOT_FOUND,
+            "JOB_NOT_FOUND",
+        )
     finally:
         await channel.close()

@@ -16,10 +16,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from remo.api.v1 import jobs_pb2 as pb
-from remo.api.v1 import jobs_pb2_grpc
+from remo.api.jobs import duration
 from remo.core.paths import OUTPUT_FILE, STATUS_FILE
-from tests.e2e.conftest import Server, needs_root, serve
+from remo.v1 import jobs_pb2 as pb
+from remo.v1 import jobs_pb2_grpc
+from tests.e2e.conftest import Server, needs_root, reason_of, serve
 from tests.support import wait_until
 
 pytestmark = needs_root
@@ -39,14 +40,14 @@ FD_PROBE = (
 
 
 async def run(
-    stub: jobs_pb2_grpc.JobsStub, argv: list[str], **request: object
-) -> tuple[pb.JobStatus, str]:
+    stub: jobs_pb2_grpc.JobServiceStub, argv: list[str], **request: object
+) -> tuple[pb.Job, str]:
     job = (await stub.Start(pb.StartRequest(argv=argv, **request))).job  # type: ignore[arg-type]
     return await finished(stub, job.id)
 
 
-async def finished(stub: jobs_pb2_grpc.JobsStub, job_id: str) -> tuple[pb.JobStatus, str]:
-    status = await stub.Wait(pb.JobRef(id=job_id))
+async def finished(stub: jobs_pb2_grpc.JobServiceStub, job_id: str) -> tuple[pb.Job, str]:
+    status = (await stub.Wait(pb.WaitRequest(id=job_id))).job
     output = b"".join([c.data async for c in stub.Output(pb.OutputRequest(id=job_id))])
     return status, output.decode(errors="replace")
 
@@ -77,10 +78,10 @@ def as_account(account: str, *argv: str) -> subprocess.CompletedProcess[str]:
     ("who", "request_fields"),
     [
         (ALICE, {}),
-        (ALICE, {"network": "none"}),
+        (ALICE, {"network": pb.NETWORK_NONE}),
         (ALICE, {"private_tmp": True}),
         ("root", {}),
-        ("root", {"network": "none", "private_tmp": True}),
+        ("root", {"network": pb.NETWORK_NONE, "private_tmp": True}),
     ],
     ids=["account", "network-none", "private-tmp", "root", "root-isolated"],
 )
@@ -90,7 +91,7 @@ async def test_job_starts_with_exactly_stdin_stdout_stderr(
     channel, stub = server.stub(server.credential(who, "admin" if who == "root" else "operator"))
     async with channel:
         status, output = await run(stub, ["python3", "-c", FD_PROBE], **request_fields)
-    assert status.state == "succeeded", output
+    assert status.state == pb.JOB_STATE_SUCCEEDED, output
     assert output == "[0, 1, 2]\n"
 
 
@@ -99,18 +100,19 @@ async def test_scheduled_job_starts_with_exactly_stdio(
 ) -> None:
     channel, stub = server.stub(server.credential(ALICE, "operator"))
     async with channel:
-        when = pb.When(delay_seconds=0.05)
+        when = pb.When(delay=duration(0.05))
         schedule = await stub.Start(pb.StartRequest(argv=["python3", "-c", FD_PROBE], when=when))
         sid = schedule.schedule.id
 
         async def ran() -> bool:
-            runs = (await stub.ScheduleStatus(pb.JobRef(id=sid))).recent_runs
+            runs = (await stub.GetSchedule(pb.GetScheduleRequest(id=sid))).schedule.recent_runs
             return any(r.job_id for r in runs)
 
         await wait_until(ran, 15)
-        run_of = (await stub.ScheduleStatus(pb.JobRef(id=sid))).recent_runs[0]
+        got = await stub.GetSchedule(pb.GetScheduleRequest(id=sid))
+        run_of = got.schedule.recent_runs[0]
         status, output = await finished(stub, run_of.job_id)
-    assert status.state == "succeeded", output
+    assert status.state == pb.JOB_STATE_SUCCEEDED, output
     assert output == "[0, 1, 2]\n"
 
 
@@ -125,10 +127,10 @@ async def test_job_after_a_supervisor_restart_starts_with_exactly_stdio(
             running_job = (await stub.Start(pb.StartRequest(argv=["sleep", "0.5"]))).job
             old = srv.jobs._info["pid"]
             os.kill(old, signal.SIGKILL)
-            await stub.Wait(pb.JobRef(id=running_job.id))  # through the new supervisor
+            await stub.Wait(pb.WaitRequest(id=running_job.id))  # through the new supervisor
             status, output = await run(stub, ["python3", "-c", FD_PROBE])
             assert srv.jobs._info["pid"] != old
-    assert status.state == "succeeded", output
+    assert status.state == pb.JOB_STATE_SUCCEEDED, output
     assert output == "[0, 1, 2]\n"
 
 
@@ -172,7 +174,8 @@ async def test_output_cap_holds_against_every_route(
             stub, ["python3", "-c", script], limits=pb.Limits(output_bytes=cap)
         )
     assert status.id == "1"
-    assert status.state == "succeeded" and status.output_truncated, output[-2000:]
+    assert status.state == pb.JOB_STATE_SUCCEEDED, output[-2000:]
+    assert status.output_dropped_bytes > 0, status
     stored = (next_dir / OUTPUT_FILE).stat().st_size
     notice = output[cap:]
     assert notice.startswith("\n[remo: output truncated at 4096 bytes;"), notice
@@ -229,10 +232,11 @@ async def test_job_cannot_forge_its_outcome_or_touch_its_init(
             assert traced.returncode == 1, "the job's account attached to its init"
             for peek in ("environ", "fd/3", "mem"):
                 assert as_account(ALICE, "cat", f"/proc/{init}/{peek}").returncode != 0
-            assert (await stub.Status(pb.JobRef(id=job.id))).state == "running"
+            got = (await stub.GetJob(pb.GetJobRequest(id=job.id))).job
+            assert got.state == pb.JOB_STATE_RUNNING
             os.kill(init, signal.SIGKILL)  # the admin's kill -9, which nothing can stop
-            status = await stub.Wait(pb.JobRef(id=job.id))
-    assert status.state == "lost", status
+            status = (await stub.Wait(pb.WaitRequest(id=job.id))).job
+    assert status.state == pb.JOB_STATE_LOST, status
     assert "init was killed by SIGKILL" in status.reason
     assert not status.HasField("exit_code")
 
@@ -274,7 +278,7 @@ async def test_job_cannot_reach_remos_files_sockets_cgroups_or_mounts(
         }
         for name, script in probes.items():
             status, output = await run(alice, ["sh", "-c", script])
-            assert status.state == "failed", f"{name} succeeded: {output}"
+            assert status.state == pb.JOB_STATE_FAILED, f"{name} succeeded: {output}"
     # Bob's job, its output and the CA are as they were (the databases change: jobs ran).
     for path in [bob_output, server.state_dir / "ca.key", server.state_dir / "ca.crt"]:
         assert path.stat().st_mtime_ns == before[path], path
@@ -299,10 +303,10 @@ async def test_a_childs_oom_is_not_the_jobs_death(
             stub, ["python3", "-c", "b = bytearray(200 << 20)"],
             limits=pb.Limits(memory_bytes=64 << 20),
         )  # fmt: skip
-    assert child.state == "succeeded" and output.endswith("survived\n"), output
+    assert child.state == pb.JOB_STATE_SUCCEEDED and output.endswith("survived\n"), output
     assert not child.oom_killed and child.oom_kills >= 1
     assert "out-of-memory" not in child.reason
-    assert main.state == "killed" and main.oom_killed and main.oom_kills >= 1
+    assert main.state == pb.JOB_STATE_KILLED and main.oom_killed and main.oom_kills >= 1
     assert main.signal == signal.SIGKILL
 
 
@@ -334,8 +338,8 @@ async def test_pids_limit_counts_the_jobs_processes_only(
             stub, ["python3", "-c", FORK_UNTIL_REFUSED], limits=pb.Limits(pids=5)
         )
         one, _ = await run(stub, ["true"], limits=pb.Limits(pids=1))
-    assert five.state == "succeeded" and held == "5\n"  # 5 at once, and not 6
-    assert one.state == "succeeded"
+    assert five.state == pb.JOB_STATE_SUCCEEDED and held == "5\n"  # 5 at once, and not 6
+    assert one.state == pb.JOB_STATE_SUCCEEDED
 
 
 async def test_cpu_above_the_servers_cpus_is_refused(
@@ -348,5 +352,6 @@ async def test_cpu_above_the_servers_cpus_is_refused(
             await stub.Start(pb.StartRequest(argv=["true"], limits=pb.Limits(cpu_cores=1000)))
         status, _ = await run(stub, ["true"], limits=pb.Limits(cpu_cores=float(cpus)))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(caught.value) == "LIMIT_OUT_OF_RANGE"
     assert f"between 0.001 and {cpus:g} cores" in (caught.value.details() or "")
-    assert status.state == "succeeded"
+    assert status.state == pb.JOB_STATE_SUCCEEDED

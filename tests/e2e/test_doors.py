@@ -1,7 +1,7 @@
 """Every service on the mTLS port answers only registered, unrevoked certificates.
 
 Health and reflection used to answer any certificate that chained to the CA — a revoked
-one could read the whole API descriptor. Now the same registry check as remo.v1.Jobs
+one could read the whole API descriptor. Now the same registry check as remo.v1.JobService
 guards them (remo.server.guard).
 """
 
@@ -19,7 +19,7 @@ from remo.pki import package
 from remo.pki.ca import CertificateAuthority
 from remo.pki.registry import Registry
 from remo.server import tls
-from tests.e2e.conftest import Server, serve
+from tests.e2e.conftest import Server, reason_of, serve
 
 V1_REFLECTION = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
 
@@ -67,7 +67,7 @@ async def list_services(channel: grpc.aio.Channel, method: str | None = None) ->
 async def test_health_and_reflection_answer_a_registered_certificate(server: Server) -> None:
     async with channel_for(server.credential("remo-door", "operator")) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        checked = await health.Check(health_pb2.HealthCheckRequest(service="remo.v1.Jobs"))
+        checked = await health.Check(health_pb2.HealthCheckRequest(service="remo.v1.JobService"))
         assert checked.status == health_pb2.HealthCheckResponse.SERVING
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
         first = await watch.read()
@@ -75,7 +75,7 @@ async def test_health_and_reflection_answer_a_registered_certificate(server: Ser
         watch.cancel()
         for method in (None, V1_REFLECTION):
             services = await list_services(channel, method)
-            assert "remo.v1.Jobs" in services
+            assert "remo.v1.JobService" in services
             assert "grpc.reflection.v1.ServerReflection" in services
 
 
@@ -98,21 +98,24 @@ async def test_health_and_reflection_refuse_a_revoked_or_unrecorded_certificate(
     for err in refused:
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err
         assert ("revoked" if kind == "revoked" else "never recorded") in (err.details() or "")
+        expected = "CREDENTIAL_REVOKED" if kind == "revoked" else "CREDENTIAL_UNKNOWN"
+        assert reason_of(err) == expected, err
 
 
 async def test_the_opt_in_plaintext_health_port_serves_health_only(tmp_path: Path) -> None:
-    from remo.api.v1 import jobs_pb2 as pb
-    from remo.api.v1 import jobs_pb2_grpc
+    from remo.v1 import jobs_pb2 as pb
+    from remo.v1 import jobs_pb2_grpc
 
     async with serve(tmp_path, health_listen="127.0.0.1:0") as server:
         srv = server.running
         assert srv.health_port
         async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.health_port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            checked = await health.Check(health_pb2.HealthCheckRequest(service="remo.v1.Jobs"))
+            jobs_service = health_pb2.HealthCheckRequest(service="remo.v1.JobService")
+            checked = await health.Check(jobs_service)
             assert checked.status == health_pb2.HealthCheckResponse.SERVING
             with pytest.raises(grpc.aio.AioRpcError) as jobs:
-                await jobs_pb2_grpc.JobsStub(channel).WhoAmI(pb.WhoAmIRequest())
+                await jobs_pb2_grpc.JobServiceStub(channel).WhoAmI(pb.WhoAmIRequest())
             with pytest.raises(grpc.aio.AioRpcError) as reflected:
                 await list_services(channel)
     assert jobs.value.code() == grpc.StatusCode.UNIMPLEMENTED

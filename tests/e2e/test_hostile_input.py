@@ -1,4 +1,4 @@
-"""Hostile input to every RPC of remo.v1.Jobs, over the real server with real mTLS.
+"""Hostile input to every RPC of remo.v1.JobService, over the real server with real mTLS.
 
 Whatever a client sends, each call ends promptly with a precise status code from a
 small allowed set per RPC (never UNKNOWN or INTERNAL), the server keeps serving, and no
@@ -23,19 +23,23 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
-from remo.api.v1 import jobs_pb2 as pb
-from remo.api.v1 import jobs_pb2_grpc
+from remo.api.jobs import STATE_FROM_PB, duration, timestamp
 from remo.core.paths import StatePaths
 from remo.core.spec import MAX_ARGV_BYTES, MIN_IO_BPS
+from remo.server import paging
 from remo.server.convert import MAX_SCHEDULE_SECONDS
 from remo.supervisor.service import instance_tag
+from remo.v1 import jobs_pb2 as pb
+from remo.v1 import jobs_pb2_grpc
 from tests.conftest import job_cgroups
-from tests.e2e.conftest import Server, needs_root
+from tests.e2e.conftest import Server, needs_root, reason_of
 from tests.support import wait_until
 
 pytestmark = needs_root
@@ -56,14 +60,29 @@ CALL_TIMEOUT = 20.0
 ALLOWED: dict[str, frozenset[Code]] = {
     "Start": frozenset({OK, INVALID, PRECONDITION, DENIED, EXHAUSTED}),
     "Stop": frozenset({OK, INVALID, MISSING, DENIED}),
-    "Status": frozenset({OK, INVALID, MISSING}),
-    "List": frozenset({OK, DENIED}),
+    "Kill": frozenset({OK, INVALID, MISSING, PRECONDITION, DENIED}),
+    "GetJob": frozenset({OK, INVALID, MISSING}),
+    "ListJobs": frozenset({OK, INVALID, DENIED}),
     "Output": frozenset({OK, INVALID, MISSING}),
     "Wait": frozenset({OK, INVALID, MISSING}),
     "Remove": frozenset({OK, INVALID, MISSING, PRECONDITION, DENIED}),
-    "ScheduleStatus": frozenset({OK, INVALID, MISSING}),
+    "GetSchedule": frozenset({OK, INVALID, MISSING}),
+    "ListSchedules": frozenset({OK, INVALID, DENIED}),
     "WhoAmI": frozenset({OK}),
 }
+
+#: The ErrorInfo reasons each status code may carry (proto/remo/v1/jobs.proto). grpc's
+#: own refusals carry none: a message above the receive limit is RESOURCE_EXHAUSTED.
+REASONS: dict[Code, frozenset[str]] = {
+    INVALID: frozenset({"BAD_REQUEST", "LIMIT_OUT_OF_RANGE", "INVALID_PAGE_TOKEN"}),
+    MISSING: frozenset({"JOB_NOT_FOUND", "SCHEDULE_NOT_FOUND"}),
+    PRECONDITION: frozenset({"START_FAILED", "JOB_STILL_RUNNING", "JOB_NOT_RUNNING"}),
+    DENIED: frozenset({"ROLE_NOT_ALLOWED"}),
+    EXHAUSTED: frozenset({"SERVER_DISK_FULL", ""}),
+}
+
+ROLES = {"viewer": pb.ROLE_VIEWER, "operator": pb.ROLE_OPERATOR, "admin": pb.ROLE_ADMIN}
+JOB_STATES = frozenset(pb.JobState.values()) - {pb.JOB_STATE_UNSPECIFIED}
 
 _OWNER = r"[a-z_][a-z0-9_.-]{0,31}"
 JOB_ID = re.compile(rf"(?:(?P<owner>{_OWNER})/)?[0-9]{{1,18}}")
@@ -72,6 +91,20 @@ SCHEDULE_ID = re.compile(rf"(?:(?P<owner>{_OWNER})/)?s[0-9]{{1,18}}")
 HUGE = (1 << 63) - 1
 TINY = -(1 << 63)
 BAD_FLOATS = [math.nan, math.inf, -math.inf, -1.0, -0.0, 0.0, 1e-300, 1e308, -1e308]
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+int32s = st.one_of(
+    st.sampled_from([INT32_MIN, -1, 0, 1, 2, 9, 15, 64, 65, 100, INT32_MAX]),
+    st.integers(INT32_MIN, INT32_MAX),
+)
+
+
+MAX_WHOLE_SECONDS = int(MAX_SCHEDULE_SECONDS)
+
+
+def seconds(msg: Duration | Timestamp) -> float:
+    """A Duration or Timestamp as seconds, as the server reads them (no range checks:
+    a hostile client sends whatever seconds and nanos it likes)."""
+    return msg.seconds + msg.nanos / 1e9
 
 
 # -- calling ------------------------------------------------------------------------------
@@ -82,6 +115,7 @@ class Outcome:
     code: Code
     details: str = ""
     reply: Any = None
+    reason: str = ""
 
 
 async def outcome(call: Awaitable[Any]) -> Outcome:
@@ -89,7 +123,7 @@ async def outcome(call: Awaitable[Any]) -> Outcome:
     try:
         reply = await asyncio.wait_for(call, CALL_TIMEOUT)
     except grpc.aio.AioRpcError as err:
-        return Outcome(err.code(), err.details() or "")
+        return Outcome(err.code(), err.details() or "", reason=reason_of(err))
     except TimeoutError:
         pytest.fail(f"a call did not finish within {CALL_TIMEOUT}s")
     return Outcome(OK, reply=reply)
@@ -104,7 +138,7 @@ class Caller:
     user: str
     role: str
     channel: grpc.aio.Channel
-    stub: jobs_pb2_grpc.JobsStub
+    stub: jobs_pb2_grpc.JobServiceStub
 
     @property
     def admin(self) -> bool:
@@ -142,6 +176,11 @@ class World:
             f"{rpc} as {caller.user} ({caller.role}) answered {result.code.name}: "
             f"{result.details!r} for {request!r:.300}"
         )
+        if result.code != OK:
+            assert result.reason in REASONS[result.code], (
+                f"{rpc} as {caller.user} ({caller.role}) answered {result.code.name} with "
+                f"reason {result.reason!r}: {result.details!r}"
+            )
         if currently_in_test_context():
             event(f"{rpc} as {caller.role}: {result.code.name}")
         if rpc == "Start" and result.code == OK:
@@ -152,7 +191,7 @@ class World:
         """A legitimate start: stop the job at once, so that nothing is left running."""
         if reply.HasField("job"):
             self.started.add(caller.canonical(reply.job.id))
-            stop = pb.StopRequest(id=reply.job.id, grace_seconds=0)
+            stop = pb.StopRequest(id=reply.job.id, grace=duration(0))
             assert (await outcome(caller.stub.Stop(stop))).code == OK
         else:
             assert reply.HasField("schedule")
@@ -181,7 +220,7 @@ async def world(server: Server, unix_users: tuple[str, ...]) -> AsyncIterator[Wo
         for caller in callers:
             if caller.writes:
                 job = (await caller.stub.Start(pb.StartRequest(argv=["echo", "hostile"]))).job
-                await caller.stub.Wait(pb.JobRef(id=job.id))
+                await caller.stub.Wait(pb.WaitRequest(id=job.id))
                 world.started.add(caller.canonical(job.id))
                 world.job_ids += [job.id, f"{caller.user}/{job.id}"]
         await world.still_serving()
@@ -196,12 +235,20 @@ async def world(server: Server, unix_users: tuple[str, ...]) -> AsyncIterator[Wo
 async def check_nothing_left(world: World) -> None:
     """No job or schedule a refused request made, nothing running, no watch, no task."""
     admin = world.admin.stub
-    listed = await admin.List(pb.ListRequest(all_users=True, limit=10000))
-    assert not listed.schedules, "a schedule outlived the test"
-    stray = {f"{j.owner}/{j.id.rpartition('/')[2]}" for j in listed.jobs if not j.schedule_id}
+    schedules = await admin.ListSchedules(pb.ListSchedulesRequest(all_users=True))
+    assert not schedules.schedules, "a schedule outlived the test"
+    jobs: list[pb.Job] = []
+    token = ""
+    while True:
+        request = pb.ListJobsRequest(all_users=True, page_size=1000, page_token=token)
+        page = await admin.ListJobs(request)
+        jobs += page.jobs
+        if not (token := page.next_page_token):
+            break
+    stray = {f"{j.owner}/{j.id.rpartition('/')[2]}" for j in jobs if not j.schedule_id}
     stray -= world.started
     assert not stray, f"jobs nobody started legitimately: {stray}"
-    assert all(j.state != "running" for j in listed.jobs), "a job was left running"
+    assert all(j.state != pb.JOB_STATE_RUNNING for j in jobs), "a job was left running"
     watcher = world.server.running.jobs._watcher
     tag = instance_tag(StatePaths(world.server.state_dir.resolve()))
 
@@ -334,25 +381,46 @@ at_strings = st.one_of(
     hostile_text,
 )
 
-schedule_seconds = st.one_of(
-    st.sampled_from(
-        [*BAD_FLOATS, 1.0, 0.5, 3600.0, MAX_SCHEDULE_SECONDS, MAX_SCHEDULE_SECONDS * 2]
-    ),
-    st.floats(),
+#: Seconds and nanos as a client may send them: Duration and Timestamp are two plain
+#: integers on the wire, and nothing stops nanos from being out of range or of the
+#: other sign.
+wire_seconds = st.one_of(
+    st.sampled_from([TINY, -1, 0, 1, 3600, 3601, MAX_WHOLE_SECONDS, MAX_WHOLE_SECONDS + 1, HUGE]),
+    st.integers(TINY, HUGE),
 )
+wire_nanos = st.one_of(
+    st.sampled_from([INT32_MIN, -1_000_000_000, -1, 0, 1, 999_999_999, 1_000_000_000, INT32_MAX]),
+    st.integers(INT32_MIN, INT32_MAX),
+)
+hostile_durations = st.one_of(
+    st.builds(duration, st.sampled_from([-1.0, -0.0, 0.0, 1e-6, 0.5, 1.0, 3600.0, 3600.5])),
+    st.builds(Duration, seconds=wire_seconds, nanos=wire_nanos),
+)
+
+
+@st.composite
+def hostile_timestamps(draw: st.DrawFn) -> Timestamp:
+    now = int(time.time())
+    near = [now - 3600, now - 2, now, now + 3600, now + MAX_WHOLE_SECONDS + 3600]
+    return Timestamp(
+        seconds=draw(st.one_of(st.sampled_from(near), wire_seconds)), nanos=draw(wire_nanos)
+    )
 
 
 @st.composite
 def whens(draw: st.DrawFn) -> pb.When | None:
     if draw(st.booleans()):
         return None
-    when = pb.When(delay_seconds=draw(schedule_seconds), every_seconds=draw(schedule_seconds))
+    when = pb.When()
+    first_run = draw(st.sampled_from([None, "delay", "time", "time_expression"]))
+    if first_run == "delay":
+        when.delay.CopyFrom(draw(hostile_durations))
+    elif first_run == "time":
+        when.time.CopyFrom(draw(hostile_timestamps()))
+    elif first_run == "time_expression":
+        when.time_expression = draw(at_strings)
     if draw(st.booleans()):
-        when.at_unix = draw(
-            st.one_of(st.sampled_from([time.time() + 3600, time.time() - 3600]), schedule_seconds)
-        )
-    if draw(st.booleans()):
-        when.at = draw(at_strings)
+        when.period.CopyFrom(draw(hostile_durations))
     return when
 
 
@@ -408,10 +476,10 @@ def job_ids(world_ids: list[str]) -> st.SearchStrategy[str]:
 
 def expected_for_id(caller: Caller, rpc: str, raw: str) -> set[Code]:
     """What an RPC naming ``raw`` may answer, beyond the RPC's allowed set."""
-    if rpc in ("Stop", "Remove") and not caller.writes:
+    if rpc in ("Stop", "Kill", "Remove") and not caller.writes:
         return {DENIED}
     job, schedule = JOB_ID.fullmatch(raw), SCHEDULE_ID.fullmatch(raw)
-    if rpc == "ScheduleStatus":
+    if rpc == "GetSchedule":
         match = schedule
     elif rpc == "Remove":
         match = schedule or job
@@ -442,7 +510,7 @@ def obviously_invalid(request: pb.StartRequest) -> bool:
         or any(not k or "=" in k or "\0" in k or "\0" in v for k, v in env.items())
         or size > MAX_ARGV_BYTES
         or (bool(request.cwd) and ("\0" in request.cwd or not request.cwd.startswith("/")))
-        or request.network not in ("", "host", "none")
+        or request.network not in (pb.NETWORK_UNSPECIFIED, pb.NETWORK_HOST, pb.NETWORK_NONE)
         or (lim.HasField("cpu_cores") and not 0.001 <= lim.cpu_cores <= 4096)
         or out_of("memory_bytes", 1 << 20)
         or out_of("io_read_bps", MIN_IO_BPS)
@@ -454,15 +522,15 @@ def obviously_invalid(request: pb.StartRequest) -> bool:
 
 def invalid_when(when: pb.When) -> bool:
     """A schedule request remo must refuse (only the rules that do not depend on parsing)."""
-    every = when.every_seconds
-    if every and not 1 <= every <= MAX_SCHEDULE_SECONDS:
+    if when.HasField("period") and not 1 <= seconds(when.period) <= MAX_SCHEDULE_SECONDS:
         return True
-    if when.at:
+    first_run = when.WhichOneof("first_run")
+    if first_run == "time_expression":
         return False  # parse_at decides; any of its answers is INVALID_ARGUMENT or OK
     now = time.time()
-    if when.HasField("at_unix"):  # the server's clock reads later than ours, by < 60 s
-        return not now - 1 <= when.at_unix <= now + MAX_SCHEDULE_SECONDS + 60
-    return not 0 <= when.delay_seconds <= MAX_SCHEDULE_SECONDS
+    if first_run == "time":  # the server's clock reads later than ours, by < 60 s
+        return not now - 1 <= seconds(when.time) <= now + MAX_SCHEDULE_SECONDS + 60
+    return not 0 <= seconds(when.delay) <= MAX_SCHEDULE_SECONDS
 
 
 sane_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\0"), max_size=16)
@@ -489,8 +557,8 @@ SANE: dict[str, st.SearchStrategy[Any]] = {
             output_bytes=st.integers(0, 1 << 62),
         ),
     ),
-    "network": st.sampled_from(["", "host", "none"]),
-    "when": st.one_of(st.none(), st.just(pb.When(delay_seconds=3600, every_seconds=60))),
+    "network": st.sampled_from([pb.NETWORK_UNSPECIFIED, pb.NETWORK_HOST, pb.NETWORK_NONE]),
+    "when": st.one_of(st.none(), st.just(pb.When(delay=duration(3600), period=duration(60)))),
 }
 
 HOSTILE: dict[str, st.SearchStrategy[Any]] = {
@@ -498,7 +566,7 @@ HOSTILE: dict[str, st.SearchStrategy[Any]] = {
     "env": envs,
     "cwd": cwds,
     "limits": limits(),
-    "network": st.one_of(st.sampled_from(["bogus", "HOST", "\0", "host\0"]), hostile_text),
+    "network": int32s,
     "when": whens(),
 }
 
@@ -542,21 +610,35 @@ async def test_start_with_hostile_requests(
 
 
 @HYPOTHESIS
-@given(data=st.data(), rpc=st.sampled_from(["Status", "Wait", "Stop", "Remove", "ScheduleStatus"]))
+@given(
+    data=st.data(),
+    rpc=st.sampled_from(["GetJob", "Wait", "Stop", "Kill", "Remove", "GetSchedule"]),
+)
 async def test_job_and_schedule_ids(world: World, data: st.DataObject, rpc: str) -> None:
     caller = data.draw(st.sampled_from(world.callers))
     raw = data.draw(job_ids(world.job_ids))
     if rpc == "Stop":
-        request: Any = pb.StopRequest(id=raw, grace_seconds=0)
+        request: Any = pb.StopRequest(id=raw, grace=duration(0))
+    elif rpc == "Kill":
+        request = pb.KillRequest(id=raw, signal=9)
     elif rpc == "Remove":
         request = pb.RemoveRequest(id=raw, stop_running=data.draw(st.booleans()))
+    elif rpc == "GetSchedule":
+        request = pb.GetScheduleRequest(id=raw)
+    elif rpc == "Wait":
+        request = pb.WaitRequest(id=raw)
     else:
-        request = pb.JobRef(id=raw)
+        request = pb.GetJobRequest(id=raw)
     result = await world.call(caller, rpc, request)
     expected = expected_for_id(caller, rpc, raw)
     assert result.code in expected, f"{rpc} {raw!r} as {caller.role}: {result.code.name}"
-    if result.code == OK and rpc in ("Status", "Wait", "Stop"):
-        assert result.reply.id == raw.removeprefix(f"{caller.user}/")
+    if result.code == MISSING:  # named as what was asked for
+        schedule = rpc == "GetSchedule" or (rpc == "Remove" and SCHEDULE_ID.fullmatch(raw))
+        assert result.reason == ("SCHEDULE_NOT_FOUND" if schedule else "JOB_NOT_FOUND"), raw
+    if result.code == OK and rpc in ("GetJob", "Wait", "Stop", "Kill"):
+        assert result.reply.job.id == raw.removeprefix(f"{caller.user}/")
+    if result.code == OK and rpc == "GetSchedule":
+        assert result.reply.schedule.id == raw.removeprefix(f"{caller.user}/")
     await world.still_serving()
 
 
@@ -588,51 +670,135 @@ async def test_output_ids_and_offsets(
 
 
 @HYPOTHESIS
-@given(
-    data=st.data(),
-    grace=st.one_of(st.none(), st.sampled_from([*BAD_FLOATS, 3600.0, 3600.5, 1e-9]), st.floats()),
-)
-async def test_stop_grace(world: World, data: st.DataObject, grace: float | None) -> None:
+@given(data=st.data(), grace=st.one_of(st.none(), hostile_durations))
+async def test_stop_grace(world: World, data: st.DataObject, grace: Duration | None) -> None:
     caller = data.draw(st.sampled_from(world.callers))
     raw = data.draw(st.one_of(st.sampled_from(world.job_ids), job_ids(world.job_ids)))
-    request = pb.StopRequest(id=raw)
-    if grace is not None:
-        request.grace_seconds = grace
+    request = pb.StopRequest(id=raw, grace=grace)
     result = await world.call(caller, "Stop", request)
     expected = expected_for_id(caller, "Stop", raw)
-    if grace is not None and not 0 <= grace <= 3600 and expected - {DENIED, MISSING}:
+    if grace is not None and not 0 <= seconds(grace) <= 3600 and expected - {DENIED, MISSING}:
         expected = {INVALID}
     assert result.code in expected, f"Stop {raw!r} grace={grace}: {result.code.name}"
     await world.still_serving()
 
 
 @HYPOTHESIS
+@given(data=st.data(), signal=int32s)
+async def test_kill_signal(world: World, data: st.DataObject, signal: int) -> None:
+    """Every job here has ended: a well-formed Kill is refused as JOB_NOT_RUNNING (or
+    NOT_FOUND), one with a signal Linux does not have as INVALID_ARGUMENT."""
+    caller = data.draw(st.sampled_from(world.callers))
+    raw = data.draw(st.one_of(st.sampled_from(world.job_ids), job_ids(world.job_ids)))
+    result = await world.call(caller, "Kill", pb.KillRequest(id=raw, signal=signal))
+    expected = expected_for_id(caller, "Kill", raw)
+    if not 0 <= signal <= 64 and expected - {DENIED, MISSING}:
+        expected = {INVALID}
+    assert result.code in expected, f"Kill {raw!r} signal={signal}: {result.code.name}"
+    if result.code == PRECONDITION:
+        assert result.reason == "JOB_NOT_RUNNING"
+    await world.still_serving()
+
+
+page_sizes = st.one_of(
+    st.sampled_from([INT32_MIN, -1, 0, 1, 2, 100, 1000, 1001, INT32_MAX]),
+    st.integers(INT32_MIN, INT32_MAX),
+)
+
+#: Keys a forged token may carry: of the wrong shape, or out of any range.
+FORGED_KEYS: list[list[Any]] = [
+    [],
+    [0],
+    [0, "", 0],
+    ["x", "root", 1],
+    [None, None, None],
+    [math.nan, "root", 1],
+    [math.inf, "root", 1],
+    [1e308, "root", 1 << 70],
+    [0, "root", -(1 << 70)],
+    [time.time(), "root", HUGE],
+    [time.time(), "\0", -1],
+]
+forged_keys = st.sampled_from(FORGED_KEYS)
+
+
+def page_tokens(filters: str) -> st.SearchStrategy[str]:
+    """Tokens no listing handed out: garbage, and well-formed ones for these filters
+    (their fingerprint is no secret) carrying keys out of any range."""
+    return st.one_of(
+        st.sampled_from(["", "=", "e30", "bnVsbA", "W10", "x" * 10_000, "\0"]),
+        hostile_text,
+        forged_keys.map(lambda key: paging.encode(key, filters)),
+    )
+
+
+@HYPOTHESIS
 @given(
     data=st.data(),
     all_users=st.booleans(),
-    running_only=st.booleans(),
-    limit=st.one_of(
-        st.sampled_from([0, 1, 10000, 10001, (1 << 32) - 1]), st.integers(0, (1 << 32) - 1)
-    ),
+    states=st.lists(st.one_of(st.sampled_from(sorted(JOB_STATES)), int32s), max_size=3),
+    page_size=page_sizes,
 )
 async def test_list_and_whoami(
-    world: World, data: st.DataObject, all_users: bool, running_only: bool, limit: int
+    world: World, data: st.DataObject, all_users: bool, states: list[int], page_size: int
 ) -> None:
     caller = data.draw(st.sampled_from(world.callers))
-    request = pb.ListRequest(all_users=all_users, running_only=running_only, limit=limit)
-    result = await world.call(caller, "List", request)
+    owner = None if all_users else caller.user
+    # the filters as the server fingerprints them, so that forged tokens get past that
+    known = sorted({STATE_FROM_PB[s] for s in states if s in JOB_STATES})
+    known = [s.value for s in known]
+    token = data.draw(st.one_of(st.just(""), page_tokens(paging.fingerprint(owner, known))))
+    request = pb.ListJobsRequest(
+        all_users=all_users, states=states, page_size=page_size, page_token=token
+    )
+    result = await world.call(caller, "ListJobs", request)
     if all_users and not caller.admin:
         assert result.code == DENIED
-    else:
+    elif page_size < 0 or not set(states) <= JOB_STATES:
+        assert result.code == INVALID
+    elif not token:
         assert result.code == OK
-        assert len(result.reply.jobs) <= (min(limit, 10000) or 1000)
+    if result.code == OK:
+        assert len(result.reply.jobs) <= min(page_size or 100, 1000)
         if not all_users:
             assert {j.owner for j in result.reply.jobs} <= {caller.user}
+        if states:
+            assert {j.state for j in result.reply.jobs} <= set(states)
+
+    token = data.draw(st.one_of(st.just(""), page_tokens(paging.fingerprint(owner))))
+    request = pb.ListSchedulesRequest(all_users=all_users, page_size=page_size, page_token=token)
+    result = await world.call(caller, "ListSchedules", request)
+    if all_users and not caller.admin:
+        assert result.code == DENIED
+    elif page_size < 0:
+        assert result.code == INVALID
+    elif not token:
+        assert result.code == OK
+    if result.code == OK and not all_users:
+        assert {s.owner for s in result.reply.schedules} <= {caller.user}
+
     who = await world.call(caller, "WhoAmI", pb.WhoAmIRequest())
-    assert (who.reply.user, who.reply.role) == (caller.user, caller.role)
+    assert (who.reply.user, who.reply.role) == (caller.user, ROLES[caller.role])
 
 
 # -- explicit examples --------------------------------------------------------------------
+
+
+async def test_forged_page_tokens(world: World) -> None:
+    """A token with the right fingerprint (no secret) and a key out of any range is
+    refused as INVALID_PAGE_TOKEN, or only moves the position: never an internal error."""
+    for caller in (world.admin, next(c for c in world.callers if c.role == "operator")):
+        jobs_filters = paging.fingerprint(caller.user, [])
+        for key in FORGED_KEYS:
+            token = paging.encode(key, jobs_filters)
+            request = pb.ListJobsRequest(page_token=token)
+            result = await world.call(caller, "ListJobs", request)
+            assert result.code == OK or result.reason == "INVALID_PAGE_TOKEN", (key, result)
+            token = paging.encode(key, paging.fingerprint(caller.user))
+            request = pb.ListSchedulesRequest(page_token=token)
+            result = await world.call(caller, "ListSchedules", request)
+            assert result.code == OK or result.reason == "INVALID_PAGE_TOKEN", (key, result)
+    await world.still_serving()
 
 
 async def test_oversized_requests(world: World) -> None:
@@ -660,8 +826,8 @@ async def test_oversized_requests(world: World) -> None:
     result = await world.call(admin, "Start", huge)
     assert result.code == EXHAUSTED
     # an id of 1 MiB
-    result = await world.call(admin, "Status", pb.JobRef(id="9" * (1 << 20)))
-    assert result.code == INVALID
+    result = await world.call(admin, "GetJob", pb.GetJobRequest(id="9" * (1 << 20)))
+    assert (result.code, result.reason) == (INVALID, "BAD_REQUEST")
     await world.still_serving()
 
 
@@ -672,18 +838,22 @@ async def test_limits_the_kernel_refuses_are_invalid_arguments(world: World) -> 
         request = pb.StartRequest(argv=["true"], limits=pb.Limits(pids=pids))
         result = await world.call(admin, "Start", request)
         assert result.code == INVALID and "pids limit" in result.details
+        assert result.reason == "LIMIT_OUT_OF_RANGE"
+    # (a Timestamp or Duration cannot be NaN or infinite: the extremes of its integers)
     for when in (
-        pb.When(at_unix=math.nan),
-        pb.When(at_unix=math.inf),
-        pb.When(at_unix=1e308),
-        pb.When(at_unix=time.time() + 2 * MAX_SCHEDULE_SECONDS),
-        pb.When(at="9999-12-31T23:59"),
-        pb.When(delay_seconds=math.nan),
-        pb.When(every_seconds=math.nan),
-        pb.When(every_seconds=math.inf),
+        pb.When(time=Timestamp(seconds=HUGE)),
+        pb.When(time=Timestamp(seconds=TINY)),
+        pb.When(time=Timestamp(seconds=253_402_300_800)),  # year 10000
+        pb.When(time=timestamp(time.time() + 2 * MAX_SCHEDULE_SECONDS)),
+        pb.When(time_expression="9999-12-31T23:59"),
+        pb.When(delay=Duration(seconds=HUGE, nanos=INT32_MAX)),
+        pb.When(delay=Duration(seconds=TINY)),
+        pb.When(delay=Duration(nanos=-1)),
+        pb.When(period=Duration(seconds=HUGE)),
+        pb.When(period=Duration(seconds=TINY)),
     ):
         result = await world.call(admin, "Start", pb.StartRequest(argv=["true"], when=when))
-        assert result.code == INVALID, f"{when}: {result.code.name}"
+        assert (result.code, result.reason) == (INVALID, "BAD_REQUEST"), f"{when}: {result}"
 
 
 # -- bytes that are not a message ---------------------------------------------------------
@@ -691,12 +861,14 @@ async def test_limits_the_kernel_refuses_are_invalid_arguments(world: World) -> 
 REQUEST_TYPES: dict[str, Any] = {
     "Start": pb.StartRequest,
     "Stop": pb.StopRequest,
-    "Status": pb.JobRef,
-    "List": pb.ListRequest,
+    "Kill": pb.KillRequest,
+    "GetJob": pb.GetJobRequest,
+    "ListJobs": pb.ListJobsRequest,
     "Output": pb.OutputRequest,
-    "Wait": pb.JobRef,
+    "Wait": pb.WaitRequest,
     "Remove": pb.RemoveRequest,
-    "ScheduleStatus": pb.JobRef,
+    "GetSchedule": pb.GetScheduleRequest,
+    "ListSchedules": pb.ListSchedulesRequest,
     "WhoAmI": pb.WhoAmIRequest,
 }
 
@@ -714,7 +886,7 @@ UNDECODABLE = [
 
 
 async def raw_call(channel: grpc.aio.Channel, rpc: str, payload: bytes) -> Outcome:
-    path = f"/remo.v1.Jobs/{rpc}"
+    path = f"/remo.v1.JobService/{rpc}"
     if rpc == "Output":
         stream = channel.unary_stream(path)(payload)
         return await outcome(read_stream(stream))
@@ -727,6 +899,11 @@ def decodes(rpc: str, payload: bytes) -> bool:
     except DecodeError:
         return False
     return True
+
+
+async def test_every_rpc_gets_hostile_input() -> None:
+    service = pb.DESCRIPTOR.services_by_name["JobService"]
+    assert set(ALLOWED) == set(REQUEST_TYPES) == {m.name for m in service.methods}
 
 
 async def test_undecodable_bytes_get_a_status(world: World) -> None:
@@ -753,7 +930,7 @@ async def test_arbitrary_bytes(world: World, rpc: str, payload: bytes) -> None:
     result = await raw_call(viewer.channel, rpc, payload)
     if decodes(rpc, payload):
         assert result.code in ALLOWED[rpc], (rpc, payload, result)
-        if rpc in ("Start", "Stop", "Remove"):
+        if rpc in ("Start", "Stop", "Kill", "Remove"):
             assert result.code == DENIED
     else:
         assert result.code in (Code.UNKNOWN, Code.INTERNAL), (rpc, payload, result)

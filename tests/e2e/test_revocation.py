@@ -21,9 +21,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from remo.api.v1 import jobs_pb2 as pb
+from remo.api.jobs import duration, seconds_of
 from remo.schedule.store import Run, ScheduleStore
-from tests.e2e.conftest import Server, needs_root, serve
+from remo.v1 import jobs_pb2 as pb
+from tests.e2e.conftest import Server, needs_root, reason_of, serve
 from tests.support import wait_until
 
 pytestmark = needs_root
@@ -87,7 +88,7 @@ async def test_a_banned_account_stays_out_until_allowed(served: Server) -> None:
     channel, alice = served.stub(served.credential(ALICE, "operator"))
     async with channel:
         job = (await alice.Start(pb.StartRequest(argv=["sleep", "600"]))).job
-        every = pb.When(every_seconds=1)
+        every = pb.When(period=duration(1))
         schedule = (await alice.Start(pb.StartRequest(argv=["true"], when=every))).schedule
 
         seq = int(schedule.id.removeprefix("s"))
@@ -108,9 +109,10 @@ async def test_a_banned_account_stays_out_until_allowed(served: Server) -> None:
 
         # Every credential refused, the old one included; no new one can be had.
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await alice.Status(pb.JobRef(id=job.id))
+            await alice.GetJob(pb.GetJobRequest(id=job.id))
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "is banned" in (refused.value.details() or "")
+        assert reason_of(refused.value) == "ACCOUNT_BANNED"
         answer = await asyncio.to_thread(register_as, ALICE, sock)
         assert answer.startswith("error ") and "is banned" in answer and "\n" not in answer
         issued = await asyncio.to_thread(
@@ -123,8 +125,8 @@ async def test_a_banned_account_stays_out_until_allowed(served: Server) -> None:
         # Its running job was stopped; its schedule skips its runs and says why.
         root_channel, root = served.stub(served.credential("root", "admin"))
         async with root_channel:
-            stopped = await root.Status(pb.JobRef(id=f"{ALICE}/{job.id}"))
-            assert stopped.state == "stopped"
+            stopped = (await root.GetJob(pb.GetJobRequest(id=f"{ALICE}/{job.id}"))).job
+            assert stopped.state == pb.JOB_STATE_STOPPED
 
             async def skipped() -> bool:
                 return any(r.outcome == "skipped" and "is banned" in r.detail for r in runs())
@@ -132,8 +134,8 @@ async def test_a_banned_account_stays_out_until_allowed(served: Server) -> None:
             await wait_until(skipped, 30)
             started_after = [
                 j
-                for j in (await root.List(pb.ListRequest(all_users=True))).jobs
-                if j.owner == ALICE and j.started_at > ban_time
+                for j in (await root.ListJobs(pb.ListJobsRequest(all_users=True))).jobs
+                if j.owner == ALICE and seconds_of(j.start_time) > ban_time
             ]
             assert started_after == []
 
@@ -162,6 +164,7 @@ async def test_revoking_one_serial_lets_the_account_register_again(served: Serve
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await alice.WhoAmI(pb.WhoAmIRequest())
     assert "revoked" in (refused.value.details() or "")
+    assert reason_of(refused.value) == "CREDENTIAL_REVOKED"
     assert (await asyncio.to_thread(register_as, ALICE, served.running.register_socket)).startswith(
         "ok "
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from remo.api.jobs import duration, seconds_of, timestamp
 from remo.api.limits import limits_from_pb
@@ -43,10 +44,18 @@ class NetworkPolicy:
         return NETWORKS.get(requested) or self.default
 
 
+def checked_seconds(msg: Any, field: str) -> float:
+    """A request's Timestamp or Duration as seconds, refusing what protobuf calls
+    malformed (nanos out of range, or of the other sign than seconds)."""
+    if not -999_999_999 <= msg.nanos <= 999_999_999 or msg.seconds * msg.nanos < 0:
+        raise InvalidArgument(f"{field}: malformed (nanos {msg.nanos})", field=field)
+    return seconds_of(msg)
+
+
 def due_times(when: pb.When) -> tuple[float, float | None]:
     """First due time (unix seconds) and period of a schedule request."""
     now = time.time()
-    every = seconds_of(when.period) if when.HasField("period") else None
+    every = checked_seconds(when.period, "when.period") if when.HasField("period") else None
     if every is not None and not 1 <= every <= MAX_SCHEDULE_SECONDS:
         raise InvalidArgument(
             "the period must be between 1 second and 10 years", field="when.period"
@@ -55,11 +64,11 @@ def due_times(when: pb.When) -> tuple[float, float | None]:
     if first_run == "time_expression":
         first = parse_at(when.time_expression, datetime.now().astimezone()).timestamp()
     elif first_run == "time":
-        first = seconds_of(when.time)
+        first = checked_seconds(when.time, "when.time")
         if first < now - 1:
             raise InvalidArgument("the requested time is in the past", field="when.time")
     else:
-        delay = seconds_of(when.delay)
+        delay = checked_seconds(when.delay, "when.delay")
         if not 0 <= delay <= MAX_SCHEDULE_SECONDS:
             raise InvalidArgument("the delay must be between 0 and 10 years", field="when.delay")
         first = now + delay

@@ -24,7 +24,7 @@ def resolve(user: str, admin: bool, raw: str, *, schedule: bool = False) -> str:
     # fullmatch: with match, '$' would also accept a trailing newline ("1\n", "root\n/1")
     if not pattern.fullmatch(local) or (sep and not ACCOUNT_NAME.fullmatch(owner)):
         kind = "schedule id (sN or USER/sN)" if schedule else "job id (N or USER/N)"
-        raise InvalidArgument(f"invalid {kind}: {raw[:64]!r}")
+        raise InvalidArgument(f"invalid {kind}: {raw[:64]!r}", field="id")
     if owner != user and not admin:
         raise JobNotFound(raw)
     return f"{owner}/{local}"

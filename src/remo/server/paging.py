@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from typing import Any
 
 from remo.core.errors import InvalidArgument
@@ -53,10 +54,13 @@ def position(token: str, filters: str) -> tuple[float, str, int] | None:
     if key is None:
         return None
     try:
-        moment, owner, seq = key
-        return (float(moment), str(owner), int(seq))
-    except (TypeError, ValueError):
+        moment, owner, seq = float(key[0]), str(key[1]), int(key[2])
+    except (TypeError, ValueError, IndexError, OverflowError):
         raise invalid_token() from None
+    # A forged token may hold anything: only what SQLite can compare passes.
+    if len(key) != 3 or not math.isfinite(moment) or not -(1 << 63) <= seq < 1 << 63:
+        raise invalid_token()
+    return (moment, owner, seq)
 
 
 def decode(token: str, filters: str) -> list[Any] | None:

@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from remo import __version__
-from remo.api.jobs import STATE_FROM_PB, job_to_pb, seconds_of, timestamp
+from remo.api.jobs import STATE_FROM_PB, job_to_pb, timestamp
 from remo.core.errors import InvalidArgument, PermissionDenied, RemoError
 from remo.core.status import JobState
 from remo.schedule.timer import Scheduler
@@ -36,6 +36,7 @@ from remo.server.authn import Authenticator, Caller, Unauthenticated
 from remo.server.convert import (
     NetworkPolicy,
     check_offset,
+    checked_seconds,
     due_times,
     schedule_to_pb,
     spec_from_pb,
@@ -183,7 +184,9 @@ class JobsServicer(pb_grpc.JobServiceServicer):
     @rpc("Stop")
     async def Stop(self, request: pb.StopRequest, context: Any, caller: Caller) -> pb.StopResponse:
         job_id = self._job_id(caller, request.id)
-        grace = seconds_of(request.grace) if request.HasField("grace") else DEFAULT_GRACE
+        grace = (
+            checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
+        )
         if not 0 <= grace <= MAX_GRACE:
             raise InvalidArgument(
                 f"grace must be between 0 and {MAX_GRACE:.0f} seconds", field="grace"

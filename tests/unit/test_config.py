@@ -500,3 +500,14 @@ def test_check_config_shows_the_register_rate(tmp_path: Path) -> None:
     result = invoke("--check-config", str(path), "--state-dir", str(tmp_path / "state"))
     assert result.exit_code == 0, result.output
     assert tomllib.loads(result.stdout)["register_rate"] == "2/30m"
+
+
+def test_the_embedded_defaults_are_the_schema_defaults() -> None:
+    """Without a file the schema is not loaded: ServerConfig's defaults must be what an
+    empty file gives."""
+    from remo.server.config import ServerConfig, _from_settings
+    from remo.server.config_schema import check
+
+    settings, problems = check({})
+    assert not problems and settings is not None
+    assert _from_settings(settings) == ServerConfig()

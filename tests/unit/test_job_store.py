@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from remo.core.errors import InvalidArgument, JobNotFound
 from remo.core.spec import JobSpec, Limits
-from remo.core.status import JobState
-from remo.store.jobs import JobStore, job_key, parse_job_id
+from remo.core.status import JobState, JobStatus
+from remo.store.jobs import JobStore, job_key, list_key, parse_job_id
 
 
 @pytest.fixture
@@ -33,13 +34,13 @@ def run(store: JobStore, owner: str, started_at: float = 100.0, **kw: object) ->
     return job_key(owner, seq)
 
 
-def end(path: Path, job_id: str, ended_at: float) -> None:
+def end(path: Path, job_id: str, ended_at: float, state: str = "succeeded") -> None:
     """Mark a job ended, as if the supervisor had recorded its end."""
     owner, seq = parse_job_id(job_id)
     with sqlite3.connect(path) as db:
         db.execute(
-            "UPDATE jobs SET state='succeeded', exit_code=0, ended_at=? WHERE owner=? AND seq=?",
-            (ended_at, owner, seq),
+            "UPDATE jobs SET state=?, exit_code=0, ended_at=? WHERE owner=? AND seq=?",
+            (state, ended_at, owner, seq),
         )
     db.close()
 
@@ -212,3 +213,178 @@ def test_ended_before_lists_finished_jobs_oldest_first(path: Path, store: JobSto
     assert store.ended_before(1e12, limit=1) == [parse_job_id(old)]  # a batch
     assert store.ended_before(100.0) == []  # strictly before
     assert parse_job_id(running) not in store.ended_before(1e12)
+
+
+# -- keyset pagination ---------------------------------------------------------------------
+
+OWNERS = ("alice", "bob", "carol")
+ENDINGS = ("succeeded", "failed", "stopped", "killed", "lost")
+
+
+@pytest.fixture
+def many(path: Path, store: JobStore) -> list[JobStatus]:
+    """40 jobs of three owners started over time, several at the same instant (ties
+    across owners and within one), in every state; every job, as listed."""
+    for i in range(40):
+        owner = OWNERS[(i * 7) % 3]
+        job = run(store, owner, started_at=1000.0 + (i // 3) * 0.5)  # 3 jobs per instant
+        if i % 4:
+            end(path, job, 2000.0 + i, ENDINGS[i % len(ENDINGS)])
+    jobs = store.list(limit=1000)
+    assert len(jobs) == 40
+    return jobs
+
+
+def newest_first(jobs: list[JobStatus]) -> list[str]:
+    """The ids in the order of the listing: started_at, then owner, then number, all
+    descending (a later start is newer; one owner's numbers count up)."""
+    return [j.id for j in sorted(jobs, key=list_key, reverse=True)]
+
+
+def paged(
+    store: JobStore, size: int, owner: str | None = None, states: Sequence[str] = ()
+) -> list[list[str]]:
+    """Every page of a listing, following each page's last key as the cursor."""
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        page = store.list(owner, limit=size, states=states, after=after)
+        assert len(page) <= size
+        if page:
+            pages.append([j.id for j in page])
+        if len(page) < size:
+            return pages
+        after = list_key(page[-1])
+
+
+def test_list_key_is_start_owner_number(store: JobStore) -> None:
+    job = run(store, "alice", started_at=123.25)
+    status = store.get(job)
+    assert list_key(status) == (123.25, "alice", 1)
+    later = store.get(run(store, "alice", started_at=123.25))
+    assert list_key(later) > list_key(status)  # same start: the higher number is newer
+
+
+def test_the_full_listing_is_newest_first(many: list[JobStatus]) -> None:
+    assert [j.id for j in many] == newest_first(many)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 39, 40, 41, 1000])
+def test_pages_of_all_owners_cover_every_job_once_newest_first(
+    store: JobStore, many: list[JobStatus], size: int
+) -> None:
+    pages = paged(store, size)
+    ids = [i for page in pages for i in page]
+    assert ids == newest_first(many)  # in order, none twice, none missing
+    assert all(len(page) == size for page in pages[:-1])
+
+
+@pytest.mark.parametrize("owner", OWNERS)
+@pytest.mark.parametrize("size", [1, 4, 13, 100])
+def test_pages_of_one_owner_cover_its_jobs_once_newest_first(
+    store: JobStore, many: list[JobStatus], owner: str, size: int
+) -> None:
+    mine = [j for j in many if j.owner == owner]
+    ids = [i for page in paged(store, size, owner) for i in page]
+    assert ids == newest_first(mine)
+    # Newest first is also by number, highest first: one owner's numbers count up.
+    assert [parse_job_id(i)[1] for i in ids] == sorted(
+        (parse_job_id(i)[1] for i in ids), reverse=True
+    )
+    assert store.list("dave", limit=size) == []
+
+
+@pytest.mark.parametrize(
+    "states",
+    [("running",), ("succeeded",), ("failed", "lost"), tuple(ENDINGS), ("running", *ENDINGS)],
+)
+@pytest.mark.parametrize("owner", [None, "bob"])
+def test_pages_filtered_by_state(
+    store: JobStore, many: list[JobStatus], states: tuple[str, ...], owner: str | None
+) -> None:
+    wanted = [j for j in many if j.state.value in states and owner in (None, j.owner)]
+    assert wanted, "the fixture has jobs in every state"
+    for size in (1, 3, 50):
+        pages = paged(store, size, owner, states)
+        assert [i for page in pages for i in page] == newest_first(wanted)
+    listed = store.list(owner, states=states)
+    assert {j.state.value for j in listed} <= set(states)
+
+
+def test_running_only_is_the_running_state(store: JobStore, many: list[JobStatus]) -> None:
+    running = store.list(running_only=True)
+    assert [j.id for j in running] == [j.id for j in store.list(states=("running",))]
+    assert running and all(j.state is JobState.RUNNING for j in running)
+
+
+def test_a_cursor_is_not_moved_by_jobs_started_or_removed_between_pages(
+    path: Path, store: JobStore, many: list[JobStatus]
+) -> None:
+    first = store.list(limit=10)
+    after = list_key(first[-1])
+    # Meanwhile: a new job starts (newer than every listed one), and two jobs already
+    # shown and one not yet shown are removed.
+    run(store, "alice", started_at=5000.0)
+    for gone in (first[0], first[5], many[12]):
+        end(path, gone.id, 3000.0)
+        store.delete(*parse_job_id(gone.id))
+    rest = [j.id for j in store.list(limit=1000, after=after)]
+    expected = [i for i in newest_first(many)[10:] if i != many[12].id]
+    assert rest == expected
+
+
+def test_a_cursor_past_the_last_job_gives_an_empty_page(
+    store: JobStore, many: list[JobStatus]
+) -> None:
+    assert store.list(after=list_key(many[-1])) == []
+    assert store.list("alice", after=(0.0, "alice", 1)) == []
+
+
+def plans(store: JobStore, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> list[str]:
+    """The query plan of the SELECT that ``store.list(**kw)`` runs."""
+    db = store._db
+    queries: list[tuple[str, tuple[Any, ...]]] = []
+
+    class Recording:
+        def execute(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+            queries.append((sql, tuple(args)))
+            return db.execute(sql, args)
+
+    monkeypatch.setattr(store, "_db", Recording())
+    store.list(**kw)
+    monkeypatch.setattr(store, "_db", db)
+    (sql, args), *_ = [(q, a) for q, a in queries if q.lstrip().upper().startswith("SELECT")]
+    return [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
+
+
+@pytest.mark.parametrize("first_page", [True, False])
+def test_a_page_of_all_owners_reads_the_index_in_order(
+    store: JobStore, many: list[JobStatus], monkeypatch: pytest.MonkeyPatch, first_page: bool
+) -> None:
+    """Every user's jobs, a page at a time: the index jobs_listed, read in the listing's
+    order from the cursor on, no sort of the whole table (USE TEMP B-TREE) per page."""
+    after = None if first_page else list_key(many[9])
+    plan = plans(store, monkeypatch, limit=10, after=after)
+    assert any("jobs_listed" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+    if not first_page:
+        assert any(step.startswith("SEARCH") for step in plan), plan  # not a scan from the top
+
+
+def test_a_page_of_one_owner_reads_its_rows_in_order(
+    store: JobStore, many: list[JobStatus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = plans(store, monkeypatch, owner="alice", limit=10, after=list_key(many[9]))
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+    assert any(step.startswith("SEARCH") for step in plan), plan
+
+
+@pytest.mark.parametrize("first_page", [True, False])
+def test_a_page_of_one_state_reads_its_index_in_order(
+    store: JobStore, many: list[JobStatus], monkeypatch: pytest.MonkeyPatch, first_page: bool
+) -> None:
+    """Every user's jobs in one state (ps -a --state failed): jobs_by_state in order."""
+    after = None if first_page else list_key(many[9])
+    plan = plans(store, monkeypatch, limit=10, states=["succeeded"], after=after)
+    assert any("jobs_by_state" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan

@@ -143,12 +143,18 @@ def load(path: str | None, **overrides: Any) -> ServerConfig:
     """Build the config: embedded defaults, then the TOML file at ``path``, then the
     non-None ``overrides`` (the command-line flags). Nothing is created or opened but
     the file. Raise :class:`ConfigError` naming every problem."""
-    from remo.server import config_schema
+    if path:
+        # The schema (pydantic: ~0.2 s to import) is loaded only when there is a file
+        # to check; without one the embedded defaults are ServerConfig's own (a unit
+        # test keeps the two equal), and a restart answers that much sooner.
+        from remo.server import config_schema
 
-    text, data = _read(path) if path else ("", {})
-    settings, problems = config_schema.check(data)
-    lines = _describe_problems(problems, path or "embedded defaults", text)
-    config = ServerConfig() if settings is None else _from_settings(settings)
+        text, data = _read(path)
+        settings, problems = config_schema.check(data)
+        lines = _describe_problems(problems, path, text)
+        config = ServerConfig() if settings is None else _from_settings(settings)
+    else:
+        lines, config = [], ServerConfig()
     for key, value in overrides.items():
         if value is not None and value != []:
             setattr(config, key, Path(value) if key == "state_dir" else value)

@@ -47,7 +47,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     cgroup TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (owner, seq)
 );
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+-- Jobs in one state (running ones at recovery; a filtered listing of every user's jobs,
+-- newest first, a page at a time).
+DROP INDEX IF EXISTS jobs_state;
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, started_at, owner, seq);
 -- Every user's jobs, newest first, a page at a time (keyset: started_at, owner, seq).
 DROP INDEX IF EXISTS jobs_started;
 CREATE INDEX IF NOT EXISTS jobs_listed ON jobs(started_at, owner, seq);

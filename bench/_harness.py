@@ -568,17 +568,27 @@ def open_channel(cred_path: str, unique: int | None = None) -> Any:
 RETRYABLE_NAMES = frozenset({"UNAVAILABLE", "CANCELLED"})
 
 
-def retryable(err: Any) -> bool:
-    """The same rule as remo.client.connection._retryable: the connection broke."""
-    import grpc
+def state_of(job: Any) -> str:
+    """A remo.v1 ``Job``'s state as the results name it: ``succeeded``, ``running``..."""
+    from remo.api.jobs import STATE_FROM_PB
 
-    code = err.code()
-    details = (err.details() or "").lower()
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-        return True
-    if code is grpc.StatusCode.INTERNAL and "rst_stream" in details:
-        return True
-    return code is grpc.StatusCode.UNKNOWN and "stream removed" in details
+    state = STATE_FROM_PB.get(job.state)
+    return state.value if state is not None else f"state {job.state}"
+
+
+def seconds_of(msg: Any) -> float:
+    """A Timestamp as unix seconds, a Duration as seconds (remo.api.jobs.seconds_of)."""
+    from remo.api.jobs import seconds_of as to_seconds
+
+    return to_seconds(msg)
+
+
+def retryable(err: Any) -> bool:
+    """The SDK's rule (remo.client.calls.retryable): the connection broke, by the status
+    code alone (UNAVAILABLE or CANCELLED), as opposed to an answer of the server."""
+    from remo.client.calls import retryable as sdk_retryable
+
+    return sdk_retryable(err)
 
 
 # -- worker: scenario 1 (mixed load) ------------------------------------------------------
@@ -589,7 +599,8 @@ SHORT_JOBS: list[tuple[list[str], bytes]] = [
     (["sleep", "0.1"], b""),
     (["sh", "-c", "echo start; sleep 0.1; echo end"], b"start\nend\n"),
 ]
-#: Weights of the operations a mixed-load client picks from.
+#: Weights of the operations a mixed-load client picks from. (The labels are those of
+#: the results recorded so far: "Status" is the GetJob RPC, "List" ListJobs.)
 OPS = {"Start": 20, "Status": 40, "List": 15, "Output": 15, "Remove": 10}
 KEEP_JOBS = 5
 
@@ -628,8 +639,8 @@ async def _mixed_load(
 ) -> dict[str, Any]:
     import grpc
 
-    from remo.api.v1 import jobs_pb2 as pb
-    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+    from remo.v1 import jobs_pb2 as pb
+    from remo.v1 import jobs_pb2_grpc as pb_grpc
 
     channels = [open_channel(cred_path, unique=index * 100000 + i) for i in range(n_clients)]
     await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), 60) for c in channels))
@@ -645,7 +656,7 @@ async def _mixed_load(
 
     async def client(k: int, channel: Any) -> None:
         rng = random.Random(index * 7919 + k)
-        stub = pb_grpc.JobsStub(channel)
+        stub = pb_grpc.JobServiceStub(channel)
         jobs: deque[tuple[str, bytes]] = deque()
         await asyncio.sleep(rng.uniform(0, max(think, 0.05)))  # do not start in lockstep
         while time.monotonic() < deadline:
@@ -662,9 +673,9 @@ async def _mixed_load(
                     jobs.append((resp.job.id, expect))
                 elif op == "Status":
                     job_id, _ = rng.choice(jobs)
-                    await stub.Status(pb.JobRef(id=job_id), timeout=timeout)
+                    await stub.GetJob(pb.GetJobRequest(id=job_id), timeout=timeout)
                 elif op == "List":
-                    await stub.List(pb.ListRequest(limit=list_limit), timeout=timeout)
+                    await stub.ListJobs(pb.ListJobsRequest(page_size=list_limit), timeout=timeout)
                 elif op == "Output":
                     job_id, expect = jobs[-1]
                     got = bytearray()
@@ -711,7 +722,7 @@ async def _mixed_load(
         # leave nothing behind: wait for and remove this client's jobs
         for job_id, _ in jobs:
             try:
-                await stub.Wait(pb.JobRef(id=job_id), timeout=timeout)
+                await stub.Wait(pb.WaitRequest(id=job_id), timeout=timeout)
                 await stub.Remove(pb.RemoveRequest(id=job_id), timeout=timeout)
             except grpc.aio.AioRpcError as err:
                 errors[f"cleanup: {err.code().name}"] += 1
@@ -765,8 +776,8 @@ async def _follow_many(
 ) -> dict[str, Any]:
     import grpc
 
-    from remo.api.v1 import jobs_pb2 as pb
-    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+    from remo.v1 import jobs_pb2 as pb
+    from remo.v1 import jobs_pb2_grpc as pb_grpc
 
     t_conn = time.monotonic()
     starter = open_channel(cred_path, unique=index * 100000 + 99999)
@@ -775,7 +786,7 @@ async def _follow_many(
     connect_s = time.monotonic() - t_conn
     ready.put(index)
     await asyncio.to_thread(go.wait)
-    stub = pb_grpc.JobsStub(starter)
+    stub = pb_grpc.JobServiceStub(starter)
     sem = asyncio.Semaphore(start_concurrency)
     start_lat: list[float] = []
     done_at: list[float] = []
@@ -789,7 +800,7 @@ async def _follow_many(
 
     async def follow(job_id: str, channel: Any) -> None:
         nonlocal wrong, ok
-        fstub = pb_grpc.JobsStub(channel)
+        fstub = pb_grpc.JobServiceStub(channel)
         got = bytearray()
         try:
             async for chunk in fstub.Output(pb.OutputRequest(id=job_id, follow=True), timeout=300):

@@ -13,9 +13,9 @@ whole run. Three credentials come from its CA as ``remo admin issue`` makes them
 admin one, and one for ``mallory`` that is recorded and then revoked, so that its TLS
 handshake succeeds and every call is refused by the per-call registry check.
 
-A good client (its own process, one connection kept open) calls Status on a finished
+A good client (its own process, one connection kept open) calls GetJob on a finished
 job every 50 ms the whole time, and every 0.5 s opens a fresh connection for one
-Status, as a CLI invocation does. Its latency in each attack is compared with a quiet
+GetJob, as a CLI invocation does. Its latency in each attack is compared with a quiet
 baseline measured first in the same run. The attacks, one after the other:
 
 a. 16 concurrent Start requests of 7.9 MiB on one connection with the revoked
@@ -79,7 +79,7 @@ ATTACKER = "mallory"
 
 
 def good_client_worker(cred: str, stop: Any, ready: Any, out: Any) -> None:
-    """Status every 50 ms on a kept connection, and on a fresh one every 0.5 s."""
+    """GetJob every 50 ms on a kept connection, and on a fresh one every 0.5 s."""
     try:
         result = asyncio.run(_good_client(cred, stop, ready))
     except BaseException as err:  # report, never hang the parent
@@ -91,20 +91,20 @@ def good_client_worker(cred: str, stop: Any, ready: Any, out: Any) -> None:
 async def _good_client(cred: str, stop: Any, ready: Any) -> dict[str, Any]:
     import grpc
 
-    from remo.api.v1 import jobs_pb2 as pb
-    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+    from remo.v1 import jobs_pb2 as pb
+    from remo.v1 import jobs_pb2_grpc as pb_grpc
 
     channel = h.open_channel(cred)
-    stub = pb_grpc.JobsStub(channel)
+    stub = pb_grpc.JobServiceStub(channel)
     job = (await stub.Start(pb.StartRequest(argv=["true"]), timeout=60)).job.id
-    await stub.Wait(pb.JobRef(id=job), timeout=60)
+    await stub.Wait(pb.WaitRequest(id=job), timeout=60)
     kept: list[tuple[float, float, str]] = []
     fresh: list[tuple[float, float, str]] = []
 
     async def call(target: Any, sink: list[tuple[float, float, str]]) -> float:
         t0 = time.monotonic()
         try:
-            await target.Status(pb.JobRef(id=job), timeout=10)
+            await target.GetJob(pb.GetJobRequest(id=job), timeout=10)
             code = "OK"
         except grpc.aio.AioRpcError as err:
             code = err.code().name
@@ -123,7 +123,7 @@ async def _good_client(cred: str, stop: Any, ready: Any) -> dict[str, Any]:
             n += 1
             ch = h.open_channel(cred, unique=n)
             try:
-                dt = await call(pb_grpc.JobsStub(ch), fresh)
+                dt = await call(pb_grpc.JobServiceStub(ch), fresh)
             finally:
                 await ch.close()
             await asyncio.sleep(max(0.0, 0.5 - dt))
@@ -164,10 +164,10 @@ def big_request_worker(cred: str, size: int, concurrency: int, seconds: float, o
 async def _big_requests(cred: str, size: int, concurrency: int, seconds: float) -> dict[str, Any]:
     import grpc
 
-    from remo.api.v1 import jobs_pb2 as pb
+    from remo.v1 import jobs_pb2 as pb
 
     channel = h.open_channel(cred)
-    start = channel.unary_unary("/remo.v1.Jobs/Start")  # bytes in, bytes out
+    start = channel.unary_unary("/remo.v1.JobService/Start")  # bytes in, bytes out
     payload = pb.StartRequest(argv=["echo", "x" * (size - 16)]).SerializeToString()
     codes: Counter[str] = Counter()
     details: dict[str, str] = {}

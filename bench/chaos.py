@@ -124,8 +124,9 @@ sys.path.insert(0, str(HERE))
 #: bench/_harness.py (imported by name, so that its own typing stays its own business).
 h: Any = importlib.import_module("_harness")
 
-from remo.api.v1 import jobs_pb2 as pb  # noqa: E402
-from remo.api.v1 import jobs_pb2_grpc as pb_grpc  # noqa: E402
+from remo.api.jobs import duration, seconds_of  # noqa: E402
+from remo.v1 import jobs_pb2 as pb  # noqa: E402
+from remo.v1 import jobs_pb2_grpc as pb_grpc  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
 RESULTS = RESULTS_DIR / "chaos.json"
@@ -830,7 +831,7 @@ def issue(state: Path, address: str, out: Path, user: str, role: str) -> Path:
 
 
 def stub_for(channel: Any) -> Any:
-    return pb_grpc.JobsStub(channel)  # type: ignore[no-untyped-call]
+    return pb_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
 def code_of(err: grpc.aio.AioRpcError) -> str:
@@ -940,8 +941,8 @@ class Run:
             got = b"".join(await _collect(call))
             if got != b"warm\n":
                 self.mm.add("output", f"warm-up job {job}", f"got {got!r}")
-            await stub.Status(pb.JobRef(id=job), timeout=30)
-            await stub.List(pb.ListRequest(limit=10), timeout=30)
+            await stub.GetJob(pb.GetJobRequest(id=job), timeout=30)
+            await stub.ListJobs(pb.ListJobsRequest(page_size=10), timeout=30)
             await stub.Remove(pb.RemoveRequest(id=job), timeout=30)
             await channel.close()
 
@@ -1019,9 +1020,11 @@ class Run:
         if record.plan.kind in STOPPED_KINDS:
             tasks.append(asyncio.create_task(self.stop_later(stub, record)))
         await asyncio.gather(*tasks)
-        record.final = await self.retrying(
-            lambda: stub.Status(pb.JobRef(id=record.job_id), timeout=10), "Status"
-        )
+        record.final = (
+            await self.retrying(
+                lambda: stub.GetJob(pb.GetJobRequest(id=record.job_id), timeout=10), "Status"
+            )
+        ).job
 
     async def retrying(
         self, make: Callable[[], Awaitable[Any]], what: str, limit: float = 120.0
@@ -1072,7 +1075,7 @@ class Run:
             job = reply.job
             record.job_id = f"{plan.owner}/{job.id.rpartition('/')[2]}"
             record.pid = job.pid
-            if len(record.attempts) > 1 and job.started_at < sent:
+            if len(record.attempts) > 1 and seconds_of(job.start_time) < sent:
                 record.found_by_retry = True
             return True
 
@@ -1110,10 +1113,12 @@ class Run:
                 delay = min(delay * 2, 1.0)
                 continue
             # A clean end must mean: the job has ended and every byte was sent.
-            status = await self.retrying(
-                lambda: stub.Status(pb.JobRef(id=job), timeout=10), "Status"
-            )
-            if status.state == "running":
+            status = (
+                await self.retrying(
+                    lambda: stub.GetJob(pb.GetJobRequest(id=job), timeout=10), "Status"
+                )
+            ).job
+            if status.state == pb.JOB_STATE_RUNNING:
                 out.problems.append(
                     f"the stream ended cleanly at byte {out.length} while the job ran"
                 )
@@ -1146,7 +1151,7 @@ class Run:
             await asyncio.sleep(0.05)
         await asyncio.sleep(plan.stop_after)
         self.fig["stops"] += 1
-        request = pb.StopRequest(id=record.job_id, grace_seconds=plan.grace)
+        request = pb.StopRequest(id=record.job_id, grace=duration(plan.grace))
 
         async def stop() -> Any:
             record.stop_attempts += 1
@@ -1154,7 +1159,7 @@ class Run:
                 record.stop_sent = time.time()
             return await stub.Stop(request, timeout=plan.grace + 90)
 
-        record.stop_reply = await self.retrying(stop, "Stop", limit=300)
+        record.stop_reply = (await self.retrying(stop, "Stop", limit=300)).job
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -1385,6 +1390,20 @@ class Run:
                 "filled the state disk (a bigger tmpfs is needed for this run to tell anything)",
             )
 
+    async def list_all(self, stub: Any) -> list[Any]:
+        """Every user's jobs, page after page (ListJobs pages hold at most 1000)."""
+        jobs: list[Any] = []
+        token = ""
+        while True:
+            request = pb.ListJobsRequest(all_users=True, page_size=1000, page_token=token)
+            page = await self.retrying(
+                functools.partial(stub.ListJobs, request, timeout=30), "List"
+            )
+            jobs.extend(page.jobs)
+            token = page.next_page_token
+            if not token:
+                return jobs
+
     async def audit(self) -> None:
         channel = h.open_channel(str(self.admin), unique=999)
         stub = stub_for(channel)
@@ -1456,10 +1475,8 @@ class Run:
             if record.found_by_retry:
                 self.fig["retries that got the first attempt job"] += 1
         # List agrees with the state dir, per owner.
-        listed = await self.retrying(
-            lambda: stub.List(pb.ListRequest(all_users=True, limit=10000), timeout=30), "List"
-        )
-        per_owner_api = Counter(j.owner for j in listed.jobs)
+        listed = await self.list_all(stub)
+        per_owner_api = Counter(j.owner for j in listed)
         per_owner_db = Counter(row["owner"] for row in rows)
         if per_owner_api != per_owner_db:
             self.mm.add(
@@ -1481,14 +1498,16 @@ class Run:
             ):
                 self.fig["stops"] += 1
                 try:
-                    record.stop_reply = await self.retrying(
-                        functools.partial(
-                            stub.Stop,
-                            pb.StopRequest(id=record.job_id, grace_seconds=record.plan.grace),
-                            timeout=120,
-                        ),
-                        "Stop",
-                    )
+                    record.stop_reply = (
+                        await self.retrying(
+                            functools.partial(
+                                stub.Stop,
+                                pb.StopRequest(id=record.job_id, grace=duration(record.plan.grace)),
+                                timeout=120,
+                            ),
+                            "Stop",
+                        )
+                    ).job
                 except grpc.aio.AioRpcError as err:
                     self.mm.add("audit", record.job_id, f"Stop: {code_of(err)}: {err.details()}")
         for record in self.records:
@@ -1496,9 +1515,12 @@ class Run:
                 continue
             self.fig[f"jobs {record.plan.kind}"] += 1
             try:
-                status = await self.retrying(
-                    functools.partial(stub.Wait, pb.JobRef(id=record.job_id), timeout=120), "Wait"
-                )
+                status = (
+                    await self.retrying(
+                        functools.partial(stub.Wait, pb.WaitRequest(id=record.job_id), timeout=120),
+                        "Wait",
+                    )
+                ).job
                 await self.check_job(stub, record, status)
             except grpc.aio.AioRpcError as err:
                 self.mm.add("audit", record.job_id, f"{code_of(err)}: {err.details()}")
@@ -1510,16 +1532,18 @@ class Run:
         def at(t: float) -> str:
             return f"{t - self.t0w_wall:.2f}"
 
-        parts = [f"started {at(status.started_at)}"]
+        started = seconds_of(status.start_time)
+        ended = seconds_of(status.end_time) if status.HasField("end_time") else None
+        parts = [f"started {at(started)}"]
         if record.stop_sent:
             parts.append(f"stop sent {at(record.stop_sent)} (grace {record.plan.grace:.2f})")
-        if status.HasField("ended_at"):
-            parts.append(f"ended {at(status.ended_at)}")
+        if ended is not None:
+            parts.append(f"ended {at(ended)}")
         faults = [
             f"{e.kind}@{e.at + e.report.get('late_s', 0):.1f}"
             for e in self.events
-            if status.started_at - 1 <= self.t0w_wall + e.at + e.report.get("late_s", 0)
-            and (not status.HasField("ended_at") or self.t0w_wall + e.at <= status.ended_at + 1)
+            if started - 1 <= self.t0w_wall + e.at + e.report.get("late_s", 0)
+            and (ended is None or self.t0w_wall + e.at <= ended + 1)
         ]
         parts.append(f"faults meanwhile {faults}")
         with contextlib.suppress(OSError):
@@ -1535,7 +1559,7 @@ class Run:
         what = f"{job} ({plan.kind})"
         # -- state
         got = Expected(
-            status.state,
+            h.state_of(status),
             status.exit_code if status.HasField("exit_code") else None,
             status.signal if status.HasField("signal") else None,
         )
@@ -1554,7 +1578,7 @@ class Run:
             if other is None:
                 continue
             seen = (
-                other.state,
+                h.state_of(other),
                 other.exit_code if other.HasField("exit_code") else None,
                 other.signal if other.HasField("signal") else None,
             )
@@ -1600,12 +1624,6 @@ class Run:
                 )
         # -- what was stored vs what was printed
         dropped = status.output_dropped_bytes
-        if bool(status.output_truncated) != (dropped > 0):
-            self.mm.add(
-                "output",
-                what,
-                f"output_truncated {status.output_truncated} with {dropped} bytes dropped",
-            )
         if dropped:
             self.fig["jobs with output dropped on the full disk"] += 1
             self.fig["bytes dropped (counted)"] += dropped
@@ -1613,8 +1631,9 @@ class Run:
                 self.mm.add(
                     "output", what, f"{dropped} bytes dropped, output_dropped_disk_full is false"
                 )
-            end = status.ended_at if status.HasField("ended_at") else time.time()
-            if not any(a - 1 <= end and status.started_at <= b + 1 for a, b in self.windows):
+            end = seconds_of(status.end_time) if status.HasField("end_time") else time.time()
+            started = seconds_of(status.start_time)
+            if not any(a - 1 <= end and started <= b + 1 for a, b in self.windows):
                 self.mm.add(
                     "output", what, f"{dropped} bytes dropped, the disk was never full while it ran"
                 )
@@ -1629,7 +1648,7 @@ class Run:
         if dropped and verdict.notice < len(notice(dropped)):
             # The notice is written when the job has ended: not when the disk is still
             # full then, nor when remo's SIGKILL ended the job (the init dies with it).
-            ended = status.ended_at if status.HasField("ended_at") else time.time()
+            ended = seconds_of(status.end_time) if status.HasField("end_time") else time.time()
             if any(a - 1 <= ended <= b + 1 for a, b in self.windows):
                 self.fig["notices cut short by the full disk"] += 1
             elif got == Expected("stopped", signal=signal.SIGKILL):

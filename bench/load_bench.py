@@ -13,7 +13,7 @@ server's CA exactly as ``remo admin issue`` does. Clients are grpc.aio channels 
 credential; every channel has its own TCP+TLS connection.
 
 1. ``--load``: N concurrent clients (200 for 60 s; quick 50 for 10 s), in several
-   worker processes, mixing Start (short jobs), Status, List, Output follow and
+   worker processes, mixing Start (short jobs), Status (GetJob), List (ListJobs), Output follow and
    Remove; in rounds (3; quick 2), so that memory kept after the first round can be
    told from memory growing with every round. Errors must be zero. Server and
    supervisor RSS: before, peak during, ~10 s after each round. The server's event-loop
@@ -195,15 +195,15 @@ def mib(kib: int | None) -> float | None:
 
 async def _warm_up(cred: str) -> None:
     """A few calls of every kind, so that 'before' is not a never-called server."""
-    from remo.api.v1 import jobs_pb2 as pb
-    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+    from remo.v1 import jobs_pb2 as pb
+    from remo.v1 import jobs_pb2_grpc as pb_grpc
 
     channel = h.open_channel(cred)
-    stub = pb_grpc.JobsStub(channel)
+    stub = pb_grpc.JobServiceStub(channel)
     for argv, _ in h.SHORT_JOBS * 4:
         job = (await stub.Start(pb.StartRequest(argv=argv))).job.id
-        await stub.Status(pb.JobRef(id=job))
-        await stub.List(pb.ListRequest(limit=100))
+        await stub.GetJob(pb.GetJobRequest(id=job))
+        await stub.ListJobs(pb.ListJobsRequest(page_size=100))
         async for _ in stub.Output(pb.OutputRequest(id=job, follow=True)):
             pass
         await stub.Remove(pb.RemoveRequest(id=job))
@@ -232,21 +232,21 @@ def loop_lag(path: Path, since: float, until: float) -> dict[str, Any]:
 
 
 async def _round_trips(cred: str, n: int, list_limit: int) -> dict[str, Any]:
-    """One client's Status and List round trips on the otherwise idle server, one call
+    """One client's Status (GetJob) and List (ListJobs) round trips on the idle server, one call
     at a time, alternating (after 20 of each to warm up)."""
-    from remo.api.v1 import jobs_pb2 as pb
-    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+    from remo.v1 import jobs_pb2 as pb
+    from remo.v1 import jobs_pb2_grpc as pb_grpc
 
     channel = h.open_channel(cred)
-    stub = pb_grpc.JobsStub(channel)
+    stub = pb_grpc.JobServiceStub(channel)
     job = (await stub.Start(pb.StartRequest(argv=["true"]))).job.id
-    await stub.Wait(pb.JobRef(id=job))
+    await stub.Wait(pb.WaitRequest(id=job))
     lat: dict[str, list[float]] = {"Status": [], "List": []}
     for i in range(n + 20):
         t0 = time.perf_counter()
-        await stub.Status(pb.JobRef(id=job))
+        await stub.GetJob(pb.GetJobRequest(id=job))
         t1 = time.perf_counter()
-        await stub.List(pb.ListRequest(limit=list_limit))
+        await stub.ListJobs(pb.ListJobsRequest(page_size=list_limit))
         t2 = time.perf_counter()
         if i >= 20:
             lat["Status"].append(t1 - t0)
@@ -465,11 +465,11 @@ def scenario_lifecycles(args: argparse.Namespace) -> dict[str, Any]:
 async def _lifecycles(env: Env, n: int, conc: int, warm: int) -> dict[str, Any]:
     import grpc
 
-    from remo.api.v1 import jobs_pb2 as pb
-    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+    from remo.v1 import jobs_pb2 as pb
+    from remo.v1 import jobs_pb2_grpc as pb_grpc
 
     channel = h.open_channel(str(env.cred))
-    stub = pb_grpc.JobsStub(channel)
+    stub = pb_grpc.JobServiceStub(channel)
     errors: Counter[str] = Counter()
     bad_state: Counter[str] = Counter()
     lat: dict[str, list[float]] = {"Start": [], "Wait": [], "Remove": [], "lifecycle": []}
@@ -479,15 +479,15 @@ async def _lifecycles(env: Env, n: int, conc: int, warm: int) -> dict[str, Any]:
         try:
             job = (await stub.Start(pb.StartRequest(argv=["true"]), timeout=60)).job.id
             t1 = time.perf_counter()
-            st = await stub.Wait(pb.JobRef(id=job), timeout=60)
+            st = (await stub.Wait(pb.WaitRequest(id=job), timeout=60)).job
             t2 = time.perf_counter()
             await stub.Remove(pb.RemoveRequest(id=job), timeout=60)
             t3 = time.perf_counter()
         except grpc.aio.AioRpcError as err:
             errors[f"{err.code().name}: {err.details()}"[:120]] += 1
             return
-        if st.state != "succeeded" or st.exit_code != 0:
-            bad_state[st.state] += 1
+        if h.state_of(st) != "succeeded" or st.exit_code != 0:
+            bad_state[h.state_of(st)] += 1
         lat["Start"].append(t1 - t0)
         lat["Wait"].append(t2 - t1)
         lat["Remove"].append(t3 - t2)
@@ -583,8 +583,8 @@ def scenario_slow(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _slow(env: Env, repeat: int, hold: float) -> dict[str, Any]:
-    from remo.api.v1 import jobs_pb2 as pb
-    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+    from remo.v1 import jobs_pb2 as pb
+    from remo.v1 import jobs_pb2_grpc as pb_grpc
 
     await _warm_up(str(env.cred))
     runs: list[dict[str, Any]] = []
@@ -652,7 +652,7 @@ async def _slow_once(
     slow_ch = h.open_channel(str(env.cred), unique=99)
     chans = [control, *fast_ch, slow_ch]
     await asyncio.gather(*(c.channel_ready() for c in chans))
-    stub = pb_grpc.JobsStub(control)
+    stub = pb_grpc.JobServiceStub(control)
     errors: list[str] = []
     expect_min = BIG_MIB << 20
     fast_done: list[float] = []
@@ -678,7 +678,7 @@ async def _slow_once(
             got = 0
             tail = b""
             try:
-                async for chunk in pb_grpc.JobsStub(ch).Output(
+                async for chunk in pb_grpc.JobServiceStub(ch).Output(
                     pb.OutputRequest(id=job, follow=True)
                 ):
                     if chunk.offset != got:
@@ -697,7 +697,7 @@ async def _slow_once(
         async def slow(ch: Any) -> None:
             nonlocal slow_got
             try:
-                async for chunk in pb_grpc.JobsStub(ch).Output(
+                async for chunk in pb_grpc.JobServiceStub(ch).Output(
                     pb.OutputRequest(id=job, follow=True)
                 ):
                     slow_got += len(chunk.data)
@@ -708,7 +708,7 @@ async def _slow_once(
 
         slow_task = asyncio.create_task(slow(slow_ch)) if with_slow else None
         await asyncio.gather(*(fast(c) for c in fast_ch))
-        final = await stub.Wait(pb.JobRef(id=job))
+        final = (await stub.Wait(pb.WaitRequest(id=job))).job
         tail_out = b""
         async for chunk in stub.Output(pb.OutputRequest(id=job, offset=max(0, expect_min - 8))):
             tail_out += chunk.data
@@ -733,9 +733,11 @@ async def _slow_once(
     return {
         "slow": with_slow,
         "n_fast": n_fast,
-        "job_state": final.state,
+        "job_state": h.state_of(final),
         "job_write_ms": round(int(line) / 1e6, 1) if line.isdigit() else float("nan"),
-        "job_run_ms": round((final.ended_at - final.started_at) * 1000, 1),
+        "job_run_ms": round(
+            (h.seconds_of(final.end_time) - h.seconds_of(final.start_time)) * 1000, 1
+        ),
         "fast_done_ms": [round(x, 1) for x in sorted(fast_done)],
         "fast_done_max_ms": round(max(fast_done), 1) if fast_done else float("nan"),
         "fast_ok": fast_ok,
@@ -938,14 +940,14 @@ def scenario_restart(args: argparse.Namespace, sig: int) -> dict[str, Any]:
 async def _restart_once(env: Env, sig: int, n_jobs: int) -> dict[str, Any]:
     import grpc
 
-    from remo.api.v1 import jobs_pb2 as pb
-    from remo.api.v1 import jobs_pb2_grpc as pb_grpc
+    from remo.v1 import jobs_pb2 as pb
+    from remo.v1 import jobs_pb2_grpc as pb_grpc
 
     control = h.open_channel(str(env.cred), unique=1)
     poll_ch = h.open_channel(str(env.cred), unique=2)
     chans = [h.open_channel(str(env.cred), unique=100 + i) for i in range(n_jobs)]
     await asyncio.gather(*(c.channel_ready() for c in [control, poll_ch, *chans]))
-    stub = pb_grpc.JobsStub(control)
+    stub = pb_grpc.JobServiceStub(control)
     sup_before = env.sup_pid()
     jobs = [(await stub.Start(pb.StartRequest(argv=COUNTER_ARGV))).job.id for _ in range(n_jobs)]
     t_started = time.monotonic()
@@ -967,7 +969,7 @@ async def _restart_once(env: Env, sig: int, n_jobs: int) -> dict[str, Any]:
 
     async def follower(job: str, ch: Any) -> bytes:
         nonlocal anomalies, missing_after_clean_end
-        fstub = pb_grpc.JobsStub(ch)
+        fstub = pb_grpc.JobServiceStub(ch)
         got = bytearray()
         delay = 0.05
         while True:
@@ -991,8 +993,10 @@ async def _restart_once(env: Env, sig: int, n_jobs: int) -> dict[str, Any]:
                 delay = min(delay * 2, 1.0)
                 continue
             # A clean end: the job ended, or the server ended the stream while going away.
-            st = await call_retrying(lambda: fstub.Status(pb.JobRef(id=job), timeout=2))
-            if st.state == "running":
+            st = (
+                await call_retrying(lambda: fstub.GetJob(pb.GetJobRequest(id=job), timeout=2))
+            ).job
+            if h.state_of(st) == "running":
                 interruptions["clean end while the job was still running"] += 1
                 continue
             at = len(got)
@@ -1011,10 +1015,10 @@ async def _restart_once(env: Env, sig: int, n_jobs: int) -> dict[str, Any]:
     stop_poll = asyncio.Event()
 
     async def poller() -> None:
-        pstub = pb_grpc.JobsStub(poll_ch)
+        pstub = pb_grpc.JobServiceStub(poll_ch)
         while not stop_poll.is_set():
             try:
-                await pstub.Status(pb.JobRef(id=jobs[0]), timeout=0.5)
+                await pstub.GetJob(pb.GetJobRequest(id=jobs[0]), timeout=0.5)
                 outage.append((time.monotonic(), True))
             except grpc.aio.AioRpcError:
                 outage.append((time.monotonic(), False))
@@ -1032,7 +1036,7 @@ async def _restart_once(env: Env, sig: int, n_jobs: int) -> dict[str, Any]:
     results = await asyncio.gather(*followers)
     stop_poll.set()
     await poll_task
-    finals = [await stub.Status(pb.JobRef(id=j)) for j in jobs]
+    finals = [(await stub.GetJob(pb.GetJobRequest(id=j))).job for j in jobs]
     sup_after = env.sup_pid()
     # Status calls may still succeed for a moment after the signal (SIGTERM's grace):
     # the outage runs from the signal to the first success after the first failure.
@@ -1071,9 +1075,11 @@ async def _restart_once(env: Env, sig: int, n_jobs: int) -> dict[str, Any]:
         "interruptions_seen": dict(interruptions),
         "fatal_errors": fatal[:5],
         "job_states": dict(
-            Counter(f"{s.state}/{s.exit_code if s.HasField('exit_code') else '-'}" for s in finals)
+            Counter(
+                f"{h.state_of(s)}/{s.exit_code if s.HasField('exit_code') else '-'}" for s in finals
+            )
         ),
-        "jobs_failed_3": sum(1 for s in finals if s.state == "failed" and s.exit_code == 3),
+        "jobs_failed_3": sum(1 for s in finals if h.state_of(s) == "failed" and s.exit_code == 3),
         "supervisor_same": sup_before is not None and sup_before == sup_after,
         "after_restart_s": round(time.monotonic() - t_up, 2),
     }

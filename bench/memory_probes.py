@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h
 
-from remo.api.v1 import jobs_pb2 as pb
-from remo.api.v1 import jobs_pb2_grpc as pb_grpc
 from remo.core.spec import JobSpec
 from remo.store.jobs import JobStore
+from remo.v1 import jobs_pb2 as pb
+from remo.v1 import jobs_pb2_grpc as pb_grpc
 
 
 def own_rss_kib() -> int:
@@ -70,7 +70,7 @@ async def probe_connections(tmp: Path) -> None:
 
     async def one(i: int) -> None:
         channel = h.open_channel(cred, unique=i)
-        await pb_grpc.JobsStub(channel).List(pb.ListRequest(limit=1))
+        await pb_grpc.JobServiceStub(channel).ListJobs(pb.ListJobsRequest(page_size=1))
         await channel.close()
 
     try:

@@ -187,7 +187,7 @@ class RemoSide:
         return [REMO, *args]
 
     def remove_all_jobs(self) -> int:
-        jobs = json.loads(out([REMO, "ps", "--json"], self.env) or "[]")
+        jobs = json.loads(out([REMO, "ps", "--all-pages", "--json"], self.env) or "[]")
         removed = 0
         for job in jobs:
             job_id = str(job["id"])
@@ -471,7 +471,7 @@ IMPORT_WATCH = (
     "asyncio",
     "cryptography.x509",
     "remo.pki.package",
-    "remo.api.v1.jobs_pb2",
+    "remo.v1.jobs_pb2",
     "google.protobuf.descriptor_pool",
     "remo.client.profiles",
     "remo.core",
@@ -520,8 +520,8 @@ import remo.cli.run
 mark("import remo.cli.run")
 import grpc
 mark("import grpc")
-from remo.client.connection import Client
-mark("import remo.client.connection (rest)")
+from remo.client import Client
+mark("import remo.client.sync (rest)")
 client = Client.from_profile(None)
 mark("load credential + channel object")
 grpc.channel_ready_future(client._channel).result(timeout=30)
@@ -565,7 +565,7 @@ def run_phases(remo: RemoSide, runs: int) -> dict[str, Any]:
 RPC_SCRIPT = r"""
 import json, statistics, sys, time
 import grpc
-from remo.client.connection import Client
+from remo.client import Client
 client = Client.from_profile(None)
 grpc.channel_ready_future(client._channel).result(timeout=30)
 job = client.start(["true"]).job
@@ -592,7 +592,7 @@ def context(remo: RemoSide, runs: int) -> dict[str, Any]:
         lambda: import_time("import remo.cli.main"), "total_ms", 5
     )
     result["importtime_remo_run_path"] = median_of_median(
-        lambda: import_time("import remo.cli.main, remo.cli.run, remo.client.connection"),
+        lambda: import_time("import remo.cli.main, remo.cli.run, remo.client.sync"),
         "total_ms",
         5,
     )

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,33 +23,39 @@ from click.testing import CliRunner, Result
 
 from remo.cli.main import cli
 from remo.client.errors import ConnectionFailed
+from remo.client.types import JobPage, OutputChunk, Schedule, ScheduleRun, StartResult
 from remo.core.spec import Limits
 from remo.core.status import JobState, JobStatus
 from remo.pki import package
 from remo.pki.ca import CertificateAuthority
 
+#: The keys of every job's JSON object: remo.v1's ``Job`` in protobuf's JSON mapping,
+#: with the fields that have no presence always printed.
 JOB_KEYS = {
     "id",
-    "oom_kills",
-    "output_dropped_bytes",
-    "output_dropped_disk_full",
-    "state",
-    "exit_code",
-    "signal",
-    "pid",
     "owner",
     "argv",
-    "started_at",
-    "ended_at",
-    "duration_seconds",
-    "cpu_seconds",
-    "peak_memory_bytes",
-    "oom_killed",
+    "state",
+    "pid",
+    "start_time",
     "limits",
+    "oom_killed",
+    "oom_kills",
     "reason",
     "cwd",
     "isolation",
     "schedule_id",
+    "output_dropped_bytes",
+    "output_dropped_disk_full",
+}
+#: ... and those a job has once it has ended (exit_code, or signal for a signalled one).
+ENDED_KEYS = {"end_time", "cpu_time", "peak_memory_bytes"}
+#: What the JSON of the old API had and the new one has not.
+GONE_KEYS = {
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+    "cpu_seconds",
     "output_truncated",
 }
 
@@ -290,16 +296,52 @@ def job(**kw: Any) -> JobStatus:
     return JobStatus(**values)
 
 
+def running_job(**kw: Any) -> JobStatus:
+    values: dict[str, Any] = {
+        "id": "13",
+        "state": JobState.RUNNING,
+        "exit_code": None,
+        "ended_at": None,
+        "cpu_seconds": None,
+        "peak_memory_bytes": None,
+    }
+    values.update(kw)
+    return job(**values)
+
+
+def schedule(**kw: Any) -> Schedule:
+    values: dict[str, Any] = {
+        "id": "s1",
+        "owner": "alice",
+        "argv": ("make", "nightly"),
+        "every_seconds": 86400.0,
+        "next_run_at": time.time() + 3600,
+        "created_at": time.time() - 86400,
+        "active": True,
+        "recent_runs": (ScheduleRun(time.time() - 82800, "started", "11", ""),),
+    }
+    values.update(kw)
+    return Schedule(**values)
+
+
 @dataclass
 class FakeClient:
-    """Stands in for remo.client.connection.Client."""
+    """Stands in for remo.client.Client: the same method names, arguments and returns.
+
+    ``final`` is what status/stop/wait return and the newest job listed; ``older`` the
+    jobs listed after it. ``list_page`` pages by position and filters by state as the
+    server does; ``pages`` records each call's arguments.
+    """
 
     final: JobStatus = field(default_factory=job)
+    older: list[JobStatus] = field(default_factory=lambda: [running_job()])
+    active: list[Schedule] = field(default_factory=list)
     chunks: list[bytes] = field(default_factory=list)
     interrupt: bool = False
     lose_connection: bool = False
     started: list[dict[str, Any]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    pages: list[dict[str, Any]] = field(default_factory=list)
 
     def __enter__(self) -> FakeClient:
         return self
@@ -307,15 +349,13 @@ class FakeClient:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def start(self, argv: list[str], **kw: Any) -> Any:
-        from remo.client.connection import StartResult
-
+    def start(self, argv: list[str], **kw: Any) -> StartResult:
         self.started.append({"argv": argv, **kw})
-        return StartResult(job=job(state=JobState.RUNNING, exit_code=None, ended_at=None))
+        return StartResult(job=running_job(id="12"))
 
-    def output(self, job_id: str, offset: int = 0, follow: bool = False) -> Iterator[Any]:
-        from remo.client.connection import OutputChunk
-
+    def output(
+        self, job_id: str, *, offset: int = 0, follow: bool = False, timeout: float | None = None
+    ) -> Iterator[OutputChunk]:
         position = offset
         for data in self.chunks:
             yield OutputChunk(position, data)
@@ -325,23 +365,67 @@ class FakeClient:
         if self.lose_connection:
             raise ConnectionFailed("lost the connection to 127.0.0.1:9")
 
-    def wait(self, job_id: str) -> JobStatus:
+    def wait(self, job_id: str, *, timeout: float | None = None) -> JobStatus:
         return self.final
 
-    def list(self, **kw: Any) -> Any:
-        from remo.client.connection import JobList
+    def _jobs(self, states: Sequence[JobState | str]) -> list[JobStatus]:
+        wanted = {JobState(s) for s in states}
+        return [j for j in [self.final, *self.older] if not wanted or j.state in wanted]
 
-        return JobList(
-            jobs=[self.final, job(id="13", state=JobState.RUNNING, exit_code=None, ended_at=None)]
-        )
+    def list_page(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        all_users: bool = False,
+        states: Sequence[JobState | str] = (),
+    ) -> JobPage:
+        self.pages.append(
+            {"page_size": page_size, "page_token": page_token, "all_users": all_users,
+             "states": tuple(states)}
+        )  # fmt: skip
+        jobs = self._jobs(states)
+        start = int(page_token or 0)
+        end = start + (page_size or 100)
+        return JobPage(jobs[start:end], str(end) if end < len(jobs) else "")
+
+    def list(
+        self,
+        *,
+        all_users: bool = False,
+        states: Sequence[JobState | str] = (),
+        limit: int | None = None,
+    ) -> list[JobStatus]:
+        """As Client.list does: page after page (of at most 1000), up to ``limit``."""
+        jobs: list[JobStatus] = []
+        token = ""
+        while limit is None or len(jobs) < limit:
+            size = 1000 if limit is None else min(1000, limit - len(jobs))
+            page = self.list_page(
+                page_size=size, page_token=token, all_users=all_users, states=states
+            )
+            jobs.extend(page.jobs)
+            token = page.next_page_token
+            if not token:
+                break
+        return jobs
+
+    def schedules(self, *, all_users: bool = False) -> list[Schedule]:
+        return list(self.active)
+
+    def schedule_status(self, schedule_id: str) -> Schedule:
+        return self.active[0]
 
     def status(self, job_id: str) -> JobStatus:
         return self.final
 
-    def stop(self, job_id: str, grace: float | None = None) -> JobStatus:
+    def stop(self, job_id: str, *, grace: float | None = None) -> JobStatus:
         return self.final
 
-    def remove(self, job_id: str, stop_running: bool = False) -> None:
+    def kill(self, job_id: str, signal: int | str = 9) -> JobStatus:
+        return self.final
+
+    def remove(self, job_id: str, *, stop_running: bool = False) -> None:
         self.removed.append(job_id)
 
 
@@ -419,22 +503,87 @@ def test_run_detached_prints_only_the_id(fake: FakeClient) -> None:
 
 
 def test_ps_json_is_a_list_of_documented_objects(fake: FakeClient) -> None:
+    """remo.v1's Job in protobuf's JSON mapping: RFC 3339 times, enum names, int64 as
+    strings, optional fields absent while unset."""
     result = CliRunner().invoke(cli, ["ps", "--json"])
     assert result.exit_code == 0
     jobs = json.loads(result.stdout)
     assert [j["id"] for j in jobs] == ["12", "13"]
+    assert set(jobs[0]) == JOB_KEYS | ENDED_KEYS | {"exit_code"}
+    assert set(jobs[1]) == JOB_KEYS  # running: no end_time, exit_code, cpu_time
     for item in jobs:
-        assert set(item) == JOB_KEYS
-        assert item["started_at"].endswith("Z")
-        datetime.fromisoformat(item["started_at"].replace("Z", "+00:00"))
-    assert jobs[0]["limits"] == {
-        "cpu_cores": 1.5,
-        "memory_bytes": 2 << 30,
-        "io_read_bps": None,
-        "io_write_bps": None,
-        "pids": None,
-    }
-    assert jobs[1]["ended_at"] is None and jobs[1]["exit_code"] is None
+        assert not set(item) & GONE_KEYS
+        assert item["start_time"].endswith("Z")
+        datetime.fromisoformat(item["start_time"].replace("Z", "+00:00"))
+    first = jobs[0]
+    assert (first["state"], jobs[1]["state"]) == ("JOB_STATE_SUCCEEDED", "JOB_STATE_RUNNING")
+    assert first["pid"] == "4242" and first["peak_memory_bytes"] == str(300 << 20)
+    assert first["cpu_time"] == "12.500s" and first["exit_code"] == 0
+    datetime.fromisoformat(first["end_time"].replace("Z", "+00:00"))
+    assert first["limits"] == {"cpu_cores": 1.5, "memory_bytes": str(2 << 30)}
+    assert first["isolation"] == ["pid", "mount"] and first["output_dropped_bytes"] == "0"
+
+
+def test_ps_json_of_schedules(fake: FakeClient) -> None:
+    fake.active = [schedule()]
+    result = CliRunner().invoke(cli, ["ps", "--schedules", "--json"])
+    assert result.exit_code == 0
+    (item,) = json.loads(result.stdout)
+    assert item["id"] == "s1" and item["period"] == "86400s"
+    assert {"next_run_time", "create_time", "recent_runs"} <= set(item)
+    assert item["recent_runs"][0]["outcome"] == "SCHEDULE_RUN_OUTCOME_STARTED"
+    assert not {"every_seconds", "next_run_at", "created_at"} & set(item)
+
+
+def test_ps_shows_the_newest_page_and_says_when_there_are_more(fake: FakeClient) -> None:
+    fake.older = [running_job(id=str(n)) for n in range(11, 0, -1)]
+    result = CliRunner().invoke(cli, ["ps", "-q", "-n", "5"])
+    assert result.exit_code == 0
+    assert result.stdout.split() == ["12", "11", "10", "9", "8"]
+    assert "showing the newest 5 jobs; there are more" in result.stderr
+    # Only about a page is asked for, not every job.
+    assert sum(p["page_size"] for p in fake.pages) <= 6
+    assert all(not p["all_users"] and p["states"] == () for p in fake.pages)
+    fake.pages.clear()
+    every = CliRunner().invoke(cli, ["ps", "-q", "--all-pages"])
+    assert every.stdout.split() == [str(n) for n in range(12, 0, -1)]
+    assert every.stderr == ""
+    exactly = CliRunner().invoke(cli, ["ps", "-q", "-n", "12"])
+    assert len(exactly.stdout.split()) == 12 and exactly.stderr == ""
+
+
+def test_ps_shows_the_newest_100_by_default(fake: FakeClient) -> None:
+    fake.older = [running_job(id=str(n)) for n in range(200, 0, -1)]
+    result = CliRunner().invoke(cli, ["ps", "-q"])
+    assert result.exit_code == 0
+    assert result.stdout.split() == ["12", *(str(n) for n in range(200, 101, -1))]
+    assert "showing the newest 100 jobs; there are more" in result.stderr
+
+
+def test_ps_reads_past_a_page_of_1000_for_a_larger_limit(fake: FakeClient) -> None:
+    fake.older = [running_job(id=str(n)) for n in range(3000, 0, -1)]
+    result = CliRunner().invoke(cli, ["ps", "-q", "-n", "1500"])
+    assert result.exit_code == 0
+    assert len(result.stdout.split()) == 1500
+    assert "showing the newest 1500 jobs" in result.stderr
+    assert all(p["page_size"] <= 1000 for p in fake.pages)
+
+
+@pytest.mark.parametrize(
+    ("args", "states", "ids"),
+    [
+        (["--running"], ("running",), ["13"]),
+        (["--state", "succeeded"], ("succeeded",), ["12"]),
+        (["--state", "failed", "--state", "running"], ("failed", "running"), ["13"]),
+    ],
+)
+def test_ps_filters_by_state_on_the_server(
+    fake: FakeClient, args: list[str], states: tuple[str, ...], ids: list[str]
+) -> None:
+    result = CliRunner().invoke(cli, ["ps", "-q", *args])
+    assert result.exit_code == 0
+    assert result.stdout.split() == ids
+    assert fake.pages and {tuple(p["states"]) for p in fake.pages} == {states}
 
 
 def test_ps_table(fake: FakeClient) -> None:
@@ -446,6 +595,17 @@ def test_ps_table(fake: FakeClient) -> None:
     assert second.split()[:2] == ["13", "running"]
 
 
+def test_ps_table_lists_schedules_after_the_jobs(fake: FakeClient) -> None:
+    fake.active = [schedule()]
+    lines = CliRunner().invoke(cli, ["ps"]).stdout.splitlines()
+    assert len(lines) == 6 and lines[3] == ""
+    assert lines[4].split() == ["SCHEDULE", "NEXT", "RUN", "EVERY", "COMMAND"]
+    assert lines[5].split()[0] == "s1" and lines[5].endswith("make nightly")
+    quiet = CliRunner().invoke(cli, ["ps", "-q"]).stdout.split()
+    assert quiet == ["12", "13"]  # -q: jobs only, without --schedules
+    assert CliRunner().invoke(cli, ["ps", "-q", "--schedules"]).stdout.split() == ["s1"]
+
+
 def test_status_human_and_json(fake: FakeClient) -> None:
     fake.final = job(state=JobState.KILLED, exit_code=None, signal=9, oom_killed=True)
     human = CliRunner().invoke(cli, ["status", "12"])
@@ -455,7 +615,19 @@ def test_status_human_and_json(fake: FakeClient) -> None:
     assert "limits       cpu 1.5 cores, memory 2 GiB" in human.stdout
     assert "oom killed   yes" in human.stdout
     as_json = json.loads(CliRunner().invoke(cli, ["status", "--json", "12"]).stdout)
-    assert set(as_json) == JOB_KEYS and as_json["oom_killed"] is True
+    assert set(as_json) == JOB_KEYS | ENDED_KEYS | {"signal"}
+    assert as_json["oom_killed"] is True and as_json["signal"] == 9
+    assert as_json["state"] == "JOB_STATE_KILLED"
+
+
+def test_status_of_a_schedule_human_and_json(fake: FakeClient) -> None:
+    fake.active = [schedule()]
+    human = CliRunner().invoke(cli, ["status", "s1"])
+    assert human.exit_code == 0, human.output
+    assert "make nightly" in human.stdout and "started" in human.stdout
+    as_json = json.loads(CliRunner().invoke(cli, ["status", "--json", "s1"]).stdout)
+    assert as_json["id"] == "s1" and as_json["argv"] == ["make", "nightly"]
+    assert as_json["recent_runs"][0]["job_id"] == "11"
 
 
 def test_wait_exits_with_the_job_code(fake: FakeClient) -> None:
@@ -513,7 +685,8 @@ def test_shown_commands_read_back_as_the_same_argv() -> None:
 def test_run_detached_json_is_a_job_object(fake: FakeClient) -> None:
     result = CliRunner().invoke(cli, ["run", "-d", "--json", "--", "sleep", "100"])
     assert result.exit_code == 0
-    assert set(json.loads(result.stdout)) == JOB_KEYS
+    started = json.loads(result.stdout)
+    assert set(started) == JOB_KEYS and started["state"] == "JOB_STATE_RUNNING"
 
 
 def test_stop_and_wait_json_are_job_objects(fake: FakeClient) -> None:
@@ -521,15 +694,26 @@ def test_stop_and_wait_json_are_job_objects(fake: FakeClient) -> None:
     stopped = CliRunner().invoke(cli, ["stop", "--json", "12"])
     assert stopped.exit_code == 0
     assert json.loads(stopped.stdout)["signal"] == 15
+    assert json.loads(stopped.stdout)["state"] == "JOB_STATE_STOPPED"
     waited = CliRunner().invoke(cli, ["wait", "--json", "12"])
     assert waited.exit_code == 143
-    assert set(json.loads(waited.stdout)) == JOB_KEYS
+    assert set(json.loads(waited.stdout)) == JOB_KEYS | ENDED_KEYS | {"signal"}
 
 
 def test_rm_finished_removes_only_ended_jobs(fake: FakeClient) -> None:
     result = CliRunner().invoke(cli, ["rm", "--finished"])
     assert (result.exit_code, result.stdout) == (0, "removed 1 finished job(s)\n")
     assert fake.removed == ["12"]
+    finished = {JobState(s) for s in fake.pages[0]["states"]}
+    assert finished == {s for s in JobState if s.final}
+
+
+def test_rm_finished_goes_through_every_page(fake: FakeClient) -> None:
+    fake.older = [job(id=str(n)) for n in range(3000, 500, -1)]
+    result = CliRunner().invoke(cli, ["rm", "--finished"])
+    assert (result.exit_code, result.stdout) == (0, "removed 2501 finished job(s)\n")
+    assert len(set(fake.removed)) == 2501
+    assert [p["page_token"] for p in fake.pages] == ["", "1000", "2000"]
 
 
 def test_rm_finished_older_than_keeps_recent_ones(fake: FakeClient) -> None:

@@ -16,20 +16,21 @@ from typing import Any
 import grpc
 import pytest
 
-from remo.api.v1 import jobs_pb2 as pb
-from remo.api.v1 import jobs_pb2_grpc as pb_grpc
-from remo.client.connection import SERVICE_CONFIG, Client
+from remo.client import Client
+from remo.client.calls import RETRIED_METHODS, SERVICE, SERVICE_CONFIG
 from remo.client.errors import ConnectionFailed, NotFound, RemoteError
 from remo.pki import package
 from remo.pki.ca import CertificateAuthority
 from remo.server import tls
+from remo.v1 import jobs_pb2 as pb
+from remo.v1 import jobs_pb2_grpc as pb_grpc
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 #: gRPC's own attempts per call (the service config's maxAttempts).
 GRPC_ATTEMPTS = SERVICE_CONFIG["methodConfig"][0]["retryPolicy"]["maxAttempts"]
 
 
-class Scripted(pb_grpc.JobsServicer):
+class Scripted(pb_grpc.JobServiceServicer):
     """Fails each method ``failures[method]`` times (with ``code``), then answers."""
 
     def __init__(self) -> None:
@@ -52,25 +53,43 @@ class Scripted(pb_grpc.JobsServicer):
         if failing:
             context.abort(code, text)
 
-    def Status(self, request: pb.JobRef, context: grpc.ServicerContext) -> pb.JobStatus:
-        self._attempt("Status", request, context)
-        return pb.JobStatus(id=request.id, state="running")
+    def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.GetJobResponse:
+        self._attempt("GetJob", request, context)
+        return pb.GetJobResponse(job=pb.Job(id=request.id, state=pb.JOB_STATE_RUNNING))
 
-    def Stop(self, request: pb.StopRequest, context: grpc.ServicerContext) -> pb.JobStatus:
+    def Stop(self, request: pb.StopRequest, context: grpc.ServicerContext) -> pb.StopResponse:
         self._attempt("Stop", request, context)
-        return pb.JobStatus(id=request.id, state="stopped", exit_code=0)
+        return pb.StopResponse(job=pb.Job(id=request.id, state=pb.JOB_STATE_STOPPED, exit_code=0))
 
-    def List(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListResponse:
-        self._attempt("List", request, context)
-        return pb.ListResponse(jobs=[pb.JobStatus(id="1", state="running")])
+    def Wait(self, request: pb.WaitRequest, context: grpc.ServicerContext) -> pb.WaitResponse:
+        self._attempt("Wait", request, context)
+        return pb.WaitResponse(job=pb.Job(id=request.id, state=pb.JOB_STATE_SUCCEEDED, exit_code=0))
 
-    def ScheduleStatus(self, request: pb.JobRef, context: grpc.ServicerContext) -> pb.Schedule:
-        self._attempt("ScheduleStatus", request, context)
-        return pb.Schedule(id=request.id)
+    def Kill(self, request: pb.KillRequest, context: grpc.ServicerContext) -> pb.KillResponse:
+        self._attempt("Kill", request, context)
+        return pb.KillResponse(job=pb.Job(id=request.id, state=pb.JOB_STATE_RUNNING))
+
+    def ListJobs(
+        self, request: pb.ListJobsRequest, context: grpc.ServicerContext
+    ) -> pb.ListJobsResponse:
+        self._attempt("ListJobs", request, context)
+        return pb.ListJobsResponse(jobs=[pb.Job(id="1", state=pb.JOB_STATE_RUNNING)])
+
+    def ListSchedules(
+        self, request: pb.ListSchedulesRequest, context: grpc.ServicerContext
+    ) -> pb.ListSchedulesResponse:
+        self._attempt("ListSchedules", request, context)
+        return pb.ListSchedulesResponse(schedules=[pb.Schedule(id="s1")])
+
+    def GetSchedule(
+        self, request: pb.GetScheduleRequest, context: grpc.ServicerContext
+    ) -> pb.GetScheduleResponse:
+        self._attempt("GetSchedule", request, context)
+        return pb.GetScheduleResponse(schedule=pb.Schedule(id=request.id))
 
     def WhoAmI(self, request: pb.WhoAmIRequest, context: grpc.ServicerContext) -> pb.WhoAmIResponse:
         self._attempt("WhoAmI", request, context)
-        return pb.WhoAmIResponse(user="me", role="admin")
+        return pb.WhoAmIResponse(user="me", role=pb.ROLE_ADMIN)
 
     def Remove(self, request: pb.RemoveRequest, context: grpc.ServicerContext) -> pb.RemoveResponse:
         self._attempt("Remove", request, context)
@@ -80,11 +99,11 @@ class Scripted(pb_grpc.JobsServicer):
         self._attempt("Start", request, context)
         if request.HasField("when"):
             return pb.StartResponse(schedule=pb.Schedule(id="s1"))
-        return pb.StartResponse(job=pb.JobStatus(id="7", state="running"))
+        return pb.StartResponse(job=pb.Job(id="7", state=pb.JOB_STATE_RUNNING))
 
     def Output(
         self, request: pb.OutputRequest, context: grpc.ServicerContext
-    ) -> Iterator[pb.OutputChunk]:
+    ) -> Iterator[pb.OutputResponse]:
         """b"abcdef", three bytes per attempt: each but the last then fails as scripted."""
         with self._lock:
             self.attempts["Output"] += 1
@@ -93,7 +112,7 @@ class Scripted(pb_grpc.JobsServicer):
             failing = self.attempts["Output"] <= times
         data = b"abcdef"[request.offset : request.offset + 3]
         if data:
-            yield pb.OutputChunk(offset=request.offset, data=data)
+            yield pb.OutputResponse(offset=request.offset, data=data)
         if failing:
             context.abort(code, text)
 
@@ -113,7 +132,7 @@ def scripted(
     server_cert = ca.ensure_server_certificate(["127.0.0.1"])
     servicer = Scripted()
     server = grpc.server(ThreadPoolExecutor(8))
-    pb_grpc.add_JobsServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_JobServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     credentials = tls.server_credentials(ca.cert_pem, server_cert.cert_pem, server_cert.key_pem)
     port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
@@ -125,12 +144,25 @@ def scripted(
 
 
 CALLS: dict[str, Callable[[Client], object]] = {
-    "Status": lambda c: c.status("7"),
+    "GetJob": lambda c: c.status("7"),
     "Stop": lambda c: c.stop("7", grace=0),
-    "List": lambda c: c.list(),
-    "ScheduleStatus": lambda c: c.schedule_status("s1"),
+    "Wait": lambda c: c.wait("7"),
+    "ListJobs": lambda c: c.list(),
+    "ListSchedules": lambda c: c.schedules(),
+    "GetSchedule": lambda c: c.schedule_status("s1"),
     "WhoAmI": lambda c: c.whoami(),
 }
+
+
+def test_the_service_config_names_the_retried_methods() -> None:
+    """Every method retried is one of the service's, named with its full service name."""
+    assert SERVICE == "remo.v1.JobService"
+    assert pb.DESCRIPTOR.services_by_name["JobService"].full_name == SERVICE
+    names = SERVICE_CONFIG["methodConfig"][0]["name"]
+    assert {n["service"] for n in names} == {SERVICE}
+    methods = {n["method"] for n in names}
+    assert methods == set(RETRIED_METHODS) == set(CALLS)
+    assert methods <= set(pb.DESCRIPTOR.services_by_name["JobService"].methods_by_name)
 
 
 @pytest.mark.parametrize("method", sorted(CALLS))
@@ -145,26 +177,26 @@ def test_reads_and_stop_are_retried(method: str, scripted: tuple[Scripted, Path]
 def test_grpc_itself_retries_what_is_safe_to_repeat(scripted: tuple[Scripted, Path]) -> None:
     """The channel's service config, seen without the client's own loop around it."""
     servicer, path = scripted
-    servicer.fail("Status", 2)
+    servicer.fail("GetJob", 2)
     servicer.fail("Remove", 1)
     with Client.from_file(path) as client:
         stub = client._stub
-        assert stub.Status(pb.JobRef(id="7"), timeout=30).id == "7"
+        assert stub.GetJob(pb.GetJobRequest(id="7"), timeout=30).job.id == "7"
         with pytest.raises(grpc.RpcError) as refused:
             stub.Remove(pb.RemoveRequest(id="7"), timeout=30)
     assert refused.value.code() is UNAVAILABLE
-    assert servicer.attempts["Status"] == 3 and servicer.attempts["Remove"] == 1
+    assert servicer.attempts["GetJob"] == 3 and servicer.attempts["Remove"] == 1
 
 
 def test_an_outage_longer_than_grpcs_retries_is_waited_out(scripted: tuple[Scripted, Path]) -> None:
     """gRPC gives up after its attempts; a client that had reached the server tries again
     until its timeout (here: three more attempts)."""
     servicer, path = scripted
-    servicer.fail("Status", GRPC_ATTEMPTS + 2)
+    servicer.fail("GetJob", GRPC_ATTEMPTS + 2)
     with Client.from_file(path) as client:
         assert client.status("7").id == "7"
         assert client.reached
-    assert servicer.attempts["Status"] == GRPC_ATTEMPTS + 3
+    assert servicer.attempts["GetJob"] == GRPC_ATTEMPTS + 3
 
 
 def test_a_job_start_is_retried_with_its_request_id(scripted: tuple[Scripted, Path]) -> None:
@@ -181,6 +213,7 @@ def test_a_job_start_is_retried_with_its_request_id(scripted: tuple[Scripted, Pa
     ("method", "call"),
     [
         ("Remove", lambda c: c.remove("7")),  # a repeat would say NOT_FOUND
+        ("Kill", lambda c: c.kill("7", "HUP")),  # a repeat would say JOB_NOT_RUNNING
         ("Start", lambda c: c.start(["true"], delay=60)),  # schedules carry no request id
     ],
 )
@@ -207,14 +240,14 @@ def test_answers_are_not_retried(
     code: grpc.StatusCode, text: str, error: type[Exception], scripted: tuple[Scripted, Path]
 ) -> None:
     servicer, path = scripted
-    servicer.fail("Status", 1, code, text)
+    servicer.fail("GetJob", 1, code, text)
     servicer.fail("Output", 1, code, text)
     with Client.from_file(path) as client:
         with pytest.raises(error):
             client.status("7")
         with pytest.raises(error):
             list(client.output("7", follow=True))
-    assert servicer.attempts["Status"] == 1 and servicer.attempts["Output"] == 1
+    assert servicer.attempts["GetJob"] == 1 and servicer.attempts["Output"] == 1
 
 
 @pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED])

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from remo.client.connection import Client
+from remo.client import Client
 from remo.client.errors import (
     ConnectionFailed,
     TlsHandshakeFailed,

@@ -15,7 +15,9 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = ROOT / "src" / "remo" / "api" / "v1"
+#: Where scripts/gen-proto writes the code: the module path protoc gives the proto
+#: package remo.v1.
+GENERATED = ROOT / "src" / "remo" / "v1"
 
 
 def declared() -> dict[str, Requirement]:
@@ -44,3 +46,14 @@ def test_protobuf_range_covers_the_generated_messages() -> None:
     assert floor(protobuf) >= stamp
     # The runtime refuses gencode of another major version: the range must stop before it.
     assert not protobuf.specifier.contains(f"{stamp.major + 1}.0.0")
+
+
+def test_the_generated_code_is_where_gen_proto_writes_it() -> None:
+    script = (ROOT / "scripts" / "gen-proto").read_text()
+    out = re.search(r'(?m)^out="([^"]+)"', script)
+    assert out is not None, "scripts/gen-proto names no out= directory"
+    assert ROOT / out[1] == GENERATED
+    for name in ("__init__.py", "jobs_pb2.py", "jobs_pb2.pyi", "jobs_pb2_grpc.py"):
+        assert (GENERATED / name).is_file(), f"{name} is missing from {GENERATED}"
+    # No stale copy at the old place (remo.api.v1), which imports would still find.
+    assert not (ROOT / "src" / "remo" / "api" / "v1" / "jobs_pb2.py").exists()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,15 @@ async def test_two_hundred_jobs_from_one_async_client(credential: Path) -> None:
     assert [code for code, _ in results] == [i % 7 for i in range(count)]
     assert [out for _, out in results] == [f"job {i}\n".encode() for i in range(count)]
     print(f"\n200 jobs (start, output, wait) from one AsyncClient: {took:.2f} s")
+
+
+async def test_one_client_shared_by_threads(credential: Path) -> None:
+    """Client is thread-safe: 8 threads share one, 5 runs each, every result its own."""
+
+    def work() -> list[tuple[int | None, bytes]]:
+        with Client.from_file(credential) as remo, ThreadPoolExecutor(8) as pool:
+            runs = pool.map(lambda i: remo.run(["sh", "-c", f"echo {i}; exit {i % 5}"]), range(40))
+            return [(r.exit_status, r.output) for r in runs]
+
+    results = await asyncio.to_thread(work)
+    assert results == [(i % 5, f"{i}\n".encode()) for i in range(40)]

@@ -31,7 +31,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -286,6 +286,7 @@ class JobManager:
         limit: int = 1000,
         states: Sequence[JobState] = (),
         after: JobKey | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[JobStatus]:
         """:meth:`list`, for :meth:`listing`'s thread: it blocks (SQLite)."""
         with self._lists.lock:
@@ -295,7 +296,13 @@ class JobManager:
                 limit=limit,
                 states=[s.value for s in states],
                 after=after,
+                labels=labels,
             )
+
+    def by_name_blocking(self, owner: str, name: str) -> str | None:
+        """The id of ``owner``'s job named ``name``, if any (blocks: SQLite)."""
+        with self._reads.lock:
+            return self._reads.store.by_name(owner, name)
 
     async def list(
         self,
@@ -305,9 +312,11 @@ class JobManager:
         limit: int = 1000,
         states: Sequence[JobState] = (),
         after: JobKey | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[JobStatus]:
-        """Jobs newest first; only ``owner``'s when given, only in ``states`` when given.
-        ``after``: continue past that job (:func:`remo.store.jobs.list_key`)."""
+        """Jobs newest first; only ``owner``'s when given, only in ``states`` and with
+        ``labels`` when given. ``after``: continue past that job
+        (:func:`remo.store.jobs.list_key`)."""
         return await self.listing(
             functools.partial(
                 self.list_blocking,
@@ -315,6 +324,7 @@ class JobManager:
                 limit=limit,
                 states=states,
                 after=after,
+                labels=labels,
             ),
             owner,
         )

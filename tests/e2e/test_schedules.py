@@ -46,7 +46,7 @@ async def test_delayed_run_starts_within_a_second_of_due(server: Server) -> None
         job = (await stub.GetJob(pb.GetJobRequest(id=run.job_id))).job
         assert run.outcome == pb.SCHEDULE_RUN_OUTCOME_STARTED
         assert 0 <= seconds_of(job.start_time) - next_run <= 1.0
-        assert job.schedule_id == "root/s1"
+        assert job.schedule_id == schedule.id  # as the caller names it
         listed = await stub.ListSchedules(pb.ListSchedulesRequest())
         assert not listed.schedules  # a one-shot schedule is done after its run
 

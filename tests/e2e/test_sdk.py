@@ -21,6 +21,7 @@ from remo.client import (
     JobNotRunning,
     JobStillRunning,
     LimitOutOfRange,
+    NameTaken,
     NotFound,
     PermissionDenied,
     StartFailed,
@@ -195,3 +196,16 @@ async def test_one_client_shared_by_threads(credential: Path) -> None:
 
     results = await asyncio.to_thread(work)
     assert results == [(i % 5, f"{i}\n".encode()) for i in range(40)]
+
+
+async def test_concurrent_starts_of_one_name_start_one_job(credential: Path) -> None:
+    async with AsyncClient.from_file(credential) as remo:
+        outcomes = await asyncio.gather(
+            *(remo.start(["sleep", "30"], name="solo") for _ in range(8)), return_exceptions=True
+        )
+        started = [o for o in outcomes if not isinstance(o, BaseException)]
+        refused = [o for o in outcomes if isinstance(o, NameTaken)]
+        assert (len(started), len(refused)) == (1, 7), outcomes
+        assert refused[0].reason == "NAME_TAKEN" and refused[0].metadata() == {"name": "solo"}
+        assert [j.name for j in await remo.list(labels={})] == ["solo"]
+        await remo.stop("solo", grace=0)

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +47,8 @@ JOB_KEYS = {
     "schedule_id",
     "output_dropped_bytes",
     "output_dropped_disk_full",
+    "name",
+    "labels",
 }
 #: ... and those a job has once it has ended (exit_code, or signal for a signalled one).
 ENDED_KEYS = {"end_time", "cpu_time", "peak_memory_bytes"}
@@ -144,7 +146,8 @@ def no_connect(monkeypatch: pytest.MonkeyPatch) -> None:
         (["run"], "Missing argument"),
         (["run", "--bogus", "--", "true"], "No such option"),
         (["status"], "Missing argument"),
-        (["status", "twelve"], "invalid id 'twelve'"),
+        (["status", "12twelve"], "invalid id '12twelve'"),
+        (["status", "a b"], "invalid id 'a b'"),
         (["status", "Bad User/3"], "invalid id"),
         (["logs", "s3"], "s3 is a schedule"),
         (["logs", "--from", "-1", "3"], "--from"),
@@ -379,10 +382,11 @@ class FakeClient:
         page_token: str = "",
         all_users: bool = False,
         states: Sequence[JobState | str] = (),
+        labels: Mapping[str, str] | None = None,
     ) -> JobPage:
         self.pages.append(
             {"page_size": page_size, "page_token": page_token, "all_users": all_users,
-             "states": tuple(states)}
+             "states": tuple(states), "labels": dict(labels or {})}
         )  # fmt: skip
         jobs = self._jobs(states)
         start = int(page_token or 0)
@@ -394,6 +398,7 @@ class FakeClient:
         *,
         all_users: bool = False,
         states: Sequence[JobState | str] = (),
+        labels: Mapping[str, str] | None = None,
         limit: int | None = None,
     ) -> list[JobStatus]:
         """As Client.list does: page after page (of at most 1000), up to ``limit``."""
@@ -402,8 +407,9 @@ class FakeClient:
         while limit is None or len(jobs) < limit:
             size = 1000 if limit is None else min(1000, limit - len(jobs))
             page = self.list_page(
-                page_size=size, page_token=token, all_users=all_users, states=states
-            )
+                page_size=size, page_token=token, all_users=all_users, states=states,
+                labels=labels,
+            )  # fmt: skip
             jobs.extend(page.jobs)
             token = page.next_page_token
             if not token:

@@ -46,11 +46,19 @@ def test_another_users_id_is_not_found_for_a_non_admin() -> None:
             ids.resolve("alice", False, raw, schedule=schedule)
 
 
+def test_names_resolve_as_written() -> None:
+    """A name goes wherever an id does; the servicer looks it up (ids.is_name)."""
+    assert ids.resolve("alice", False, "train") == "alice/train"
+    assert ids.resolve("alice", True, "bob/nightly#3") == "bob/nightly#3"
+    assert ids.is_name("alice/train") and not ids.is_name("alice/12")
+    with pytest.raises(JobNotFound):
+        ids.resolve("alice", False, "bob/train")
+
+
 @pytest.mark.parametrize(
     "raw",
     [
         "",
-        "x",
         "-1",
         "1.5",
         "1e3",

@@ -60,6 +60,8 @@ def job_to_pb(status: JobStatus, shown_id: str) -> pb.Job:
         schedule_id=status.schedule_id or "",
         output_dropped_bytes=status.output_dropped_bytes,
         output_dropped_disk_full=status.output_dropped_disk_full,
+        name=status.name,
+        labels=status.labels,
     )
     if status.exit_code is not None:
         msg.exit_code = status.exit_code
@@ -105,4 +107,6 @@ def job_from_pb(msg: pb.Job) -> JobStatus:
         output_dropped_disk_full=msg.output_dropped_disk_full,
         isolation=tuple(msg.isolation),
         schedule_id=msg.schedule_id or None,
+        name=msg.name,
+        labels=dict(msg.labels),
     )

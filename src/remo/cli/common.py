@@ -94,21 +94,27 @@ def _shell_quote(text: str) -> str:
     return shlex.quote(text)
 
 
-_ID = re.compile(r"^(?:(?P<owner>[a-z_][a-z0-9_.-]{0,31})/)?(?P<schedule>s)?(?P<n>[0-9]{1,18})$")
+_ID = re.compile(
+    r"^(?:(?P<owner>[a-z_][a-z0-9_.-]{0,31})/)?"
+    r"(?:(?P<schedule>s)?(?P<n>[0-9]{1,18})|(?P<name>[A-Za-z][A-Za-z0-9._-]{0,62}(?:#[0-9]{1,9})?))$"
+)
 
 
 def check_id(value: str, *, schedules: bool = True, jobs: bool = True) -> str:
-    """``value`` if it is a job id (N, USER/N) or schedule id (sN, USER/sN), else exit 2."""
+    """``value`` if it is a job id (N, USER/N, a name) or schedule id (sN, USER/sN),
+    else exit 2."""
     from remo.client.errors import UsageError
 
     match = _ID.match(value.strip())
     kinds = [
-        k for k, ok in (("N or USER/N for a job", jobs), ("sN for a schedule", schedules)) if ok
+        k
+        for k, ok in (("N, USER/N or a name for a job", jobs), ("sN for a schedule", schedules))
+        if ok
     ]
     if match is None:
         raise UsageError(f"invalid id {value[:40]!r}: use {' or '.join(kinds)}")
     if match["schedule"] and not schedules:
-        raise UsageError(f"{value} is a schedule; this command takes a job id (N or USER/N)")
+        raise UsageError(f"{value} is a schedule; this command takes a job id or name")
     if not match["schedule"] and not jobs:
         raise UsageError(f"{value} is a job; this command takes a schedule id (sN)")
     return value.strip()
@@ -164,6 +170,11 @@ def _server_ids(
         CompletionItem(job.id, help=f"{job.state.value}: {command_line(job.argv)}")
         for job in found.jobs
         if jobs != "finished" or job.ended_at is not None
+    ]
+    items += [
+        CompletionItem(job.name, help=f"{job.id}, {job.state.value}: {command_line(job.argv)}")
+        for job in found.jobs
+        if job.name and (jobs != "finished" or job.ended_at is not None)
     ]
     items += [CompletionItem(s.id, help=f"schedule: {command_line(s.argv)}") for s in active]
     return [item for item in items if item.value.startswith(incomplete)]

@@ -107,9 +107,11 @@ def jobs_table(jobs: Sequence[JobStatus], width: int | None, now: float | None =
     from remo.core.units import format_duration
 
     current = now or time.time()
+    named = any(job.name for job in jobs)  # a NAME column only when a job has one
     rows = [
         [
             job.id,
+            *([one_line(job.name) or "-"] if named else []),
             job.state.value + (" (oom)" if job.oom_killed else ""),
             format_duration(max(0.0, current - job.started_at)) if job.started_at else "-",
             exit_text(job),
@@ -117,7 +119,8 @@ def jobs_table(jobs: Sequence[JobStatus], width: int | None, now: float | None =
         ]
         for job in jobs
     ]
-    return table(["ID", "STATE", "AGE", "EXIT", "COMMAND"], rows, width)
+    headers = ["ID", *(["NAME"] if named else []), "STATE", "AGE", "EXIT", "COMMAND"]
+    return table(headers, rows, width)
 
 
 def schedules_table(
@@ -166,6 +169,14 @@ STATE_NAMES = ("running", "succeeded", "failed", "stopped", "killed", "lost")
     help="Show at most this many jobs, the newest.",
 )
 @click.option("--all-pages", is_flag=True, help="Every job, however many (no --limit).")
+@click.option(
+    "-l",
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only jobs with this label (repeatable: all of them).",
+)
 @click.option("--schedules", is_flag=True, help="List schedules instead of jobs.")
 @click.option("-q", "--quiet", is_flag=True, help="Print the ids only, one per line.")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list for scripts (docs/CLI.md).")
@@ -176,6 +187,7 @@ def command(
     states: tuple[str, ...],
     limit: int,
     all_pages: bool,
+    labels: tuple[str, ...],
     schedules: bool,
     quiet: bool,
     as_json: bool,
@@ -193,6 +205,7 @@ def command(
       remo ps
       remo ps --running
       remo ps --state failed --limit 10
+      remo ps --label team=ml
       remo ps -q --running | xargs -n1 remo stop
       remo ps --json | jq '.[] | select(.state == "JOB_STATE_FAILED") | .id'
       remo ps --schedules
@@ -201,7 +214,10 @@ def command(
         from remo.client.errors import UsageError
 
         raise UsageError("-q and --json both choose the output: give only one")
+    from remo.cli.run import parse_labels
+
     wanted = ("running",) if running else states
+    tags = parse_labels(labels)
     more = False
     with connect() as client:
         if schedules:
@@ -210,11 +226,11 @@ def command(
         else:
             active = [] if quiet or as_json else client.schedules(all_users=all_users)
             if all_pages:
-                jobs = client.list(all_users=all_users, states=wanted)
+                jobs = client.list(all_users=all_users, states=wanted, labels=tags)
             else:
                 # One more than shown tells whether there are more (pages of at most
                 # 1000 are read one after the other for a larger limit).
-                jobs = client.list(all_users=all_users, states=wanted, limit=limit + 1)
+                jobs = client.list(all_users=all_users, states=wanted, labels=tags, limit=limit + 1)
                 more, jobs = len(jobs) > limit, jobs[:limit]
     now = time.time()
     if quiet:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -108,6 +108,19 @@ def in_option_terms(message: str) -> str:
     return message
 
 
+def parse_labels(labels: Sequence[str]) -> dict[str, str]:
+    """``{"team": "ml"}`` from ``--label team=ml`` options; a usage error otherwise."""
+    from remo.client.errors import UsageError
+
+    tags: dict[str, str] = {}
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--label {item!r}: give KEY=VALUE, e.g. --label team=ml")
+        tags[key] = value
+    return tags
+
+
 def parse_when(
     delay: str | None, at: str | None, every: str | None
 ) -> tuple[float | None, float | None, float | None]:
@@ -173,6 +186,15 @@ def local_time(unix: float) -> str:
     help="host (default): the server's network; none: no network at all.",
 )
 @click.option("--private-tmp", is_flag=True, help="Give the job its own empty /tmp.")
+@click.option("--name", metavar="NAME", help="Name the job (then use it wherever an id goes).")
+@click.option(
+    "-l",
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Tag the job (repeatable); remo ps --label KEY=VALUE filters by it.",
+)
 @click.option("--in", "delay", metavar="DURATION", help="Run later: 30s, 5m, 2h, 1d.")
 @click.option("--at", metavar="TIME", help="Run at a time: 02:00, '2026-12-01 02:00'.")
 @click.option("--every", metavar="DURATION", help="Run again every DURATION: 1h, 1d.")
@@ -192,6 +214,8 @@ def command(
     cwd: str | None,
     network: str | None,
     private_tmp: bool,
+    name: str | None,
+    labels: tuple[str, ...],
     delay: str | None,
     at: str | None,
     every: str | None,
@@ -213,6 +237,7 @@ def command(
       remo run -d --json -- ./build.sh | jq .pid
       remo run --env RUST_LOG=debug --cwd /srv/app -- ./server
       remo run --network none --pids 64 -- ./untrusted
+      remo run -d --name train --label team=ml -- ./train.sh   then: remo logs -f train
       remo run --in 5m -- ./backup.sh                       once, in 5 minutes
       remo run --at 02:00 -- ./backup.sh                    once, at the next 02:00
       remo run --every 1d --in 2h -- ./report.sh            in 2 hours, then daily
@@ -224,6 +249,7 @@ def command(
     if not argv or not argv[0]:
         raise UsageError("give the command to run after --, e.g. remo run -- make test")
     variables = parse_env(env)
+    tags = parse_labels(labels)
     limits = parse_limits(cpu, memory, io_read, io_write, pids)
     if cwd is not None and not cwd.startswith("/"):
         raise UsageError(f"--cwd {cwd!r}: give an absolute path on the server")
@@ -243,6 +269,8 @@ def command(
                 limits=limits,
                 network=network,
                 private_tmp=private_tmp,
+                name=name or "",
+                labels=tags,
                 delay=delay_s,
                 at=at_unix,
                 every=every_s,

@@ -47,10 +47,10 @@ def job_lines(job: JobStatus, now: float | None = None) -> list[tuple[str, str]]
     from remo.core.units import format_duration, format_size
 
     current = now or time.time()
-    lines: list[tuple[str, str]] = [
-        ("job", job.id),
-        ("state", job.state.value),
-    ]
+    lines: list[tuple[str, str]] = [("job", job.id)]
+    if job.name:
+        lines.append(("name", job.name))
+    lines.append(("state", job.state.value))
     if job.exit_code is not None:
         lines.append(("exit code", str(job.exit_code)))
     if job.signal is not None:
@@ -82,11 +82,18 @@ def job_lines(job: JobStatus, now: float | None = None) -> list[tuple[str, str]]
     ]
     if job.schedule_id:
         lines.append(("schedule", job.schedule_id))
+    if job.labels:
+        lines.append(("labels", labels_text(job.labels)))
     if job.output_truncated:
         lines.append(("output", dropped_text(job)))
     if job.reason:
         lines.append(("reason", job.reason))
     return lines
+
+
+def labels_text(labels: dict[str, str]) -> str:
+    """``team=ml, tier=gpu``, sorted by key."""
+    return ", ".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
 def dropped_text(job: JobStatus) -> str:
@@ -102,9 +109,13 @@ def schedule_lines(schedule: Schedule) -> list[tuple[str, str]]:
     from remo.core.units import format_duration
 
     every = format_duration(schedule.every_seconds) if schedule.every_seconds else "once"
+    named = [("name", schedule.name)] if schedule.name else []
+    tagged = [("labels", labels_text(schedule.labels))] if schedule.labels else []
     return [
         ("schedule", schedule.id),
+        *named,
         ("command", command_text(schedule.argv)),
+        *tagged,
         ("owner", schedule.owner),
         ("every", every),
         ("next run", when_text(schedule.next_run_at) if schedule.active else "-"),

@@ -150,7 +150,7 @@ class AsyncClient:
                     wait_for_ready=True if attempts.again else None,
                 )
             except grpc.RpcError as err:
-                pause = attempts.pause(err, retried, lambda: self.reached)
+                pause = attempts.pause(err, retried, self.reached)
                 if pause is None:
                     raise self._error(err, what, attempts.limit) from err
                 await asyncio.sleep(pause)
@@ -162,7 +162,7 @@ class AsyncClient:
         self, outage: calls.Outage, err: grpc.RpcError, what: str, doing: str
     ) -> None:
         """(See :meth:`remo.client.sync.Client._recover`.)"""
-        if not (calls.retryable(err) and self.reached):
+        if not (calls.retryable(err) and calls.reached_server(self.reached, err)):
             raise self._error(err, what) from err
         left = outage.failed()
         if left > 0:
@@ -247,9 +247,14 @@ class AsyncClient:
         page_token: str = "",
         all_users: bool = False,
         states: Sequence[JobState | str] = (),
+        labels: Mapping[str, str] | None = None,
     ) -> JobPage:
         request = calls.list_request(
-            all_users=all_users, states=states, page_size=page_size, page_token=page_token
+            all_users=all_users,
+            states=states,
+            page_size=page_size,
+            page_token=page_token,
+            labels=labels,
         )
         reply = await self._call(self._stub.ListJobs, request, retried=True)
         return JobPage([job_from_pb(j) for j in reply.jobs], reply.next_page_token)
@@ -259,6 +264,7 @@ class AsyncClient:
         *,
         all_users: bool = False,
         states: Sequence[JobState | str] = (),
+        labels: Mapping[str, str] | None = None,
         limit: int | None = None,
     ) -> builtins.list[JobStatus]:
         jobs: builtins.list[JobStatus] = []
@@ -266,7 +272,11 @@ class AsyncClient:
         while limit is None or len(jobs) < limit:
             size = 1000 if limit is None else min(1000, limit - len(jobs))
             page = await self.list_page(
-                page_size=size, page_token=token, all_users=all_users, states=states
+                page_size=size,
+                page_token=token,
+                all_users=all_users,
+                states=states,
+                labels=labels,
             )
             jobs.extend(page.jobs)
             token = page.next_page_token

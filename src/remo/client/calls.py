@@ -11,7 +11,7 @@ import json
 import signal as signals
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,8 +39,6 @@ RETRY_FIRST = 0.2
 RETRY_MAX = 2.0
 #: A re-opened call that stayed up this long means the connection is back.
 HEALTHY_AFTER = 5.0
-#: Seconds a failed call waits for grpc's news that the channel was connected.
-CONNECTED_NEWS = 0.25
 
 #: Calls that are safe to repeat: reads, Stop (stopping a stopped job returns its status)
 #: and Wait. gRPC retries them itself (gRFC A6, the channel's service config) when an
@@ -93,6 +91,18 @@ NETWORKS: dict[str, pb.Network] = {
 }
 
 
+def reached_server(replied: bool, err: Any) -> bool:
+    """Whether a client whose call failed with ``err`` had reached the server: it had
+    a reply before, or this call got past connecting (the server accepted the
+    connection, TLS and all, then went away). Only "failed to connect" is grpc's report
+    of a connection that was never made. (Watching the channel's connectivity instead
+    costs a polling thread that holds up every close by 0.2 s.)"""
+    if replied:
+        return True
+    details = err.details() if callable(getattr(err, "details", None)) else ""
+    return "failed to connect" not in (details or "")
+
+
 def retryable(err: Any) -> bool:
     """Whether ``err`` means "the connection broke", not "the server said no": by its
     status code alone."""
@@ -114,6 +124,8 @@ def start_request(
     delay: float | None = None,
     at: float | datetime | None = None,
     every: float | None = None,
+    name: str = "",
+    labels: Mapping[str, str] | None = None,
 ) -> pb.StartRequest:
     """The Start request for the arguments of ``start`` (documented there)."""
     if isinstance(argv, str | bytes):
@@ -128,6 +140,8 @@ def start_request(
         limits=limits_to_pb(limits or Limits()),
         network=NETWORKS[network],
         private_tmp=private_tmp,
+        name=name,
+        labels=dict(labels or {}),
     )
     if delay is not None or at is not None or every is not None:
         when = pb.When()
@@ -155,7 +169,12 @@ def stop_request(job_id: str, grace: float | None) -> pb.StopRequest:
 
 
 def list_request(
-    *, all_users: bool, states: Sequence[JobState | str], page_size: int, page_token: str
+    *,
+    all_users: bool,
+    states: Sequence[JobState | str],
+    page_size: int,
+    page_token: str,
+    labels: Mapping[str, str] | None = None,
 ) -> pb.ListJobsRequest:
     try:
         wanted = [STATE_TO_PB[JobState(s)] for s in states]
@@ -166,6 +185,7 @@ def list_request(
         states=wanted,
         page_size=page_size,
         page_token=page_token,
+        labels=dict(labels or {}),
     )
 
 
@@ -210,10 +230,9 @@ class Attempts:
     def left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
-    def pause(self, err: Any, retried: bool, reached: Callable[[], bool]) -> float | None:
-        """``reached`` says whether the client had reached the server (asked last: it
-        may wait a moment for the news)."""
-        if not (retried and retryable(err) and reached()):
+    def pause(self, err: Any, retried: bool, replied: bool) -> float | None:
+        """``replied``: whether the client had an answer from the server before."""
+        if not (retried and retryable(err) and reached_server(replied, err)):
             return None
         if self.deadline - time.monotonic() <= self.delay:
             return None

@@ -146,6 +146,10 @@ class JobNotRunning(RemoteError):
     """The job must be running (``JOB_NOT_RUNNING``): kill an ended job."""
 
 
+class NameTaken(RemoteError):
+    """Another of the caller's jobs or schedules has the name (``NAME_TAKEN``)."""
+
+
 class LimitOutOfRange(InvalidRequest):
     """A limit is outside what the server allows (``LIMIT_OUT_OF_RANGE``)."""
 
@@ -167,6 +171,7 @@ BY_REASON: dict[str, type[ClientError]] = {
     "START_FAILED": StartFailed,
     "JOB_STILL_RUNNING": JobStillRunning,
     "JOB_NOT_RUNNING": JobNotRunning,
+    "NAME_TAKEN": NameTaken,
     "LIMIT_OUT_OF_RANGE": LimitOutOfRange,
     "SERVER_DISK_FULL": ServerFull,
 }

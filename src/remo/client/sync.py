@@ -92,26 +92,14 @@ class Client:
         )
         self._channel = grpc.secure_channel(self.address, creds, options=calls.CHANNEL_OPTIONS)
         self._stub = pb_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        # Set once the channel has been connected (TLS accepted, HTTP/2 up), or a reply
-        # came: from then on a lost connection is the server restarting or the network
-        # failing, worth waiting out; before, there may be no server here that takes us.
-        self._connected = threading.Event()
-        self._channel.subscribe(self._watch, try_to_connect=False)
-
-    def _watch(self, state: grpc.ChannelConnectivity) -> None:
-        if state is grpc.ChannelConnectivity.READY:
-            self._connected.set()
-            self._channel.unsubscribe(self._watch)
+        # Set once a call was answered: from then on a lost connection is the server
+        # restarting or the network failing, worth waiting out (calls.reached_server).
+        self._replied = threading.Event()
 
     @property
     def reached(self) -> bool:
-        """Whether this client has been connected to the server."""
-        return self._connected.is_set()
-
-    def _reached_server(self) -> bool:
-        """:attr:`reached`, allowing a moment for news of the connection: grpc reports it
-        from another thread, and a call can fail just after it, before the news is in."""
-        return self._connected.wait(calls.CONNECTED_NEWS)
+        """Whether this client has had an answer from the server."""
+        return self._replied.is_set()
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Client:
@@ -132,7 +120,6 @@ class Client:
         return cls(credential_from_bytes(data), **kwargs)
 
     def close(self) -> None:
-        self._channel.unsubscribe(self._watch)
         self._channel.close()
 
     def __enter__(self) -> Client:
@@ -182,12 +169,12 @@ class Client:
                     wait_for_ready=True if attempts.again else None,
                 )
             except grpc.RpcError as err:
-                pause = attempts.pause(err, retried, self._reached_server)
+                pause = attempts.pause(err, retried, self.reached)
                 if pause is None:
                     raise self._error(err, what, attempts.limit) from err
                 time.sleep(pause)
                 continue
-            self._connected.set()
+            self._replied.set()
             return reply
 
     def _server_back(self, within: float) -> bool:
@@ -206,7 +193,7 @@ class Client:
         trying again, or raise the translated error (an answer of the server, or a
         client that never reached it) or :class:`ConnectionFailed` (no working
         connection came back within the budget)."""
-        if not (calls.retryable(err) and self._reached_server()):
+        if not (calls.retryable(err) and calls.reached_server(self.reached, err)):
             raise self._error(err, what) from err
         left = outage.failed()
         if left > 0:
@@ -233,10 +220,12 @@ class Client:
 
         Options: ``env`` (a mapping: the job's whole environment), ``cwd``, ``limits``
         (:class:`~remo.core.spec.Limits`), ``network`` (``"host"`` or ``"none"``),
-        ``private_tmp``; a schedule is created when any of ``delay`` (seconds from now),
-        ``at`` (unix time or aware datetime of the first run) or ``every`` (period in
-        seconds) is given. The command is checked at start: a missing executable or cwd
-        raises :class:`~remo.client.errors.StartFailed` at once.
+        ``private_tmp``, ``name`` (unique among your jobs: then it works wherever an id
+        does), ``labels`` (a mapping of tags ``list`` can filter by); a schedule is
+        created when any of ``delay`` (seconds from now), ``at`` (unix time or aware
+        datetime of the first run) or ``every`` (period in seconds) is given. The command
+        is checked at start: a missing executable or cwd raises
+        :class:`~remo.client.errors.StartFailed` at once.
         """
         request = calls.start_request(argv, **options)
         reply = self._call(
@@ -311,11 +300,17 @@ class Client:
         page_token: str = "",
         all_users: bool = False,
         states: Sequence[JobState | str] = (),
+        labels: Mapping[str, str] | None = None,
     ) -> JobPage:
         """One page of the caller's jobs, newest first (every user's with ``all_users``,
-        admins only; only those in ``states`` when given). ``page_size`` 0: 100."""
+        admins only; only those in ``states`` and with all ``labels`` when given).
+        ``page_size`` 0: 100."""
         request = calls.list_request(
-            all_users=all_users, states=states, page_size=page_size, page_token=page_token
+            all_users=all_users,
+            states=states,
+            page_size=page_size,
+            page_token=page_token,
+            labels=labels,
         )
         reply = self._call(self._stub.ListJobs, request, retried=True)
         return JobPage([job_from_pb(j) for j in reply.jobs], reply.next_page_token)
@@ -325,6 +320,7 @@ class Client:
         *,
         all_users: bool = False,
         states: Sequence[JobState | str] = (),
+        labels: Mapping[str, str] | None = None,
         limit: int | None = None,
     ) -> builtins.list[JobStatus]:
         """The caller's jobs, newest first, page after page: all of them, or the newest
@@ -334,7 +330,11 @@ class Client:
         while limit is None or len(jobs) < limit:
             size = 1000 if limit is None else min(1000, limit - len(jobs))
             page = self.list_page(
-                page_size=size, page_token=token, all_users=all_users, states=states
+                page_size=size,
+                page_token=token,
+                all_users=all_users,
+                states=states,
+                labels=labels,
             )
             jobs.extend(page.jobs)
             token = page.next_page_token
@@ -388,6 +388,7 @@ class Client:
                     raise WaitTimeout(f"job {job_id} still running after {timeout:g}s") from None
                 self._recover(outage, err, f"job {job_id}", f"waiting for job {job_id}")
                 continue
+            self._replied.set()
             return job_from_pb(reply.job)
 
     def output(
@@ -417,7 +418,7 @@ class Client:
             call = self._stub.Output(request, timeout=left)
             try:
                 for msg in call:
-                    self._connected.set()
+                    self._replied.set()
                     chunk = resume.take(msg)
                     if chunk is not None:
                         outage.progressed()

@@ -4,7 +4,7 @@ type the local library (:class:`remo.worker.JobManager`) returns too."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from remo.api.jobs import duration, seconds_of, timestamp
 from remo.core.spec import Limits
@@ -79,6 +79,9 @@ class Schedule:
     created_at: float
     active: bool
     recent_runs: tuple[ScheduleRun, ...] = ()
+    #: Its runs are named NAME#1, NAME#2...; NAME alone is the latest run.
+    name: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_pb(cls, msg: pb.Schedule) -> Schedule:
@@ -96,6 +99,8 @@ class Schedule:
                 )
                 for r in msg.recent_runs
             ),
+            name=msg.name,
+            labels=dict(msg.labels),
         )
 
     def to_pb(self) -> pb.Schedule:
@@ -107,6 +112,8 @@ class Schedule:
             argv=list(self.argv),
             create_time=timestamp(self.created_at),
             active=self.active,
+            name=self.name,
+            labels=self.labels,
             recent_runs=[
                 pb.ScheduleRun(
                     due_time=timestamp(r.due_at),

@@ -120,6 +120,23 @@ class JobStillRunning(RemoError):
         self.job_id = job_id
 
 
+class NameTaken(RemoError):
+    """Raised when a start names a job with a name one of the owner's jobs or schedules
+    already has."""
+
+    reason = "NAME_TAKEN"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"the name {name!r} is taken by another of your jobs or schedules: remove it "
+            "(remo rm) or choose another"
+        )
+        self.name = name
+
+    def metadata(self) -> dict[str, str]:
+        return {"name": self.name}
+
+
 class JobNotRunning(RemoError):
     """Raised when an operation needs a running job (``kill``) but the job has ended."""
 

@@ -51,6 +51,52 @@ LIMIT_NAMES: Mapping[str, str] = {
 }
 
 
+#: A job's name: a letter first (so a name is never a job number), then letters,
+#: digits, '.', '_', '-'; "NAME#K" is kept for the K-th run of a schedule NAME.
+JOB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,62}")
+#: A schedule id, which no name may look like.
+SCHEDULE_LIKE = re.compile(r"s[0-9]+")
+LABEL_KEY = re.compile(r"[A-Za-z0-9._/-]{1,63}")
+MAX_LABELS = 32
+MAX_LABEL_VALUE = 255
+
+
+def check_name(name: str, *, run: bool = False) -> None:
+    """Raise :class:`InvalidArgument` unless ``name`` is empty or a valid job name
+    (``run``: also ``NAME#K``, as a schedule names its runs)."""
+    if not name:
+        return
+    base, sep, number = name.partition("#") if run else (name, "", "")
+    if (
+        not JOB_NAME.fullmatch(base)
+        or SCHEDULE_LIKE.fullmatch(base)
+        or (sep and not number.isdigit())
+    ):
+        raise InvalidArgument(
+            f"invalid name {name[:80]!r}: a letter, then up to 62 letters, digits, '.', "
+            "'_' or '-' (and not s followed by digits, which is a schedule id)",
+            field="name",
+        )
+
+
+def check_labels(labels: Mapping[str, str]) -> None:
+    """Raise :class:`InvalidArgument` unless ``labels`` are valid key/value tags."""
+    if len(labels) > MAX_LABELS:
+        raise InvalidArgument(f"at most {MAX_LABELS} labels, got {len(labels)}", field="labels")
+    for key, value in labels.items():
+        if not isinstance(key, str) or not LABEL_KEY.fullmatch(key):
+            raise InvalidArgument(
+                f"invalid label key {str(key)[:80]!r}: 1 to 63 letters, digits, '.', '_', "
+                "'-' or '/'",
+                field="labels",
+            )
+        if not isinstance(value, str) or len(value) > MAX_LABEL_VALUE or "\0" in value:
+            raise InvalidArgument(
+                f"label {key}: the value must be text of at most {MAX_LABEL_VALUE} characters",
+                field="labels",
+            )
+
+
 #: The limit's field in remo.v1's Limits message (``BadRequest`` names it so).
 LIMIT_FIELDS: Mapping[str, str] = {
     "cpu": "cpu_cores",
@@ -176,7 +222,8 @@ class JobSpec:
 
     ``env=None`` gives the job a minimal environment (PATH, and HOME/USER/LOGNAME/SHELL
     of the owner when run as another account). ``owner=None`` means the account the
-    supervisor runs as. ``network`` is ``host`` or ``none``.
+    supervisor runs as. ``network`` is ``host`` or ``none``. ``name`` (optional) is
+    unique among the owner's jobs that exist; ``labels`` are free key/value tags.
     """
 
     argv: Sequence[str]
@@ -186,9 +233,13 @@ class JobSpec:
     limits: Limits = field(default_factory=Limits)
     network: str = "host"
     private_tmp: bool = False
+    name: str = ""
+    labels: Mapping[str, str] | None = None
 
     def validate(self) -> None:
         """Raise :class:`InvalidArgument` if the spec cannot possibly run."""
+        check_name(self.name, run=True)
+        check_labels(self.labels or {})
         if isinstance(self.argv, str | bytes):
             raise InvalidArgument(
                 "argv must be a list of strings, not a single string", field="argv"
@@ -236,6 +287,8 @@ class JobSpec:
             "limits": self.limits.to_dict(),
             "network": self.network,
             "private_tmp": self.private_tmp,
+            "name": self.name,
+            "labels": dict(self.labels) if self.labels else None,
         }
 
     @classmethod
@@ -248,4 +301,6 @@ class JobSpec:
             limits=Limits.from_dict(data.get("limits") or {}),
             network=data.get("network", "host"),
             private_tmp=bool(data.get("private_tmp", False)),
+            name=str(data.get("name") or ""),
+            labels=data.get("labels") or None,
         )

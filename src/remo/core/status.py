@@ -63,6 +63,9 @@ class JobStatus:
     schedule_id: str | None = None
     #: Name of the job's cgroup (the same in every hierarchy); empty without cgroups.
     cgroup: str = ""
+    #: The job's name ("" without one; "NAME#K" for the K-th run of schedule NAME).
+    name: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:

@@ -162,6 +162,22 @@ class ScheduleStore:
         ).fetchall()
         return [Run(r[0], r[1], r[2], r[3]) for r in rows]
 
+    def by_name(self, owner: str, name: str) -> Schedule | None:
+        """``owner``'s active schedule named ``name``, if any."""
+        row = self._db.execute(
+            "SELECT * FROM schedules WHERE owner=? AND active=1 AND json_extract(spec, '$.name')=?",
+            (owner, name),
+        ).fetchone()
+        return self._load(row) if row else None
+
+    def started_runs(self, schedule: Schedule) -> int:
+        """How many of the schedule's runs started a job."""
+        row = self._db.execute(
+            "SELECT count(*) FROM runs WHERE owner=? AND seq=? AND job_id != ''",
+            (schedule.owner, schedule.seq),
+        ).fetchone()
+        return int(row[0])
+
     def last_job(self, schedule: Schedule) -> str | None:
         row = self._db.execute(
             "SELECT job_id FROM runs WHERE owner=? AND seq=? AND job_id != ''"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
 import logging
 import time
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from remo.core.errors import JobNotFound, RemoError
+from remo.core.errors import JobNotFound, NameTaken, RemoError
 from remo.core.spec import JobSpec
 from remo.core.timeexpr import missed_runs
 from remo.schedule.store import Run, Schedule, ScheduleStore
@@ -95,6 +96,11 @@ class Scheduler:
 
     def create(self, spec: JobSpec, owner: str, first_due: float, every: float | None) -> Schedule:
         spec.validate()
+        if spec.name and (
+            self.store.by_name(owner, spec.name) is not None
+            or self.jobs.by_name_blocking(owner, spec.name) is not None
+        ):
+            raise NameTaken(spec.name)
         schedule = self.store.create(spec, owner, first_due, every)
         self._schedules[schedule.id] = schedule
         heapq.heappush(self._heap, (first_due, schedule.id))
@@ -103,6 +109,14 @@ class Scheduler:
 
     def get(self, schedule_id: str) -> Schedule:
         return self.store.get(schedule_id)
+
+    def by_name(self, owner: str, name: str) -> Schedule | None:
+        """``owner``'s active schedule named ``name``, if any."""
+        return self.store.by_name(owner, name)
+
+    def latest_run(self, schedule: Schedule) -> str | None:
+        """The id of the job the schedule started last, if any."""
+        return self.store.last_job(schedule)
 
     def active(self, owner: str | None) -> list[Schedule]:
         """Schedules with runs still to come (``owner``'s, or everyone's)."""
@@ -155,7 +169,7 @@ class Scheduler:
             outcome, detail = "skipped", f"previous run {_local(previous)} is still running"
         else:
             try:
-                job_id = await self.jobs.start(schedule.spec, schedule_id=schedule.id)
+                job_id = await self.jobs.start(self._run_spec(schedule), schedule_id=schedule.id)
             except RemoError as err:
                 outcome, detail = "failed", str(err)
         self.store.record(schedule, Run(due, outcome, job_id, detail))
@@ -169,6 +183,14 @@ class Scheduler:
         else:
             heapq.heappush(self._heap, (next_due, schedule.id))
         log.info("schedule %s: %s %s %s", schedule.id, outcome, job_id, detail)
+
+    def _run_spec(self, schedule: Schedule) -> JobSpec:
+        """The spec of the schedule's next run: a named schedule's runs are NAME#1,
+        NAME#2... (unique, and found by the schedule's name)."""
+        if not schedule.spec.name:
+            return schedule.spec
+        number = self.store.started_runs(schedule) + 1
+        return dataclasses.replace(schedule.spec, name=f"{schedule.spec.name}#{number}")
 
     async def _still_running(self, job_id: str) -> bool:
         try:

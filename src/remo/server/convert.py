@@ -10,7 +10,7 @@ from typing import Any
 from remo.api.jobs import duration, seconds_of, timestamp
 from remo.api.limits import limits_from_pb
 from remo.core.errors import InvalidArgument
-from remo.core.spec import JobSpec
+from remo.core.spec import JobSpec, check_name
 from remo.core.timeexpr import parse_at
 from remo.schedule.store import Schedule
 from remo.v1 import jobs_pb2 as pb
@@ -85,6 +85,8 @@ def schedule_to_pb(schedule: Schedule, viewer: str) -> pb.Schedule:
         argv=list(schedule.spec.argv),
         create_time=timestamp(schedule.created_at),
         active=schedule.active,
+        name=schedule.spec.name,
+        labels=dict(schedule.spec.labels or {}),
         recent_runs=[
             pb.ScheduleRun(
                 due_time=timestamp(r.due_at),
@@ -114,7 +116,10 @@ def spec_from_pb(request: pb.StartRequest, owner: str, network: str = "host") ->
         limits=limits_from_pb(request.limits),
         network=network,
         private_tmp=request.private_tmp,
+        name=request.name,
+        labels=dict(request.labels) or None,
     )
+    check_name(request.name)  # a user's name: never "NAME#K", which runs of schedules get
     spec.validate()
     return spec
 

@@ -28,7 +28,14 @@ import grpc
 
 from remo import __version__
 from remo.api.jobs import STATE_FROM_PB, job_to_pb, timestamp
-from remo.core.errors import InvalidArgument, PermissionDenied, RemoError
+from remo.core.errors import (
+    InvalidArgument,
+    JobNotFound,
+    NameTaken,
+    PermissionDenied,
+    RemoError,
+)
+from remo.core.spec import check_labels
 from remo.core.status import JobState
 from remo.schedule.timer import Scheduler
 from remo.server import authz, ids, paging
@@ -158,12 +165,41 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             return status_of(err, getattr(request, "id", None))
 
     def _job_id(self, caller: Caller, raw: str) -> str:
+        """The canonical id of the job ``raw`` names (a number or a name); may block
+        (a name is looked up in SQLite): in reader threads."""
+        canonical = self._resolve(caller, raw)
+        return self._named(canonical, raw) if ids.is_name(canonical) else canonical
+
+    async def _job_id_async(self, caller: Caller, raw: str) -> str:
+        """:meth:`_job_id` for the event loop: a name is looked up on a reader thread."""
+        canonical = self._resolve(caller, raw)
+        if not ids.is_name(canonical):
+            return canonical
+        return await self.jobs.reading(self._named, canonical, raw)
+
+    def _resolve(self, caller: Caller, raw: str) -> str:
         if not raw:
             raise InvalidArgument("job id is empty", field="id")
         return ids.resolve(caller.user, caller.admin, raw)
 
+    def _named(self, canonical: str, raw: str) -> str:
+        """The job named in ``owner/NAME``: the job of that name, or the latest run of
+        the schedule of that name. Blocks (SQLite)."""
+        owner, _, name = canonical.partition("/")
+        found = self.jobs.by_name_blocking(owner, name)
+        if found is None and "#" not in name:
+            schedule = self.scheduler.by_name(owner, name)
+            found = self.scheduler.latest_run(schedule) if schedule is not None else None
+        if found is None:
+            raise JobNotFound(raw)
+        return found
+
     def _job(self, caller: Caller, status: Any) -> pb.Job:
-        return job_to_pb(status, ids.shown(caller.user, status.id))
+        """The job as the caller names things: its id and its schedule's id."""
+        msg = job_to_pb(status, ids.shown(caller.user, status.id))
+        if status.schedule_id:
+            msg.schedule_id = ids.shown(caller.user, status.schedule_id)
+        return msg
 
     @rpc("Start")
     async def Start(
@@ -178,12 +214,14 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             first_due, every = due_times(request.when)
             schedule = self.scheduler.create(spec, caller.user, first_due, every)
             return pb.StartResponse(schedule=schedule_to_pb(schedule, caller.user))
+        if spec.name and self.scheduler.by_name(caller.user, spec.name) is not None:
+            raise NameTaken(spec.name)
         job_id = await self.jobs.start(spec, request_id=request.request_id)
         return pb.StartResponse(job=self._job(caller, await self.jobs.status(job_id)))
 
     @rpc("Stop")
     async def Stop(self, request: pb.StopRequest, context: Any, caller: Caller) -> pb.StopResponse:
-        job_id = self._job_id(caller, request.id)
+        job_id = await self._job_id_async(caller, request.id)
         grace = (
             checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
         )
@@ -195,7 +233,7 @@ class JobsServicer(pb_grpc.JobServiceServicer):
 
     @rpc("Kill")
     async def Kill(self, request: pb.KillRequest, context: Any, caller: Caller) -> pb.KillResponse:
-        job_id = self._job_id(caller, request.id)
+        job_id = await self._job_id_async(caller, request.id)
         status = await self.jobs.kill(job_id, request.signal or 9)
         return pb.KillResponse(job=self._job(caller, status))
 
@@ -206,7 +244,7 @@ class JobsServicer(pb_grpc.JobServiceServicer):
 
     @rpc("Wait")
     async def Wait(self, request: pb.WaitRequest, context: Any, caller: Caller) -> pb.WaitResponse:
-        job_id = self._job_id(caller, request.id)
+        job_id = await self._job_id_async(caller, request.id)
         return pb.WaitResponse(job=self._job(caller, await self.jobs.wait(job_id)))
 
     @read_rpc("ListJobs", lists=True)
@@ -215,9 +253,13 @@ class JobsServicer(pb_grpc.JobServiceServicer):
         owner = None if request.all_users else caller.user
         states = sorted({_state(s) for s in request.states})
         size = paging.page_size(request.page_size)
-        filters = paging.fingerprint(owner, [s.value for s in states])
+        labels = dict(request.labels)
+        check_labels(labels)
+        filters = paging.fingerprint(owner, [s.value for s in states], labels)
         after = paging.position(request.page_token, filters)
-        jobs = self.jobs.list_blocking(owner, limit=size + 1, states=states, after=after)
+        jobs = self.jobs.list_blocking(
+            owner, limit=size + 1, states=states, after=after, labels=labels
+        )
         more = len(jobs) > size
         jobs = jobs[:size]
         token = paging.encode(list(list_key(jobs[-1])), filters) if more else ""
@@ -231,7 +273,7 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             await abort(context, caller)
             return  # (abort raises)
         try:
-            job_id = self._job_id(caller, request.id)
+            job_id = await self._job_id_async(caller, request.id)
             offset = check_offset(request.offset)
             # (a missing job raises NOT_FOUND before the first message)
             async for data in self.jobs.output(job_id, offset, request.follow):
@@ -248,7 +290,7 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             schedule_id = ids.resolve(caller.user, caller.admin, request.id, schedule=True)
             await self.scheduler.cancel(schedule_id, request.stop_running)
             return pb.RemoveResponse()
-        job_id = self._job_id(caller, request.id)
+        job_id = await self._job_id_async(caller, request.id)
         await self.jobs.remove(job_id)
         return pb.RemoveResponse()
 

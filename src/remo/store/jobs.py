@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     output_dropped_bytes INTEGER NOT NULL DEFAULT 0,
     output_dropped_disk_full INTEGER NOT NULL DEFAULT 0,
     cgroup TEXT NOT NULL DEFAULT '',
+    name TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (owner, seq)
 );
 -- Jobs in one state (running ones at recovery; a filtered listing of every user's jobs,
@@ -93,6 +94,12 @@ class JobStore:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         if "request_id" not in columns:  # from before starts could be retried
             self._db.execute("ALTER TABLE jobs ADD COLUMN request_id TEXT NOT NULL DEFAULT ''")
+        if "name" not in columns:  # from before jobs had names
+            self._db.execute("ALTER TABLE jobs ADD COLUMN name TEXT NOT NULL DEFAULT ''")
+        # One job of a name per owner: the supervisor checks first, this is the last word.
+        self._db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS jobs_name ON jobs(owner, name) WHERE name != ''"
+        )
         self._db.execute(
             "CREATE INDEX IF NOT EXISTS jobs_request ON jobs(owner, request_id)"
             " WHERE request_id != ''"
@@ -143,7 +150,8 @@ class JobStore:
         with self._db:
             self._db.execute(
                 "INSERT INTO jobs(owner, seq, spec, state, pid, init_pid, started_at, isolation,"
-                " schedule_id, cgroup, request_id) VALUES(?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                " schedule_id, cgroup, request_id, name)"
+                " VALUES(?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     owner,
                     seq,
@@ -155,6 +163,7 @@ class JobStore:
                     schedule_id,
                     cgroup,
                     request_id,
+                    spec.name,
                 ),
             )
             self._db.execute(
@@ -232,6 +241,13 @@ class JobStore:
             raise JobNotFound(job_id)
         return row_to_status(row)
 
+    def by_name(self, owner: str, name: str) -> str | None:
+        """The id of ``owner``'s job named ``name``, if there is one."""
+        row = self._db.execute(
+            "SELECT seq FROM jobs WHERE owner=? AND name=?", (owner, name)
+        ).fetchone()
+        return job_key(owner, int(row[0])) if row else None
+
     def by_request(self, owner: str, request_id: str) -> str | None:
         """The id of ``owner``'s job started by the Start with ``request_id``, if any."""
         row = self._db.execute(
@@ -263,6 +279,7 @@ class JobStore:
         *,
         states: Sequence[str] = (),
         after: JobKey | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[JobStatus]:
         """Jobs, newest first; every owner's when ``owner`` is None; only those in
         ``states`` when given (``running_only``: running ones).
@@ -281,6 +298,10 @@ class JobStore:
         if states:
             where.append(f"state IN ({','.join('?' * len(states))})")
             args.extend(states)
+        for key, value in (labels or {}).items():
+            # (labels live in the spec's JSON: a filter reads the rows the others left)
+            where.append("json_extract(spec, ?) = ?")
+            args.extend((f'$.labels."{key}"', value))
         if owner is not None:
             # One owner's numbers count up as jobs start: the primary key gives the order.
             order = "seq DESC"
@@ -310,6 +331,7 @@ def list_key(status: JobStatus) -> JobKey:
 
 
 def row_to_status(row: sqlite3.Row) -> JobStatus:
+    """A row as a :class:`JobStatus` (name and labels from the row and its spec)."""
     spec = json.loads(row["spec"])
     return JobStatus(
         id=job_key(row["owner"], row["seq"]),
@@ -328,6 +350,8 @@ def row_to_status(row: sqlite3.Row) -> JobStatus:
         oom_kills=int(row["oom_kills"]),
         reason=row["reason"],
         cwd=spec.get("cwd") or "",
+        name=row["name"],
+        labels=dict(spec.get("labels") or {}),
         output_truncated=bool(row["output_truncated"]),
         output_dropped_bytes=int(row["output_dropped_bytes"]),
         output_dropped_disk_full=bool(row["output_dropped_disk_full"]),

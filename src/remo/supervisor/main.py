@@ -76,6 +76,9 @@ class Server:
             reply["error"] = error_to_wire(err)
         except (KeyError, TypeError, ValueError) as err:
             reply["error"] = error_to_wire(InvalidArgument(f"malformed request: {err}"))
+        except Exception as err:  # a bug: the caller must get an answer, not wait forever
+            log.exception("%s failed", message.get("op"))
+            reply["error"] = error_to_wire(RemoError(f"internal error in the supervisor: {err}"))
         if not writer.is_closing():
             writer.write(encode(reply))
 

@@ -16,6 +16,7 @@ from remo.core.errors import (
     JobNotFound,
     JobNotRunning,
     JobStillRunning,
+    NameTaken,
     RemoError,
     ResourceExhausted,
     StartFailed,
@@ -58,6 +59,8 @@ def error_to_wire(err: RemoError) -> dict[str, Any]:
         wire.update(job_id=err.job_id)
     if isinstance(err, InvalidArgument):
         wire.update(field=err.field)
+    if isinstance(err, NameTaken):
+        wire.update(name=err.name)
     return wire
 
 
@@ -72,11 +75,15 @@ def error_from_wire(wire: dict[str, Any]) -> RemoError:
         return JobStillRunning(str(wire["job_id"]))
     if kind == "JobNotRunning":
         return JobNotRunning(str(wire["job_id"]))
+    if kind == "NameTaken":
+        return NameTaken(str(wire["name"]))
     reason = str(wire.get("reason") or "")
     if kind == "InvalidArgument":
         return InvalidArgument(message, field=str(wire.get("field") or ""), reason=reason)
     if kind == "ResourceExhausted":
         return ResourceExhausted(message, reason=reason)
+    if kind == "RemoError":
+        return RemoError(message)  # a fault of the supervisor's: INTERNAL, not a retry
     if kind == "CgroupError":
         return RemoError(message)  # a server-side fault, not "supervisor unavailable"
     return SupervisorUnavailable(message)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from remo.cgroups.base import CgroupDriver, JobGroup
-from remo.core.errors import RemoError, ResourceExhausted, StartFailed
+from remo.core.errors import NameTaken, RemoError, ResourceExhausted, StartFailed
 from remo.core.paths import STATUS_FILE, StatePaths
 from remo.core.spec import JobSpec, Limits
 from remo.store.jobs import JobStore
@@ -79,6 +79,9 @@ class Starter:
         self.in_flight = 0
         #: Starts with a request id under way, by (owner, request id): a repeat waits.
         self._starting: dict[tuple[str, str], asyncio.Future[StartReply]] = {}
+        #: (owner, name) of named starts under way: a second start of the name is
+        #: refused before its row could collide with the first one's.
+        self._naming: set[tuple[str, str]] = set()
         self.pool = InitPool(
             pid_namespaces, str(paths.root), reaper, self._prepare_init, self._discard_init
         )
@@ -122,6 +125,20 @@ class Starter:
         return reply
 
     async def _start(
+        self, spec: JobSpec, owner: str, schedule_id: str | None, request_id: str
+    ) -> StartReply:
+        if not spec.name:
+            return await self._launch(spec, owner, schedule_id, request_id)
+        key = (owner, spec.name)
+        if key in self._naming or self.store.by_name(owner, spec.name) is not None:
+            raise NameTaken(spec.name)
+        self._naming.add(key)
+        try:
+            return await self._launch(spec, owner, schedule_id, request_id)
+        finally:
+            self._naming.discard(key)
+
+    async def _launch(
         self, spec: JobSpec, owner: str, schedule_id: str | None, request_id: str
     ) -> StartReply:
         account = accounts.resolve(owner)
@@ -222,6 +239,8 @@ class Starter:
                 self._forget_row(owner, seq)
             if await self._end_init(waiting.pid, group):
                 self.store.release(owner, seq)
+            if isinstance(err, sqlite3.IntegrityError) and spec.name:
+                raise NameTaken(spec.name) from err  # (the unique index: the last word)
             if isinstance(err, sqlite3.OperationalError):
                 raise _storage_error(err) from err
             if isinstance(err, OSError | StartFailed) and err.errno in _DISK_FULL:

@@ -90,8 +90,15 @@ class When(_message.Message):
     def __init__(self, delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_expression: _Optional[str] = ..., period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class StartRequest(_message.Message):
-    __slots__ = ("argv", "env", "cwd", "limits", "network", "private_tmp", "when", "request_id")
+    __slots__ = ("argv", "env", "cwd", "limits", "network", "private_tmp", "when", "request_id", "name", "labels")
     class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +113,8 @@ class StartRequest(_message.Message):
     PRIVATE_TMP_FIELD_NUMBER: _ClassVar[int]
     WHEN_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
     cwd: str
@@ -114,7 +123,9 @@ class StartRequest(_message.Message):
     private_tmp: bool
     when: When
     request_id: str
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., network: _Optional[_Union[Network, str]] = ..., private_tmp: _Optional[bool] = ..., when: _Optional[_Union[When, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., network: _Optional[_Union[Network, str]] = ..., private_tmp: _Optional[bool] = ..., when: _Optional[_Union[When, _Mapping]] = ..., request_id: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class StartResponse(_message.Message):
     __slots__ = ("job", "schedule")
@@ -177,16 +188,25 @@ class GetJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "all_users", "states")
+    __slots__ = ("page_size", "page_token", "all_users", "states", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ALL_USERS_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     all_users: bool
     states: _containers.RepeatedScalarFieldContainer[JobState]
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., all_users: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[JobState, str]]] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., all_users: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[JobState, str]]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")
@@ -277,7 +297,14 @@ class WhoAmIResponse(_message.Message):
     def __init__(self, user: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., serial: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., server_version: _Optional[str] = ..., protections_off: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "owner", "argv", "state", "pid", "exit_code", "signal", "start_time", "end_time", "limits", "cpu_time", "peak_memory_bytes", "oom_killed", "oom_kills", "reason", "cwd", "isolation", "schedule_id", "output_dropped_bytes", "output_dropped_disk_full")
+    __slots__ = ("id", "owner", "argv", "state", "pid", "exit_code", "signal", "start_time", "end_time", "limits", "cpu_time", "peak_memory_bytes", "oom_killed", "oom_kills", "reason", "cwd", "isolation", "schedule_id", "output_dropped_bytes", "output_dropped_disk_full", "name", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -298,6 +325,8 @@ class Job(_message.Message):
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_DROPPED_BYTES_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_DROPPED_DISK_FULL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     id: str
     owner: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -318,7 +347,9 @@ class Job(_message.Message):
     schedule_id: str
     output_dropped_bytes: int
     output_dropped_disk_full: bool
-    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., oom_kills: _Optional[int] = ..., reason: _Optional[str] = ..., cwd: _Optional[str] = ..., isolation: _Optional[_Iterable[str]] = ..., schedule_id: _Optional[str] = ..., output_dropped_bytes: _Optional[int] = ..., output_dropped_disk_full: _Optional[bool] = ...) -> None: ...
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., oom_kills: _Optional[int] = ..., reason: _Optional[str] = ..., cwd: _Optional[str] = ..., isolation: _Optional[_Iterable[str]] = ..., schedule_id: _Optional[str] = ..., output_dropped_bytes: _Optional[int] = ..., output_dropped_disk_full: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ScheduleRun(_message.Message):
     __slots__ = ("due_time", "outcome", "job_id", "detail")
@@ -333,7 +364,14 @@ class ScheduleRun(_message.Message):
     def __init__(self, due_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[_Union[ScheduleRunOutcome, str]] = ..., job_id: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Schedule(_message.Message):
-    __slots__ = ("id", "owner", "argv", "period", "next_run_time", "create_time", "active", "recent_runs")
+    __slots__ = ("id", "owner", "argv", "period", "next_run_time", "create_time", "active", "recent_runs", "name", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     ARGV_FIELD_NUMBER: _ClassVar[int]
@@ -342,6 +380,8 @@ class Schedule(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     RECENT_RUNS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     id: str
     owner: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -350,4 +390,6 @@ class Schedule(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     active: bool
     recent_runs: _containers.RepeatedCompositeFieldContainer[ScheduleRun]
-    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., next_run_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active: _Optional[bool] = ..., recent_runs: _Optional[_Iterable[_Union[ScheduleRun, _Mapping]]] = ...) -> None: ...
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., next_run_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active: _Optional[bool] = ..., recent_runs: _Optional[_Iterable[_Union[ScheduleRun, _Mapping]]] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -147,8 +147,16 @@ class RemoGroup(click.Group):
         except RemoError as err:
             code = _report(err)
         except BrokenPipeError:
-            # The reader went away (remo logs 12 | head): stop quietly.
+            # The reader went away (remo logs 12 | head): stop quietly, as a shell tool
+            # killed by SIGPIPE would (128 + 13).
             _silence_stdout()
+            code = 141
+        except SystemExit as done:
+            # click's own handling of a closed pipe: it exits 1 with its stdout pacified.
+            if not isinstance(sys.stdout, click.utils.PacifyFlushWrapper):
+                raise
+            _silence_stdout()
+            del done
             code = 141
         except Exception as err:
             if os.environ.get("REMO_DEBUG"):

@@ -108,6 +108,21 @@ def in_option_terms(message: str) -> str:
     return message
 
 
+def require_utf8(value: str, what: str) -> None:
+    """A usage error unless ``value`` is text the API can carry (UTF-8): bytes that are
+    not (``$'\\xff'``) reach Python as lone surrogates."""
+    from remo.client.errors import UsageError
+
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value.encode("utf-8", "surrogateescape").decode("latin-1")
+        raise UsageError(
+            f"{what} is not valid UTF-8 text ({shown!r} as Latin-1): remo passes "
+            "arguments, environment and paths as UTF-8"
+        ) from None
+
+
 def parse_labels(labels: Sequence[str]) -> dict[str, str]:
     """``{"team": "ml"}`` from ``--label team=ml`` options; a usage error otherwise."""
     from remo.client.errors import UsageError
@@ -248,6 +263,14 @@ def command(
         argv = argv[1:]
     if not argv or not argv[0]:
         raise UsageError("give the command to run after --, e.g. remo run -- make test")
+    for i, arg in enumerate(argv):
+        require_utf8(arg, f"argument {i}" if i else "the command name")
+    for item in env:
+        require_utf8(item, "--env")
+    require_utf8(cwd or "", "--cwd")
+    require_utf8(name or "", "--name")
+    for item in labels:
+        require_utf8(item, "--label")
     variables = parse_env(env)
     tags = parse_labels(labels)
     limits = parse_limits(cpu, memory, io_read, io_write, pids)
@@ -361,6 +384,15 @@ def _attach(client: Client, job: JobStatus) -> int:
             f'{err}; job {job.id} may still be running: follow it with "{again}"',
             code=err.code,
         ) from err
+    except BrokenPipeError:
+        # The reader of our output went away (remo run -- ... | head -1): the job is
+        # not ours to end; say how to find it, then leave as SIGPIPE would (141).
+        click.echo(
+            f"remo: output closed; job {job.id} keeps running: "
+            f'"{hint_command("logs", job.id)}", "{hint_command("stop", job.id)}"',
+            err=True,
+        )
+        raise
     except (KeyboardInterrupt, _Detach):
         with contextlib.suppress(OSError, ValueError):
             out.flush()

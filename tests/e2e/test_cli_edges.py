@@ -42,6 +42,6 @@ async def test_arguments_that_are_not_utf8(cli_env: dict[str, str]) -> None:
         ("remo run --env $'X=\\xff' -- true", "--env"),
         ("remo run --cwd $'/tmp/\\xff' -- true", "--cwd"),
     ):
-        code, out, err = await shell(cli_env, script)
+        code, _out, err = await shell(cli_env, script)
         assert "Traceback" not in err and "internal error" not in err, (script, err)
         assert code == 2 and option in err and "UTF-8" in err, (script, code, err)

@@ -112,6 +112,15 @@ class RemoGroup(click.Group):
                 f"No such command {name!r}. Did you mean {options}?", ctx
             ) from err
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the verb. A closed pipe (remo logs 12 | head) ends it here, before
+        click's own handling (which exits 1): quietly, with 141 as SIGPIPE would."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _silence_stdout()
+            raise click.exceptions.Exit(141) from None
+
     def main(
         self,
         args: Sequence[str] | None = None,
@@ -150,13 +159,6 @@ class RemoGroup(click.Group):
             # The reader went away (remo logs 12 | head): stop quietly, as a shell tool
             # killed by SIGPIPE would (128 + 13).
             _silence_stdout()
-            code = 141
-        except SystemExit as done:
-            # click's own handling of a closed pipe: it exits 1 with its stdout pacified.
-            if type(sys.stdout).__name__ != "PacifyFlushWrapper":  # (not a public name)
-                raise
-            _silence_stdout()
-            del done
             code = 141
         except Exception as err:
             if os.environ.get("REMO_DEBUG"):

@@ -41,12 +41,14 @@ from remo.core.errors import InvalidArgument, RemoError, SupervisorUnavailable
 from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec, Limits, out_of_range
 from remo.core.status import JobState, JobStatus
+from remo.core.usage import LiveUsage
 from remo.output.reader import BACKSTOP_SECONDS, read_output
 from remo.output.watcher import OutputWatcher
 from remo.store.jobs import JobKey, JobStore, list_key, parse_job_id
 from remo.supervisor import accounts
 from remo.supervisor.client import SupervisorClient
 from remo.supervisor.options import EXEC_TIMEOUT, SupervisorOptions
+from remo.supervisor.protocol import usage_from_wire
 
 __all__ = [
     "REQUEST_ID",
@@ -56,6 +58,7 @@ __all__ = [
     "JobState",
     "JobStatus",
     "Limits",
+    "LiveUsage",
     "list_key",
 ]
 
@@ -113,6 +116,8 @@ class JobManager:
         self._options = options
         self._reconnecting = asyncio.Lock()
         self._keeper: asyncio.Task[None] | None = None
+        #: Supervisors started again after the one in use was lost (for metrics).
+        self.supervisor_restarts = 0
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -269,6 +274,16 @@ class JobManager:
         await self._call("kill", job_id=job_id, signal=signal)
         return await self.reading(self.status_blocking, job_id)
 
+    async def live_usage(self, job_ids: Sequence[str]) -> dict[str, LiveUsage]:
+        """What the running jobs among ``job_ids`` use now (CPU over the last interval,
+        memory, IO rates, processes), read from their cgroups; ended jobs are left out."""
+        if not job_ids:
+            return {}
+        for job_id in job_ids:
+            parse_job_id(job_id)
+        found = await self._call("usage", _idempotent=True, job_ids=list(job_ids))
+        return {str(job_id): usage_from_wire(wire) for job_id, wire in found.items()}
+
     async def status(self, job_id: str) -> JobStatus:
         """The job's current status; raises :class:`JobNotFound`."""
         return await self.reading(self.status_blocking, job_id)
@@ -298,6 +313,11 @@ class JobManager:
                 after=after,
                 labels=labels,
             )
+
+    def counts_blocking(self) -> dict[tuple[str, str], int]:
+        """Jobs per (owner, state), for metrics (blocks: SQLite; a list thread's work)."""
+        with self._lists.lock:
+            return self._lists.store.counts()
 
     def by_name_blocking(self, owner: str, name: str) -> str | None:
         """The id of ``owner``'s job named ``name``, if any (blocks: SQLite)."""
@@ -408,6 +428,7 @@ class JobManager:
             while True:
                 try:
                     await self._reconnect()
+                    self.supervisor_restarts += 1
                     break
                 except RemoError as err:
                     log.error("cannot restart the supervisor: %s", err)

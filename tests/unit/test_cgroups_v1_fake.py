@@ -320,6 +320,29 @@ def test_hybrid_usage(hybrid: tuple[FakeCgroup1, V1Driver]) -> None:
     assert group.usage() == base.Usage(cpu_seconds=2.5, peak_memory_bytes=4096000, oom_kills=1)
 
 
+def test_hybrid_live_sample(hybrid: tuple[FakeCgroup1, V1Driver]) -> None:
+    """memory.usage_in_bytes (cgroup-v1/memory.rst); io from the unified io.stat, or
+    blkio.throttle.io_service_bytes when the job is in the blkio hierarchy."""
+    fake, driver = hybrid
+    group = driver.create("job1", Limits())
+    (fake.root / "unified/remo/job1/cpu.stat").write_text("usage_usec 500000\n")
+    mem = fake.root / "memory/process_api/f716/remo/job1"
+    (mem / "memory.usage_in_bytes").write_text("52428800\n")
+    (mem / "memory.max_usage_in_bytes").write_text("62914560\n")
+    sample = group.sample(5.0)
+    assert (sample.cpu_seconds, sample.memory_bytes, sample.peak_memory_bytes) == (
+        0.5,
+        52428800,
+        62914560,
+    )
+    assert base.blkio_totals(
+        "8:0 Read 10\n8:0 Write 20\n8:0 Sync 30\n8:0 Total 60\nTotal 60\n"
+    ) == (
+        10,
+        20,
+    )
+
+
 def test_plain_v1_usage_from_cpuacct(plain_v1: tuple[FakeCgroup1, V1Driver]) -> None:
     fake, driver = plain_v1
     assert driver.name == "v1"

@@ -24,6 +24,7 @@ from remo.cgroups.none import NoneDriver
 from remo.cgroups.v2 import V2Driver
 from remo.core.errors import CgroupError, InvalidArgument
 from remo.core.spec import Limits
+from remo.core.usage import Sample, rates
 
 FAKE_PIDS = ("99000001", "99000002")  # > 2**22, the largest pid_max
 ALL = "cpuset cpu io memory hugetlb pids rdma misc"
@@ -289,6 +290,33 @@ def test_usage_parsed_from_canned_files(fake: FakeCgroup2, driver: V2Driver) -> 
     assert group.usage() == base.Usage(cpu_seconds=1.5, peak_memory_bytes=123456789, oom_kills=2)
     (path / "memory.peak").unlink()  # kernels before 5.19
     assert group.usage().peak_memory_bytes is None
+
+
+def test_a_live_sample_reads_memory_io_and_processes(fake: FakeCgroup2, driver: V2Driver) -> None:
+    """cgroup-v2.rst: memory.current, io.stat (rbytes/wbytes per device), cgroup.procs."""
+    group = driver.create("job1", Limits())
+    path = fake.mount / "system.slice/remo.service/remo/job1"
+    (path / "cpu.stat").write_text("usage_usec 2000000\nuser_usec 1\n")
+    (path / "memory.current").write_text("104857600\n")
+    (path / "memory.peak").write_text("209715200\n")
+    (path / "io.stat").write_text(
+        "8:0 rbytes=1000 wbytes=2000 rios=1 wios=2 dbytes=0 dios=0\n"
+        "8:16 rbytes=24 wbytes=48 rios=1 wios=1 dbytes=0 dios=0\n"
+    )
+    fake.write(str(path / "cgroup.procs"), FAKE_PIDS[0])
+    sample = group.sample(10.0)
+    assert sample == Sample(10.0, 2.0, 104857600, 209715200, 1024, 2048, 1)
+    (path / "io.stat").unlink()  # no io controller enabled
+    assert group.sample(11.0).io_read_bytes is None
+
+
+def test_rates_of_two_samples() -> None:
+    before = Sample(10.0, cpu_seconds=1.0, io_read_bytes=0, io_write_bytes=1000)
+    now = Sample(12.0, cpu_seconds=2.0, io_read_bytes=4096, io_write_bytes=1000)
+    live = rates(before, now)
+    assert (live.interval_seconds, live.cpu_cores) == (2.0, 0.5)
+    assert (live.io_read_bytes_per_second, live.io_write_bytes_per_second) == (2048.0, 0.0)
+    assert rates(now, now).cpu_cores is None  # no interval: no rate
 
 
 def test_kill_writes_cgroup_kill(fake: FakeCgroup2, driver: V2Driver) -> None:

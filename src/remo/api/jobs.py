@@ -3,10 +3,13 @@ by the server (to the wire) and the client SDK (from the wire)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from remo.api.limits import limits_from_pb, limits_to_pb
 from remo.core.status import JobState, JobStatus
+from remo.core.usage import LiveUsage, Sample
 from remo.v1 import jobs_pb2 as pb
 
 STATE_TO_PB: dict[JobState, pb.JobState] = {
@@ -73,6 +76,8 @@ def job_to_pb(status: JobStatus, shown_id: str) -> pb.Job:
         msg.cpu_time.CopyFrom(duration(status.cpu_seconds))
     if status.peak_memory_bytes is not None:
         msg.peak_memory_bytes = status.peak_memory_bytes
+    if status.live is not None:
+        msg.live_usage.CopyFrom(usage_to_pb(status.live))
     return msg
 
 
@@ -109,4 +114,43 @@ def job_from_pb(msg: pb.Job) -> JobStatus:
         schedule_id=msg.schedule_id or None,
         name=msg.name,
         labels=dict(msg.labels),
+        live=usage_from_pb(msg.live_usage) if msg.HasField("live_usage") else None,
+    )
+
+
+def usage_to_pb(usage: LiveUsage) -> pb.LiveUsage:
+    sample = usage.sample
+    msg = pb.LiveUsage(interval=duration(usage.interval_seconds))
+    for field, value in (
+        ("cpu_cores", usage.cpu_cores),
+        ("memory_bytes", sample.memory_bytes),
+        ("peak_memory_bytes", sample.peak_memory_bytes),
+        ("io_read_bytes_per_second", usage.io_read_bytes_per_second),
+        ("io_write_bytes_per_second", usage.io_write_bytes_per_second),
+        ("processes", sample.processes),
+    ):
+        if value is not None:
+            setattr(msg, field, value)
+    if sample.cpu_seconds is not None:
+        msg.cpu_time.CopyFrom(duration(sample.cpu_seconds))
+    return msg
+
+
+def usage_from_pb(msg: pb.LiveUsage) -> LiveUsage:
+    def opt(name: str) -> Any:
+        return getattr(msg, name) if msg.HasField(name) else None
+
+    sample = Sample(
+        at=0.0,
+        cpu_seconds=seconds_of(msg.cpu_time) if msg.HasField("cpu_time") else None,
+        memory_bytes=opt("memory_bytes"),
+        peak_memory_bytes=opt("peak_memory_bytes"),
+        processes=opt("processes"),
+    )
+    return LiveUsage(
+        sample,
+        seconds_of(msg.interval),
+        cpu_cores=opt("cpu_cores"),
+        io_read_bytes_per_second=opt("io_read_bytes_per_second"),
+        io_write_bytes_per_second=opt("io_write_bytes_per_second"),
     )

@@ -25,6 +25,7 @@ from remo.core.backoff import delays
 from remo.core.errors import CgroupError, InvalidArgument
 from remo.core.outcome import Usage
 from remo.core.spec import Limits
+from remo.core.usage import Sample
 
 #: Everything a driver can report in :meth:`CgroupDriver.supported`.
 FEATURES = frozenset({"cpu", "memory", "io", "pids", "kill", "usage"})
@@ -63,6 +64,7 @@ class JobGroup(Protocol):
     def kill(self) -> None: ...
     def populated(self) -> bool: ...
     def usage(self) -> Usage: ...
+    def sample(self, at: float) -> Sample: ...
     def destroy(self) -> None: ...
 
 
@@ -148,6 +150,35 @@ def keyed(text: str | None) -> dict[str, int]:
         if value.strip().lstrip("-").isdigit():
             out[key] = int(value)
     return out
+
+
+def io_stat_totals(text: str | None) -> tuple[int | None, int | None]:
+    """Bytes read and written, summed over devices, from a cgroup-v2 ``io.stat``
+    (``8:0 rbytes=1 wbytes=2 rios=...`` lines); None when the file is missing."""
+    if text is None:
+        return None, None
+    read = written = 0
+    for line in text.splitlines():
+        for field in line.split()[1:]:
+            key, _, value = field.partition("=")
+            if value.isdigit():
+                read += int(value) if key == "rbytes" else 0
+                written += int(value) if key == "wbytes" else 0
+    return read, written
+
+
+def blkio_totals(text: str | None) -> tuple[int | None, int | None]:
+    """Bytes read and written from a v1 ``blkio.throttle.io_service_bytes``
+    (``8:0 Read 1``, ``8:0 Write 2``... and a ``Total`` line, which is skipped)."""
+    if text is None:
+        return None, None
+    read = written = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[2].isdigit():
+            read += int(parts[2]) if parts[1] == "Read" else 0
+            written += int(parts[2]) if parts[1] == "Write" else 0
+    return read, written
 
 
 def read_pids(fs: Fs, directory: str) -> list[int]:

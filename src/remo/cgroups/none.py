@@ -10,6 +10,7 @@ from __future__ import annotations
 from remo.cgroups import base
 from remo.core.outcome import Usage
 from remo.core.spec import Limits
+from remo.core.usage import Sample
 
 
 class NoneGroup:
@@ -35,6 +36,9 @@ class NoneGroup:
 
     def usage(self) -> Usage:
         return Usage(cpu_seconds=None, peak_memory_bytes=None, oom_kills=0)
+
+    def sample(self, at: float) -> Sample:
+        return Sample(at)
 
     def destroy(self) -> None:
         """Nothing was created."""

@@ -19,6 +19,7 @@ from remo.cgroups import base
 from remo.core.errors import CgroupError
 from remo.core.outcome import Usage
 from remo.core.spec import Limits
+from remo.core.usage import Sample
 
 #: v1 controllers remo uses. cpuset and devices are left alone: a new cpuset group starts
 #: with empty cpuset.cpus/mems and refuses tasks (cgroup-v1/cpusets.rst), and remo limits
@@ -102,6 +103,35 @@ class V1Group:
             peak = int(text) if text.isdigit() else None
             ooms = base.keyed(base.read(fs, memory, "memory.oom_control")).get("oom_kill", 0)
         return Usage(cpu, peak, ooms)
+
+    def sample(self, at: float) -> Sample:
+        """What the job uses now: memory.usage_in_bytes (cgroup-v1/memory.rst), the
+        unified group's io.stat or, when the job is in the blkio hierarchy (it joins it
+        only for an io limit), blkio.throttle.io_service_bytes; processes in the
+        tracking group."""
+        fs = self._fs
+        used = self.usage()
+        memory = None
+        if directory := self.dirs.get("memory"):
+            text = (base.read(fs, directory, "memory.usage_in_bytes") or "").strip()
+            memory = int(text) if text.isdigit() else None
+        read: int | None = None
+        written: int | None = None
+        if blkio := self.dirs.get("blkio"):
+            read, written = base.blkio_totals(
+                base.read(fs, blkio, "blkio.throttle.io_service_bytes")
+            )
+        elif self._unified:
+            read, written = base.io_stat_totals(base.read(fs, self._unified, "io.stat"))
+        return Sample(
+            at,
+            cpu_seconds=used.cpu_seconds,
+            memory_bytes=memory,
+            peak_memory_bytes=used.peak_memory_bytes,
+            io_read_bytes=read,
+            io_write_bytes=written,
+            processes=len(self.pids()),
+        )
 
     def destroy(self) -> None:
         base.remove_dirs(self._fs, self.paths, self)

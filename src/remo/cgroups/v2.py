@@ -17,6 +17,7 @@ from remo.cgroups import base
 from remo.core.errors import CgroupError
 from remo.core.outcome import Usage
 from remo.core.spec import Limits
+from remo.core.usage import Sample
 
 #: Controllers remo uses; everything else is left as the system configured it.
 WANTED = ("cpu", "io", "memory", "pids")
@@ -74,6 +75,23 @@ class V2Group:
         peak = int(peak_text) if peak_text and peak_text.strip().isdigit() else None
         events = base.keyed(base.read(fs, path, "memory.events"))
         return Usage(cpu, peak, events.get("oom_kill", 0))
+
+    def sample(self, at: float) -> Sample:
+        """What the job uses now (cgroup-v2.rst: memory.current, io.stat's rbytes and
+        wbytes summed over devices, the processes in cgroup.procs)."""
+        fs, path = self._fs, self.path
+        used = self.usage()
+        current = (base.read(fs, path, "memory.current") or "").strip()
+        read, written = base.io_stat_totals(base.read(fs, path, "io.stat"))
+        return Sample(
+            at,
+            cpu_seconds=used.cpu_seconds,
+            memory_bytes=int(current) if current.isdigit() else None,
+            peak_memory_bytes=used.peak_memory_bytes,
+            io_read_bytes=read,
+            io_write_bytes=written,
+            processes=len(self.pids()),
+        )
 
     def destroy(self) -> None:
         base.remove_dirs(self._fs, [self.path], self)

@@ -67,10 +67,13 @@ def job_lines(job: JobStatus, now: float | None = None) -> list[tuple[str, str]]
         end = job.ended_at if job.ended_at is not None else current
         running = "" if job.ended_at is not None else " so far"
         lines.append(("duration", format_duration(max(0.0, end - job.started_at)) + running))
-    cpu = format_duration(job.cpu_seconds) if job.cpu_seconds is not None else "-"
-    lines.append(("cpu time", cpu))
-    peak = job.peak_memory_bytes
-    lines.append(("peak memory", format_size(peak) if peak is not None else "-"))
+    if job.live is not None:
+        lines += live_lines(job)
+    else:
+        cpu = format_duration(job.cpu_seconds) if job.cpu_seconds is not None else "-"
+        lines.append(("cpu time", cpu))
+        peak = job.peak_memory_bytes
+        lines.append(("peak memory", format_size(peak) if peak is not None else "-"))
     lines += [
         ("limits", limits_text(job.limits)),
         ("oom killed", "yes" if job.oom_killed else "no"),
@@ -89,6 +92,50 @@ def job_lines(job: JobStatus, now: float | None = None) -> list[tuple[str, str]]
     if job.reason:
         lines.append(("reason", job.reason))
     return lines
+
+
+def cpu_text(cores: float | None, limit: float | None) -> str:
+    """``0.50 cores (50%)``, with the limit when there is one: ``of 1``."""
+    if cores is None:
+        return "-"
+    shown = f"{cores:.2f} cores ({cores * 100:.0f}%)"
+    return f"{shown} of {limit:g}" if limit else shown
+
+
+def live_lines(job: JobStatus) -> list[tuple[str, str]]:
+    """A running job's usage now: CPU over the last interval, memory, IO, processes."""
+    from remo.core.units import format_duration, format_size
+
+    live = job.live
+    assert live is not None
+    sample = live.sample
+
+    def size(value: int | None) -> str:
+        return format_size(value) if value is not None else "-"
+
+    def rate(value: float | None) -> str:
+        return f"{format_size(round(value))}/s" if value is not None else "-"
+
+    memory = size(sample.memory_bytes)
+    if sample.peak_memory_bytes is not None:
+        memory += f" (peak {size(sample.peak_memory_bytes)})"
+    if job.limits.memory:
+        memory += f" of {format_size(job.limits.memory)}"
+    total = format_duration(sample.cpu_seconds) if sample.cpu_seconds is not None else "-"
+    return [
+        (
+            "cpu now",
+            f"{cpu_text(live.cpu_cores, job.limits.cpu)} over {live.interval_seconds:.1f}s",
+        ),
+        ("cpu time", f"{total} so far"),
+        ("memory", memory),
+        (
+            "io",
+            f"read {rate(live.io_read_bytes_per_second)}, "
+            f"write {rate(live.io_write_bytes_per_second)}",
+        ),
+        ("processes", str(sample.processes) if sample.processes is not None else "-"),
+    ]
 
 
 def labels_text(labels: dict[str, str]) -> str:

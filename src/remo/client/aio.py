@@ -248,6 +248,7 @@ class AsyncClient:
         all_users: bool = False,
         states: Sequence[JobState | str] = (),
         labels: Mapping[str, str] | None = None,
+        live_usage: bool = False,
     ) -> JobPage:
         request = calls.list_request(
             all_users=all_users,
@@ -255,6 +256,7 @@ class AsyncClient:
             page_size=page_size,
             page_token=page_token,
             labels=labels,
+            live_usage=live_usage,
         )
         reply = await self._call(self._stub.ListJobs, request, retried=True)
         return JobPage([job_from_pb(j) for j in reply.jobs], reply.next_page_token)

@@ -175,6 +175,7 @@ def list_request(
     page_size: int,
     page_token: str,
     labels: Mapping[str, str] | None = None,
+    live_usage: bool = False,
 ) -> pb.ListJobsRequest:
     try:
         wanted = [STATE_TO_PB[JobState(s)] for s in states]
@@ -186,6 +187,7 @@ def list_request(
         page_size=page_size,
         page_token=page_token,
         labels=dict(labels or {}),
+        live_usage=live_usage,
     )
 
 

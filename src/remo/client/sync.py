@@ -288,6 +288,7 @@ class Client:
         return job_from_pb(reply.job)
 
     def status(self, job_id: str) -> JobStatus:
+        """The job; a running one with what it uses now (``live``)."""
         reply = self._call(
             self._stub.GetJob, pb.GetJobRequest(id=job_id), what=f"job {job_id}", retried=True
         )
@@ -301,16 +302,19 @@ class Client:
         all_users: bool = False,
         states: Sequence[JobState | str] = (),
         labels: Mapping[str, str] | None = None,
+        live_usage: bool = False,
     ) -> JobPage:
         """One page of the caller's jobs, newest first (every user's with ``all_users``,
         admins only; only those in ``states`` and with all ``labels`` when given).
-        ``page_size`` 0: 100."""
+        ``page_size`` 0: 100. ``live_usage``: running jobs come with what they use now
+        (``JobStatus.live``)."""
         request = calls.list_request(
             all_users=all_users,
             states=states,
             page_size=page_size,
             page_token=page_token,
             labels=labels,
+            live_usage=live_usage,
         )
         reply = self._call(self._stub.ListJobs, request, retried=True)
         return JobPage([job_from_pb(j) for j in reply.jobs], reply.next_page_token)

@@ -7,6 +7,7 @@ import signal
 from dataclasses import dataclass, field
 
 from remo.core.spec import Limits
+from remo.core.usage import LiveUsage
 
 
 class JobState(enum.StrEnum):
@@ -66,6 +67,8 @@ class JobStatus:
     #: The job's name ("" without one; "NAME#K" for the K-th run of schedule NAME).
     name: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    #: What the job uses now, when asked for (running jobs only).
+    live: LiveUsage | None = None
 
     @property
     def ended(self) -> bool:

@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
 
 from remo import __version__
-from remo.api.jobs import STATE_FROM_PB, job_to_pb, timestamp
+from remo.api.jobs import STATE_FROM_PB, job_to_pb, timestamp, usage_to_pb
 from remo.core.errors import (
     InvalidArgument,
     JobNotFound,
@@ -99,13 +99,18 @@ def rpc(name: str) -> Callable[[Unary], Callable[[Any, Any, Any], Awaitable[Any]
     return decorate
 
 
+#: A last step of a read on the event loop: ``(servicer, request, response)``.
+Then = Callable[[Any, Any, Any], Awaitable[None]]
+
+
 def read_rpc(
-    name: str, *, lists: bool = False
+    name: str, *, lists: bool = False, then: Then | None = None
 ) -> Callable[[Reading], Callable[[Any, Any, Any], Awaitable[Any]]]:
     """Wrap a synchronous handler that only reads (it may block: SQLite): it runs on a
     JobManager reader thread (``lists``: the one that lists jobs) right after the
     certificate check, one thread hop a call. It returns the response, or a
-    :data:`Refusal`; remo errors map to statuses."""
+    :data:`Refusal`; remo errors map to statuses. ``then`` completes the response on
+    the loop (live usage, asked of the supervisor)."""
     full = authz.method(name)
 
     def decorate(handler: Reading) -> Callable[[Any, Any, Any], Awaitable[Any]]:
@@ -121,6 +126,11 @@ def read_rpc(
             if isinstance(outcome, grpc.Status):
                 del request
                 await abort(context, outcome)
+            if then is not None:
+                try:
+                    await then(self, request, outcome)
+                except RemoError as err:
+                    await abort(context, status_of(err, getattr(request, "id", None)))
             return outcome
 
         return wrapper
@@ -237,7 +247,26 @@ class JobsServicer(pb_grpc.JobServiceServicer):
         status = await self.jobs.kill(job_id, request.signal or 9)
         return pb.KillResponse(job=self._job(caller, status))
 
-    @read_rpc("GetJob")
+    async def _add_usage(self, jobs: Sequence[pb.Job]) -> None:
+        """Fill in what the running ones among ``jobs`` use now (one supervisor call)."""
+        running = {
+            f"{job.owner}/{job.id.rpartition('/')[2]}": job
+            for job in jobs
+            if job.state == pb.JOB_STATE_RUNNING
+        }
+        if not running:
+            return
+        for job_id, usage in (await self.jobs.live_usage(list(running))).items():
+            running[job_id].live_usage.CopyFrom(usage_to_pb(usage))
+
+    async def _usage_of_job(self, request: pb.GetJobRequest, response: Any) -> None:
+        await self._add_usage([response.job])
+
+    async def _usage_of_page(self, request: pb.ListJobsRequest, response: Any) -> None:
+        if request.live_usage:
+            await self._add_usage(response.jobs)
+
+    @read_rpc("GetJob", then=_usage_of_job)
     def GetJob(self, request: pb.GetJobRequest, caller: Caller) -> pb.GetJobResponse:
         job_id = self._job_id(caller, request.id)
         return pb.GetJobResponse(job=self._job(caller, self.jobs.status_blocking(job_id)))
@@ -247,7 +276,7 @@ class JobsServicer(pb_grpc.JobServiceServicer):
         job_id = await self._job_id_async(caller, request.id)
         return pb.WaitResponse(job=self._job(caller, await self.jobs.wait(job_id)))
 
-    @read_rpc("ListJobs", lists=True)
+    @read_rpc("ListJobs", lists=True, then=_usage_of_page)
     def ListJobs(self, request: pb.ListJobsRequest, caller: Caller) -> pb.ListJobsResponse:
         _check_all_users(request.all_users, caller, "jobs")
         owner = None if request.all_users else caller.user

@@ -241,6 +241,11 @@ class JobStore:
             raise JobNotFound(job_id)
         return row_to_status(row)
 
+    def counts(self) -> dict[tuple[str, str], int]:
+        """How many jobs each (owner, state) has: for metrics (one indexed scan)."""
+        rows = self._db.execute("SELECT owner, state, count(*) FROM jobs GROUP BY owner, state")
+        return {(str(owner), str(state)): int(n) for owner, state, n in rows}
+
     def by_name(self, owner: str, name: str) -> str | None:
         """The id of ``owner``'s job named ``name``, if there is one."""
         row = self._db.execute(

@@ -27,7 +27,7 @@ from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec
 from remo.store.jobs import JobStore
 from remo.supervisor.options import SupervisorOptions
-from remo.supervisor.protocol import encode, error_to_wire, read_message
+from remo.supervisor.protocol import encode, error_to_wire, read_message, usage_to_wire
 from remo.supervisor.service import Supervisor
 
 log = logging.getLogger("remo.supervisor")
@@ -97,6 +97,9 @@ class Server:
         if op == "kill":
             await sup.kill(str(message["job_id"]), int(message["signal"]))
             return None
+        if op == "usage":
+            found = await sup.live_usage([str(i) for i in message["job_ids"]])
+            return {job_id: usage_to_wire(usage) for job_id, usage in found.items()}
         if op == "remove":
             await sup.remove(str(message["job_id"]))
             return None

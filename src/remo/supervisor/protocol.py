@@ -7,6 +7,7 @@ most ~1 MiB of argv), so its cost does not show next to fork and exec.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import struct
 from typing import Any
@@ -22,6 +23,7 @@ from remo.core.errors import (
     StartFailed,
     SupervisorUnavailable,
 )
+from remo.core.usage import LiveUsage, Sample
 
 MAX_MESSAGE = 8 << 20
 _HEADER = struct.Struct(">I")
@@ -87,3 +89,24 @@ def error_from_wire(wire: dict[str, Any]) -> RemoError:
     if kind == "CgroupError":
         return RemoError(message)  # a server-side fault, not "supervisor unavailable"
     return SupervisorUnavailable(message)
+
+
+def usage_to_wire(usage: LiveUsage) -> dict[str, Any]:
+    """A :class:`LiveUsage` as JSON (the ``usage`` operation's answer)."""
+    return {
+        "sample": dataclasses.asdict(usage.sample),
+        "interval_seconds": usage.interval_seconds,
+        "cpu_cores": usage.cpu_cores,
+        "io_read_bytes_per_second": usage.io_read_bytes_per_second,
+        "io_write_bytes_per_second": usage.io_write_bytes_per_second,
+    }
+
+
+def usage_from_wire(wire: dict[str, Any]) -> LiveUsage:
+    return LiveUsage(
+        Sample(**wire["sample"]),
+        float(wire["interval_seconds"]),
+        cpu_cores=wire.get("cpu_cores"),
+        io_read_bytes_per_second=wire.get("io_read_bytes_per_second"),
+        io_write_bytes_per_second=wire.get("io_write_bytes_per_second"),
+    )

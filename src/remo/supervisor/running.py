@@ -9,6 +9,7 @@ from pathlib import Path
 
 from remo.cgroups.base import JobGroup
 from remo.core.paths import StatePaths
+from remo.core.usage import Sample
 from remo.store.jobs import job_key
 
 
@@ -36,6 +37,8 @@ class RunningJob:
     #: When the stop escalates to SIGKILL (unix time), kept in the job's row too.
     kill_at: float | None = None
     kill_timer: asyncio.TimerHandle | None = None
+    #: The last reading of its cgroups kept for rates (see remo.core.usage).
+    last_sample: Sample | None = None
     ended: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )

@@ -38,6 +38,7 @@ from remo.core.errors import (
 )
 from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec
+from remo.core.usage import MIN_INTERVAL, LiveUsage, Sample, rates
 from remo.store.jobs import JobStore, parse_job_id
 from remo.supervisor import namespaces, recovery
 from remo.supervisor.ending import Finisher
@@ -257,6 +258,28 @@ class Supervisor:
                 log.warning("kill of %s failed: %s", job.key, err)
         else:
             self._signal(job, signal.SIGKILL)
+
+    # -- usage ------------------------------------------------------------------------
+
+    async def live_usage(self, job_ids: list[str]) -> dict[str, LiveUsage]:
+        """What each running job of ``job_ids`` uses now, with rates over the time since
+        the last reading (or since its start); ended or unknown ids are left out. The
+        cgroup files are read in a worker thread: a thousand jobs are thousands of
+        reads."""
+        jobs = [job for job_id in job_ids if (job := self.running.get(job_id)) and job.group]
+        samples = await asyncio.to_thread(
+            lambda: [(job, job.group.sample(time.time())) for job in jobs if job.group]
+        )
+        found: dict[str, LiveUsage] = {}
+        for job, sample in samples:
+            before = job.last_sample
+            if before is None:
+                started = self.store.get(job.key).started_at
+                before = Sample(started, cpu_seconds=0.0, io_read_bytes=0, io_write_bytes=0)
+            found[job.key] = rates(before, sample)
+            if sample.at - before.at >= MIN_INTERVAL:
+                job.last_sample = sample
+        return found
 
     # -- remove -----------------------------------------------------------------------
 

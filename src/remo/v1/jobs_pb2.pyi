@@ -188,7 +188,7 @@ class GetJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "all_users", "states", "labels")
+    __slots__ = ("page_size", "page_token", "all_users", "states", "labels", "live_usage")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -201,12 +201,14 @@ class ListJobsRequest(_message.Message):
     ALL_USERS_FIELD_NUMBER: _ClassVar[int]
     STATES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_USAGE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     all_users: bool
     states: _containers.RepeatedScalarFieldContainer[JobState]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., all_users: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[JobState, str]]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    live_usage: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., all_users: _Optional[bool] = ..., states: _Optional[_Iterable[_Union[JobState, str]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., live_usage: _Optional[bool] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")
@@ -297,7 +299,7 @@ class WhoAmIResponse(_message.Message):
     def __init__(self, user: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., serial: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., server_version: _Optional[str] = ..., protections_off: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "owner", "argv", "state", "pid", "exit_code", "signal", "start_time", "end_time", "limits", "cpu_time", "peak_memory_bytes", "oom_killed", "oom_kills", "reason", "cwd", "isolation", "schedule_id", "output_dropped_bytes", "output_dropped_disk_full", "name", "labels")
+    __slots__ = ("id", "owner", "argv", "state", "pid", "exit_code", "signal", "start_time", "end_time", "limits", "cpu_time", "peak_memory_bytes", "oom_killed", "oom_kills", "reason", "cwd", "isolation", "schedule_id", "output_dropped_bytes", "output_dropped_disk_full", "name", "labels", "live_usage")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -327,6 +329,7 @@ class Job(_message.Message):
     OUTPUT_DROPPED_DISK_FULL_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_USAGE_FIELD_NUMBER: _ClassVar[int]
     id: str
     owner: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -349,7 +352,28 @@ class Job(_message.Message):
     output_dropped_disk_full: bool
     name: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., oom_kills: _Optional[int] = ..., reason: _Optional[str] = ..., cwd: _Optional[str] = ..., isolation: _Optional[_Iterable[str]] = ..., schedule_id: _Optional[str] = ..., output_dropped_bytes: _Optional[int] = ..., output_dropped_disk_full: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    live_usage: LiveUsage
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[JobState, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., oom_kills: _Optional[int] = ..., reason: _Optional[str] = ..., cwd: _Optional[str] = ..., isolation: _Optional[_Iterable[str]] = ..., schedule_id: _Optional[str] = ..., output_dropped_bytes: _Optional[int] = ..., output_dropped_disk_full: _Optional[bool] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., live_usage: _Optional[_Union[LiveUsage, _Mapping]] = ...) -> None: ...
+
+class LiveUsage(_message.Message):
+    __slots__ = ("interval", "cpu_cores", "cpu_time", "memory_bytes", "peak_memory_bytes", "io_read_bytes_per_second", "io_write_bytes_per_second", "processes")
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    CPU_CORES_FIELD_NUMBER: _ClassVar[int]
+    CPU_TIME_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IO_READ_BYTES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    IO_WRITE_BYTES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    interval: _duration_pb2.Duration
+    cpu_cores: float
+    cpu_time: _duration_pb2.Duration
+    memory_bytes: int
+    peak_memory_bytes: int
+    io_read_bytes_per_second: float
+    io_write_bytes_per_second: float
+    processes: int
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_cores: _Optional[float] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., peak_memory_bytes: _Optional[int] = ..., io_read_bytes_per_second: _Optional[float] = ..., io_write_bytes_per_second: _Optional[float] = ..., processes: _Optional[int] = ...) -> None: ...
 
 class ScheduleRun(_message.Message):
     __slots__ = ("due_time", "outcome", "job_id", "detail")

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("remo.cli.logs", "command"),
     "stop": ("remo.cli.stop", "command"),
     "kill": ("remo.cli.kill", "command"),
+    "top": ("remo.cli.top", "command"),
     "wait": ("remo.cli.wait", "command"),
     "rm": ("remo.cli.rm", "command"),
     "login": ("remo.cli.login", "command"),
@@ -217,6 +218,7 @@ def cli() -> None:
       remo run -- make -j8 test          run, stream the output, exit with its code
       remo run -d --memory 2G -- ./t.sh  start in the background, print the job id
       remo ps                            your jobs
+      remo top                           your running jobs live: CPU, memory, IO
       remo logs -f 12                    whole output of job 12, then follow it
       remo stop 12                       SIGTERM, then SIGKILL after a grace period
       remo kill -s HUP 12                one signal to every process of job 12

@@ -30,6 +30,12 @@ from remo.core.errors import RemoError
     "Repeatable.",
 )
 @click.option(
+    "--metrics-listen",
+    metavar="[HOST:]PORT",
+    help="Serve Prometheus metrics over plaintext HTTP at /metrics (off by default; a bare "
+    "port means 127.0.0.1; see docs/OPERATIONS.md).",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),
@@ -50,6 +56,7 @@ def command(
     state_dir: str | None,
     listen: str | None,
     advertise: tuple[str, ...],
+    metrics_listen: str | None,
     config_file: str | None,
     check_file: str | None,
 ) -> None:
@@ -66,7 +73,12 @@ def command(
     """
     if check_file and config_file and check_file != config_file:
         raise click.UsageError("name the file once: --check-config FILE or --config FILE")
-    flags = {"state_dir": state_dir, "listen": listen, "advertise": list(advertise)}
+    flags = {
+        "state_dir": state_dir,
+        "listen": listen,
+        "advertise": list(advertise),
+        "metrics_listen": metrics_listen,
+    }
     source = check_file or config_file
     config = _load(source, flags, checking=check_file is not None)
     if check_file is not None:
@@ -123,6 +135,8 @@ def _announce(srv: RunningServer, state_dir: str) -> None:
             else f"this account (uid {os.geteuid()}) — not root"
         ),
     ]
+    if srv.metrics_port is not None:
+        lines.append(f"  metrics:   port {srv.metrics_port}, GET /metrics (plaintext HTTP)")
     for warning in srv.protections_off:
         lines.append(f"  protection off: {warning}")
     lines.append(

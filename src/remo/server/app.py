@@ -35,6 +35,7 @@ from remo.core.spec import MAX_ARGV_BYTES  # noqa: E402
 from remo.pki.ca import CertificateAuthority, Role  # noqa: E402
 from remo.pki.errors import CertificateRejected  # noqa: E402
 from remo.pki.register import RateLimit, RegisterServer, register_socket_path  # noqa: E402
+from remo.pki.registry import DB_FILE as IDENTITIES_DB  # noqa: E402
 from remo.pki.registry import Registry  # noqa: E402
 from remo.schedule.store import ScheduleStore  # noqa: E402
 from remo.schedule.timer import Scheduler  # noqa: E402
@@ -149,6 +150,8 @@ class RunningServer:
     jobs: JobManager
     #: Port of the plaintext health endpoint, when configured.
     health_port: int | None = None
+    #: Port of the Prometheus metrics endpoint, when configured.
+    metrics_port: int | None = None
 
 
 def _banned_reason(registry: Registry) -> Callable[[str], str | None]:
@@ -192,11 +195,25 @@ async def running(config: ServerConfig, *, exiting: bool = False) -> AsyncIterat
                 stack.callback(lag_probe.close)
             authenticate = authn.Authenticator(registry)
             calls = UnaryCallsInFlight()
-            server = grpc.aio.server(
-                interceptors=[RequireRegisteredCertificate(authenticate), calls],
-                options=SERVER_OPTIONS,
+            interceptors: list[grpc.aio.ServerInterceptor] = [
+                RequireRegisteredCertificate(authenticate),
+                calls,
+            ]
+            observed = None
+            if config.metrics_listen is not None:  # opt-in (docs/OPERATIONS.md)
+                from remo.server import metrics
+
+                observed = metrics.Metrics(jobs, config.state_dir, config.state_dir / IDENTITIES_DB)
+                stack.callback(observed.close)
+                observed.lag.start()
+                interceptors.insert(0, observed.interceptor)  # outermost: sees every refusal
+            server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+            schedules_db = config.state_dir / "schedules.db"
+            schedules = (
+                ScheduleStore(schedules_db)
+                if observed is None
+                else observed.schedule_store(schedules_db)
             )
-            schedules = ScheduleStore(config.state_dir / "schedules.db")
             scheduler = Scheduler(schedules, jobs, _banned_reason(registry))
             await scheduler.start()
             stack.push_async_callback(scheduler.close)
@@ -244,6 +261,11 @@ async def running(config: ServerConfig, *, exiting: bool = False) -> AsyncIterat
             )
             await register.start()
             plain = await _plaintext_health(config.health_listen, health_servicer)
+            metrics_port = None
+            if observed is not None and config.metrics_listen is not None:
+                scrapes = metrics.MetricsServer(observed)
+                stack.push_async_callback(scrapes.close)
+                metrics_port = await scrapes.start(config.metrics_listen)
             try:
                 yield RunningServer(
                     port,
@@ -254,6 +276,7 @@ async def running(config: ServerConfig, *, exiting: bool = False) -> AsyncIterat
                     server,
                     jobs,
                     plain[1] if plain is not None else None,
+                    metrics_port,
                 )
             finally:
                 await register.close()

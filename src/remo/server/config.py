@@ -5,6 +5,7 @@ Example ``/etc/remo/server.toml``::
     state_dir = "/var/lib/remo"
     listen = "0.0.0.0:7443"
     health_listen = "7444"  # plaintext health only, for probes (off by default; loopback)
+    metrics_listen = "9464" # Prometheus metrics, plaintext HTTP (off by default; loopback)
     retention = "30d"       # purge finished jobs older than this ("forever" keeps them)
     exec_timeout = "30s"    # a start fails when its command has not exec'd by then
     register_rate = "5/10m" # credentials one account may get from `remo register`
@@ -94,6 +95,9 @@ class ServerConfig:
     #: Plaintext grpc.health.v1 only, for probes that cannot present a client
     #: certificate; off (None) unless configured.
     health_listen: str | None = None
+    #: Prometheus metrics over plaintext HTTP (``GET /metrics``); off (None) unless
+    #: configured. A bare port means loopback (:func:`local_listen`).
+    metrics_listen: str | None = None
     #: (count, seconds): at most count credentials per account per window from the
     #: register socket, so that one account cannot fill the registry.
     register_rate: tuple[int, float] = DEFAULT_REGISTER_RATE
@@ -139,6 +143,14 @@ def split_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def local_listen(text: str) -> str:
+    """``HOST:PORT``, or a bare ``PORT`` meaning ``127.0.0.1:PORT``: the plaintext ports
+    (health, metrics) listen on loopback unless the operator names another address."""
+    address = f"127.0.0.1:{text}" if text.isascii() and text.isdigit() else text
+    split_listen(address)
+    return address
+
+
 def load(path: str | None, **overrides: Any) -> ServerConfig:
     """Build the config: embedded defaults, then the TOML file at ``path``, then the
     non-None ``overrides`` (the command-line flags). Nothing is created or opened but
@@ -163,6 +175,11 @@ def load(path: str | None, **overrides: Any) -> ServerConfig:
             config.listen_host_port()
         except InvalidArgument as err:
             lines.append(str(err))
+    if overrides.get("metrics_listen") is not None:
+        try:
+            config.metrics_listen = local_listen(overrides["metrics_listen"])
+        except InvalidArgument as err:
+            lines.append(f"--metrics-listen {err}")
     if lines:
         raise ConfigError(lines)
     config.state_dir = Path(config.state_dir).expanduser().resolve()
@@ -190,6 +207,7 @@ def _from_settings(settings: Settings) -> ServerConfig:
     config = ServerConfig(
         listen=settings.listen,
         health_listen=settings.health_listen,
+        metrics_listen=settings.metrics_listen,
         advertise=list(settings.advertise),
         roles=settings.roles.accounts(),
         default_role=settings.roles.default,
@@ -283,6 +301,11 @@ def effective_toml(config: ServerConfig) -> str:
             f"health_listen = {json.dumps(config.health_listen)}"
             if config.health_listen
             else '# health_listen: off (plaintext health for probes, e.g. "127.0.0.1:7444")'
+        ),
+        (
+            f"metrics_listen = {json.dumps(config.metrics_listen)}"
+            if config.metrics_listen
+            else '# metrics_listen: off (Prometheus metrics over HTTP, e.g. "127.0.0.1:9464")'
         ),
         f"advertise = {json.dumps(config.advertise)}",
         f"retention = {json.dumps(retention)}",

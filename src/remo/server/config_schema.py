@@ -40,6 +40,7 @@ from remo.server.config import (
     DEFAULT_OUTPUT_CAP,
     DEFAULT_REGISTER_RATE,
     DEFAULT_RETENTION,
+    local_listen,
     split_listen,
 )
 
@@ -126,9 +127,13 @@ def _listen(text: str) -> str:
     return text
 
 
-def _health_listen(text: str) -> str:
-    """A bare port means loopback: the plaintext health port is for local probes."""
-    return _listen(f"127.0.0.1:{text}" if text.isascii() and text.isdigit() else text)
+def _local_listen(text: str) -> str:
+    """A bare port means loopback: the plaintext ports (health for local probes, metrics
+    for a local scraper or the operator's own proxy) are not exposed unless asked."""
+    try:
+        return local_listen(text)
+    except InvalidArgument as err:
+        raise _refuse(str(err)) from None
 
 
 def _register_rate(value: Any) -> tuple[int, float]:
@@ -221,7 +226,8 @@ class Settings(_Table):
 
     state_dir: Annotated[str, Field(min_length=1)] | None = None
     listen: Annotated[str, AfterValidator(_listen)] = "0.0.0.0:7443"
-    health_listen: Annotated[str, AfterValidator(_health_listen)] | None = None
+    health_listen: Annotated[str, AfterValidator(_local_listen)] | None = None
+    metrics_listen: Annotated[str, AfterValidator(_local_listen)] | None = None
     advertise: list[str] = []
     retention: Annotated[float | None, _duration(forever=True)] = DEFAULT_RETENTION
     exec_timeout: Annotated[

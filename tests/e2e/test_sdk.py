@@ -209,3 +209,21 @@ async def test_concurrent_starts_of_one_name_start_one_job(credential: Path) -> 
         assert refused[0].reason == "NAME_TAKEN" and refused[0].metadata() == {"name": "solo"}
         assert [j.name for j in await remo.list(labels={})] == ["solo"]
         await remo.stop("solo", grace=0)
+
+
+async def test_more_follows_than_a_connection_carries(credential: Path) -> None:
+    """40 jobs followed from one AsyncClient, then all stopped: the follows do not fill
+    the connection the Stops need (the server allows 32 streams a connection)."""
+    async with AsyncClient.from_file(credential) as remo:
+        jobs = [(await remo.start(["sh", "-c", "echo up; sleep 60"])).job for _ in range(40)]
+        ids = [job.id for job in jobs if job is not None]
+
+        async def follow(job_id: str) -> bytes:
+            return b"".join([chunk.data async for chunk in remo.output(job_id, follow=True)])
+
+        follows = [asyncio.create_task(follow(job_id)) for job_id in ids]
+        ended = await asyncio.wait_for(
+            asyncio.gather(*(remo.stop(job_id, grace=1) for job_id in ids)), 60
+        )
+        assert {job.state.value for job in ended} == {"stopped"}
+        assert await asyncio.wait_for(asyncio.gather(*follows), 30) == [b"up\n"] * 40

@@ -82,6 +82,14 @@ class AsyncClient:
         )
         self._channel = grpc.aio.secure_channel(self.address, creds, options=calls.CHANNEL_OPTIONS)
         self._stub = pb_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
+
+        def lane() -> tuple[grpc.aio.Channel, pb_grpc.JobServiceStub]:
+            options = calls.CHANNEL_OPTIONS + calls.LANE_OPTIONS
+            channel = grpc.aio.secure_channel(self.address, creds, options=options)
+            return channel, pb_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
+
+        #: Channels for follows and waits (see calls.Lanes).
+        self._lanes = calls.Lanes(lane)
         #: Set once a call was answered: from then on a lost connection is worth
         #: waiting out (see :class:`remo.client.calls.Attempts`).
         self.reached = False
@@ -104,6 +112,8 @@ class AsyncClient:
         return cls(credential_from_bytes(data), **kwargs)
 
     async def close(self) -> None:
+        for channel in self._lanes.channels():
+            await channel.close()
         await self._channel.close()
 
     async def __aenter__(self) -> AsyncClient:
@@ -318,13 +328,16 @@ class AsyncClient:
         while True:
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            lane = self._lanes.take()
             try:
-                reply = await self._stub.Wait(pb.WaitRequest(id=job_id), timeout=left)
+                reply = await lane.stub.Wait(pb.WaitRequest(id=job_id), timeout=left)
             except grpc.RpcError as err:
                 if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise WaitTimeout(f"job {job_id} still running after {timeout:g}s") from None
                 await self._recover(outage, err, f"job {job_id}", f"waiting for job {job_id}")
                 continue
+            finally:
+                self._lanes.give(lane)
             self.reached = True
             return job_from_pb(reply.job)
 
@@ -344,7 +357,8 @@ class AsyncClient:
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             request = pb.OutputRequest(id=job_id, offset=resume.position, follow=follow)
-            call = self._stub.Output(request, timeout=left)
+            lane = self._lanes.take()
+            call = lane.stub.Output(request, timeout=left)
             try:
                 async for msg in call:
                     self.reached = True
@@ -360,6 +374,7 @@ class AsyncClient:
                 await self._recover(outage, err, f"job {job_id}", doing)
             finally:
                 call.cancel()
+                self._lanes.give(lane)
 
     async def lines(self, job_id: str, *, follow: bool = False) -> AsyncIterator[str]:
         pending = b""

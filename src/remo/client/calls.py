@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import signal as signals
+import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -77,6 +78,56 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     # Ours is the only service config: none from DNS (TXT records) replaces it.
     ("grpc.service_config_disable_resolution", 1),
 ]
+
+#: Long calls (followed output, waits) one connection carries at most. The server lets a
+#: connection have 32 streams open (remo.server.app.MAX_STREAMS); beyond, grpc queues a
+#: call until one ends, and a follow ends only with its job: more follows than that on
+#: one connection would wait forever, and so would a Stop sent behind them.
+LONG_CALLS_PER_CONNECTION = 30
+#: Channels of long calls get a connection of their own each (grpc shares one between
+#: channels made alike, unless each has its own subchannel pool).
+LANE_OPTIONS: list[tuple[str, Any]] = [("grpc.use_local_subchannel_pool", 1)]
+
+
+@dataclass
+class Lane:
+    """A channel for long calls and how many it carries now."""
+
+    channel: Any
+    stub: Any
+    calls: int = 0
+
+
+class Lanes:
+    """Long calls spread over channels of at most :data:`LONG_CALLS_PER_CONNECTION`
+    each, opened as needed, apart from the channel of the short calls (which a Stop
+    must always find free). Safe for threads and for tasks."""
+
+    def __init__(self, open_channel: Callable[[], tuple[Any, Any]]) -> None:
+        self._open = open_channel
+        self._lanes: list[Lane] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> Lane:
+        with self._lock:
+            free = [lane for lane in self._lanes if lane.calls < LONG_CALLS_PER_CONNECTION]
+            if free:
+                lane = min(free, key=lambda lane: lane.calls)
+            else:
+                lane = Lane(*self._open())
+                self._lanes.append(lane)
+            lane.calls += 1
+            return lane
+
+    def give(self, lane: Lane) -> None:
+        with self._lock:
+            lane.calls -= 1
+
+    def channels(self) -> list[Any]:
+        """Every channel opened, for closing."""
+        with self._lock:
+            return [lane.channel for lane in self._lanes]
+
 
 #: The status codes of "the connection broke or the server went away", which are worth
 #: trying again, as opposed to an answer of the server. UNAVAILABLE: no connection, a

@@ -92,6 +92,14 @@ class Client:
         )
         self._channel = grpc.secure_channel(self.address, creds, options=calls.CHANNEL_OPTIONS)
         self._stub = pb_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
+
+        def lane() -> tuple[grpc.Channel, pb_grpc.JobServiceStub]:
+            options = calls.CHANNEL_OPTIONS + calls.LANE_OPTIONS
+            channel = grpc.secure_channel(self.address, creds, options=options)
+            return channel, pb_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
+
+        #: Channels for follows and waits (see calls.Lanes).
+        self._lanes = calls.Lanes(lane)
         # Set once a call was answered: from then on a lost connection is the server
         # restarting or the network failing, worth waiting out (calls.reached_server).
         self._replied = threading.Event()
@@ -120,6 +128,8 @@ class Client:
         return cls(credential_from_bytes(data), **kwargs)
 
     def close(self) -> None:
+        for channel in self._lanes.channels():
+            channel.close()
         self._channel.close()
 
     def __enter__(self) -> Client:
@@ -385,13 +395,16 @@ class Client:
         while True:
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            lane = self._lanes.take()
             try:
-                reply = self._stub.Wait(pb.WaitRequest(id=job_id), timeout=left)
+                reply = lane.stub.Wait(pb.WaitRequest(id=job_id), timeout=left)
             except grpc.RpcError as err:
                 if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise WaitTimeout(f"job {job_id} still running after {timeout:g}s") from None
                 self._recover(outage, err, f"job {job_id}", f"waiting for job {job_id}")
                 continue
+            finally:
+                self._lanes.give(lane)
             self._replied.set()
             return job_from_pb(reply.job)
 
@@ -419,7 +432,8 @@ class Client:
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             request = pb.OutputRequest(id=job_id, offset=resume.position, follow=follow)
-            call = self._stub.Output(request, timeout=left)
+            lane = self._lanes.take()
+            call = lane.stub.Output(request, timeout=left)
             try:
                 for msg in call:
                     self._replied.set()
@@ -435,6 +449,7 @@ class Client:
                 self._recover(outage, err, f"job {job_id}", doing)
             finally:
                 call.cancel()
+                self._lanes.give(lane)
 
     def lines(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
         """The job's output as text lines (UTF-8, undecodable bytes replaced, without

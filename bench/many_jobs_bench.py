@@ -1,0 +1,157 @@
+"""Many running jobs, each followed: follow latency, stop-all time and remo's memory per
+job, against one real server.
+
+Run as root::
+
+    .venv/bin/python bench/many_jobs_bench.py --jobs 1000
+    .venv/bin/python bench/many_jobs_bench.py --jobs 200 --no-follow
+
+Each job is a bash loop printing ``$EPOCHREALTIME`` ten times a second without forking
+(it sleeps in ``read -t`` on a FIFO nobody writes), so the machine's work is remo's, not
+the jobs'. One ``AsyncClient`` follows every job (``output(follow=True)``); a line's
+latency is its arrival time minus the time it carries. Then every job is stopped at once
+(``stop``, grace 5 s: bash ends at SIGTERM) and the time until all are recorded is
+measured. remo's memory is the proportional set size (PSS, /proc/PID/smaps_rollup) of
+the server, the supervisor, the spawner and the jobs' inits, minus the same with no job,
+divided by the jobs. Lines lost are counted (each job's numbers must be gapless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._harness import (
+    ServerProcess,
+    descendants,
+    find_supervisor,
+    free_port,
+    issue_admin,
+    pct,
+)
+from remo.client import AsyncClient
+
+LOOP = (
+    'f=$(mktemp -u); mkfifo "$f"; exec 9<>"$f"; rm "$f"; n=0; '
+    'while :; do n=$((n+1)); echo "$n $EPOCHREALTIME"; read -t 0.1 -u 9; done'
+)
+
+
+def pss_kib(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def remo_pss_kib(server_pid: int, state: Path) -> tuple[int, int]:
+    """PSS of remo's processes (the server, the supervisor and what it forked, but not
+    the jobs' bash), and their count."""
+    total = pss_kib(server_pid)
+    count = 1
+    supervisor = find_supervisor(state)
+    others = [supervisor, *descendants(supervisor)] if supervisor else []
+    for pid in others:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if command.startswith(b"bash"):
+            continue
+        total += pss_kib(pid)
+        count += 1
+    return total, count
+
+
+async def follow(remo: AsyncClient, job_id: str, latencies: list[float], lost: list[int]) -> None:
+    expected = 1
+    pending = b""
+    async for chunk in remo.output(job_id, follow=True):
+        now = time.time()
+        *lines, pending = (pending + chunk.data).split(b"\n")
+        for line in lines:
+            number, _, stamp = line.decode().partition(" ")
+            if int(number) != expected:
+                lost.append(int(number) - expected)
+            expected = int(number) + 1
+            latencies.append(now - float(stamp.replace(",", ".")))
+
+
+async def run(
+    credential: Path, server_pid: int, state: Path, jobs: int, seconds: float, followed: bool
+) -> None:
+    base_kib, base_count = remo_pss_kib(server_pid, state)
+    async with AsyncClient.from_file(credential, timeout=120) as remo:
+        began = time.monotonic()
+        ids: list[str] = []
+        for first in range(0, jobs, 50):
+            started = await asyncio.gather(
+                *(remo.start(["bash", "-c", LOOP]) for _ in range(first, min(jobs, first + 50)))
+            )
+            ids += [s.job.id for s in started if s.job is not None]
+        print(f"{len(ids)} jobs started in {time.monotonic() - began:.1f} s", flush=True)
+        latencies: list[float] = []
+        lost: list[int] = []
+        tasks = (
+            [asyncio.create_task(follow(remo, i, latencies, lost)) for i in ids] if followed else []
+        )
+        await asyncio.sleep(2.0)  # the followers catch up with the backlog
+        latencies.clear()
+        await asyncio.sleep(seconds)
+        window = list(latencies)
+        kib, count = remo_pss_kib(server_pid, state)
+        began = time.monotonic()
+        stopped = await asyncio.gather(*(remo.stop(i, grace=5) for i in ids))
+        stop_seconds = time.monotonic() - began
+        if tasks:
+            await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    states = {s.state.value for s in stopped}
+    print(
+        f"{len(ids)} jobs{', each followed' if followed else ''}: "
+        + (
+            f"follow latency median {pct(window, 50) * 1e3:.2f} ms, p99 "
+            f"{pct(window, 99) * 1e3:.2f} ms, max {max(window) * 1e3:.1f} ms over "
+            f"{len(window)} lines in {seconds:.0f} s; lines lost {sum(lost)} | "
+            if followed and window
+            else ""
+        )
+        + f"stop all {stop_seconds:.2f} s ({', '.join(sorted(states))}) | remo's PSS "
+        f"{(kib - base_kib) / 1024 / len(ids):.2f} MiB per job ({count - base_count} more "
+        f"remo processes; {base_kib / 1024:.0f} MiB with no job)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--no-follow", action="store_true")
+    args = parser.parse_args()
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    with tempfile.TemporaryDirectory(prefix="remo-many-") as tmp:
+        state = Path(tmp) / "state"
+        server = ServerProcess(state, free_port(), Path(tmp) / "server.log")
+        server.start()
+        try:
+            credential = issue_admin(state, server.address, Path(tmp) / "admin.remo")
+            assert server.pid is not None
+            asyncio.run(
+                run(credential, server.pid, state, args.jobs, args.seconds, not args.no_follow)
+            )
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

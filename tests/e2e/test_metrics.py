@@ -205,6 +205,10 @@ async def test_a_scrape_counts_the_workload_and_passes_promtool(tmp_path: Path) 
     )
     assert value(samples, "remo_rpc_duration_seconds_count", method=START) == started + 2
     assert value(samples, "remo_jobs", user=user, state="running") == started - 1
+    # Running jobs' usage, summed by user (read from their cgroups at scrape time).
+    assert value(samples, "remo_running_jobs", user=user) == started - 1
+    assert value(samples, "remo_running_jobs_processes", user=user) >= started - 1
+    assert ("remo_running_jobs_memory_bytes", frozenset({("user", user)})) in samples
     assert value(samples, "remo_credentials_issued_total") == 2
     assert value(samples, "remo_credentials_revoked_total") == 1
     assert value(samples, "remo_credentials_valid") == 1

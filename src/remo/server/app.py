@@ -201,7 +201,7 @@ async def running(config: ServerConfig, *, exiting: bool = False) -> AsyncIterat
             ]
             observed = None
             if config.metrics_listen is not None:  # opt-in (docs/OPERATIONS.md)
-                from remo.server import metrics
+                from remo.server import metrics, metrics_http
 
                 observed = metrics.Metrics(jobs, config.state_dir, config.state_dir / IDENTITIES_DB)
                 stack.callback(observed.close)
@@ -263,7 +263,7 @@ async def running(config: ServerConfig, *, exiting: bool = False) -> AsyncIterat
             plain = await _plaintext_health(config.health_listen, health_servicer)
             metrics_port = None
             if observed is not None and config.metrics_listen is not None:
-                scrapes = metrics.MetricsServer(observed)
+                scrapes = metrics_http.MetricsServer(observed)
                 stack.push_async_callback(scrapes.close)
                 metrics_port = await scrapes.start(config.metrics_listen)
             try:

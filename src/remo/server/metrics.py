@@ -16,37 +16,29 @@ What is measured (docs/OPERATIONS.md lists every series):
   scrape never holds the registry lock every call's certificate check takes), the state
   dir's free bytes, supervisor restarts, and the process (CPU, memory, descriptors).
 
-Serving: a small HTTP/1.1 server on the server's own event loop answers ``GET /metrics``;
-the page is built on one thread of its own (:class:`MetricsServer`), never on the loop,
-and concurrent scrapes share the page being built. Requests are bounded (8 KiB of
-head, 10 s to send it and read the answer, 16 connections at once).
+Serving: :mod:`remo.server.metrics_http`. Before each page, the running jobs' usage
+is read (:meth:`Metrics.refresh_live`: one call to the supervisor for all of them) and
+summed by user.
 
 Labels are bounded: users x states, methods x codes, stages, reasons, outcomes; no
-series per job. Account names appear as label values (docs/SECURITY.md).
+series per job (running jobs' usage is summed by user). Account names appear as label
+values (docs/SECURITY.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
-import re
 import sqlite3
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import grpc
 import prometheus_client
-from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -59,8 +51,8 @@ from prometheus_client.metrics_core import Metric
 from remo import __version__
 from remo.schedule.store import Run, Schedule, ScheduleStore
 from remo.server import looplag
-from remo.server.config import local_listen, split_listen
-from remo.worker import JobManager
+from remo.server.metrics_rpc import RpcMetrics, label
+from remo.worker import JobManager, JobState
 
 log = logging.getLogger("remo.server.metrics")
 
@@ -68,29 +60,12 @@ log = logging.getLogger("remo.server.metrics")
 # the page. (Process-wide: this module is the server's only user of prometheus_client.)
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
-JOB_SERVICE = "/remo.v1.JobService/"
-START = JOB_SERVICE + "Start"
-STOP = JOB_SERVICE + "Stop"
-#: Status codes whose ``ErrorInfo.reason`` is counted as a refusal.
-REFUSED = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 #: Latency buckets of unary calls, seconds: a status takes ~1 ms, a start ~10-50 ms, a
 #: Wait as long as its job.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
-#: A label value taken from an error's metadata (a stage, a reason) must look like one.
-_LABEL_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
-_STATUS_DETAILS = "grpc-status-details-bin"
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
-#: Bounds of the HTTP side.
-MAX_HEAD = 8192
-HTTP_TIMEOUT = 10.0
-MAX_HTTP_CONNECTIONS = 16
 #: Lag samples kept for the p99: 10 s at one per 10 ms.
 LAG_WINDOW = 1000
-
-
-def _label(value: str) -> str:
-    return value if _LABEL_VALUE.fullmatch(value) else "other"
 
 
 class Metrics:
@@ -135,15 +110,43 @@ class Metrics:
             registry=r,
         )
         self.lag = LoopLag()
-        self.interceptor = RpcMetrics(self)
+        self.interceptor = RpcMetrics(self)  # (remo.server.metrics_rpc)
         r.register(ProcessCollector(registry=None))
         r.register(_StateCollector(jobs, state_dir, self.lag))
+        self._jobs = jobs
+        self._live = _LiveCollector()
+        r.register(self._live)
         self._credentials = _CredentialCollector(identities_db)
         r.register(self._credentials)
 
     def schedule_store(self, path: Path) -> ScheduleStore:
         """The schedule store, counting each run it records."""
         return CountingScheduleStore(path, self.schedule_runs)
+
+    async def refresh_live(self) -> None:
+        """Read what every running job uses now, summed by user, for the next page."""
+        running = await self._jobs.list(states=[JobState.RUNNING], limit=MAX_RUNNING)
+        usage = await self._jobs.live_usage([job.id for job in running])
+        totals: dict[str, list[float]] = {}
+        for job in running:
+            live = usage.get(job.id)
+            row = totals.setdefault(job.owner, [0.0] * len(LIVE_SERIES))
+            row[0] += 1
+            if live is not None:
+                sample = live.sample
+                for index, value in enumerate(
+                    (
+                        live.cpu_cores,
+                        sample.cpu_seconds,
+                        sample.memory_bytes,
+                        live.io_read_bytes_per_second,
+                        live.io_write_bytes_per_second,
+                        sample.processes,
+                    ),
+                    start=1,
+                ):
+                    row[index] += value or 0
+        self._live.totals = totals
 
     def page(self) -> bytes:
         """The exposition text. Blocks (SQLite, /proc): never on the event loop."""
@@ -163,147 +166,7 @@ class CountingScheduleStore(ScheduleStore):
 
     def record(self, schedule: Schedule, run: Run) -> None:
         super().record(schedule, run)
-        self._runs.labels(_label(run.outcome)).inc()
-
-
-class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Counts every call as it ends: its method and code; unary calls' latency; and
-    what Start, Stop and refused calls say about jobs and callers."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._m = metrics
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED, not counted
-            return handler
-        method: str = details.method
-        done = self._done
-        codec = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                began = time.perf_counter()
-                response = None
-                error: BaseException | None = None
-                try:
-                    response = await inner(request, context)
-                except BaseException as err:
-                    error = err
-                    raise
-                finally:
-                    done(method, context, error, response, time.perf_counter() - began)
-                return response
-
-            return grpc.unary_unary_rpc_method_handler(unary, **codec)
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _streaming(handler.unary_stream, method, done), **codec
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                _streaming(handler.stream_stream, method, done), **codec
-            )
-        return handler  # (no client-streaming method is served)
-
-    def _done(
-        self,
-        method: str,
-        context: grpc.aio.ServicerContext,
-        error: BaseException | None,
-        response: Any,
-        seconds: float | None,
-    ) -> None:
-        try:
-            code = _code_of(context, error)
-            m = self._m
-            m.rpcs.labels(method, code.name).inc()
-            if seconds is not None:
-                m.rpc_seconds.labels(method).observe(seconds)
-            if code is grpc.StatusCode.OK:
-                if method == START and response is not None and response.HasField("job"):
-                    m.started.inc()
-                elif method == STOP:
-                    m.stopped.inc()
-                return
-            info = _error_info(context)
-            if code in REFUSED:
-                m.refused.labels(_label(info.reason if info else code.name)).inc()
-            elif method == START and info is not None and info.reason == "START_FAILED":
-                m.start_failures.labels(_label(info.metadata.get("stage", "") or "unknown")).inc()
-        except Exception:  # a metric must never fail a call
-            log.exception("cannot count a call of %s", method)
-
-
-def _streaming(
-    inner: Callable[..., Any],
-    method: str,
-    done: Callable[[str, Any, BaseException | None, Any, float | None], None],
-) -> Callable[..., Any]:
-    """Count a streaming behaviour of either kind grpc.aio accepts (see remo.server.guard)."""
-    if inspect.isasyncgenfunction(inner):
-
-        async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            error: BaseException | None = None
-            try:
-                async for response in inner(request, context):
-                    yield response
-            except BaseException as err:
-                error = err
-                raise
-            finally:
-                done(method, context, error, None, None)
-
-        return generator
-
-    async def writer(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        error: BaseException | None = None
-        try:
-            return await inner(request, context)
-        except BaseException as err:
-            error = err
-            raise
-        finally:
-            done(method, context, error, None, None)
-
-    return writer
-
-
-def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
-    """The status the call ends with: the one it aborted with or set; CANCELLED when it
-    was cancelled (its client left, or the server stops); UNKNOWN for an exception."""
-    code = context.code()
-    if isinstance(code, int):
-        code = _CODES.get(code, grpc.StatusCode.UNKNOWN)
-    if isinstance(code, grpc.StatusCode) and (code is not grpc.StatusCode.OK or error is None):
-        return code
-    if error is None:
-        return grpc.StatusCode.OK
-    if isinstance(error, asyncio.CancelledError):
-        return grpc.StatusCode.CANCELLED
-    return grpc.StatusCode.UNKNOWN
-
-
-def _error_info(context: grpc.aio.ServicerContext) -> error_details_pb2.ErrorInfo | None:
-    """The ``ErrorInfo`` of the call's ``google.rpc.Status`` trailer, if it has one."""
-    for key, value in context.trailing_metadata() or ():
-        if key != _STATUS_DETAILS or not isinstance(value, bytes):
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                return info
-    return None
+        self._runs.labels(label(run.outcome)).inc()
 
 
 class LoopLag:
@@ -398,6 +261,35 @@ class _StateCollector:
             )
 
 
+#: Running jobs read per scrape at most (their usage is summed by user).
+MAX_RUNNING = 10_000
+#: The series of running jobs' usage, summed by user: name, help.
+LIVE_SERIES = (
+    ("remo_running_jobs", "Running jobs, by user."),
+    ("remo_running_jobs_cpu_cores", "CPU the user's running jobs use now, in cores."),
+    ("remo_running_jobs_cpu_seconds", "CPU time the user's running jobs have used so far."),
+    ("remo_running_jobs_memory_bytes", "Memory the user's running jobs hold now."),
+    ("remo_running_jobs_io_read_bytes_per_second", "Bytes/s the user's running jobs read."),
+    ("remo_running_jobs_io_write_bytes_per_second", "Bytes/s the user's running jobs write."),
+    ("remo_running_jobs_processes", "Processes of the user's running jobs."),
+)
+
+
+class _LiveCollector:
+    """Running jobs' usage by user, as :meth:`Metrics.refresh_live` last read it."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[float]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.totals
+        for index, (name, text) in enumerate(LIVE_SERIES):
+            family = GaugeMetricFamily(name, text, labels=["user"])
+            for user, row in sorted(totals.items()):
+                family.add_metric([user], row[index])
+            yield family
+
+
 class _CredentialCollector:
     """At scrape time, from ``identities.db`` through a read-only connection of its own:
     credentials issued and revoked (rows are kept for good, so these only grow), valid
@@ -452,99 +344,3 @@ class _CredentialCollector:
         if self._db is not None:
             self._db.close()
             self._db = None
-
-
-class MetricsServer:
-    """``GET /metrics`` over plaintext HTTP/1.1 on the event loop; the page is built on
-    a thread of its own. One request per connection (``Connection: close``)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="remo-metrics")
-        self._building: asyncio.Future[bytes] | None = None
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
-
-    async def start(self, listen: str) -> int:
-        """Listen on ``listen`` (HOST:PORT); the port bound."""
-        host, port = split_listen(local_listen(listen))
-        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_HEAD)
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for writer in list(self._connections):
-            writer.close()
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.shutdown)
-
-    async def page(self) -> bytes:
-        """The page; scrapes that arrive while one is built get that one."""
-        if self._building is None:
-            loop = asyncio.get_running_loop()
-            self._building = loop.run_in_executor(self._thread, self._metrics.page)
-            self._building.add_done_callback(self._built)
-        return await asyncio.shield(self._building)
-
-    def _built(self, _: asyncio.Future[bytes]) -> None:
-        self._building = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._connections) >= MAX_HTTP_CONNECTIONS:
-            writer.close()
-            return
-        self._connections.add(writer)
-        try:
-            async with asyncio.timeout(HTTP_TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
-                await self._answer(head, writer)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        except Exception:
-            log.exception("metrics: the scrape failed")
-            with contextlib.suppress(Exception):
-                await _respond(writer, 500, b"cannot build the metrics page\n")
-        finally:
-            self._connections.discard(writer)
-            writer.close()
-
-    async def _answer(self, head: bytes, writer: asyncio.StreamWriter) -> None:
-        request = head.split(b"\r\n", 1)[0].split()
-        if len(request) != 3 or not request[2].startswith(b"HTTP/1."):
-            await _respond(writer, 400, b"bad request\n")
-            return
-        verb, target = request[0], request[1].split(b"?", 1)[0]
-        if target != b"/metrics":
-            await _respond(writer, 404, b"only /metrics is served here\n")
-            return
-        if verb not in (b"GET", b"HEAD"):
-            await _respond(writer, 405, b"GET /metrics\n", [("Allow", "GET, HEAD")])
-            return
-        body = await self.page()
-        await _respond(
-            writer, 200, body, [("Content-Type", CONTENT_TYPE_LATEST)], head_only=verb == b"HEAD"
-        )
-
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    500: "Internal Server Error",
-}
-
-
-async def _respond(
-    writer: asyncio.StreamWriter,
-    status: int,
-    body: bytes,
-    headers: Iterable[tuple[str, str]] = (("Content-Type", "text/plain; charset=utf-8"),),
-    *,
-    head_only: bool = False,
-) -> None:
-    lines = [f"HTTP/1.1 {status} {_REASONS[status]}", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    lines.append("Connection: close")
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head_only else body))
-    await writer.drain()

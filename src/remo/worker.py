@@ -274,14 +274,16 @@ class JobManager:
         await self._call("kill", job_id=job_id, signal=signal)
         return await self.reading(self.status_blocking, job_id)
 
-    async def live_usage(self, job_ids: Sequence[str]) -> dict[str, LiveUsage]:
-        """What the running jobs among ``job_ids`` use now (CPU over the last interval,
-        memory, IO rates, processes), read from their cgroups; ended jobs are left out."""
-        if not job_ids:
+    async def live_usage(self, job_ids: Sequence[str] | None) -> dict[str, LiveUsage]:
+        """What the running jobs among ``job_ids`` (None: every running job) use now
+        (CPU over the last interval, memory, IO rates, processes), read from their
+        cgroups, by job id; ended jobs are left out."""
+        if job_ids is not None and not job_ids:
             return {}
-        for job_id in job_ids:
+        for job_id in job_ids or ():
             parse_job_id(job_id)
-        found = await self._call("usage", _idempotent=True, job_ids=list(job_ids))
+        wanted = None if job_ids is None else list(job_ids)
+        found = await self._call("usage", _idempotent=True, job_ids=wanted)
         return {str(job_id): usage_from_wire(wire) for job_id, wire in found.items()}
 
     async def status(self, job_id: str) -> JobStatus:

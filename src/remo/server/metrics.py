@@ -52,7 +52,7 @@ from remo import __version__
 from remo.schedule.store import Run, Schedule, ScheduleStore
 from remo.server import looplag
 from remo.server.metrics_rpc import RpcMetrics, label
-from remo.worker import JobManager, JobState
+from remo.worker import JobManager
 
 log = logging.getLogger("remo.server.metrics")
 
@@ -125,27 +125,24 @@ class Metrics:
 
     async def refresh_live(self) -> None:
         """Read what every running job uses now, summed by user, for the next page."""
-        running = await self._jobs.list(states=[JobState.RUNNING], limit=MAX_RUNNING)
-        usage = await self._jobs.live_usage([job.id for job in running])
+        usage = await self._jobs.live_usage(None)
         totals: dict[str, list[float]] = {}
-        for job in running:
-            live = usage.get(job.id)
-            row = totals.setdefault(job.owner, [0.0] * len(LIVE_SERIES))
+        for job_id, live in usage.items():
+            row = totals.setdefault(job_id.partition("/")[0], [0.0] * len(LIVE_SERIES))
             row[0] += 1
-            if live is not None:
-                sample = live.sample
-                for index, value in enumerate(
-                    (
-                        live.cpu_cores,
-                        sample.cpu_seconds,
-                        sample.memory_bytes,
-                        live.io_read_bytes_per_second,
-                        live.io_write_bytes_per_second,
-                        sample.processes,
-                    ),
-                    start=1,
-                ):
-                    row[index] += value or 0
+            sample = live.sample
+            for index, value in enumerate(
+                (
+                    live.cpu_cores,
+                    sample.cpu_seconds,
+                    sample.memory_bytes,
+                    live.io_read_bytes_per_second,
+                    live.io_write_bytes_per_second,
+                    sample.processes,
+                ),
+                start=1,
+            ):
+                row[index] += value or 0
         self._live.totals = totals
 
     def page(self) -> bytes:
@@ -261,8 +258,6 @@ class _StateCollector:
             )
 
 
-#: Running jobs read per scrape at most (their usage is summed by user).
-MAX_RUNNING = 10_000
 #: The series of running jobs' usage, summed by user: name, help.
 LIVE_SERIES = (
     ("remo_running_jobs", "Running jobs, by user."),

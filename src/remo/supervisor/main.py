@@ -98,7 +98,8 @@ class Server:
             await sup.kill(str(message["job_id"]), int(message["signal"]))
             return None
         if op == "usage":
-            found = await sup.live_usage([str(i) for i in message["job_ids"]])
+            ids = message.get("job_ids")
+            found = await sup.live_usage(None if ids is None else [str(i) for i in ids])
             return {job_id: usage_to_wire(usage) for job_id, usage in found.items()}
         if op == "remove":
             await sup.remove(str(message["job_id"]))

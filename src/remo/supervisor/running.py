@@ -69,5 +69,8 @@ class JobTable:
     def __contains__(self, key: str) -> bool:
         return key in self._by_key
 
+    def all(self) -> list[RunningJob]:
+        return list(self._by_key.values())
+
     def __len__(self) -> int:
         return len(self._by_pid)

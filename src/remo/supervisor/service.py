@@ -261,12 +261,15 @@ class Supervisor:
 
     # -- usage ------------------------------------------------------------------------
 
-    async def live_usage(self, job_ids: list[str]) -> dict[str, LiveUsage]:
-        """What each running job of ``job_ids`` uses now, with rates over the time since
-        the last reading (or since its start); ended or unknown ids are left out. The
-        cgroup files are read in a worker thread: a thousand jobs are thousands of
-        reads."""
-        jobs = [job for job_id in job_ids if (job := self.running.get(job_id)) and job.group]
+    async def live_usage(self, job_ids: list[str] | None) -> dict[str, LiveUsage]:
+        """What each running job of ``job_ids`` (None: every running job) uses now, with
+        rates over the time since the last reading (or since its start); ended or
+        unknown ids are left out. The cgroup files are read in a worker thread: a
+        thousand jobs are thousands of reads."""
+        if job_ids is None:
+            jobs = [job for job in self.running.all() if job.group]
+        else:
+            jobs = [job for job_id in job_ids if (job := self.running.get(job_id)) and job.group]
         samples = await asyncio.to_thread(
             lambda: [(job, job.group.sample(time.time())) for job in jobs if job.group]
         )

@@ -214,7 +214,7 @@ def command(
         from remo.client.errors import UsageError
 
         raise UsageError("-q and --json both choose the output: give only one")
-    from remo.cli.run import parse_labels
+    from remo.cli.run_options import parse_labels
 
     wanted = ("running",) if running else states
     tags = parse_labels(labels)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def when_text(unix: float | None) -> str:
     if not unix:
         return "-"
-    from remo.cli.run import local_time
+    from remo.cli.run_options import local_time
 
     return local_time(unix)
 

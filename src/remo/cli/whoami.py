@@ -36,7 +36,7 @@ def command(as_json: bool) -> None:
 
         print_json(answer)
         return
-    from remo.cli.run import local_time
+    from remo.cli.run_options import local_time
     from remo.cli.status import key_values
 
     expires = local_time(me.not_after or client.credential.not_after.timestamp())

@@ -85,7 +85,12 @@ ROLES = {"viewer": pb.ROLE_VIEWER, "operator": pb.ROLE_OPERATOR, "admin": pb.ROL
 JOB_STATES = frozenset(pb.JobState.values()) - {pb.JOB_STATE_UNSPECIFIED}
 
 _OWNER = r"[a-z_][a-z0-9_.-]{0,31}"
-JOB_ID = re.compile(rf"(?:(?P<owner>{_OWNER})/)?[0-9]{{1,18}}")
+#: A job id or name, as the server takes them (remo.server.ids): a number, or a name
+#: (NAME#K for a schedule's run) that does not look like a schedule id.
+JOB_ID = re.compile(
+    rf"(?:(?P<owner>{_OWNER})/)?"
+    r"(?:[0-9]{1,18}|(?!s[0-9]{1,18}$)[A-Za-z][A-Za-z0-9._-]{0,62}(?:#[0-9]{1,9})?)"
+)
 SCHEDULE_ID = re.compile(rf"(?:(?P<owner>{_OWNER})/)?s[0-9]{{1,18}}")
 
 HUGE = (1 << 63) - 1

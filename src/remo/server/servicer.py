@@ -58,6 +58,8 @@ log = logging.getLogger("remo.server")
 #: Upper bound of a Stop's grace period, so a request cannot park a stop for days.
 MAX_GRACE = 3600.0
 DEFAULT_GRACE = 10.0
+#: Signals are 1 to 64 on Linux (0 in a Kill means SIGKILL).
+MAX_SIGNAL = 65
 
 ROLES_TO_PB: dict[str, pb.Role] = {
     "viewer": pb.ROLE_VIEWER,
@@ -180,9 +182,15 @@ class JobsServicer(pb_grpc.JobServiceServicer):
         canonical = self._resolve(caller, raw)
         return self._named(canonical, raw) if ids.is_name(canonical) else canonical
 
-    async def _job_id_async(self, caller: Caller, raw: str) -> str:
-        """:meth:`_job_id` for the event loop: a name is looked up on a reader thread."""
+    async def _job_id_async(
+        self, caller: Caller, raw: str, check: Callable[[], object] | None = None
+    ) -> str:
+        """:meth:`_job_id` for the event loop: a name is looked up on a reader thread.
+        ``check`` validates the rest of the request after the id's form and owner and
+        before the lookup, so a request is refused the same way whatever names the job."""
         canonical = self._resolve(caller, raw)
+        if check is not None:
+            check()
         if not ids.is_name(canonical):
             return canonical
         return await self.jobs.reading(self._named, canonical, raw)
@@ -231,19 +239,27 @@ class JobsServicer(pb_grpc.JobServiceServicer):
 
     @rpc("Stop")
     async def Stop(self, request: pb.StopRequest, context: Any, caller: Caller) -> pb.StopResponse:
-        job_id = await self._job_id_async(caller, request.id)
-        grace = (
-            checked_seconds(request.grace, "grace") if request.HasField("grace") else DEFAULT_GRACE
-        )
-        if not 0 <= grace <= MAX_GRACE:
-            raise InvalidArgument(
-                f"grace must be between 0 and {MAX_GRACE:.0f} seconds", field="grace"
-            )
+        grace = DEFAULT_GRACE
+
+        def check_grace() -> None:
+            nonlocal grace
+            if request.HasField("grace"):
+                grace = checked_seconds(request.grace, "grace")
+            if not 0 <= grace <= MAX_GRACE:
+                raise InvalidArgument(
+                    f"grace must be between 0 and {MAX_GRACE:.0f} seconds", field="grace"
+                )
+
+        job_id = await self._job_id_async(caller, request.id, check_grace)
         return pb.StopResponse(job=self._job(caller, await self.jobs.stop(job_id, grace)))
 
     @rpc("Kill")
     async def Kill(self, request: pb.KillRequest, context: Any, caller: Caller) -> pb.KillResponse:
-        job_id = await self._job_id_async(caller, request.id)
+        def check_signal() -> None:
+            if not 0 <= request.signal < MAX_SIGNAL:
+                raise InvalidArgument(f"no signal {request.signal}", field="signal")
+
+        job_id = await self._job_id_async(caller, request.id, check_signal)
         status = await self.jobs.kill(job_id, request.signal or 9)
         return pb.KillResponse(job=self._job(caller, status))
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import os
 import signal as signals
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -34,9 +33,8 @@ import grpc
 
 from remo.api.jobs import job_from_pb
 from remo.client import calls
-from remo.client.calls import DEFAULT_RECONNECT_TIMEOUT, DEFAULT_TIMEOUT
-from remo.client.errors import ClientError, ConnectionFailed, WaitTimeout, from_rpc_error
-from remo.client.profiles import credential_from_bytes, load_credential, select
+from remo.client.base import ClientBase
+from remo.client.errors import ConnectionFailed, WaitTimeout
 from remo.client.types import (
     JobPage,
     JobState,
@@ -49,67 +47,32 @@ from remo.client.types import (
 )
 from remo.pki.credfile import Credential
 from remo.v1 import jobs_pb2 as pb
-from remo.v1 import jobs_pb2_grpc as pb_grpc
 
 __all__ = ["AsyncClient"]
 
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """asyncio client of one remo server: ``async with``, or ``await close()``.
 
     Every method raises a :class:`~remo.client.errors.ClientError` subclass on failure.
     Create it inside the event loop that uses it.
     """
 
-    def __init__(
-        self,
-        credential: Credential,
-        *,
-        address: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
-    ) -> None:
-        self.credential = credential
-        self.address = address or credential.addresses[0]
-        self.timeout = timeout
-        self.reconnect_timeout = reconnect_timeout
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=credential.ca_pem,
-            private_key=credential.key_pem,
-            certificate_chain=credential.cert_pem,
-        )
-        self._channel = grpc.aio.secure_channel(self.address, creds, options=calls.CHANNEL_OPTIONS)
-        self._stub = pb_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
+    make_channel = staticmethod(
+        lambda address, creds, options: grpc.aio.secure_channel(address, creds, options=options)
+    )
 
-        def lane() -> tuple[grpc.aio.Channel, pb_grpc.JobServiceStub]:
-            options = calls.CHANNEL_OPTIONS + calls.LANE_OPTIONS
-            channel = grpc.aio.secure_channel(self.address, creds, options=options)
-            return channel, pb_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
-
-        #: Channels for follows and waits (see calls.Lanes).
-        self._lanes = calls.Lanes(lane)
+    def __init__(self, credential: Credential, **kwargs: Any) -> None:
+        super().__init__(credential, **kwargs)
         #: Set once a call was answered: from then on a lost connection is worth
-        #: waiting out (see :class:`remo.client.calls.Attempts`).
-        self.reached = False
+        #: waiting out (see :func:`remo.client.calls.reached_server`).
+        self._replied = False
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> AsyncClient:
-        """A client for the credential file at ``path`` (checked before use)."""
-        return cls(load_credential(path), **kwargs)
-
-    @classmethod
-    def from_profile(
-        cls, profile: str | None = None, *, env: Mapping[str, str] | None = None, **kwargs: Any
-    ) -> AsyncClient:
-        """A client for an installed profile, by name; the default one without a name."""
-        return cls.from_file(select(profile, env).path, **kwargs)
-
-    @classmethod
-    def from_credential(cls, data: bytes, **kwargs: Any) -> AsyncClient:
-        """A client for a credential file's contents."""
-        return cls(credential_from_bytes(data), **kwargs)
+    @property
+    def reached(self) -> bool:
+        return self._replied
 
     async def close(self) -> None:
         for channel in self._lanes.channels():
@@ -128,18 +91,6 @@ class AsyncClient:
         await self.close()
 
     # -- helpers -------------------------------------------------------------------------
-
-    def _error(
-        self, err: grpc.RpcError, what: str = "", timeout: float | None = None
-    ) -> ClientError:
-        return from_rpc_error(
-            err,
-            target=self.address,
-            path=self.credential.path,
-            what=what,
-            timeout=timeout,
-            reached=self.reached,
-        )
 
     async def _call(
         self,
@@ -165,7 +116,7 @@ class AsyncClient:
                     raise self._error(err, what, attempts.limit) from err
                 await asyncio.sleep(pause)
                 continue
-            self.reached = True
+            self._replied = True
             return reply
 
     async def _recover(
@@ -338,7 +289,7 @@ class AsyncClient:
                 continue
             finally:
                 self._lanes.give(lane)
-            self.reached = True
+            self._replied = True
             return job_from_pb(reply.job)
 
     async def output(
@@ -361,7 +312,7 @@ class AsyncClient:
             call = lane.stub.Output(request, timeout=left)
             try:
                 async for msg in call:
-                    self.reached = True
+                    self._replied = True
                     chunk = resume.take(msg)
                     if chunk is not None:
                         outage.progressed()

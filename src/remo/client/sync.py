@@ -31,7 +31,6 @@ connect is reported at once.
 from __future__ import annotations
 
 import builtins
-import os
 import signal as signals
 import threading
 import time
@@ -43,9 +42,8 @@ import grpc
 
 from remo.api.jobs import job_from_pb
 from remo.client import calls
-from remo.client.calls import DEFAULT_RECONNECT_TIMEOUT, DEFAULT_TIMEOUT
-from remo.client.errors import ClientError, ConnectionFailed, WaitTimeout, from_rpc_error
-from remo.client.profiles import credential_from_bytes, load_credential, select
+from remo.client.base import ClientBase
+from remo.client.errors import ConnectionFailed, WaitTimeout
 from remo.client.types import (
     JobPage,
     JobState,
@@ -58,14 +56,13 @@ from remo.client.types import (
 )
 from remo.pki.credfile import Credential
 from remo.v1 import jobs_pb2 as pb
-from remo.v1 import jobs_pb2_grpc as pb_grpc
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
 
 
-class Client:
+class Client(ClientBase):
     """Blocking client of one remo server. Use as a context manager, or call close().
 
     Every method raises a :class:`~remo.client.errors.ClientError` subclass on failure
@@ -73,33 +70,12 @@ class Client:
     what the CLI exits with.
     """
 
-    def __init__(
-        self,
-        credential: Credential,
-        *,
-        address: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
-    ) -> None:
-        self.credential = credential
-        self.address = address or credential.addresses[0]
-        self.timeout = timeout
-        self.reconnect_timeout = reconnect_timeout
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=credential.ca_pem,
-            private_key=credential.key_pem,
-            certificate_chain=credential.cert_pem,
-        )
-        self._channel = grpc.secure_channel(self.address, creds, options=calls.CHANNEL_OPTIONS)
-        self._stub = pb_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
+    make_channel = staticmethod(
+        lambda address, creds, options: grpc.secure_channel(address, creds, options=options)
+    )
 
-        def lane() -> tuple[grpc.Channel, pb_grpc.JobServiceStub]:
-            options = calls.CHANNEL_OPTIONS + calls.LANE_OPTIONS
-            channel = grpc.secure_channel(self.address, creds, options=options)
-            return channel, pb_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
-
-        #: Channels for follows and waits (see calls.Lanes).
-        self._lanes = calls.Lanes(lane)
+    def __init__(self, credential: Credential, **kwargs: Any) -> None:
+        super().__init__(credential, **kwargs)
         # Set once a call was answered: from then on a lost connection is the server
         # restarting or the network failing, worth waiting out (calls.reached_server).
         self._replied = threading.Event()
@@ -108,24 +84,6 @@ class Client:
     def reached(self) -> bool:
         """Whether this client has had an answer from the server."""
         return self._replied.is_set()
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Client:
-        """A client for the credential file at ``path`` (checked before use)."""
-        return cls(load_credential(path), **kwargs)
-
-    @classmethod
-    def from_profile(
-        cls, profile: str | None = None, *, env: Mapping[str, str] | None = None, **kwargs: Any
-    ) -> Client:
-        """A client for an installed profile (``remo login``), by name; the default one
-        without a name (see :func:`remo.client.profiles.select`)."""
-        return cls.from_file(select(profile, env).path, **kwargs)
-
-    @classmethod
-    def from_credential(cls, data: bytes, **kwargs: Any) -> Client:
-        """A client for a credential file's contents (from a secret store, say)."""
-        return cls(credential_from_bytes(data), **kwargs)
 
     def close(self) -> None:
         for channel in self._lanes.channels():
@@ -144,18 +102,6 @@ class Client:
         self.close()
 
     # -- helpers -------------------------------------------------------------------------
-
-    def _error(
-        self, err: grpc.RpcError, what: str = "", timeout: float | None = None
-    ) -> ClientError:
-        return from_rpc_error(
-            err,
-            target=self.address,
-            path=self.credential.path,
-            what=what,
-            timeout=timeout,
-            reached=self.reached,
-        )
 
     def _call(
         self,

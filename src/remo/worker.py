@@ -456,4 +456,9 @@ async def _connect(
             if attempt == _CONNECT_ATTEMPTS - 1:
                 raise
             await asyncio.sleep(next(backoff))
+        except BaseException:
+            # Cancelled (the manager closing while it reconnects) or a fault: leave no
+            # connection behind.
+            await asyncio.shield(client.close())
+            raise
     raise AssertionError("unreachable")

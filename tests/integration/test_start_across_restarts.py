@@ -39,7 +39,7 @@ async def test_a_start_cut_short_by_the_supervisors_death_runs_its_command_once(
                     break
             assert job is not None
             status = await manager.wait(job)
-            assert status.state is JobState.SUCCEEDED, status
+            assert status.state is JobState.SUCCEEDED, (status.state, status.reason)
             assert len(list(markers.glob(f"{request_id}.*"))) == 1, "the command ran twice"
             with contextlib.suppress(SupervisorUnavailable):
                 await manager.list()  # a new supervisor for the next round

@@ -226,7 +226,10 @@ def waiting_init(fd: int, pid_namespace: bool) -> NoReturn:  # pragma: no cover 
         _report(conn, {"stage": err.stage, "errno": err.errno, "detail": err.detail})
     except BaseException as err:
         _report(conn, {"stage": "setup", "errno": None, "detail": f"job set-up failed: {err}"})
-    conn.sendall(b"job %d\n" % job_pid)
+    # The supervisor may be gone (the job may have killed it as its first act): the job
+    # runs all the same, and its record is what the next supervisor reads.
+    with contextlib.suppress(OSError):
+        conn.sendall(b"job %d\n" % job_pid)
     conn.close()
     relay = init.Relay(prepared.pipe_read, output_fd, request.get("output_cap"))
     init.run(job_pid, relay, status_fd, prepared.wake_fd)

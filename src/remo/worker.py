@@ -316,8 +316,9 @@ class JobManager:
                 labels=labels,
             )
 
-    def counts_blocking(self) -> dict[tuple[str, str], int]:
-        """Jobs per (owner, state), for metrics (blocks: SQLite; a list thread's work)."""
+    def counts_blocking(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """Jobs, and output bytes they dropped, per (owner, state), for metrics (blocks:
+        SQLite; a list thread's work)."""
         with self._lists.lock:
             return self._lists.store.counts()
 

@@ -205,6 +205,7 @@ async def test_a_scrape_counts_the_workload_and_passes_promtool(tmp_path: Path) 
     )
     assert value(samples, "remo_rpc_duration_seconds_count", method=START) == started + 2
     assert value(samples, "remo_jobs", user=user, state="running") == started - 1
+    assert value(samples, "remo_output_dropped_bytes", user=user) == 0
     # Running jobs' usage, summed by user (read from their cgroups at scrape time).
     assert value(samples, "remo_running_jobs", user=user) == started - 1
     assert value(samples, "remo_running_jobs_processes", user=user) >= started - 1

@@ -223,9 +223,20 @@ class _StateCollector:
             "Jobs on record (not yet purged), by owner and state.",
             labels=["user", "state"],
         )
-        for (owner, state), count in sorted(self._jobs.counts_blocking().items()):
+        dropped = GaugeMetricFamily(
+            "remo_output_dropped_bytes",
+            "Output bytes the jobs on record dropped (past their output cap, or while the "
+            "state disk was full), by owner.",
+            labels=["user"],
+        )
+        by_user: dict[str, int] = {}
+        for (owner, state), (count, lost) in sorted(self._jobs.counts_blocking().items()):
             jobs.add_metric([owner, state], count)
+            by_user[owner] = by_user.get(owner, 0) + lost
+        for owner, lost in by_user.items():
+            dropped.add_metric([owner], lost)
         yield jobs
+        yield dropped
         yield CounterMetricFamily(
             "remo_supervisor_restarts",
             "Supervisors started again after the one in use was lost.",

@@ -241,10 +241,16 @@ class JobStore:
             raise JobNotFound(job_id)
         return row_to_status(row)
 
-    def counts(self) -> dict[tuple[str, str], int]:
-        """How many jobs each (owner, state) has: for metrics (one indexed scan)."""
-        rows = self._db.execute("SELECT owner, state, count(*) FROM jobs GROUP BY owner, state")
-        return {(str(owner), str(state)): int(n) for owner, state, n in rows}
+    def counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """Per (owner, state): how many jobs, and the output bytes they dropped (past
+        their cap or on a full disk); for metrics (one scan)."""
+        rows = self._db.execute(
+            "SELECT owner, state, count(*), total(output_dropped_bytes) FROM jobs"
+            " GROUP BY owner, state"
+        )
+        return {
+            (str(owner), str(state)): (int(n), int(dropped)) for owner, state, n, dropped in rows
+        }
 
     def by_name(self, owner: str, name: str) -> str | None:
         """The id of ``owner``'s job named ``name``, if there is one."""

@@ -4,6 +4,7 @@ cgroups: CPU over the last interval against a CPU limit, memory held, processes.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -31,15 +32,20 @@ async def test_a_cpu_limited_busy_loop_shows_its_share(cli_env: dict[str, str]) 
         cores = json.loads(done.stdout)["live_usage"].get("cpu_cores")
         return cores if cores is not None and 0.35 <= cores <= 0.65 else None
 
-    # Within 3 s of its start (the first readings are over the time since the start).
-    cores = await wait_until(near_half, 3.0, what="CPU near 0.5 cores")
-    human = (await ok(cli_env, "status", job_id)).stdout
-    assert "cores" in figure(human, "cpu now") and "of 0.5" in figure(human, "cpu now")
-    assert figure(human, "processes") in {"1", "2"}
-    await ok(cli_env, "stop", "--grace", "0", job_id)
+    # Usually within 3 s of its start (the first readings are over the time since the
+    # start); the bound is a timeout for a loaded machine, not a measure.
+    began = time.monotonic()
+    try:
+        cores = await wait_until(near_half, 30.0, what="CPU near 0.5 cores")
+        took = time.monotonic() - began
+        human = (await ok(cli_env, "status", job_id)).stdout
+        assert "cores" in figure(human, "cpu now") and "of 0.5" in figure(human, "cpu now")
+        assert figure(human, "processes") in {"1", "2"}
+    finally:
+        await ok(cli_env, "stop", "--grace", "0", job_id)
     ended = json.loads((await ok(cli_env, "status", "--json", job_id)).stdout)
     assert "live_usage" not in ended  # only while running
-    print(f"\ncpu of a --cpu 0.5 busy loop: {cores:.2f} cores")
+    print(f"\ncpu of a --cpu 0.5 busy loop: {cores:.2f} cores, seen {took:.1f} s after start")
 
 
 async def test_memory_held_is_shown_within_ten_percent(cli_env: dict[str, str]) -> None:
@@ -53,7 +59,9 @@ async def test_memory_held_is_shown_within_ten_percent(cli_env: dict[str, str]) 
         memory = int(done.get("live_usage", {}).get("memory_bytes", 0))
         return memory if memory >= 100 << 20 else None
 
-    memory = await wait_until(held, 10.0, what="100 MiB held")
-    # The interpreter itself adds a few MiB to the 100 MiB it holds.
-    assert 100 << 20 <= memory <= 110 << 20, memory
-    await ok(cli_env, "stop", "--grace", "0", job_id)
+    try:
+        memory = await wait_until(held, 30.0, what="100 MiB held")
+        # The interpreter itself adds a few MiB to the 100 MiB it holds.
+        assert 100 << 20 <= memory <= 110 << 20, memory
+    finally:
+        await ok(cli_env, "stop", "--grace", "0", job_id)

@@ -318,8 +318,10 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             await abort(context, caller)
             return  # (abort raises)
         try:
-            job_id = await self._job_id_async(caller, request.id)
-            offset = check_offset(request.offset)
+            offset = request.offset
+            job_id = await self._job_id_async(
+                caller, request.id, lambda: check_offset(request.offset)
+            )
             # (a missing job raises NOT_FOUND before the first message)
             async for data in self.jobs.output(job_id, offset, request.follow):
                 yield pb.OutputResponse(offset=offset, data=data)

@@ -558,6 +558,25 @@ def test_ps_shows_the_newest_page_and_says_when_there_are_more(fake: FakeClient)
     assert len(exactly.stdout.split()) == 12 and exactly.stderr == ""
 
 
+def test_ps_since_reads_pages_until_an_older_job(fake: FakeClient) -> None:
+    """--since 1h: every job started in the last hour, pages read newest first until
+    one reaches an older job (not every job on record)."""
+    now = time.time()
+    # Job 12 (the fixture's) started 90 s ago; then one job a minute older each.
+    fake.older = [
+        running_job(id=str(n), started_at=now - 60 * (12 - n) - 120) for n in range(11, 0, -1)
+    ]
+    fake.older += [running_job(id=str(n), started_at=now - 7200 - n) for n in range(3000, 2000, -1)]
+    recent = CliRunner().invoke(cli, ["ps", "-q", "--since", "1h"])
+    assert recent.exit_code == 0, recent.output
+    assert recent.stdout.split() == [str(n) for n in range(12, 0, -1)]
+    assert len(fake.pages) == 1  # the first page already reached older jobs
+    ten = CliRunner().invoke(cli, ["ps", "-q", "--since", "5m"])
+    assert ten.stdout.split() == ["12", "11", "10"]  # 90, 180 and 240 s ago
+    bad = CliRunner().invoke(cli, ["ps", "--since", "soon"])
+    assert bad.exit_code == 2 and "--since" in bad.stderr
+
+
 def test_ps_shows_the_newest_100_by_default(fake: FakeClient) -> None:
     fake.older = [running_job(id=str(n)) for n in range(200, 0, -1)]
     result = CliRunner().invoke(cli, ["ps", "-q"])

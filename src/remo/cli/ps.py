@@ -19,6 +19,7 @@ import click
 from remo.cli.common import command_line, connect, one_line, profile_option
 
 if TYPE_CHECKING:
+    from remo.client.sync import Client
     from remo.client.types import Schedule
     from remo.core.status import JobStatus
 
@@ -140,6 +141,30 @@ def schedules_table(
     return table(["SCHEDULE", "NEXT RUN", "EVERY", "COMMAND"], rows, width)
 
 
+def since_seconds(text: str) -> float:
+    """Seconds of ``--since DURATION``; a usage error naming the option otherwise."""
+    from remo.cli.common import parsed_option
+    from remo.core.timeexpr import parse_duration
+
+    return parsed_option("--since", parse_duration, text).total_seconds()
+
+
+def started_since(client: Client, cutoff: float, **filters: Any) -> list[JobStatus]:
+    """Every job started at or after ``cutoff`` (unix time), newest first: pages are
+    read until one reaches an older job (keyset pages come newest first)."""
+    found: list[JobStatus] = []
+    token = ""
+    while True:
+        page = client.list_page(page_size=1000, page_token=token, **filters)
+        for job in page.jobs:
+            if job.started_at < cutoff:
+                return found
+            found.append(job)
+        token = page.next_page_token
+        if not token:
+            return found
+
+
 def terminal_width() -> int | None:
     """The width to cut lines at when stdout is a terminal; None otherwise."""
     if not sys.stdout.isatty():
@@ -170,6 +195,11 @@ STATE_NAMES = ("running", "succeeded", "failed", "stopped", "killed", "lost")
 )
 @click.option("--all-pages", is_flag=True, help="Every job, however many (no --limit).")
 @click.option(
+    "--since",
+    metavar="DURATION",
+    help="Every job started in the last DURATION (10m, 2h, 7d), however many.",
+)
+@click.option(
     "-l",
     "--label",
     "labels",
@@ -187,6 +217,7 @@ def command(
     states: tuple[str, ...],
     limit: int,
     all_pages: bool,
+    since: str | None,
     labels: tuple[str, ...],
     schedules: bool,
     quiet: bool,
@@ -206,6 +237,7 @@ def command(
       remo ps --running
       remo ps --state failed --limit 10
       remo ps --label team=ml
+      remo ps --since 2h --state failed
       remo ps -q --running | xargs -n1 remo stop
       remo ps --json | jq '.[] | select(.state == "JOB_STATE_FAILED") | .id'
       remo ps --schedules
@@ -225,7 +257,12 @@ def command(
             active = client.schedules(all_users=all_users)
         else:
             active = [] if quiet or as_json else client.schedules(all_users=all_users)
-            if all_pages:
+            if since is not None:
+                cutoff = time.time() - since_seconds(since)
+                jobs = started_since(
+                    client, cutoff, all_users=all_users, states=wanted, labels=tags
+                )
+            elif all_pages:
                 jobs = client.list(all_users=all_users, states=wanted, labels=tags)
             else:
                 # One more than shown tells whether there are more (pages of at most
@@ -255,6 +292,6 @@ def command(
     if more:
         click.echo(
             f"remo: showing the newest {limit} jobs; there are more "
-            "(--limit N or --all-pages to see them, --state to filter)",
+            "(--limit N, --since DURATION or --all-pages to see them, --state to filter)",
             err=True,
         )

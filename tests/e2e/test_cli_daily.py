@@ -177,7 +177,7 @@ async def test_ps_shows_a_page_and_says_when_there_are_more(cli_env: dict[str, s
     newest_first = jobs[::-1]
     note = (
         "remo: showing the newest 2 jobs; there are more "
-        "(--limit N or --all-pages to see them, --state to filter)\n"
+        "(--limit N, --since DURATION or --all-pages to see them, --state to filter)\n"
     )
 
     page = await ok(cli_env, "ps", "--limit", "2")

@@ -27,6 +27,7 @@ from remo.pki import package
 from remo.pki.ca import CertificateAuthority, serial_hex
 from remo.pki.registry import Registry
 from remo.server.config import ConfigError, load
+from remo.server.metrics_http import MAX_HEAD
 from remo.v1 import jobs_pb2 as pb
 from tests.e2e.conftest import Server, me, reason_of, serve
 from tests.support import wait_until
@@ -132,6 +133,34 @@ async def test_a_bare_metrics_port_listens_on_loopback_only(tmp_path: Path) -> N
         status, kind, body = await scrape(port)
         assert status == 200 and kind.startswith("text/plain") and "remo_server_info" in body
         assert (await scrape(port, "/"))[0] == 404
+
+
+async def raw_http(port: int, request: bytes) -> bytes:
+    """Whatever the metrics port answers to ``request`` before it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    return answer
+
+
+async def test_the_metrics_port_refuses_what_is_not_a_scrape(tmp_path: Path) -> None:
+    """Nothing but GET /metrics: a bad request line, another verb, an oversized head
+    and a connection that never finishes its request are refused or dropped, and the
+    page is still served afterwards."""
+    async with serve(tmp_path, metrics_listen="127.0.0.1:0") as server:
+        port = server.running.metrics_port
+        assert port is not None
+        assert (await raw_http(port, b"nonsense\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+        post = await raw_http(port, b"POST /metrics HTTP/1.1\r\n\r\n")
+        assert post.startswith(b"HTTP/1.1 405 ") and b"remo_" not in post
+        huge = b"GET /metrics HTTP/1.1\r\nX: " + b"a" * (MAX_HEAD * 2) + b"\r\n\r\n"
+        assert await raw_http(port, huge) == b""  # dropped unread, no page
+        idle = await asyncio.open_connection("127.0.0.1", port)  # says nothing at all
+        status, _, body = await scrape(port)
+        assert status == 200 and "remo_server_info" in body
+        idle[1].close()
 
 
 # -- a real workload, scraped -----------------------------------------------------------

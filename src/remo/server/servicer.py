@@ -232,8 +232,11 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             first_due, every = due_times(request.when)
             schedule = self.scheduler.create(spec, caller.user, first_due, every)
             return pb.StartResponse(schedule=schedule_to_pb(schedule, caller.user))
-        if spec.name and self.scheduler.by_name(caller.user, spec.name) is not None:
-            raise NameTaken(spec.name)
+        # (a schedules.db read: on a reader thread, like every read of a call)
+        if spec.name:
+            namesake = await self.jobs.reading(self.scheduler.by_name, caller.user, spec.name)
+            if namesake is not None:
+                raise NameTaken(spec.name)
         job_id = await self.jobs.start(spec, request_id=request.request_id)
         return pb.StartResponse(job=self._job(caller, await self.jobs.status(job_id)))
 

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from remo.core.errors import StartFailed
-from remo.core.paths import OUTPUT_FILE
+from remo.core.output_format import STDOUT_FILE
 from remo.store.jobs import parse_job_id
 from remo.supervisor.service import instance_tag
 from remo.worker import JobManager, JobSpec
@@ -427,7 +427,7 @@ async def bench_big_output(b: Bench, reps: int) -> dict[str, Any]:
     status = await manager.wait(job_id)
     write_ns = time.perf_counter_ns() - t0
     assert status.exit_code == 0, status
-    path = manager.paths.job_dir(*parse_job_id(job_id)) / OUTPUT_FILE
+    path = manager.paths.job_dir(*parse_job_id(job_id)) / STDOUT_FILE
     assert path.stat().st_size == GIB
     remo_gbs, base_gbs = [], []
     try:

@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from remo.core.backoff import delays
-from remo.core.errors import InvalidArgument, RemoError, SupervisorUnavailable
+from remo.core.errors import InvalidArgument, RemoError, StdinNotOpen, SupervisorUnavailable
 from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec, Limits, out_of_range
 from remo.core.status import JobState, JobStatus
 from remo.core.usage import LiveUsage
-from remo.output.reader import BACKSTOP_SECONDS, read_output
+from remo.output import stdin as job_stdin
+from remo.output.reader import BACKSTOP_SECONDS, DEFAULT_CHUNK, Piece, Window, read_output
 from remo.output.watcher import OutputWatcher
 from remo.store.jobs import JobKey, JobStore, list_key, parse_job_id
 from remo.supervisor import accounts
@@ -59,6 +60,8 @@ __all__ = [
     "JobStatus",
     "Limits",
     "LiveUsage",
+    "Piece",
+    "Window",
     "list_key",
 ]
 
@@ -116,6 +119,8 @@ class JobManager:
         self._options = options
         self._reconnecting = asyncio.Lock()
         self._keeper: asyncio.Task[None] | None = None
+        #: Write ends of started jobs' stdin pipes, until a caller takes one.
+        self._stdin = job_stdin.StdinPipes()
         #: Supervisors started again after the one in use was lost (for metrics).
         self.supervisor_restarts = 0
 
@@ -191,6 +196,7 @@ class JobManager:
         return await self._lists.run(work, *args)
 
     async def _close(self) -> None:
+        self._stdin.close()
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -208,7 +214,12 @@ class JobManager:
         return str(self._info.get("cgroups", "none"))
 
     async def start(
-        self, spec: JobSpec, *, schedule_id: str | None = None, request_id: str = ""
+        self,
+        spec: JobSpec,
+        *,
+        schedule_id: str | None = None,
+        request_id: str = "",
+        stdin: bool = False,
     ) -> str:
         """Start a job and return its id (``owner/n``) once it runs.
 
@@ -219,6 +230,9 @@ class JobManager:
         Raises :class:`InvalidArgument` for a malformed spec or limits above the maximum,
         :class:`StartFailed` with the OS reason when it cannot run (no such executable,
         permission denied, missing cwd, unknown account).
+
+        With ``stdin`` the job reads a pipe that :meth:`write_stdin` feeds (closed if
+        nobody does within a minute); without, /dev/null.
         """
         spec.validate()
         spec.limits.check_cpus(os.cpu_count() or 1)
@@ -229,13 +243,41 @@ class JobManager:
                 field="request_id",
             )
         args: dict[str, Any] = {"spec": spec.to_dict(), "schedule_id": schedule_id}
-        if request_id:
-            args["request_id"] = request_id
-            # The supervisor does it at most once: safe to send again if it was lost.
-            reply = await self._call("start", _idempotent=True, **args)
-        else:
-            reply = await self._call("start", **args)
-        return str(reply["id"])
+        pipe = job_stdin.open_pipe() if stdin else None
+        if pipe is not None:
+            args["stdin"] = pipe.path
+        try:
+            if request_id:
+                args["request_id"] = request_id
+                # The supervisor does it at most once: safe to send again if it was lost.
+                reply = await self._call("start", _idempotent=True, **args)
+            else:
+                reply = await self._call("start", **args)
+        except BaseException:
+            if pipe is not None:
+                os.close(pipe.write_fd)
+            raise
+        finally:
+            if pipe is not None:
+                pipe.close_read_end()  # the job has its own; ours would hide its EOF
+        job_id = str(reply["id"])
+        if pipe is not None:
+            self._stdin.keep(job_id, pipe.write_fd)
+        return job_id
+
+    async def write_stdin(self, job_id: str, chunks: AsyncIterator[bytes]) -> tuple[int, bool]:
+        """Write ``chunks`` to the stdin of ``job_id`` (started with ``stdin=True``), then
+        close it: the job's end of file. Returns the bytes written and whether the job
+        stopped reading before the end. Once per job: raises :class:`StdinNotOpen` when
+        its stdin is not open here (never asked for, written already, or expired)."""
+        parse_job_id(job_id)
+        fd = self._stdin.take(job_id)
+        if fd is None:
+            raise StdinNotOpen(job_id)
+        try:
+            return await job_stdin.write_all(fd, chunks)
+        finally:
+            os.close(fd)
 
     def _effective_limits(self, requested: Limits) -> Limits:
         for name in Limits.__dataclass_fields__:
@@ -365,19 +407,34 @@ class JobManager:
     async def output(
         self, job_id: str, offset: int = 0, follow: bool = False
     ) -> AsyncIterator[bytes]:
-        """The job's combined stdout and stderr from byte ``offset``.
+        """The job's stdout and stderr, interleaved as written, from byte ``offset``.
 
         With ``follow`` it waits for new bytes (inotify, no polling) and ends once the job
-        has ended and every byte was yielded.
+        has ended and every byte was yielded. :meth:`pieces` tells the streams apart.
         """
+        async for piece in self.pieces(job_id, offset, follow):
+            yield piece.data
+
+    async def pieces(
+        self,
+        job_id: str,
+        offset: int = 0,
+        follow: bool = False,
+        window: Window | None = None,
+        chunk: int | None = None,
+    ) -> AsyncIterator[Piece]:
+        """The job's output as :class:`Piece` objects (bytes of one stream, their merged
+        offset and arrival time), from merged offset ``offset``; ``window`` chooses the
+        streams, a tail, a start time or an end (see :class:`Window`)."""
         if offset < 0:
             raise InvalidArgument(f"offset must be >= 0, got {offset}")
+        (window or Window()).check()
         status = await self.reading(self.status_blocking, job_id)
         owner, seq = parse_job_id(status.id)
-        async for chunk in read_output(
-            self._watcher, str(self.paths.job_dir(owner, seq)), offset, follow
-        ):
-            yield chunk
+        job_dir = str(self.paths.job_dir(owner, seq))
+        size = chunk or DEFAULT_CHUNK
+        async for piece in read_output(self._watcher, job_dir, offset, follow, size, window):
+            yield piece
 
     async def wait(self, job_id: str) -> JobStatus:
         """Wait until the job has ended and return its final status."""

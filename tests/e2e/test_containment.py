@@ -17,7 +17,7 @@ import grpc
 import pytest
 
 from remo.api.jobs import duration
-from remo.core.paths import OUTPUT_FILE, STATUS_FILE
+from remo.core.paths import STATUS_FILE
 from remo.v1 import jobs_pb2 as pb
 from remo.v1 import jobs_pb2_grpc
 from tests.e2e.conftest import Server, needs_root, reason_of, serve
@@ -151,8 +151,9 @@ def attempt(what, action):
 for fd in range(3, 64):
     attempt(f"fd {fd}", lambda fd=fd: os.write(fd, blob))
 for path in [*glob.glob("/proc/1/fd/*"), *glob.glob(f"/proc/{os.getppid()}/fd/*"),
-             *glob.glob("{state}/jobs/*/*/output"), *glob.glob("{state}/jobs/*/*/.status"),
-             "{job_dir}/output", "{job_dir}/.status"]:
+             *glob.glob("{state}/jobs/*/*/std*"), *glob.glob("{state}/jobs/*/*/records"),
+             *glob.glob("{state}/jobs/*/*/.status"), "{job_dir}/stdout", "{job_dir}/stderr",
+             "{job_dir}/records", "{job_dir}/.status"]:
     attempt(path, lambda path=path: os.write(os.open(path, os.O_WRONLY | os.O_APPEND), blob))
 os.write(1, blob)
 os.write(2, blob)
@@ -176,11 +177,13 @@ async def test_output_cap_holds_against_every_route(
     assert status.id == "1"
     assert status.state == pb.JOB_STATE_SUCCEEDED, output[-2000:]
     assert status.output_dropped_bytes > 0, status
-    stored = (next_dir / OUTPUT_FILE).stat().st_size
-    notice = output[cap:]
+    # Everything stored (both streams and their records) is within the cap, but for the
+    # notice that says so, the last record.
+    stored = sum((next_dir / name).stat().st_size for name in ("stdout", "stderr", "records"))
+    notice = output[output.index("\n[remo: ") :]
     assert notice.startswith("\n[remo: output truncated at 4096 bytes;"), notice
-    assert stored == cap + len(notice.encode())
-    assert "WROTE" not in output[:cap]
+    assert stored - len(notice.encode()) - 32 <= cap
+    assert "WROTE" not in output
 
 
 FORGE_STATUS = r"""
@@ -251,7 +254,7 @@ async def test_job_cannot_reach_remos_files_sockets_cgroups_or_mounts(
     channel_a, alice = server.stub(server.credential(ALICE, "operator"))
     async with channel_a, channel_b:
         await run(bob, ["sh", "-c", "echo bob-secret"])
-        bob_output = server.state_dir / "jobs" / "remo-bob" / "1" / OUTPUT_FILE
+        bob_output = server.state_dir / "jobs" / "remo-bob" / "1" / "stdout"
         assert bob_output.read_text() == "bob-secret\n"
         before = {p: p.stat().st_mtime_ns for p in server.state_dir.rglob("*") if p.is_file()}
         sock = server.state_dir / "supervisor.sock"

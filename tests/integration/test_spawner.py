@@ -63,8 +63,8 @@ async def test_an_init_killed_while_waiting_is_skipped(manager: JobManager) -> N
     inits = await waiting_inits(manager, at_least=2)
     for pid in inits:
         spare = manager.paths.spare_dir / str(pid)
-        await wait_until((spare / "output").exists, 5, what=f"a job directory for init {pid}")
-        assert sorted(p.name for p in spare.iterdir()) == [".status", "output"]
+        await wait_until((spare / "records").exists, 5, what=f"a job directory for init {pid}")
+        assert sorted(p.name for p in spare.iterdir()) == [".status", "records", "stderr", "stdout"]
         os.kill(pid, signal.SIGKILL)
     await gone(inits)
     await wait_until(lambda: not spares(manager) & inits, 5, what="their job directories to go")
@@ -165,6 +165,6 @@ async def test_jobs_on_another_filesystem_than_the_state_dir(
                 job = await manager.start(JobSpec(["echo", word]))
                 assert (await manager.wait(job)).state is JobState.SUCCEEDED
                 assert b"".join([c async for c in manager.output(job)]) == word.encode() + b"\n"
-            assert len(list(target.rglob("output"))) == 3  # on the other filesystem
+            assert len(list(target.rglob("records"))) == 3  # on the other filesystem
     finally:
         shutil.rmtree(target, ignore_errors=True)

@@ -129,7 +129,7 @@ async def test_a_start_whose_exec_stalls_fails_in_bounded_time(
         assert "did not start within 3 s" in str(failed.value)
         # Nothing of it is left: no record, no directory, no cgroup, no process.
         assert await jobs.list() == []
-        assert not list((state_dir / "jobs").rglob("output"))
+        assert not list((state_dir / "jobs").rglob("records"))
         assert not job_cgroups(instance_tag(StatePaths(state_dir.resolve())))
         info = await jobs._client.call("info")
         for child in children(int(info["pid"])) - {int(info["spawner"])}:

@@ -269,7 +269,7 @@ async def test_start_failures_are_typed_and_leave_nothing(
     assert caught.value.errno == err
     assert await manager.list() == []
     assert job_cgroups(instance_tag(manager.paths)) == set()
-    assert not any((manager.paths.jobs_dir).rglob("output"))
+    assert not any((manager.paths.jobs_dir).rglob("records"))
 
 
 @pytest.mark.parametrize(
@@ -308,7 +308,7 @@ async def test_remove_finished_job_frees_output(manager: JobManager) -> None:
     await manager.remove(running)
     with pytest.raises(JobNotFound):
         await manager.status(running)
-    assert not any(manager.paths.jobs_dir.rglob("output"))
+    assert not any(manager.paths.jobs_dir.rglob("records"))
 
 
 async def test_output_offsets(manager: JobManager) -> None:
@@ -354,11 +354,15 @@ async def test_output_cap_drops_the_rest_without_harming_the_job(manager: JobMan
     assert status.state is JobState.SUCCEEDED  # the job was not harmed
     assert status.output_truncated
     output = await collect(manager, job)
-    assert output[:cap] == b"x" * cap
-    notice = output[cap:].decode()
-    assert "output truncated at 65536 bytes" in notice
-    assert f"{(1 << 20) - cap + len('still alive') + 1} bytes were dropped" in notice
-    assert (manager.paths.jobs_dir / job / "output").stat().st_size == len(output)
+    kept, notice = output.split(b"\n[remo: ")
+    # The cap holds the data and the 32-byte record of each piece of it.
+    records = (manager.paths.jobs_dir / job / "records").stat().st_size
+    assert kept == b"x" * len(kept)
+    assert len(kept) + records - 32 <= cap < len(kept) + records + 16384
+    assert "output truncated at 65536 bytes" in notice.decode()
+    total = (1 << 20) + len("still alive") + 1
+    assert f"; {total - len(kept)} bytes were dropped" in notice.decode()
+    assert (manager.paths.jobs_dir / job / "stdout").stat().st_size == len(kept)
 
 
 async def test_uncapped_output_is_not_truncated(manager: JobManager) -> None:

@@ -357,7 +357,13 @@ class FakeClient:
         return StartResult(job=running_job(id="12"))
 
     def output(
-        self, job_id: str, *, offset: int = 0, follow: bool = False, timeout: float | None = None
+        self,
+        job_id: str,
+        *,
+        offset: int = 0,
+        follow: bool = False,
+        timeout: float | None = None,
+        **window: Any,
     ) -> Iterator[OutputChunk]:
         position = offset
         for data in self.chunks:

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from remo.core.errors import InvalidArgument
-from remo.core.paths import EXIT_FILE, OUTPUT_FILE
+from remo.core.output_format import LEGACY_OUTPUT_FILE as OUTPUT_FILE
+from remo.core.paths import EXIT_FILE
 from remo.output import inotify
 from remo.output.reader import read_output
 from remo.output.watcher import OutputWatcher
@@ -104,7 +105,7 @@ async def collect(
     stream = read_output(watcher, str(job), offset=offset, follow=follow, chunk=chunk)
     async with aclosing(stream):
         async for piece in stream:
-            parts.append(piece)
+            parts.append(piece.data)
     return b"".join(parts)
 
 
@@ -120,7 +121,7 @@ class Follower:
         stream = read_output(watcher, str(job), offset=offset, follow=True)
         async with aclosing(stream):
             async for piece in stream:
-                self.received += piece
+                self.received += piece.data
                 self.got_some.set()
 
 
@@ -170,7 +171,7 @@ async def test_chunks_are_bounded(job_dir: Path) -> None:
     append(job_dir, payload(1 << 20))
     watcher = OutputWatcher()
     async with aclosing(read_output(watcher, str(job_dir), chunk=1000)) as stream:
-        sizes = [len(piece) async for piece in stream]
+        sizes = [len(piece.data) async for piece in stream]
     assert max(sizes) == 1000
     assert sum(sizes) == 1 << 20
 
@@ -297,8 +298,8 @@ async def test_bytes_written_between_a_read_and_exit_are_delivered(job_dir: Path
     stream = read_output(OutputWatcher(), str(job_dir), follow=True)
     async with aclosing(stream):
         async for piece in stream:
-            got += piece
-            if piece == b"head ":
+            got += piece.data
+            if piece.data == b"head ":
                 append(job_dir, b"tail")
                 finish(job_dir)
     assert bytes(got) == b"head tail"
@@ -316,7 +317,7 @@ async def test_change_dispatched_while_the_consumer_awaits_is_not_lost(job_dir: 
         stream = read_output(watcher, str(job_dir), follow=True)
         async with asyncio.timeout(3), aclosing(stream):
             async for piece in stream:
-                got += piece
+                got += piece.data
                 if bytes(got) == b"one ":
                     seen = probe.generation
                     append(job_dir, b"two")

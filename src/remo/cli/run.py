@@ -64,6 +64,14 @@ if TYPE_CHECKING:
     metavar="KEY=VALUE",
     help="Tag the job (repeatable); remo ps --label KEY=VALUE filters by it.",
 )
+@click.option(
+    "-i/-I",
+    "--stdin/--no-stdin",
+    "stdin",
+    default=None,
+    help="Send this terminal's stdin to the job (-i), or give it /dev/null (-I). "
+    "Default: send it when it is a pipe or a file.",
+)
 @click.option("--in", "delay", metavar="DURATION", help="Run later: 30s, 5m, 2h, 1d.")
 @click.option("--at", metavar="TIME", help="Run at a time: 02:00, '2026-12-01 02:00'.")
 @click.option("--every", metavar="DURATION", help="Run again every DURATION: 1h, 1d.")
@@ -85,6 +93,7 @@ def command(
     private_tmp: bool,
     name: str | None,
     labels: tuple[str, ...],
+    stdin: bool | None,
     delay: str | None,
     at: str | None,
     every: str | None,
@@ -93,14 +102,19 @@ def command(
     """Run CMD on the server: stream its output here, exit with its exit code.
 
     The command runs without a shell, as your account on the server, in your home
-    directory unless --cwd says otherwise. Output is stdout and stderr combined,
-    byte for byte. Ctrl-C (or SIGTERM, SIGHUP) detaches and leaves the job running.
-    Exit code: the job's (128+N if signal N killed it). With -d, prints only the job
-    id (a schedule's id with --in/--at/--every) on stdout.
+    directory unless --cwd says otherwise. The job's stdout comes to your stdout and
+    its stderr to your stderr, byte for byte. Your stdin goes to the job when it is a
+    pipe or a file (cat data.csv | remo run -- wc -l), until its end of file; a
+    terminal's only with -i. Ctrl-C (or SIGTERM, SIGHUP) detaches: the job keeps
+    running, its stdin is closed. Exit code: the job's (128+N if signal N killed it).
+    With -d, prints only the job id (a schedule's id with --in/--at/--every) on
+    stdout; detached jobs and schedules read /dev/null.
 
     \b
     Examples:
       remo run -- make -j8 test
+      cat data.csv | remo run -- wc -l
+      remo run -- make 2>errors.log                   the job's stderr into a file
       remo run -d --memory 2G --cpu 1.5 -- ./train.sh      prints the job id
       id=$(remo run -d -- ./build.sh) && remo wait "$id"
       remo run -d --json -- ./build.sh | jq .pid
@@ -134,6 +148,12 @@ def command(
     scheduled = delay_s is not None or at_unix is not None or every_s is not None
     if as_json and not (detach or scheduled):
         raise UsageError("--json goes with -d (or --in/--at/--every): a streamed run prints output")
+    if stdin and (detach or scheduled):
+        raise UsageError(
+            "-i/--stdin goes with a run you stay attached to: detached jobs and schedules "
+            "read /dev/null"
+        )
+    send_stdin = not (detach or scheduled) and (stdin if stdin is not None else stdin_is_data())
 
     from remo.client.errors import InvalidRequest
 
@@ -151,6 +171,7 @@ def command(
                 delay=delay_s,
                 at=at_unix,
                 every=every_s,
+                stdin=send_stdin,
             )
         except InvalidRequest as err:
             raise InvalidRequest(
@@ -187,7 +208,7 @@ def command(
             else:
                 click.echo(job.id)
             return
-        ctx.exit(_attach(client, job))
+        ctx.exit(_attach(client, job, send_stdin))
 
 
 #: Signals that detach `remo run` as Ctrl-C does: a closed terminal (SIGHUP), a
@@ -218,18 +239,51 @@ def _signals_detach() -> Iterator[None]:
             signal.signal(number, handler)
 
 
-def _attach(client: Client, job: JobStatus) -> int:
-    """Stream the job's output until it ends; its exit code. Ctrl-C, SIGTERM and SIGHUP
-    detach."""
+def stdin_is_data() -> bool:
+    """Whether our stdin is something to send: a pipe or a file, not a terminal, not
+    /dev/null (the job reads /dev/null anyway: no stream needed) and not closed."""
+    import os
+    import stat
+
+    try:
+        mine = os.fstat(0)
+    except OSError:
+        return False
+    if os.isatty(0):
+        return False
+    if stat.S_ISCHR(mine.st_mode):
+        try:
+            null = os.stat(os.devnull)
+        except OSError:
+            return True
+        return (mine.st_rdev, mine.st_ino) != (null.st_rdev, null.st_ino)
+    return True
+
+
+def _attach(client: Client, job: JobStatus, send_stdin: bool = False) -> int:
+    """Stream the job's stdout here to stdout and its stderr to stderr until it ends
+    (sending our stdin to it meanwhile when asked); its exit code. Ctrl-C, SIGTERM and
+    SIGHUP detach."""
+    import threading
+
     from remo.client.errors import ConnectionFailed, JobLost
 
     out = sys.stdout.buffer
+    err_out = sys.stderr.buffer
     position = 0
+    if send_stdin:
+        # Read as the job reads (gRPC's flow control pulls the next chunk); the job's
+        # stdin closes at our end of file, or when we detach or exit.
+        writer = threading.Thread(
+            target=_send_stdin, args=(client, job.id), name="remo-stdin", daemon=True
+        )
+        writer.start()
     try:
         with _signals_detach():
             for chunk in client.output(job.id, follow=True):
-                out.write(chunk.data)
-                out.flush()
+                sink = err_out if chunk.stream == "stderr" else out
+                sink.write(chunk.data)
+                sink.flush()
                 position = chunk.end
             final = client.wait(job.id)
     except ConnectionFailed as err:
@@ -250,8 +304,9 @@ def _attach(client: Client, job: JobStatus) -> int:
     except (KeyboardInterrupt, _Detach):
         with contextlib.suppress(OSError, ValueError):
             out.flush()
+        stdin_note = "; its stdin is closed" if send_stdin else ""
         click.echo(
-            f"detached from job {job.id} (still running): follow with "
+            f"detached from job {job.id} (still running{stdin_note}): follow with "
             f'"{hint_command("logs -f", job.id)}", stop with "{hint_command("stop", job.id)}"',
             err=True,
         )
@@ -263,6 +318,15 @@ def _attach(client: Client, job: JobStatus) -> int:
     if code is None:
         raise JobLost(f"job {final.id} was lost: {final.reason or 'no exit status recorded'}")
     return code
+
+
+def _send_stdin(client: Client, job_id: str) -> None:
+    """Send our stdin to the job until its end. A failure is not ours to report: the
+    job sees its stdin closed, and its output and exit code say the rest."""
+    from remo.client.errors import ClientError
+
+    with contextlib.suppress(ClientError, OSError, ValueError):
+        client.write_stdin(job_id, sys.stdin.buffer)
 
 
 def ending_note(job: JobStatus) -> str:

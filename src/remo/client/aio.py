@@ -23,9 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import signal as signals
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -34,7 +44,7 @@ import grpc
 from remo.api.jobs import job_from_pb
 from remo.client import calls
 from remo.client.base import ClientBase
-from remo.client.errors import ConnectionFailed, WaitTimeout
+from remo.client.errors import ClientError, ConnectionFailed, WaitTimeout
 from remo.client.types import (
     JobPage,
     JobState,
@@ -162,13 +172,17 @@ class AsyncClient(ClientBase):
         *,
         on_output: Callable[[bytes], object] | None = None,
         timeout: float | None = None,
+        stdin: bytes | AsyncIterable[bytes] | Iterable[bytes] | None = None,
         **options: Any,
     ) -> RunResult:
-        job = (await self.start(argv, **options)).job
+        job = (await self.start(argv, stdin=stdin is not None, **options)).job
         assert job is not None  # (no schedule options: a job)
         deadline = None if timeout is None else time.monotonic() + timeout
         collected: list[bytes] = []
         sink = on_output or collected.append
+        writer = None
+        if stdin is not None:
+            writer = asyncio.create_task(self._feed(job.id, stdin))
         try:
             async for chunk in self.output(job.id, follow=True, timeout=timeout):
                 sink(chunk.data)
@@ -177,7 +191,34 @@ class AsyncClient(ClientBase):
         except WaitTimeout:
             await self.stop(job.id, grace=2.0)
             raise
+        finally:
+            if writer is not None and not writer.done():
+                writer.cancel()
         return RunResult(final, b"".join(collected))
+
+    async def write_stdin(
+        self, job_id: str, source: bytes | AsyncIterable[bytes] | Iterable[bytes]
+    ) -> int:
+        """Write ``source`` (bytes, or a sync or async iterable of bytes) to the stdin
+        of ``job_id``, started with ``stdin=True``, then close it; the bytes the job's
+        stdin took. See :meth:`remo.client.sync.Client.write_stdin`."""
+        if isinstance(source, bytes | bytearray | memoryview):
+            source = calls.read_chunks(bytes(source))
+        lane = self._lanes.take()
+        try:
+            reply = await lane.stub.WriteStdin(_stdin_requests(job_id, source))
+        except grpc.RpcError as err:
+            raise self._error(err, f"job {job_id}") from err
+        finally:
+            self._lanes.give(lane)
+        self._replied = True
+        return int(reply.written_bytes)
+
+    async def _feed(
+        self, job_id: str, source: bytes | AsyncIterable[bytes] | Iterable[bytes]
+    ) -> None:
+        with contextlib.suppress(ClientError):
+            await self.write_stdin(job_id, source)
 
     async def stop(self, job_id: str, *, grace: float | None = None) -> JobStatus:
         timeout = self.timeout + (grace if grace is not None else 30.0)
@@ -299,15 +340,23 @@ class AsyncClient(ClientBase):
         offset: int = 0,
         follow: bool = False,
         timeout: float | None = None,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail_lines: int | None = None,
+        since: float | datetime | None = None,
+        end_offset: int | None = None,
+        timestamps: bool = False,
     ) -> AsyncIterator[OutputChunk]:
         calls.check_offset(offset)
+        window = calls.OutputWindow(stdout, stderr, tail_lines, since, end_offset, timestamps)
+        window.check()
         resume = calls.Resume(offset)
         outage = calls.Outage(self.reconnect_timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            request = pb.OutputRequest(id=job_id, offset=resume.position, follow=follow)
+            request = window.request(job_id, resume.position, follow, not resume.started)
             lane = self._lanes.take()
             call = lane.stub.Output(request, timeout=left)
             try:
@@ -335,3 +384,18 @@ class AsyncClient(ClientBase):
                 yield line
         if pending:
             yield pending.decode("utf-8", "replace")
+
+
+async def _stdin_requests(
+    job_id: str, source: AsyncIterable[bytes] | Iterable[bytes]
+) -> AsyncIterator[pb.WriteStdinRequest]:
+    """WriteStdin's messages from a sync or async source (see calls.stdin_requests)."""
+    yield pb.WriteStdinRequest(id=job_id)
+    if isinstance(source, AsyncIterable):
+        async for chunk in source:
+            if chunk:
+                yield pb.WriteStdinRequest(data=chunk)
+    else:
+        for chunk in source:
+            if chunk:
+                yield pb.WriteStdinRequest(data=chunk)

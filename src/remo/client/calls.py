@@ -12,10 +12,10 @@ import signal as signals
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from remo import __version__
 from remo.api.jobs import STATE_TO_PB, duration, timestamp
@@ -29,6 +29,8 @@ from remo.v1 import jobs_pb2 as pb
 SERVICE = "remo.v1.JobService"
 #: Seconds a unary call may take before it fails with DEADLINE_EXCEEDED.
 DEFAULT_TIMEOUT = 30.0
+#: Bytes per WriteStdin message (the server's pipe holds 1 MiB).
+STDIN_CHUNK = 256 << 10
 #: Seconds ``output`` and ``wait`` keep trying to reconnect.
 DEFAULT_RECONNECT_TIMEOUT = 60.0
 #: Interval of HTTP/2 keepalive pings while a call is open, so that a dead network path
@@ -177,6 +179,7 @@ def start_request(
     every: float | None = None,
     name: str = "",
     labels: Mapping[str, str] | None = None,
+    stdin: bool = False,
 ) -> pb.StartRequest:
     """The Start request for the arguments of ``start`` (documented there)."""
     if isinstance(argv, str | bytes):
@@ -193,6 +196,7 @@ def start_request(
         private_tmp=private_tmp,
         name=name,
         labels=dict(labels or {}),
+        stdin=stdin,
     )
     if delay is not None or at is not None or every is not None:
         when = pb.When()
@@ -258,6 +262,69 @@ def signal_number(signal: int | str) -> int:
 def check_offset(offset: int) -> None:
     if offset < 0:
         raise UsageError(f"the output offset must be 0 or more, got {offset}")
+
+
+#: Stream names of the SDK -> the wire's enum.
+OUTPUT_STREAMS = {"stdout": pb.OUTPUT_STREAM_STDOUT, "stderr": pb.OUTPUT_STREAM_STDERR}
+STREAM_NAMES = {value: name for name, value in OUTPUT_STREAMS.items()}
+
+
+@dataclass(frozen=True)
+class OutputWindow:
+    """What part of the output a reader asked for (see ``Client.output``)."""
+
+    stdout: bool = True
+    stderr: bool = True
+    tail_lines: int | None = None
+    since: float | datetime | None = None
+    end_offset: int | None = None
+    timestamps: bool = False
+
+    def check(self) -> None:
+        if not (self.stdout or self.stderr):
+            raise UsageError("choose stdout, stderr or both")
+        if self.tail_lines is not None and self.tail_lines < 0:
+            raise UsageError(f"tail must be 0 lines or more, got {self.tail_lines}")
+        if self.end_offset is not None:
+            check_offset(self.end_offset)
+
+    def request(self, job_id: str, offset: int, follow: bool, first: bool) -> pb.OutputRequest:
+        """The Output request from ``offset``; the tail and the start time apply to the
+        ``first`` call only (a resumed one continues at the byte it stopped at)."""
+        request = pb.OutputRequest(
+            id=job_id, offset=offset, follow=follow, timestamps=self.timestamps
+        )
+        if not (self.stdout and self.stderr):
+            request.streams.append(OUTPUT_STREAMS["stdout" if self.stdout else "stderr"])
+        if self.end_offset is not None:
+            request.end_offset = self.end_offset
+        if first and self.tail_lines is not None:
+            request.tail_lines = self.tail_lines
+        if first and self.since is not None:
+            since = self.since.timestamp() if isinstance(self.since, datetime) else self.since
+            request.since.CopyFrom(timestamp(since))
+        return request
+
+
+def stdin_requests(job_id: str, chunks: Iterable[bytes]) -> Iterator[pb.WriteStdinRequest]:
+    """WriteStdin's messages: the job's id first, then the bytes (gRPC pulls the next
+    one only when flow control lets it send: the source is read as the job reads)."""
+    yield pb.WriteStdinRequest(id=job_id)
+    for chunk in chunks:
+        if chunk:
+            yield pb.WriteStdinRequest(data=chunk)
+
+
+def read_chunks(source: BinaryIO | bytes, size: int = STDIN_CHUNK) -> Iterator[bytes]:
+    """``source`` (bytes, or a binary file read ``size`` bytes at a time) in chunks."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = memoryview(source)
+        for start in range(0, len(data), size):
+            yield bytes(data[start : start + size])
+        return
+    read = getattr(source, "read1", source.read)
+    while chunk := read(size):
+        yield chunk
 
 
 # -- calls that survive a broken connection --------------------------------------------
@@ -344,8 +411,12 @@ class Resume:
 
     position: int
 
+    #: True once a message came: a resumed call continues from :attr:`position`.
+    started: bool = False
+
     def take(self, msg: pb.OutputResponse) -> OutputChunk | None:
         """The new bytes of ``msg`` (None when it only repeats what was yielded)."""
+        self.started = True
         data: bytes = msg.data
         start: int = msg.offset
         if start < self.position:
@@ -355,7 +426,8 @@ class Resume:
         if not data:
             return None
         self.position = start + len(data)
-        return OutputChunk(start, data)
+        time = msg.time.ToNanoseconds() / 1e9 if msg.HasField("time") else None
+        return OutputChunk(start, data, STREAM_NAMES.get(msg.stream, "stdout"), time)
 
 
 def split_lines(pending: bytes, data: bytes) -> tuple[list[str], bytes]:

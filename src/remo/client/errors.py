@@ -146,6 +146,10 @@ class JobNotRunning(RemoteError):
     """The job must be running (``JOB_NOT_RUNNING``): kill an ended job."""
 
 
+class StdinNotOpen(RemoteError):
+    """The job has no stdin open for writing (``STDIN_NOT_OPEN``)."""
+
+
 class NameTaken(RemoteError):
     """Another of the caller's jobs or schedules has the name (``NAME_TAKEN``)."""
 
@@ -171,6 +175,7 @@ BY_REASON: dict[str, type[ClientError]] = {
     "START_FAILED": StartFailed,
     "JOB_STILL_RUNNING": JobStillRunning,
     "JOB_NOT_RUNNING": JobNotRunning,
+    "STDIN_NOT_OPEN": StdinNotOpen,
     "NAME_TAKEN": NameTaken,
     "LIMIT_OUT_OF_RANGE": LimitOutOfRange,
     "SERVER_DISK_FULL": ServerFull,

@@ -31,19 +31,21 @@ connect is reported at once.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import signal as signals
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import grpc
 
 from remo.api.jobs import job_from_pb
 from remo.client import calls
 from remo.client.base import ClientBase
-from remo.client.errors import ConnectionFailed, WaitTimeout
+from remo.client.errors import ClientError, ConnectionFailed, WaitTimeout
 from remo.client.types import (
     JobPage,
     JobState,
@@ -181,7 +183,8 @@ class Client(ClientBase):
         created when any of ``delay`` (seconds from now), ``at`` (unix time or aware
         datetime of the first run) or ``every`` (period in seconds) is given. The command
         is checked at start: a missing executable or cwd raises
-        :class:`~remo.client.errors.StartFailed` at once.
+        :class:`~remo.client.errors.StartFailed` at once. ``stdin=True`` gives the job
+        a stdin pipe for one :meth:`write_stdin` (else it reads /dev/null).
         """
         request = calls.start_request(argv, **options)
         reply = self._call(
@@ -200,18 +203,27 @@ class Client(ClientBase):
         *,
         on_output: Callable[[bytes], object] | None = None,
         timeout: float | None = None,
+        stdin: bytes | BinaryIO | Iterable[bytes] | None = None,
         **options: Any,
     ) -> RunResult:
         """Start ``argv``, follow its output and wait for its end, like a local
-        ``subprocess.run``. The output is collected into the result, or passed to
-        ``on_output`` as it comes (then the result's ``output`` is empty). With
-        ``timeout`` (seconds), :class:`~remo.client.errors.WaitTimeout` is raised when
-        the job has not ended by then; the job is stopped first."""
-        job = self.start(argv, **options).job
+        ``subprocess.run``. The output (stdout and stderr as written) is collected into
+        the result, or passed to ``on_output`` as it comes (then the result's ``output``
+        is empty). ``stdin`` (bytes, a binary file or an iterable of bytes) is written
+        to the job's stdin meanwhile, then closed. With ``timeout`` (seconds),
+        :class:`~remo.client.errors.WaitTimeout` is raised when the job has not ended
+        by then; the job is stopped first."""
+        job = self.start(argv, stdin=stdin is not None, **options).job
         assert job is not None  # (no schedule options: a job)
         deadline = None if timeout is None else time.monotonic() + timeout
         collected: list[bytes] = []
         sink = on_output or collected.append
+        writer = None
+        if stdin is not None:
+            writer = threading.Thread(
+                target=self._feed, args=(job.id, stdin), name="remo-stdin", daemon=True
+            )
+            writer.start()
         try:
             for chunk in self.output(job.id, follow=True, timeout=timeout):
                 sink(chunk.data)
@@ -361,23 +373,38 @@ class Client(ClientBase):
         offset: int = 0,
         follow: bool = False,
         timeout: float | None = None,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail_lines: int | None = None,
+        since: float | datetime | None = None,
+        end_offset: int | None = None,
+        timestamps: bool = False,
     ) -> Iterator[OutputChunk]:
-        """The job's output from byte ``offset``, in chunks.
+        """The job's output from byte ``offset``, in chunks of one stream each
+        (:class:`~remo.client.types.OutputChunk`: ``stream``, ``time``, ``offset``).
 
         Without ``follow`` it ends at the current end of the output; with ``follow`` it
         goes on live until the job has ended and every byte was sent (or ``timeout``
         seconds have passed: :class:`~remo.client.errors.WaitTimeout`). A broken
         connection is re-established transparently and the stream resumes exactly where
         it stopped: every byte is yielded once, in order.
+
+        ``stdout=False`` or ``stderr=False`` leaves that stream out (offsets still count
+        its bytes); ``tail_lines=N`` starts N lines before the end (or before
+        ``end_offset``); ``since`` (unix time or aware datetime) starts at the first
+        byte that arrived then; ``end_offset`` stops there; ``timestamps=True`` gives
+        one chunk per piece the server received, so every ``time`` is exact.
         """
         calls.check_offset(offset)
+        window = calls.OutputWindow(stdout, stderr, tail_lines, since, end_offset, timestamps)
+        window.check()
         resume = calls.Resume(offset)
         outage = calls.Outage(self.reconnect_timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            request = pb.OutputRequest(id=job_id, offset=resume.position, follow=follow)
+            request = window.request(job_id, resume.position, follow, not resume.started)
             lane = self._lanes.take()
             call = lane.stub.Output(request, timeout=left)
             try:
@@ -397,6 +424,30 @@ class Client(ClientBase):
                 call.cancel()
                 self._lanes.give(lane)
 
+    def write_stdin(self, job_id: str, source: bytes | BinaryIO | Iterable[bytes]) -> int:
+        """Write ``source`` (bytes, a binary file read as the job reads, or an iterable
+        of bytes) to the stdin of ``job_id``, started with ``stdin=True``, then close it:
+        the job reads end of file. Returns how many bytes the job's stdin took (fewer
+        when the job closed it first). Once per job
+        (:class:`~remo.client.errors.StdinNotOpen` otherwise). Not resumed after a
+        broken connection: the job's stdin is closed then, as ssh's would be."""
+        chunks = calls.read_chunks(source) if _readable(source) else source  # type: ignore[arg-type]
+        lane = self._lanes.take()
+        try:
+            reply = lane.stub.WriteStdin(calls.stdin_requests(job_id, chunks))  # type: ignore[arg-type]
+        except grpc.RpcError as err:
+            raise self._error(err, f"job {job_id}") from err
+        finally:
+            self._lanes.give(lane)
+        self._replied.set()
+        return int(reply.written_bytes)
+
+    def _feed(self, job_id: str, source: bytes | BinaryIO | Iterable[bytes]) -> None:
+        """:meth:`write_stdin` on a thread of :meth:`run`: its failure shows in the
+        job's output (a job that reads no end of file) rather than here."""
+        with contextlib.suppress(ClientError):
+            self.write_stdin(job_id, source)
+
     def lines(self, job_id: str, *, follow: bool = False) -> Iterator[str]:
         """The job's output as text lines (UTF-8, undecodable bytes replaced, without
         the newline); a last line without a newline comes at the end."""
@@ -406,3 +457,8 @@ class Client(ClientBase):
             yield from complete
         if pending:
             yield pending.decode("utf-8", "replace")
+
+
+def _readable(source: object) -> bool:
+    """Bytes or a file: read in chunks; anything else is already an iterable of chunks."""
+    return isinstance(source, bytes | bytearray | memoryview) or hasattr(source, "read")

@@ -40,10 +40,16 @@ ROLE_NAMES: dict[int, str] = {
 
 @dataclass(frozen=True, slots=True)
 class OutputChunk:
-    """A piece of a job's output: ``data`` starts at byte ``offset``."""
+    """A piece of a job's output: bytes of one ``stream`` (``"stdout"`` or
+    ``"stderr"``); ``data`` starts at byte ``offset`` of the merged output (stdout and
+    stderr interleaved as written: resume there whatever streams you read); ``time``
+    is when its first byte reached the server (seconds since the epoch; None for
+    output of jobs from before times were kept)."""
 
     offset: int
     data: bytes
+    stream: str = "stdout"
+    time: float | None = None
 
     @property
     def end(self) -> int:

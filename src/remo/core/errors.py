@@ -145,3 +145,18 @@ class JobNotRunning(RemoError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id} is not running")
         self.job_id = job_id
+
+
+class StdinNotOpen(RemoError):
+    """Raised when writing to a job's stdin that is not open for writing: the job was
+    started without stdin, its stdin was written (and closed) already, or nobody wrote
+    to it in time after the start and it was closed."""
+
+    reason = "STDIN_NOT_OPEN"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"job {job_id} has no stdin open for writing "
+            "(started without stdin, written already, or closed after a minute unused)"
+        )
+        self.job_id = job_id

@@ -47,7 +47,6 @@ class StatePaths:
         return self.root / "supervisor.log"
 
 
-OUTPUT_FILE = "output"
 EXIT_FILE = "exit"
 STATUS_FILE = ".status"
 

@@ -1,34 +1,41 @@
-"""Stream a job's output file to one reader, optionally following it until the job ends.
+"""Stream a job's output to one reader, optionally following it until the job ends.
 
-The contract with the supervisor: the job's stdout and stderr are the file
-``<job_dir>/output``, only ever appended to; once the job has ended and every process
-of it is gone, the supervisor atomically creates ``<job_dir>/exit`` (written under a
-temporary name, then renamed). So once ``exit`` exists no byte will ever be added to
-``output``, and the follower's last step is a read to end of file that starts *after*
-``exit`` was seen. Reading first and checking second would lose whatever the job wrote
-between that read and its exit.
+The contract with the supervisor: the job's output (:mod:`remo.core.output_format`) is
+only ever appended to; once the job has ended and every process of it is gone, the
+supervisor atomically creates ``<job_dir>/exit`` (written under a temporary name, then
+renamed). So once ``exit`` exists no record will ever be added, and the follower's last
+step is a read to the end that starts *after* ``exit`` was seen. Reading first and
+checking second would lose whatever the job wrote between that read and its exit.
+
+What a reader gets are :class:`Piece` objects: bytes of one stream with their merged
+offset (the one number a reader resumes at, whatever streams it shows) and the time the
+first of them arrived. Consecutive records of one stream are read with one ``pread``
+into one piece (up to ``chunk`` bytes) unless the caller wants every record's time.
 
 Why reads happen on the event loop: measured on the development machine, ``os.pread``
 of 1 MiB served from the page cache takes about 32 us median and under 130 us at the
 99th percentile (1000 reads from a cached 64 MiB file), shorter than one asyncio
-scheduling round, so a hop to a thread pool would cost more than it saves. Reading a
-finished 1 GiB output through :func:`read_output` runs at 17-26 GB/s there. After
-every full chunk the generator yields to the loop so that one follower draining a
-large file cannot starve the others. A cold read from disk blocks for one device round
-trip per chunk; remo accepts that, since followers almost always read data the job
-wrote moments ago.
+scheduling round, so a hop to a thread pool would cost more than it saves. After every
+full chunk the generator yields to the loop so that one follower draining a large file
+cannot starve the others. A cold read from disk blocks for one device round trip per
+chunk; remo accepts that, since followers almost always read data the job wrote
+moments ago.
 
-Memory per follower is one chunk: the file is never read whole.
+Memory per follower is one chunk: the files are never read whole.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Collection
+from dataclasses import dataclass
 
 from remo.core.errors import InvalidArgument
-from remo.core.paths import EXIT_FILE, OUTPUT_FILE
+from remo.core.output_format import STREAMS
+from remo.core.paths import EXIT_FILE
+from remo.output import seek
+from remo.output.files import OutputFiles
 from remo.output.watcher import DirWatch, OutputWatcher
 
 #: A follower re-checks the files at least this often even without any inotify event.
@@ -37,39 +44,51 @@ from remo.output.watcher import DirWatch, OutputWatcher
 BACKSTOP_SECONDS = 5.0
 
 DEFAULT_CHUNK = 1 << 20
+#: Records read at once.
+_BATCH = 1024
 
-#: Largest file offset: pread fails with EINVAL when offset + count would pass it.
-_MAX_OFFSET = (1 << 63) - 1
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Bytes of one stream: ``data`` starts at merged offset ``offset``; the first of
+    them arrived at ``time_ns`` (nanoseconds since the epoch; 0 when not known)."""
+
+    offset: int
+    stream: int
+    time_ns: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
 
 
-class _OutputFile:
-    """The output file, opened on first use: a job may not have created it yet."""
+@dataclass(frozen=True)
+class Window:
+    """Which part of the output to read.
 
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._fd: int | None = None
+    ``streams``: the streams shown (the others are skipped, their bytes still count in
+    offsets). ``tail_lines``: start that many lines before the end (or before ``end``).
+    ``since_ns``: start at the first byte that arrived then or later. ``end``: stop at
+    this merged offset. ``each_record``: one piece per record, so every time is exact.
+    The start is the latest of ``offset``, the tail and ``since_ns``.
+    """
 
-    def fd(self) -> int | None:
-        if self._fd is None:
-            try:
-                self._fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-        return self._fd
+    streams: Collection[int] = STREAMS
+    tail_lines: int | None = None
+    since_ns: int | None = None
+    end: int | None = None
+    each_record: bool = False
 
-    def unlinked(self) -> bool:
-        """True once the file we hold open was deleted, i.e. the job is being removed.
-
-        This has to be checked by hand: while any process holds a file of a deleted
-        directory open, the kernel defers the directory's ``IN_DELETE_SELF`` until that
-        file is closed, so a follower holding ``output`` open would never see it.
-        """
-        return self._fd is not None and os.fstat(self._fd).st_nlink == 0
-
-    def close(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
+    def check(self) -> None:
+        if not self.streams or not set(self.streams) <= set(STREAMS):
+            raise InvalidArgument("choose stdout, stderr or both", field="streams")
+        if self.tail_lines is not None and self.tail_lines < 0:
+            raise InvalidArgument(
+                f"tail must be 0 lines or more, got {self.tail_lines}", field="tail_lines"
+            )
+        if self.end is not None and self.end < 0:
+            raise InvalidArgument(f"end offset must be 0 or more, got {self.end}", field="end")
 
 
 async def read_output(
@@ -78,25 +97,29 @@ async def read_output(
     offset: int = 0,
     follow: bool = False,
     chunk: int = DEFAULT_CHUNK,
-) -> AsyncGenerator[bytes, None]:
-    """Yield the bytes of ``<job_dir>/output`` from ``offset``, in pieces of at most ``chunk``.
+    window: Window | None = None,
+) -> AsyncGenerator[Piece, None]:
+    """Yield the job's output from merged offset ``offset`` as :class:`Piece` objects of
+    at most ``chunk`` bytes, in the order it was written.
 
     Without ``follow``: yield what is there now and stop. With ``follow``: keep waiting
-    for more until the job has exited and every byte up to end of file was yielded. An
-    output file that does not exist yet reads as empty; an offset past the end of a
-    finished job's output yields nothing. If the job directory is deleted (or renamed)
+    for more until the job has exited and every byte was yielded (or ``window.end`` was
+    reached). Output that does not exist yet reads as empty; an offset past the end of
+    a finished job's output yields nothing. If the job directory is deleted (or renamed)
     while following, or does not exist at all, the stream ends cleanly: the caller is
     the one to decide whether the job exists.
 
-    Raises :class:`InvalidArgument` (on first iteration) for a negative offset or a
-    chunk size below 1. Wrap the iteration in :func:`contextlib.aclosing` when it may be
-    abandoned early, so the file descriptor and the watch are released at once.
+    Raises :class:`InvalidArgument` (on first iteration) for a negative offset, a chunk
+    size below 1 or a bad window. Wrap the iteration in :func:`contextlib.aclosing` when
+    it may be abandoned early, so the files and the watch are released at once.
     """
+    window = window or Window()
     if offset < 0:
         raise InvalidArgument(f"output offset must be 0 or more, got {offset}")
     if chunk < 1:
         raise InvalidArgument(f"output chunk size must be at least 1 byte, got {chunk}")
-    output = _OutputFile(os.path.join(job_dir, OUTPUT_FILE))
+    window.check()
+    files = OutputFiles(job_dir)
     exit_path = os.path.join(job_dir, EXIT_FILE)
     watch: DirWatch | None = None
     try:
@@ -105,25 +128,87 @@ async def read_output(
                 watch = watcher.watch(job_dir)  # before the first read: no write slips by
             except (FileNotFoundError, NotADirectoryError):
                 return
-        position = offset
+        position = _start(files, offset, window)
         while True:
             seen = watch.generation if watch is not None else 0
-            gone = watch is not None and (watch.gone or output.unlinked())
+            gone = watch is not None and (watch.gone or files.unlinked())
             finished = watch is None or os.path.exists(exit_path)  # before reading, always
-            while (fd := output.fd()) is not None:
-                # an offset near 2^63 is past any end of file: read nothing, no EINVAL
-                data = os.pread(fd, min(chunk, _MAX_OFFSET - position), position)
-                if not data:
-                    break
-                position += len(data)
-                yield data
-                if len(data) < chunk:  # a short read is end of file, for now
-                    break
-                await asyncio.sleep(0)  # let other followers and RPCs run
+            # From the record before the one that holds the position: a legacy job's
+            # single record grows, and one extra record read costs nothing.
+            index = max(files.find(position) - 1, 0)
+            async for piece in _pieces(files, index, position, chunk, window):
+                position = piece.end
+                yield piece
+            if window.end is not None and position >= window.end:
+                return
             if finished or gone or watch is None:
                 return
             await watch.wait(seen, BACKSTOP_SECONDS)
     finally:
-        output.close()
+        files.close()
         if watch is not None:
             watch.close()
+
+
+def _start(files: OutputFiles, offset: int, window: Window) -> int:
+    """The merged offset to read from: the latest of ``offset``, the tail, the time."""
+    start = offset
+    if window.tail_lines is not None:
+        start = max(
+            start, seek.offset_of_tail(files, window.tail_lines, window.streams, window.end)
+        )
+    if window.since_ns is not None:
+        start = max(start, seek.offset_since(files, window.since_ns))
+    return start
+
+
+async def _pieces(
+    files: OutputFiles, index: int, position: int, chunk: int, window: Window
+) -> AsyncGenerator[Piece, None]:
+    """The pieces from record ``index`` on that hold bytes at or after ``position``."""
+    end = window.end
+    while True:
+        records = files.records(index, index + _BATCH)
+        if not records:
+            return
+        i = 0
+        while i < len(records):
+            record = records[i]
+            if end is not None and position >= end:
+                return
+            if record.end <= position:
+                i += 1
+                continue
+            if record.stream not in window.streams:
+                position = record.end
+                i += 1
+                continue
+            start = max(position, record.offset)
+            stop = record.end
+            # One read for a run of records of the same stream (contiguous in its file).
+            while (
+                not window.each_record
+                and stop - start < chunk
+                and i + 1 < len(records)
+                and records[i + 1].stream == record.stream
+            ):
+                i += 1
+                stop = records[i].end
+            if end is not None:
+                stop = min(stop, end)
+            size = min(stop - start, chunk)
+            data = files.read(record.stream, size, record.stream_offset + start - record.offset)
+            if not data:
+                return  # (a legacy file cut short under us: nothing more to read now)
+            position = start + len(data)
+            yield Piece(start, record.stream, record.time_ns, data)
+            if len(data) == chunk:
+                await asyncio.sleep(0)  # let other followers and RPCs run
+            if position < records[i].end and (end is None or position < end):
+                # the chunk ended inside the run: go on from the record that holds it
+                i = next(k for k in range(i + 1) if records[k].end > position) if i else 0
+                continue
+            i += 1
+        if len(records) < _BATCH:
+            return
+        index += len(records)

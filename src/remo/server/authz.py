@@ -38,6 +38,7 @@ RPC_PERMISSIONS: dict[str, Permission] = {
     method("Stop"): Permission.WRITE,
     method("Kill"): Permission.WRITE,
     method("Remove"): Permission.WRITE,
+    method("WriteStdin"): Permission.WRITE,
     method("GetJob"): Permission.READ,
     method("ListJobs"): Permission.READ,
     method("Output"): Permission.READ,

@@ -23,6 +23,7 @@ from remo.core.errors import (
     RemoError,
     ResourceExhausted,
     StartFailed,
+    StdinNotOpen,
     SupervisorUnavailable,
 )
 from remo.server.ids import is_schedule_id
@@ -36,6 +37,7 @@ STATUS_CODES: list[tuple[type[RemoError], grpc.StatusCode]] = [
     (StartFailed, grpc.StatusCode.FAILED_PRECONDITION),
     (JobStillRunning, grpc.StatusCode.FAILED_PRECONDITION),
     (JobNotRunning, grpc.StatusCode.FAILED_PRECONDITION),
+    (StdinNotOpen, grpc.StatusCode.FAILED_PRECONDITION),
     (NameTaken, grpc.StatusCode.ALREADY_EXISTS),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -112,4 +114,6 @@ def public_message(err: RemoError, shown_id: str | None = None) -> str:
         )
     if isinstance(err, JobNotRunning):
         return f"job {shown_id or err.job_id} is not running"
+    if isinstance(err, StdinNotOpen):
+        return str(err).replace(err.job_id, shown_id or err.job_id, 1)
     return str(err)

@@ -38,7 +38,7 @@ from remo.core.errors import (
 from remo.core.spec import check_labels
 from remo.core.status import JobState
 from remo.schedule.timer import Scheduler
-from remo.server import authz, ids, paging
+from remo.server import authz, ids, paging, streams
 from remo.server.authn import Authenticator, Caller, Unauthenticated
 from remo.server.convert import (
     NetworkPolicy,
@@ -227,6 +227,10 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             request, owner=caller.user, network=self._network.choose(request.network)
         )
         if request.HasField("when"):
+            if request.stdin:
+                raise InvalidArgument(
+                    "stdin goes with a job started now, not with a schedule", field="stdin"
+                )
             # An unknown account fails now, not at 2 a.m. (a lookup that may ask the network).
             await asyncio.to_thread(self.jobs.check_account, caller.user)
             first_due, every = due_times(request.when)
@@ -237,7 +241,7 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             namesake = await self.jobs.reading(self.scheduler.by_name, caller.user, spec.name)
             if namesake is not None:
                 raise NameTaken(spec.name)
-        job_id = await self.jobs.start(spec, request_id=request.request_id)
+        job_id = await self.jobs.start(spec, request_id=request.request_id, stdin=request.stdin)
         return pb.StartResponse(job=self._job(caller, await self.jobs.status(job_id)))
 
     @rpc("Stop")
@@ -321,16 +325,32 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             await abort(context, caller)
             return  # (abort raises)
         try:
-            offset = request.offset
+            window = streams.window_from_pb(request)
             job_id = await self._job_id_async(
                 caller, request.id, lambda: check_offset(request.offset)
             )
             # (a missing job raises NOT_FOUND before the first message)
-            async for data in self.jobs.output(job_id, offset, request.follow):
-                yield pb.OutputResponse(offset=offset, data=data)
-                offset += len(data)
+            async for piece in self.jobs.pieces(job_id, request.offset, request.follow, window):
+                yield streams.piece_to_pb(piece)
         except RemoError as err:
             await abort(context, status_of(err, request.id))
+
+    async def WriteStdin(
+        self, requests: AsyncIterator[pb.WriteStdinRequest], context: Any
+    ) -> pb.WriteStdinResponse:
+        caller = await self._admit(context, authz.method("WriteStdin"))
+        if not isinstance(caller, Caller):
+            await abort(context, caller)
+            return pb.WriteStdinResponse()  # (abort raises)
+        stream = streams.StdinStream(requests)
+        raw = ""
+        try:
+            raw = await stream.open()
+            job_id = await self._job_id_async(caller, raw)
+            written, stopped = await self.jobs.write_stdin(job_id, stream.chunks())
+        except RemoError as err:
+            await abort(context, status_of(err, raw))
+        return pb.WriteStdinResponse(written_bytes=written, job_stopped_reading=stopped)
 
     @rpc("Remove")
     async def Remove(

@@ -7,17 +7,18 @@ that account can neither signal, trace nor read it, nor reach its descriptors th
 ``/proc``: what it records comes from the kernel (the job's wait status), not from the
 job. It has three duties:
 
-1. **Output.** The job's stdout and stderr are one pipe; the init moves the bytes into
-   the job's output file with ``splice(2)`` (no copy through user space) up to the
-   job's output cap, and reads and drops what comes after it. The job is never blocked
-   or harmed by the cap; at the end a one-line notice says how much was dropped.
+1. **Output.** The job's stdout and stderr are two pipes; the init moves the bytes of
+   each into its file with ``splice(2)`` (no copy through user space) and indexes every
+   move with a timed record (:mod:`remo.core.output_format`), up to the job's output
+   cap, and reads and drops what comes after it. The job is never blocked or harmed by
+   the cap; at the end a one-line notice on stderr says how much was dropped.
 2. **Reaping.** As PID 1 it reaps every orphan in the namespace (no zombies).
 3. **Signals.** As PID 1 it forwards SIGTERM and friends to every process in the
    namespace (``kill(-1)`` from PID 1 reaches all but itself), so a graceful stop reaches
    the job's own handlers. Without a PID namespace the supervisor signals the job's
    cgroup directly and the init ignores those signals.
 
-When the job's main process ends, the init drains the pipe, writes the job's wait status
+When the job's main process ends, the init drains the pipes, writes the job's wait status
 and byte counts to the status file the supervisor reads, and exits. The init does not
 depend on the supervisor or the API server: either may die and restart meanwhile.
 """
@@ -30,7 +31,10 @@ import fcntl
 import os
 import select
 import signal
+import time
 from typing import NoReturn
+
+from remo.core import output_format
 
 FORWARDED_SIGNALS = (
     signal.SIGTERM,
@@ -44,10 +48,13 @@ PIPE_SIZE = 1 << 20
 #: The status file is created with this many spaces, then overwritten in place.
 STATUS_RECORD_SIZE = 64
 _CHUNK = 1 << 20
+STDOUT, STDERR = output_format.STDOUT, output_format.STDERR
+#: The files a start sends the init (``F``): stdout, stderr, records and the status file.
+JOB_FILES = 4
 
 
 def make_output_pipe() -> tuple[int, int]:
-    """The job's stdout/stderr pipe, enlarged so a chatty job rarely waits on the init."""
+    """One of the job's output pipes, enlarged so a chatty job rarely waits on the init."""
     read_end, write_end = os.pipe()
     with contextlib.suppress(OSError):  # capped by /proc/sys/fs/pipe-max-size
         fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
@@ -55,30 +62,57 @@ def make_output_pipe() -> tuple[int, int]:
 
 
 class Relay:
-    """Moves pipe bytes into the output file, up to ``cap`` bytes."""
+    """Moves the bytes of the job's stdout and stderr pipes into their files and indexes
+    each move with a timed record (:mod:`remo.core.output_format`), up to ``cap`` bytes
+    (data and records together)."""
 
-    def __init__(self, pipe_fd: int, out_fd: int, cap: int | None) -> None:
-        self.pipe_fd = pipe_fd
-        self.out_fd = out_fd
+    def __init__(
+        self,
+        pipes: dict[int, int],
+        files: dict[int, int],
+        records_fd: int,
+        cap: int | None,
+    ) -> None:
+        """``pipes`` and ``files``: the read end and the data file of each stream."""
+        self.pipes = pipes
+        self.files = files
+        self.records_fd = records_fd
         self.cap = cap
-        self.written = os.fstat(out_fd).st_size
+        self.open = set(pipes)
+        self.stream_written = dict.fromkeys(files, 0)
+        self.written = 0
+        self.records = 0
         self.dropped = 0
-        self.eof = False
         self.disk_full = False
+        self._last_time = 0
         #: ``dropped`` as last written to the status record (see :meth:`checkpoint`).
         self.checkpointed = 0
-        os.set_blocking(pipe_fd, False)
+        for fd in pipes.values():
+            os.set_blocking(fd, False)
+
+    @property
+    def eof(self) -> bool:
+        """True once every pipe has reached its end (the job and its heirs closed them)."""
+        return not self.open
+
+    def watched(self) -> list[int]:
+        """The pipes still open."""
+        return [self.pipes[stream] for stream in sorted(self.open)]
 
     def pump(self) -> None:
-        """Move everything available now; never blocks."""
-        while not self.eof:
-            room = _CHUNK if self.cap is None else min(_CHUNK, self.cap - self.written)
+        """Move everything available now, stdout before stderr; never blocks."""
+        for stream in sorted(self.open):
+            self._pump(stream)
+
+    def _pump(self, stream: int) -> None:
+        pipe = self.pipes[stream]
+        while stream in self.open:
+            room = _CHUNK
+            if self.cap is not None:
+                used = self.written + (self.records + 1) * output_format.RECORD_SIZE
+                room = min(_CHUNK, self.cap - used)
             try:
-                if room > 0:
-                    moved = os.splice(self.pipe_fd, self.out_fd, room)
-                    self.written += moved
-                else:
-                    moved = self._drop()
+                moved = self._move(stream, room) if room > 0 else self._drop(pipe)
             except BlockingIOError:
                 return
             except OSError as err:
@@ -87,12 +121,39 @@ class Relay:
                 # The disk is full: the job must not block on a full pipe, so this
                 # chunk is dropped (and counted); writing resumes when space returns.
                 self.disk_full = True
-                moved = self._drop()
+                moved = self._drop(pipe)
             if moved == 0:
-                self.eof = True
+                self.open.discard(stream)
 
-    def _drop(self) -> int:
-        dropped = len(os.read(self.pipe_fd, _CHUNK))  # BlockingIOError: nothing to drop
+    def _move(self, stream: int, room: int) -> int:
+        """Splice up to ``room`` bytes into the stream's file, then record them."""
+        at = self.stream_written[stream]
+        moved = os.splice(self.pipes[stream], self.files[stream], room, offset_dst=at)
+        if moved:
+            try:
+                self._record(stream, at, moved)
+            except OSError as err:
+                if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    raise
+                # Spliced but not recorded: those bytes do not exist for readers (the
+                # next move of this stream overwrites them) and count as dropped.
+                self.disk_full = True
+                self.dropped += moved
+        return moved
+
+    def _record(self, stream: int, at: int, length: int) -> None:
+        # A record's time never goes below the one before (the clock may step back):
+        # readers binary-search the records by time.
+        now = max(time.time_ns(), self._last_time)
+        record = output_format.Record(self.written, at, now, length, stream)
+        os.write(self.records_fd, output_format.pack(record))
+        self._last_time = now
+        self.stream_written[stream] = at + length
+        self.written += length
+        self.records += 1
+
+    def _drop(self, pipe: int) -> int:
+        dropped = len(os.read(pipe, _CHUNK))  # BlockingIOError: nothing to drop
         self.dropped += dropped
         return dropped
 
@@ -110,15 +171,20 @@ class Relay:
         return f"{wait_status} {self.written} {self.dropped} {int(self.disk_full)}".encode()
 
     def finish(self) -> None:
-        if self.dropped:
-            why = (
-                "the server's disk was full"
-                if self.disk_full
-                else f"output truncated at {self.cap} bytes"
-            )
-            notice = f"\n[remo: {why}; {self.dropped} bytes were dropped]\n"
-            with contextlib.suppress(OSError):
-                os.write(self.out_fd, notice.encode())
+        """Say on stderr, as the last record, how much output was dropped (if any)."""
+        if not self.dropped:
+            return
+        why = (
+            "the server's disk was full"
+            if self.disk_full
+            else f"output truncated at {self.cap} bytes"
+        )
+        notice = f"\n[remo: {why}; {self.dropped} bytes were dropped]\n".encode()
+        stream = output_format.STDERR
+        at = self.stream_written[stream]
+        with contextlib.suppress(OSError):
+            if os.pwrite(self.files[stream], notice, at) == len(notice):
+                self._record(stream, at, len(notice))
 
 
 def install_signal_handlers(pid1: bool) -> int:  # pragma: no cover - runs in the init
@@ -146,7 +212,7 @@ def run(
     """Relay and reap until the job's main process ends; never returns."""
     status: int | None = None
     while status is None:
-        watched = [wake_r] if relay.eof else [relay.pipe_fd, wake_r]
+        watched = [*relay.watched(), wake_r]
         readable, _, _ = select.select(watched, [], [])
         if wake_r in readable:
             os.read(wake_r, 4096)

@@ -1,6 +1,7 @@
 """A job's files on disk: its directory, output, the init's record and the exit marker.
 
-``jobs/<owner>/<n>/`` holds ``output`` (written by the job's init), ``status`` (the
+``jobs/<owner>/<n>/`` holds ``stdout``, ``stderr`` and ``records`` (the job's output,
+written by its init: :mod:`remo.core.output_format`), ``.status`` (the
 init's record of how the job ended and what output it dropped) and, once the end is in
 the database, ``exit``: its appearance tells followers that every byte is written.
 """
@@ -16,9 +17,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from remo.core import output_format
 from remo.core.errors import ResourceExhausted
 from remo.core.outcome import Dropped, JobEnd
-from remo.core.paths import EXIT_FILE, OUTPUT_FILE, STATUS_FILE
+from remo.core.paths import EXIT_FILE, STATUS_FILE
 from remo.supervisor import init
 
 log = logging.getLogger("remo.supervisor")
@@ -41,7 +43,8 @@ def check_free_space(root: Path) -> None:
 
 def create_files(job_dir: Path, fds: list[int]) -> None:
     """A job's directory and its output and status files; their descriptors (for the
-    init) are appended to ``fds``."""
+    init, in the order it expects: stdout, stderr, records, status) are appended to
+    ``fds``."""
     try:
         job_dir.mkdir(parents=True, mode=0o700)
     except FileExistsError:
@@ -49,9 +52,11 @@ def create_files(job_dir: Path, fds: list[int]) -> None:
         # it: no row names it, so it is garbage.
         shutil.rmtree(job_dir)
         job_dir.mkdir(mode=0o700)
-    # Not O_APPEND: the init splice(2)s into it, which append mode forbids.
+    # Not O_APPEND: the init splice(2)s into the data files, which append mode forbids.
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-    fds.append(os.open(job_dir / OUTPUT_FILE, flags, 0o600))
+    fds.append(os.open(job_dir / output_format.STDOUT_FILE, flags, 0o600))
+    fds.append(os.open(job_dir / output_format.STDERR_FILE, flags, 0o600))
+    fds.append(os.open(job_dir / output_format.RECORDS_FILE, flags | os.O_APPEND, 0o600))
     fds.append(os.open(job_dir / STATUS_FILE, flags, 0o600))
     # The init overwrites this in place at the end, so that needs no new block.
     os.write(fds[-1], b" " * init.STATUS_RECORD_SIZE)

@@ -90,6 +90,7 @@ class Server:
                 JobSpec.from_dict(message["spec"]),
                 message.get("schedule_id"),
                 str(message.get("request_id") or ""),
+                message.get("stdin"),
             )
         if op == "stop":
             await sup.stop(str(message["job_id"]), float(message.get("grace", 10.0)))

@@ -147,10 +147,14 @@ class Supervisor:
     # -- start and end ----------------------------------------------------------------
 
     async def start(
-        self, spec: JobSpec, schedule_id: str | None = None, request_id: str = ""
+        self,
+        spec: JobSpec,
+        schedule_id: str | None = None,
+        request_id: str = "",
+        stdin: str | None = None,
     ) -> StartReply:
         """Start a job; see :meth:`remo.supervisor.starts.Starter.start`."""
-        return await self.starter.start(spec, schedule_id, request_id)
+        return await self.starter.start(spec, schedule_id, request_id, stdin)
 
     def _track(self, job: RunningJob) -> None:
         """A job our child init started: its end comes through the reaper."""

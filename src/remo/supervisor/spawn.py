@@ -50,6 +50,8 @@ class SpawnRequest:
     account: Account
     isolation: namespaces.Isolation = field(default_factory=namespaces.Isolation)
     output_cap: int | None = None
+    #: The job's stdin is a pipe sent with its files (else /dev/null).
+    stdin: bool = False
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -61,6 +63,7 @@ class SpawnRequest:
                 "network_none": self.isolation.network_none,
                 "private_tmp": self.isolation.private_tmp,
                 "output_cap": self.output_cap,
+                "stdin": self.stdin,
             }
         ).encode()
 

@@ -5,7 +5,7 @@ milliseconds — the page tables are copied, then the child takes copy-on-write 
 every page its Python code touches — and a start used to pay that twice (supervisor →
 init → job) while the client waited. The spawner is a fresh interpreter that imports
 only what an init needs. It forks inits *ahead of time*; each one does the job-independent
-set-up (new session, PID and mount namespaces, ``/proc``, the output pipe) and then waits
+set-up (new session, PID and mount namespaces, ``/proc``, the output pipes) and then waits
 on a socket of its own for one job. A start sends the job to a waiting init, which joins
 the job's cgroups, applies the per-job namespaces, marks every descriptor above 2
 close-on-exec and ``posix_spawn()``s the command as the job's account (``vfork`` +
@@ -30,8 +30,10 @@ Wire format (AF_UNIX sockets: SOCK_SEQPACKET for control, SOCK_STREAM to an init
   tells the spawner to exit.
 * supervisor → init: first one byte ``J`` with the ``cgroup.procs`` files of the cgroup
   to wait in attached (none without cgroups); at a start, an 8-byte length and that many
-  bytes of JSON, the request; then, once they exist, one byte ``F`` with the job's output
-  and status files attached, and the cgroup files of hierarchies its limits added. (The
+  bytes of JSON, the request; then, once they exist, one byte ``F`` with the job's
+  ``stdout``, ``stderr``, ``records`` and status files attached, then the read end of
+  the job's stdin pipe when the request says ``stdin``, then the cgroup files of
+  hierarchies its limits added. (The
   init decodes the request while the supervisor creates those: work in the init is
   slower, every page it touches first is a copy-on-write fault.)
 * init → supervisor: one line, ``job <pid>`` once the command runs, or a JSON failure
@@ -56,7 +58,7 @@ from remo.supervisor import init, namespaces
 
 _EXIT_SETUP_FAILED = 127
 REQUEST_HEADER = struct.Struct("!Q")
-#: The most descriptors one request carries: output, status and one per cgroup hierarchy.
+#: The most descriptors one request carries: four files, stdin and one per cgroup hierarchy.
 MAX_REQUEST_FDS = 16
 #: Signals that must not stay ignored or handled in the job (Python ignores the first two).
 _DEFAULT_IN_JOB = (
@@ -216,7 +218,11 @@ def waiting_init(fd: int, pid_namespace: bool) -> NoReturn:  # pragma: no cover 
             raise failure
         try:
             # Decoded while the supervisor creates the job's files and cgroups.
-            output_fd, status_fd, *join_fds = _receive_fds(conn, b"F", at_least=2)
+            files = _receive_fds(conn, b"F", at_least=init.JOB_FILES)
+            out_fd, err_fd, records_fd, status_fd = files[: init.JOB_FILES]
+            join_fds = files[init.JOB_FILES :]
+            if request.get("stdin"):
+                prepared.stdin = join_fds.pop(0)  # the job's stdin pipe comes first
         except (OSError, ValueError):
             os._exit(0)  # the supervisor gave up on this start
         if (failure := _join(join_fds)) is not None:
@@ -231,27 +237,38 @@ def waiting_init(fd: int, pid_namespace: bool) -> NoReturn:  # pragma: no cover 
     with contextlib.suppress(OSError):
         conn.sendall(b"job %d\n" % job_pid)
     conn.close()
-    relay = init.Relay(prepared.pipe_read, output_fd, request.get("output_cap"))
+    relay = init.Relay(
+        {init.STDOUT: prepared.out_read, init.STDERR: prepared.err_read},
+        {init.STDOUT: out_fd, init.STDERR: err_fd},
+        records_fd,
+        request.get("output_cap"),
+    )
     init.run(job_pid, relay, status_fd, prepared.wake_fd)
 
 
 class _Prepared:
     """What a waiting init set up before its job was known."""
 
-    def __init__(self, pipe_read: int, pipe_write: int, devnull: int, wake_fd: int) -> None:
-        self.pipe_read, self.pipe_write = pipe_read, pipe_write
+    def __init__(
+        self, out: tuple[int, int], err: tuple[int, int], devnull: int, wake_fd: int
+    ) -> None:
+        self.out_read, self.out_write = out
+        self.err_read, self.err_write = err
         self.devnull, self.wake_fd = devnull, wake_fd
+        #: The job's stdin: /dev/null, or the pipe the start sent (see the ``F`` message).
+        self.stdin = devnull
 
 
 def _prepare(pid_namespace: bool) -> _Prepared:  # pragma: no cover - init
     os.setsid()
     if pid_namespace:
         namespaces.prepare_pid_one()
-    pipe_read, pipe_write = init.make_output_pipe()
+    out = init.make_output_pipe()
+    err = init.make_output_pipe()
     devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     # Signal handling is in place before the job exists, so its end is never missed.
     wake_fd = init.install_signal_handlers(pid1=pid_namespace)
-    return _Prepared(pipe_read, pipe_write, devnull, wake_fd)
+    return _Prepared(out, err, devnull, wake_fd)
 
 
 def _receive(conn: socket.socket) -> dict[str, Any]:  # pragma: no cover - init
@@ -275,7 +292,7 @@ def _receive_fds(
 ) -> list[int]:  # pragma: no cover - init
     """A one-byte message of ``kind`` and the descriptors attached to it: ``J``, the
     cgroup files to wait in; ``F``, the job's output and status files and the cgroup
-    files of hierarchies its limits added."""
+    files of hierarchies its limits added (after the job's stdin pipe, if it has one)."""
     data, fds, _, _ = socket.recv_fds(conn, 1, MAX_REQUEST_FDS, socket.MSG_CMSG_CLOEXEC)
     if data != kind or len(fds) < at_least:
         raise ValueError(f"expected {kind!r} with descriptors")
@@ -314,8 +331,10 @@ def _start(request: dict[str, Any], prepared: _Prepared) -> int:  # pragma: no c
     account = request["account"]
     if account["switch"]:
         try:
-            # The output pipe is the job's: so that it may reopen it as /dev/stdout.
-            os.fchown(prepared.pipe_write, account["uid"], account["gid"])
+            # The pipes are the job's: so that it may reopen them as /dev/stdout etc.
+            for fd in {prepared.out_write, prepared.err_write, prepared.stdin}:
+                if fd != prepared.devnull:
+                    os.fchown(fd, account["uid"], account["gid"])
             os.setgroups(account["groups"])
             os.setresgid(account["gid"], account["gid"], 0)
             os.setresuid(account["uid"], account["uid"], 0)
@@ -364,17 +383,17 @@ def _spawn_as_current_ids(request: dict[str, Any], prepared: _Prepared) -> int: 
             argv,
             env,
             file_actions=[
-                (os.POSIX_SPAWN_DUP2, prepared.devnull, 0),
-                (os.POSIX_SPAWN_DUP2, prepared.pipe_write, 1),
-                (os.POSIX_SPAWN_DUP2, prepared.pipe_write, 2),
+                (os.POSIX_SPAWN_DUP2, prepared.stdin, 0),
+                (os.POSIX_SPAWN_DUP2, prepared.out_write, 1),
+                (os.POSIX_SPAWN_DUP2, prepared.err_write, 2),
             ],
             setsigmask=(),
             setsigdef=_DEFAULT_IN_JOB,
         )
     except (OSError, ValueError) as err:
         raise SetupError("exec", getattr(err, "errno", None), f"cannot execute {argv[0]}") from err
-    os.close(prepared.pipe_write)
-    os.close(prepared.devnull)
+    for fd in {prepared.out_write, prepared.err_write, prepared.stdin, prepared.devnull}:
+        os.close(fd)
     return pid
 
 

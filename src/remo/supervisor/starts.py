@@ -15,9 +15,11 @@ import dataclasses
 import errno
 import logging
 import os
+import re
 import shutil
 import signal
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +43,8 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 #: How long a failed start waits for its killed init to exit before leaving the cleanup
 #: to the reaper.
 INIT_EXIT_TIMEOUT = 5.0
+
+_PROC_FD = re.compile(r"/proc/[0-9]+/fd/[0-9]+")
 
 #: A start's reply: the job's id, its main process's pid, when it started.
 StartReply = dict[str, Any]
@@ -90,7 +94,11 @@ class Starter:
         return f"{self.tag}-{owner}-{seq}"
 
     async def start(
-        self, spec: JobSpec, schedule_id: str | None = None, request_id: str = ""
+        self,
+        spec: JobSpec,
+        schedule_id: str | None = None,
+        request_id: str = "",
+        stdin: str | None = None,
     ) -> StartReply:
         """Start a job; return once it has exec'd (or raise why it could not).
 
@@ -100,11 +108,14 @@ class Starter:
         With a ``request_id``, a start is done at most once per owner and id: a repeat
         (a client retrying after a lost reply, perhaps through a new API server) gets
         the first one's job, or waits for the first one's outcome while it is under way.
+
+        ``stdin``: a path to open for the job's stdin (the caller's pipe, as
+        ``/proc/<pid>/fd/<n>``); /dev/null without it.
         """
         spec.validate()
         owner = spec.owner or accounts.current_account_name()
         if not request_id:
-            return await self._start(spec, owner, schedule_id, "")
+            return await self._start(spec, owner, schedule_id, "", stdin)
         if (done := self.store.by_request(owner, request_id)) is not None:
             status = self.store.get(done)
             return {"id": done, "pid": status.pid, "started_at": status.started_at}
@@ -115,7 +126,7 @@ class Starter:
         outcome.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
         self._starting[key] = outcome
         try:
-            reply = await self._start(spec, owner, schedule_id, request_id)
+            reply = await self._start(spec, owner, schedule_id, request_id, stdin)
         except BaseException as err:
             outcome.set_exception(err)
             raise
@@ -125,21 +136,31 @@ class Starter:
         return reply
 
     async def _start(
-        self, spec: JobSpec, owner: str, schedule_id: str | None, request_id: str
+        self,
+        spec: JobSpec,
+        owner: str,
+        schedule_id: str | None,
+        request_id: str,
+        stdin: str | None,
     ) -> StartReply:
         if not spec.name:
-            return await self._launch(spec, owner, schedule_id, request_id)
+            return await self._launch(spec, owner, schedule_id, request_id, stdin)
         key = (owner, spec.name)
         if key in self._naming or self.store.by_name(owner, spec.name) is not None:
             raise NameTaken(spec.name)
         self._naming.add(key)
         try:
-            return await self._launch(spec, owner, schedule_id, request_id)
+            return await self._launch(spec, owner, schedule_id, request_id, stdin)
         finally:
             self._naming.discard(key)
 
     async def _launch(
-        self, spec: JobSpec, owner: str, schedule_id: str | None, request_id: str
+        self,
+        spec: JobSpec,
+        owner: str,
+        schedule_id: str | None,
+        request_id: str,
+        stdin: str | None,
     ) -> StartReply:
         account = accounts.resolve(owner)
         isolation = self._isolation_for(spec)
@@ -152,18 +173,24 @@ class Starter:
             account=account,
             isolation=isolation,
             output_cap=spec.limits.output_bytes,
+            stdin=stdin is not None,
         )
         spec = dataclasses.replace(spec, owner=owner, cwd=cwd)
         self.in_flight += 1
         try:
-            return await self._spawn(spec, request, schedule_id, request_id)
+            return await self._spawn(spec, request, schedule_id, request_id, stdin)
         finally:
             self.in_flight -= 1
             if not self.in_flight:
                 self._on_idle()  # a start that failed may have been all there was to do
 
     async def _spawn(
-        self, spec: JobSpec, request: SpawnRequest, schedule_id: str | None, request_id: str
+        self,
+        spec: JobSpec,
+        request: SpawnRequest,
+        schedule_id: str | None,
+        request_id: str,
+        stdin: str | None,
     ) -> StartReply:
         """Hand the job to a waiting init and record it; undo everything on failure.
 
@@ -188,6 +215,8 @@ class Starter:
         try:
             try:
                 self._take_files(job_dir, waiting)
+                if stdin is not None:
+                    waiting.fds.append(_open_stdin(stdin))
                 if waiting.group is not None:
                     group = waiting.group  # the init is in it already
                     join = self.driver.apply(group, spec.limits)
@@ -360,6 +389,24 @@ def _discard_spare(waiting: WaitingInit) -> None:
     if waiting.spare is not None:
         shutil.rmtree(waiting.spare, ignore_errors=True)
         waiting.spare = None
+
+
+def _open_stdin(path: str) -> int:
+    """Open the read end of the caller's stdin pipe (a ``/proc/<pid>/fd/<n>`` path) for
+    the job: a pipe opened through ``/proc`` is the same pipe, so what the caller writes
+    reaches the job, and its closing is the job's end of file."""
+    if not _PROC_FD.fullmatch(path):
+        raise StartFailed("stdin", errno.EINVAL, "the job's stdin must be a /proc/PID/fd/N pipe")
+    try:
+        # Non-blocking: opening a pipe for reading otherwise waits for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise StartFailed("stdin", err.errno, "cannot open the job's stdin") from err
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StartFailed("stdin", errno.EINVAL, "the job's stdin is not a pipe")
+    os.set_blocking(fd, True)  # the job reads it as an ordinary blocking stdin
+    return fd
 
 
 def _storage_error(err: Exception) -> ResourceExhausted:

@@ -41,6 +41,12 @@ class ScheduleRunOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCHEDULE_RUN_OUTCOME_SKIPPED: _ClassVar[ScheduleRunOutcome]
     SCHEDULE_RUN_OUTCOME_FAILED: _ClassVar[ScheduleRunOutcome]
     SCHEDULE_RUN_OUTCOME_CAUGHT_UP: _ClassVar[ScheduleRunOutcome]
+
+class OutputStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTPUT_STREAM_UNSPECIFIED: _ClassVar[OutputStream]
+    OUTPUT_STREAM_STDOUT: _ClassVar[OutputStream]
+    OUTPUT_STREAM_STDERR: _ClassVar[OutputStream]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
@@ -60,6 +66,9 @@ SCHEDULE_RUN_OUTCOME_STARTED: ScheduleRunOutcome
 SCHEDULE_RUN_OUTCOME_SKIPPED: ScheduleRunOutcome
 SCHEDULE_RUN_OUTCOME_FAILED: ScheduleRunOutcome
 SCHEDULE_RUN_OUTCOME_CAUGHT_UP: ScheduleRunOutcome
+OUTPUT_STREAM_UNSPECIFIED: OutputStream
+OUTPUT_STREAM_STDOUT: OutputStream
+OUTPUT_STREAM_STDERR: OutputStream
 
 class Limits(_message.Message):
     __slots__ = ("cpu_cores", "memory_bytes", "io_read_bps", "io_write_bps", "pids", "output_bytes")
@@ -90,7 +99,7 @@ class When(_message.Message):
     def __init__(self, delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_expression: _Optional[str] = ..., period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class StartRequest(_message.Message):
-    __slots__ = ("argv", "env", "cwd", "limits", "network", "private_tmp", "when", "request_id", "name", "labels")
+    __slots__ = ("argv", "env", "cwd", "limits", "network", "private_tmp", "when", "request_id", "name", "labels", "stdin")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +124,7 @@ class StartRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
     cwd: str
@@ -125,7 +135,8 @@ class StartRequest(_message.Message):
     request_id: str
     name: str
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., network: _Optional[_Union[Network, str]] = ..., private_tmp: _Optional[bool] = ..., when: _Optional[_Union[When, _Mapping]] = ..., request_id: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    stdin: bool
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., network: _Optional[_Union[Network, str]] = ..., private_tmp: _Optional[bool] = ..., when: _Optional[_Union[When, _Mapping]] = ..., request_id: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., stdin: _Optional[bool] = ...) -> None: ...
 
 class StartResponse(_message.Message):
     __slots__ = ("job", "schedule")
@@ -219,22 +230,52 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class OutputRequest(_message.Message):
-    __slots__ = ("id", "offset", "follow")
+    __slots__ = ("id", "offset", "follow", "streams", "tail_lines", "since", "end_offset", "timestamps")
     ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    END_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     id: str
     offset: int
     follow: bool
-    def __init__(self, id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+    streams: _containers.RepeatedScalarFieldContainer[OutputStream]
+    tail_lines: int
+    since: _timestamp_pb2.Timestamp
+    end_offset: int
+    timestamps: bool
+    def __init__(self, id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ..., streams: _Optional[_Iterable[_Union[OutputStream, str]]] = ..., tail_lines: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_offset: _Optional[int] = ..., timestamps: _Optional[bool] = ...) -> None: ...
 
 class OutputResponse(_message.Message):
-    __slots__ = ("offset", "data")
+    __slots__ = ("offset", "data", "stream", "time")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
     offset: int
     data: bytes
-    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    stream: OutputStream
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., stream: _Optional[_Union[OutputStream, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WriteStdinRequest(_message.Message):
+    __slots__ = ("id", "data")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    data: bytes
+    def __init__(self, id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class WriteStdinResponse(_message.Message):
+    __slots__ = ("written_bytes", "job_stopped_reading")
+    WRITTEN_BYTES_FIELD_NUMBER: _ClassVar[int]
+    JOB_STOPPED_READING_FIELD_NUMBER: _ClassVar[int]
+    written_bytes: int
+    job_stopped_reading: bool
+    def __init__(self, written_bytes: _Optional[int] = ..., job_stopped_reading: _Optional[bool] = ...) -> None: ...
 
 class RemoveRequest(_message.Message):
     __slots__ = ("id", "stop_running")

@@ -70,6 +70,11 @@ class JobServiceStub:
                 request_serializer=remo_dot_v1_dot_jobs__pb2.OutputRequest.SerializeToString,
                 response_deserializer=remo_dot_v1_dot_jobs__pb2.OutputResponse.FromString,
                 _registered_method=True)
+        self.WriteStdin = channel.stream_unary(
+                '/remo.v1.JobService/WriteStdin',
+                request_serializer=remo_dot_v1_dot_jobs__pb2.WriteStdinRequest.SerializeToString,
+                response_deserializer=remo_dot_v1_dot_jobs__pb2.WriteStdinResponse.FromString,
+                _registered_method=True)
         self.Remove = channel.unary_unary(
                 '/remo.v1.JobService/Remove',
                 request_serializer=remo_dot_v1_dot_jobs__pb2.RemoveRequest.SerializeToString,
@@ -142,6 +147,22 @@ class JobServiceServicer:
     def Output(self, request, context):
         """The job's output (stdout and stderr as written) from `offset`; with `follow`, live
         until the job has ended.
+
+        Offsets: the job's stdout and stderr are kept apart, each piece with the time it
+        arrived, and also in the order they were written. An offset counts bytes of that
+        merged order (stdout and stderr interleaved), so it names one byte whatever
+        streams a reader shows: a reader that resumes at `offset + len(data)` of the last
+        message it got (with the same `streams`) gets every byte once, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteStdin(self, request_iterator, context):
+        """Write to the stdin of a job started with `stdin`: the first message names the job,
+        every message may carry bytes; the end of the stream (or its cancellation) closes
+        the job's stdin, which the job reads as end of file. Once per job. Flow-controlled:
+        a job that reads slowly slows the stream, nothing is buffered without bound.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,6 +232,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.Output,
                     request_deserializer=remo_dot_v1_dot_jobs__pb2.OutputRequest.FromString,
                     response_serializer=remo_dot_v1_dot_jobs__pb2.OutputResponse.SerializeToString,
+            ),
+            'WriteStdin': grpc.stream_unary_rpc_method_handler(
+                    servicer.WriteStdin,
+                    request_deserializer=remo_dot_v1_dot_jobs__pb2.WriteStdinRequest.FromString,
+                    response_serializer=remo_dot_v1_dot_jobs__pb2.WriteStdinResponse.SerializeToString,
             ),
             'Remove': grpc.unary_unary_rpc_method_handler(
                     servicer.Remove,
@@ -423,6 +449,33 @@ class JobService:
             '/remo.v1.JobService/Output',
             remo_dot_v1_dot_jobs__pb2.OutputRequest.SerializeToString,
             remo_dot_v1_dot_jobs__pb2.OutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteStdin(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/remo.v1.JobService/WriteStdin',
+            remo_dot_v1_dot_jobs__pb2.WriteStdinRequest.SerializeToString,
+            remo_dot_v1_dot_jobs__pb2.WriteStdinResponse.FromString,
             options,
             channel_credentials,
             insecure,

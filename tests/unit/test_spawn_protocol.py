@@ -43,6 +43,7 @@ def test_a_request_encodes_everything_the_init_reads() -> None:
         account=ALICE,
         isolation=Isolation(pid=True, mount=True, network_none=True, private_tmp=True),
         output_cap=1 << 20,
+        stdin=True,
     )
     assert json.loads(request.encode()) == {
         "argv": ["sh", "-c", "echo é"],
@@ -60,6 +61,7 @@ def test_a_request_encodes_everything_the_init_reads() -> None:
         "network_none": True,
         "private_tmp": True,
         "output_cap": 1 << 20,
+        "stdin": True,
     }
     plain = json.loads(SpawnRequest(["true"], {}, "/", ALICE).encode())
     assert (plain["network_none"], plain["private_tmp"], plain["output_cap"]) == (

@@ -273,6 +273,7 @@ class JobManager:
         parse_job_id(job_id)
         fd = self._stdin.take(job_id)
         if fd is None:
+            await self.status(job_id)  # JobNotFound first: a job that is not there
             raise StdinNotOpen(job_id)
         try:
             return await job_stdin.write_all(fd, chunks)

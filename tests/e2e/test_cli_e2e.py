@@ -50,8 +50,8 @@ async def test_run_streams_bytes_and_exits_with_the_job_code(cli_env: dict[str, 
     script = r'printf "\000\377binary\n"; echo out; echo err >&2; exit 3'
     done = await remo(cli_env, "run", "--", "sh", "-c", script)
     assert done.code == 3, done.stderr
-    assert done.stdout == b"\x00\xffbinary\nout\nerr\n"
-    assert done.stderr == ""
+    assert done.stdout == b"\x00\xffbinary\nout\n"
+    assert done.stderr == "err\n"  # the job's stderr to ours, as ssh does
 
 
 async def test_detached_job_lifecycle(cli_env: dict[str, str]) -> None:

@@ -306,7 +306,8 @@ async def test_a_childs_oom_is_not_the_jobs_death(
             stub, ["python3", "-c", "b = bytearray(200 << 20)"],
             limits=pb.Limits(memory_bytes=64 << 20),
         )  # fmt: skip
-    assert child.state == pb.JOB_STATE_SUCCEEDED and output.endswith("survived\n"), output
+    # ("survived" on stdout, sh's "Killed" on stderr: either may come first)
+    assert child.state == pb.JOB_STATE_SUCCEEDED and "survived\n" in output, output
     assert not child.oom_killed and child.oom_kills >= 1
     assert "out-of-memory" not in child.reason
     assert main.state == pb.JOB_STATE_KILLED and main.oom_killed and main.oom_kills >= 1

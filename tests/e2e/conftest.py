@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import shutil
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +27,7 @@ from remo.server import tls
 from remo.server.app import RunningServer, running
 from remo.server.config import ServerConfig
 from remo.v1 import jobs_pb2_grpc
+from tests.support import wait_until_sync
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (run-as, cgroups, useradd)")
 
@@ -94,16 +97,54 @@ def credential(server: Server) -> Path:
     return server.credential(*me())
 
 
+#: ``REMO_TEST_AGENT=1``: the CLI tests run ``remo`` as installed, through the profile's
+#: agent (:mod:`remo.cli.fast`); otherwise each command runs on its own.
+THROUGH_AGENT = os.environ.get("REMO_TEST_AGENT") == "1"
+CLI_MODULE = "remo.cli.fast" if THROUGH_AGENT else "remo.cli.main"
+
+
 @pytest.fixture
-def cli_env(tmp_path: Path, credential: Path) -> dict[str, str]:
-    """The environment of a CLI run by a user whose only profile is ``credential``."""
+def cli_env(tmp_path: Path, credential: Path) -> Iterator[dict[str, str]]:
+    """The environment of a CLI run by a user whose only profile is ``credential``, with
+    a runtime dir of its own (where its agents listen; stopped afterwards)."""
+    # short: a unix socket's path must fit in 108 bytes
+    runtime = Path(tempfile.mkdtemp(prefix="remo-rt-"))
     env = dict(os.environ)
     env.update(
         HOME=str(tmp_path / "home"),
         XDG_CONFIG_HOME=str(tmp_path / "xdg"),
         REMO_PROFILE=str(credential),
+        XDG_RUNTIME_DIR=str(runtime),
+        REMO_AGENT_IDLE="120",
     )
-    return env
+    env.pop("REMO_NO_AGENT", None)
+    yield env
+    try:
+        stop_agents(runtime)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def stop_agents(runtime: Path) -> None:
+    """Stop every agent listening under ``runtime`` and wait for them to exit."""
+    from remo.cli import agent_link
+
+    pids = []
+    for path in Path(agent_link.agent_dir({"XDG_RUNTIME_DIR": str(runtime)})).glob("*.sock"):
+        try:
+            with agent_link.connect(str(path), 5.0) as sock:
+                agent_link.send(sock, {"op": "status"})
+                answer, _ = agent_link.receive(sock)
+            with agent_link.connect(str(path), 5.0) as sock:
+                agent_link.send(sock, {"op": "stop"})
+                agent_link.receive(sock)
+        except (OSError, agent_link.LinkError):
+            continue
+        if answer and isinstance(answer.get("pid"), int):
+            pids.append(answer["pid"])
+    wait_until_sync(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), 30, what="agents to exit"
+    )
 
 
 async def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> tuple[int, bytes, str]:
@@ -111,9 +152,10 @@ async def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> tuple
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "remo.cli.main",
+        CLI_MODULE,
         *args,
         env=env,
+        stdin=asyncio.subprocess.DEVNULL,  # not the test runner's (a pipe in CI: sent)
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

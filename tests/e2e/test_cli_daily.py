@@ -25,7 +25,7 @@ import pytest
 
 from remo.pki import package
 from remo.pki.ca import CertificateAuthority
-from tests.e2e.conftest import Server, me, needs_root, run_cli, serve
+from tests.e2e.conftest import CLI_MODULE, Server, me, needs_root, run_cli, serve
 from tests.support import wait_until, wait_until_sync
 
 
@@ -215,13 +215,14 @@ async def test_a_signal_to_remo_run_detaches_like_ctrl_c(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "remo.cli.main",
+        CLI_MODULE,
         "run",
         "--",
         "sh",
         "-c",
         "echo started; exec sleep 60",
         env=cli_env,
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

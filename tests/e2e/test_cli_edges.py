@@ -18,6 +18,7 @@ async def shell(env: dict[str, str], script: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         "bash", "-c", f"set -o pipefail; {script}",
         env={**env, "PATH": f"{venv_bin}:{env.get('PATH', '/usr/bin:/bin')}"},
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)

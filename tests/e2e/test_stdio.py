@@ -20,7 +20,7 @@ import pytest
 from remo.client import Client
 from remo.core import output_format
 from remo.v1 import jobs_pb2 as pb
-from tests.e2e.conftest import Server, reason_of
+from tests.e2e.conftest import CLI_MODULE, Server, reason_of
 from tests.e2e.process import ServerProcess
 from tests.e2e.test_cli_daily import ok, remo
 from tests.support import wait_until, wait_until_sync
@@ -36,7 +36,7 @@ async def cli(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "remo.cli.main",
+        CLI_MODULE,
         *args,
         env=env,
         stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
@@ -83,7 +83,7 @@ async def test_a_gib_of_stdin_arrives_byte_exact(server: Server, cli_env: dict[s
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "remo.cli.main",
+        CLI_MODULE,
         "run",
         "--",
         "sha256sum",
@@ -123,7 +123,7 @@ async def test_a_job_that_never_reads_keeps_memory_bounded(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "remo.cli.main",
+        CLI_MODULE,
         "run",
         "--",
         "sh",
@@ -175,7 +175,7 @@ async def test_ctrl_c_detaches_and_closes_the_jobs_stdin(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "remo.cli.main",
+        CLI_MODULE,
         "run",
         "-i",
         "--",
@@ -257,7 +257,7 @@ async def test_run_keeps_stdout_and_stderr_apart_and_logs_filters(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "remo.cli.main",
+        CLI_MODULE,
         "run",
         "--",
         "sh",
@@ -329,7 +329,7 @@ async def test_tail_with_follow_then_live(server: Server, cli_env: dict[str, str
     follower = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "remo.cli.main",
+        CLI_MODULE,
         "logs",
         "-f",
         "--tail",

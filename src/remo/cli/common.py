@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,14 +73,62 @@ def chosen_profile(ctx: click.Context | None = None) -> str | None:
 
 
 def connect() -> Client:
-    """A client for the selected profile; checks the credential before any network I/O."""
+    """A client for the selected profile; checks the credential before any network I/O.
+    In the agent (:mod:`remo.cli.agent`): its shared client, which closing leaves open."""
     # grpc core prints handshake failures on stderr at INFO level; remo explains them.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    shared = getattr(_agent, "client", None)
+    if shared is not None:
+        return _Borrowed(shared)  # type: ignore[return-value]
     from remo.client.sync import Client
 
     global connected
     connected = True
     return Client.from_profile(chosen_profile())
+
+
+#: In the agent, per command thread: the shared client and the command's terminal width.
+_agent = threading.local()
+
+
+def bind_agent_client(client: Client | None, columns: int | None) -> None:
+    """For the agent: what :func:`connect` and :func:`terminal_columns` give this thread."""
+    _agent.client = client
+    _agent.columns = columns
+
+
+class _Borrowed:
+    """The agent's client, lent to one command: closing it keeps it open for the next."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _Borrowed:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        pass
+
+
+def terminal_columns(default: int = 100) -> int:
+    """The width of the terminal the command writes to (``$COLUMNS`` first, as
+    :func:`shutil.get_terminal_size` does, then the command's own stdout)."""
+    columns = getattr(_agent, "columns", None)
+    if isinstance(columns, int):
+        return columns
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return default
 
 
 def hint_command(verb: str, job_id: str) -> str:

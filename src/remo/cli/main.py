@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "register": ("remo.cli.register", "command"),
     "server": ("remo.cli.server_cmd", "command"),
     "admin": ("remo.cli.admin", "group"),
+    "agent": ("remo.cli.agent_cmd", "group"),
 }
 
 #: Words other tools use for a verb, suggested when typed.
@@ -204,6 +205,12 @@ def _silence_stdout() -> None:
     expose_value=False,
     callback=remember_profile,
     help="Credential file or installed profile to use (also $REMO_PROFILE).",
+)
+@click.option(
+    "--no-agent",
+    is_flag=True,
+    expose_value=False,
+    help="Run this command on its own, not through the profile's agent (also $REMO_NO_AGENT=1).",
 )
 @click.version_option(package_name="remo", prog_name="remo", message="%(prog)s %(version)s")
 def cli() -> None:

@@ -8,7 +8,6 @@ and described in docs/CLI.md.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -169,7 +168,9 @@ def terminal_width() -> int | None:
     """The width to cut lines at when stdout is a terminal; None otherwise."""
     if not sys.stdout.isatty():
         return None
-    return shutil.get_terminal_size((100, 24)).columns
+    from remo.cli.common import terminal_columns
+
+    return terminal_columns(100)
 
 
 STATE_NAMES = ("running", "succeeded", "failed", "stopped", "killed", "lost")

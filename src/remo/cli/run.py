@@ -6,7 +6,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
@@ -228,6 +228,12 @@ def _signals_detach() -> Iterator[None]:
     def detach(signum: int, _frame: object) -> None:
         raise _Detach(signum)
 
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # in the agent: the command forwards these signals as Ctrl-C
+        return
+
     previous = {}
     for name in DETACHING_SIGNALS:
         number = getattr(signal, name)
@@ -246,10 +252,11 @@ def stdin_is_data() -> bool:
     import stat
 
     try:
-        mine = os.fstat(0)
-    except OSError:
+        fd = sys.stdin.fileno()
+        mine = os.fstat(fd)
+    except (OSError, ValueError, AttributeError):
         return False
-    if os.isatty(0):
+    if os.isatty(fd):
         return False
     if stat.S_ISCHR(mine.st_mode):
         try:
@@ -274,8 +281,12 @@ def _attach(client: Client, job: JobStatus, send_stdin: bool = False) -> int:
     if send_stdin:
         # Read as the job reads (gRPC's flow control pulls the next chunk); the job's
         # stdin closes at our end of file, or when we detach or exit.
+        # (sys.stdin is this thread's: in the agent, the command's own stdin)
         writer = threading.Thread(
-            target=_send_stdin, args=(client, job.id), name="remo-stdin", daemon=True
+            target=_send_stdin,
+            args=(client, job.id, sys.stdin.buffer),
+            name="remo-stdin",
+            daemon=True,
         )
         writer.start()
     try:
@@ -320,13 +331,13 @@ def _attach(client: Client, job: JobStatus, send_stdin: bool = False) -> int:
     return code
 
 
-def _send_stdin(client: Client, job_id: str) -> None:
+def _send_stdin(client: Client, job_id: str, source: BinaryIO) -> None:
     """Send our stdin to the job until its end. A failure is not ours to report: the
     job sees its stdin closed, and its output and exit code say the rest."""
     from remo.client.errors import ClientError
 
     with contextlib.suppress(ClientError, OSError, ValueError):
-        client.write_stdin(job_id, sys.stdin.buffer)
+        client.write_stdin(job_id, source)
 
 
 def ending_note(job: JobStatus) -> str:

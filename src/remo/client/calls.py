@@ -131,6 +131,49 @@ class Lanes:
             return [lane.channel for lane in self._lanes]
 
 
+# -- calls a thread may have to abandon (the CLI's agent, on a command's Ctrl-C) ---------
+
+#: Per thread that asked (:func:`track_calls`): its streaming calls in progress.
+ACTIVE = threading.local()
+_TRACKED: dict[int, set[Any]] = {}
+_TRACKED_LOCK = threading.Lock()
+
+
+def track_calls() -> None:
+    """Remember this thread's streaming calls from now on (see :func:`cancel_calls`)."""
+    with _TRACKED_LOCK:
+        ACTIVE.calls = _TRACKED.setdefault(threading.get_ident(), set())
+
+
+def untrack_calls() -> None:
+    with _TRACKED_LOCK:
+        _TRACKED.pop(threading.get_ident(), None)
+        ACTIVE.calls = None
+
+
+def note_call(call: Any) -> None:
+    """A streaming call starts on this thread (a no-op unless it is tracked)."""
+    tracked = getattr(ACTIVE, "calls", None)
+    if tracked is not None:
+        with _TRACKED_LOCK:
+            tracked.add(call)
+
+
+def forget_call(call: Any) -> None:
+    tracked = getattr(ACTIVE, "calls", None)
+    if tracked is not None:
+        with _TRACKED_LOCK:
+            tracked.discard(call)
+
+
+def cancel_calls(thread_ident: int | None) -> None:
+    """Cancel the tracked calls of a thread, so that a wait inside grpc returns now."""
+    with _TRACKED_LOCK:
+        calls = list(_TRACKED.get(thread_ident or 0, ()))
+    for call in calls:
+        call.cancel()
+
+
 #: The status codes of "the connection broke or the server went away", which are worth
 #: trying again, as opposed to an answer of the server. UNAVAILABLE: no connection, a
 #: broken one, or a server that is stopping (it ends its calls so). CANCELLED: the

@@ -354,14 +354,18 @@ class Client(ClientBase):
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             lane = self._lanes.take()
+            # (a future: cancellable from another thread, see calls.cancel_calls)
+            pending = lane.stub.Wait.future(pb.WaitRequest(id=job_id), timeout=left)
+            calls.note_call(pending)
             try:
-                reply = lane.stub.Wait(pb.WaitRequest(id=job_id), timeout=left)
+                reply = pending.result()
             except grpc.RpcError as err:
                 if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise WaitTimeout(f"job {job_id} still running after {timeout:g}s") from None
                 self._recover(outage, err, f"job {job_id}", f"waiting for job {job_id}")
                 continue
             finally:
+                calls.forget_call(pending)
                 self._lanes.give(lane)
             self._replied.set()
             return job_from_pb(reply.job)
@@ -407,6 +411,7 @@ class Client(ClientBase):
             request = window.request(job_id, resume.position, follow, not resume.started)
             lane = self._lanes.take()
             call = lane.stub.Output(request, timeout=left)
+            calls.note_call(call)
             try:
                 for msg in call:
                     self._replied.set()
@@ -422,6 +427,7 @@ class Client(ClientBase):
                 self._recover(outage, err, f"job {job_id}", doing)
             finally:
                 call.cancel()
+                calls.forget_call(call)
                 self._lanes.give(lane)
 
     def write_stdin(self, job_id: str, source: bytes | BinaryIO | Iterable[bytes]) -> int:

@@ -1,0 +1,365 @@
+"""A profile's agent: one authenticated connection, shared by every ``remo`` command.
+
+Started by the first command of a profile (:mod:`remo.cli.fast`) as
+``python -m remo.cli.agent SOCKET SELECTION IDLE``; exits after IDLE seconds without a
+command, when its profile changes, or on ``remo agent stop``. It runs each command the
+way the command itself would — the same click group, the same verbs, the same error
+lines and exit codes — on a thread of its own, with the command's descriptors 0, 1 and 2
+as that thread's stdin, stdout and stderr (:class:`ThreadStreams`), and one
+:class:`~remo.client.sync.Client` shared by all (it is thread-safe; long calls spread
+over its lanes).
+
+Security: the socket is in a 0700 directory of ours and is itself 0600, and each
+connection's peer must be our own uid (``SO_PEERCRED``), so no other local account can
+borrow the connection. The credential is read from the profile file as a command would;
+nothing is written anywhere new. A profile file that changed (renewed, replaced) makes
+the agent decline and exit, so the next command starts one with the new credential; a
+revoked credential fails on the server at the next call, as it would directly.
+
+Interrupts: the command forwards Ctrl-C, SIGTERM and SIGHUP; the agent raises
+KeyboardInterrupt in the command's thread and cancels its streaming calls so that it
+wakes at once (:mod:`remo.client.calls`, ``ACTIVE``). A command that goes away leaves its
+thread writing to /dev/null: its descriptors are pointed there, never closed, so their
+numbers cannot be reused by another command's while the thread still holds them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from remo.cli import agent_link as link
+from remo.cli.thread_streams import ThreadStreams
+
+
+class Agent:
+    def __init__(self, path: str, chosen: str, idle: float) -> None:
+        self.path = path
+        self.chosen = chosen
+        self.idle = idle
+        self.started = time.time()
+        self.build = link.build_id()
+        self.env = link.printing_env()
+        self.served = 0
+        self.active: dict[int, Command] = {}
+        self.lock = threading.Lock()
+        self.last_used = time.monotonic()
+        self.stopping = threading.Event()
+        self.profile_path, self.profile_stamp = _profile()
+        self.client = _shared_client()
+        self._socket_inode = -1
+        self._lock_fd = -1
+
+    # -- the socket ---------------------------------------------------------------------
+
+    def serve(self) -> None:
+        directory = os.path.dirname(self.path)
+        link.make_private_dir(directory)
+        lock = _exclusive(self.path + ".lock")
+        if lock is None:
+            return  # another agent of this selection is starting or running
+        self._lock_fd = lock
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        temporary = f"{self.path}.{os.getpid()}"
+        old_mask = os.umask(0o177)
+        try:
+            listener.bind(temporary)
+        finally:
+            os.umask(old_mask)
+        os.rename(temporary, self.path)
+        self._socket_inode = os.stat(self.path).st_ino
+        listener.listen(64)
+        listener.settimeout(1.0)
+        try:
+            while not self.stopping.is_set() and not self._idle_too_long():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+        finally:
+            self._unlink_socket()
+            listener.close()
+            self._finish_commands()
+            self.stop()
+
+    def stop(self) -> None:
+        """Take no more commands: the socket goes at once, running commands finish."""
+        self.stopping.set()
+        self._unlink_socket()
+        with self.lock:
+            lock, self._lock_fd = self._lock_fd, -1
+        if lock >= 0:
+            os.close(lock)  # a new agent may start while running commands finish here
+
+    def _unlink_socket(self) -> None:
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == self._socket_inode:
+                os.unlink(self.path)
+
+    def _idle_too_long(self) -> bool:
+        with self.lock:
+            busy = bool(self.active)
+        return not busy and time.monotonic() - self.last_used > self.idle
+
+    def _finish_commands(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self.active:
+                    return
+            time.sleep(0.05)
+
+    # -- one connection -----------------------------------------------------------------
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            if _peer_uid(conn) != os.getuid():
+                return  # another account: not a word
+            conn.settimeout(5.0)
+            try:
+                request, fds = link.receive(conn, max_fds=3)
+            except (OSError, link.LinkError, ValueError):
+                return
+            if request is None:
+                return
+            op = request.get("op")
+            if self.stopping.is_set():
+                link.send(conn, {"declined": "stopping"})
+            elif op == "status":
+                link.send(conn, self.status())
+            elif op == "stop":
+                self.stop()
+                link.send(conn, {"stopping": True})
+            elif op == "run" and len(fds) == 3:
+                self._run(conn, request, fds)
+                fds = []
+            for fd in fds:
+                os.close(fd)
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            active = len(self.active)
+        return {
+            "pid": os.getpid(),
+            "profile": str(self.profile_path),
+            "server": self.client.address,
+            "started": self.started,
+            "idle_timeout": self.idle,
+            "commands": self.served,
+            "running": active,
+        }
+
+    def _decline(self, request: dict[str, Any]) -> str | None:
+        """Why this agent must not run ``request`` (None: it may)."""
+        if request.get("build") != self.build:
+            self.stop()
+            return "restart"
+        if request.get("selection") != self.chosen:
+            return "another profile"
+        if request.get("env") != self.env:
+            return "another environment"
+        try:
+            now = _profile()
+        except Exception:
+            now = None
+        if now != (self.profile_path, self.profile_stamp):
+            self.stop()  # renewed, replaced or gone: the next command starts afresh
+            return "restart"
+        return None
+
+    def _run(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+        why = self._decline(request)
+        if why is not None or self.stopping.is_set():
+            link.send(conn, {"declined": why or "stopping", "restart": why == "restart"})
+            for fd in fds:
+                os.close(fd)
+            return
+        command = Command(self, fds, request)
+        with self.lock:
+            self.active[id(command)] = command
+            self.served += 1
+        try:
+            link.send(conn, {"accepted": True})
+            conn.settimeout(None)
+            watcher = threading.Thread(target=command.listen, args=(conn,), daemon=True)
+            watcher.start()
+            code = command.run()
+            with contextlib.suppress(OSError):
+                link.send(conn, {"exit": code})
+        finally:
+            command.close()
+            with self.lock:
+                self.active.pop(id(command), None)
+                self.last_used = time.monotonic()
+
+
+class Command:
+    """One command run for a client: its streams, its thread, its interrupt."""
+
+    def __init__(self, agent: Agent, fds: list[int], request: dict[str, Any]) -> None:
+        self.agent = agent
+        self.fds = fds
+        self.argv = [str(a) for a in request.get("argv", [])]
+        columns = request.get("columns")
+        self.columns = columns if isinstance(columns, int) and columns > 0 else None
+        self.thread = threading.current_thread()
+        self.gone = threading.Event()
+        self.streams: tuple[TextIO, TextIO, TextIO] | None = None
+
+    def run(self) -> int:
+        from remo.cli import common
+        from remo.cli.main import cli
+        from remo.client import calls
+
+        stdin = open(self.fds[0], closefd=False)  # noqa: SIM115 - closed in close()
+        stdout = open(self.fds[1], "w", closefd=False)  # noqa: SIM115
+        stderr = open(self.fds[2], "w", closefd=False)  # noqa: SIM115
+        self.streams = (stdin, stdout, stderr)
+        STREAMS.bind(stdin, stdout, stderr)
+        common.bind_agent_client(self.agent.client, self.columns)
+        calls.track_calls()
+        code: int
+        try:
+            cli.main(args=self.argv, prog_name="remo")
+            code = 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        except BaseException:  # a KeyboardInterrupt that came after main's handlers
+            code = 130
+        finally:
+            for stream in (stdout, stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            calls.untrack_calls()
+            common.bind_agent_client(None, None)
+            STREAMS.unbind()
+        return code
+
+    def listen(self, conn: socket.socket) -> None:
+        """Read the client's messages: a forwarded signal, or its end."""
+        while True:
+            try:
+                message, _ = link.receive(conn)
+            except (OSError, link.LinkError, ValueError):
+                message = None
+            if message is None:
+                self.abandon()
+                return
+            if isinstance(message.get("signal"), int):
+                self.interrupt()
+
+    def interrupt(self) -> None:
+        """Ctrl-C in the client: KeyboardInterrupt in the thread, woken from its calls."""
+        from remo.client import calls
+
+        ident = self.thread.ident
+        if ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
+            )
+        calls.cancel_calls(ident)
+
+    def abandon(self) -> None:
+        """The client went away: whatever the thread still writes goes nowhere."""
+        if self.gone.is_set():
+            return
+        self.gone.set()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            for fd in self.fds:
+                with contextlib.suppress(OSError):
+                    os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+        if self.thread.is_alive():
+            self.interrupt()
+
+    def close(self) -> None:
+        if self.streams is not None:
+            for stream in self.streams:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.close()
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds = []
+
+
+#: The process's stdin, stdout and stderr, per thread (installed in :func:`main`).
+STREAMS = ThreadStreams()
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def _exclusive(path: str) -> int | None:
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _profile() -> tuple[str, tuple[int, int, int]]:
+    """The credential file this agent's selection names, and its identity now."""
+    from remo.client.profiles import select
+
+    path = select(None).path
+    info = os.stat(path)
+    return str(path), (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def _shared_client() -> Any:
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    from remo.client.sync import Client
+
+    return Client.from_profile(None)
+
+
+def main(argv: list[str]) -> None:
+    path, chosen, idle = argv[0], argv[1], float(argv[2])
+    profile = json.loads(chosen)[0]
+    if profile:
+        os.environ["REMO_PROFILE"] = profile  # what --profile chose, for this process
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: AGENT_STOP.set())
+    STREAMS.install()
+    agent = Agent(path, chosen, idle)
+    watcher = threading.Thread(target=_stop_on_signal, args=(agent,), daemon=True)
+    watcher.start()
+    agent.serve()
+    agent.client.close()
+    sys.stdout.flush()
+    os._exit(0)
+
+
+AGENT_STOP = threading.Event()
+
+
+def _stop_on_signal(agent: Agent) -> None:
+    AGENT_STOP.wait()
+    agent.stop()
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except Exception:
+        os._exit(1)

@@ -1,0 +1,174 @@
+"""The ``remo`` command's entry point: through the profile's agent when it can, else
+in this process — the same verbs, output and exit codes either way.
+
+Every command used to pay the interpreter, click, ``import grpc`` and a TLS handshake
+before its first byte reached the server (~100 ms here). As ssh's ControlMaster does,
+the first command of a profile starts an agent (:mod:`remo.cli.agent`) that keeps the
+connection; later commands hand it their command line and their stdin, stdout and
+stderr over a private unix socket and wait for the exit code, importing nothing but
+the standard library. When there is no agent, or it cannot answer, or declines (another
+build, another environment, a changed profile), the command runs here as before; when
+none runs, it is started for the next command (``REMO_AGENT_IDLE``: seconds it waits
+for one, default 600; ``0`` turns agents off). ``--no-agent`` or ``REMO_NO_AGENT=1``
+bypass it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from remo.cli import agent_link as link
+
+#: How long a command waits for the agent to take it before running on its own.
+ACCEPT_TIMEOUT = 2.0
+#: After a forwarded Ctrl-C, how long to wait for the agent's exit code.
+INTERRUPT_GRACE = 2.0
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if _agent_wanted(args):
+        code = _through_agent(args)
+        if code is not None:
+            sys.exit(code)
+    from remo.cli.main import main as direct
+
+    direct(args)
+
+
+def idle_seconds() -> float:
+    """``REMO_AGENT_IDLE`` (seconds; default 600; 0: no agents)."""
+    raw = os.environ.get("REMO_AGENT_IDLE", "")
+    try:
+        return max(0.0, float(raw)) if raw else link.DEFAULT_IDLE
+    except ValueError:
+        return link.DEFAULT_IDLE
+
+
+def _agent_wanted(args: list[str]) -> bool:
+    if "--no-agent" in args[: args.index("--") if "--" in args else len(args)]:
+        return False
+    if os.environ.get("REMO_NO_AGENT", "") not in ("", "0") or os.environ.get("REMO_DEBUG"):
+        return False
+    if idle_seconds() == 0:
+        return False
+    if link.verb_of(args) not in link.AGENT_VERBS:
+        return False
+    head = args[: args.index("--") if "--" in args else len(args)]
+    return not any(a in ("-h", "--help", "--version") for a in head)
+
+
+def _through_agent(args: list[str]) -> int | None:
+    """Run the command through the agent; its exit code, or None to run it here."""
+    chosen = link.selection(args)
+    path = link.socket_path(chosen)
+    try:
+        link.check_private(os.path.dirname(path))
+        sock = link.connect(path, ACCEPT_TIMEOUT)
+    except link.LinkError:
+        _start_agent(chosen, path)
+        return None
+    with sock:
+        try:
+            request = {
+                "op": "run",
+                "argv": args,
+                "env": link.printing_env(),
+                "columns": _columns(),
+                "selection": chosen,
+                "build": link.build_id(),
+            }
+            link.send(sock, request, [0, 1, 2])
+            answer, _ = link.receive(sock)
+        except (OSError, link.LinkError, ValueError):
+            return None
+        if answer is None or not answer.get("accepted"):
+            if answer is not None and answer.get("restart"):
+                _start_agent(chosen, path)
+            return None
+        return _wait_for_exit(sock)
+
+
+def _wait_for_exit(sock: object) -> int:
+    """Forward Ctrl-C, SIGTERM and SIGHUP while the agent runs the command; its code."""
+    import socket as socket_module
+
+    assert isinstance(sock, socket_module.socket)
+    interrupted: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        interrupted.append(signum)
+        with contextlib.suppress(OSError):
+            link.send(sock, {"signal": signum})
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signal.signal(getattr(signal, name), forward)
+    sock.settimeout(None)
+    while True:
+        try:
+            if interrupted:
+                sock.settimeout(INTERRUPT_GRACE)
+            answer, _ = link.receive(sock)
+        except InterruptedError:
+            continue
+        except (OSError, link.LinkError, ValueError):
+            answer = None
+        if answer is not None and "exit" in answer:
+            return int(answer["exit"])
+        if answer is None:
+            # The agent went away (or did not answer the interrupt in time).
+            if interrupted:
+                _say("interrupted")
+                return EXIT_INTERRUPTED
+            _say("the agent that ran this command ended before it did; run it again")
+            return 1
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, f"remo: {text}\n".encode())
+
+
+def _columns() -> int | None:
+    try:
+        return os.get_terminal_size(1).columns
+    except OSError:
+        return None
+
+
+def _start_agent(chosen: str, path: str) -> None:
+    """Start the agent for the next command; never fails this one."""
+    idle = idle_seconds()
+    if idle == 0:
+        return
+    try:
+        link.make_private_dir(os.path.dirname(path))
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            argv = [sys.executable, "-m", "remo.cli.agent", path, chosen, repr(idle)]
+            # Its own session: no terminal's signals reach it; the command is not
+            # waited for and needs no reaping of it (it outlives us).
+            import subprocess
+
+            subprocess.Popen(
+                argv,
+                stdin=devnull,
+                stdout=devnull,
+                stderr=devnull,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            os.close(devnull)
+    except (OSError, link.LinkError):
+        pass
+
+
+if __name__ == "__main__":
+    main()

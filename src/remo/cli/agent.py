@@ -58,6 +58,7 @@ class Agent:
         self.client = _shared_client()
         self._socket_inode = -1
         self._lock_fd = -1
+        self._listener: socket.socket | None = None
 
     # -- the socket ---------------------------------------------------------------------
 
@@ -79,12 +80,17 @@ class Agent:
         self._socket_inode = os.stat(self.path).st_ino
         listener.listen(64)
         listener.settimeout(1.0)
+        self._listener = listener
         try:
             while not self.stopping.is_set() and not self._idle_too_long():
                 try:
                     conn, _ = listener.accept()
                 except TimeoutError:
                     continue
+                except OSError:
+                    if self.stopping.is_set():
+                        break
+                    raise
                 threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
         finally:
             self._unlink_socket()
@@ -100,6 +106,9 @@ class Agent:
             lock, self._lock_fd = self._lock_fd, -1
         if lock >= 0:
             os.close(lock)  # a new agent may start while running commands finish here
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept at once
 
     def _unlink_socket(self) -> None:
         with contextlib.suppress(OSError):
@@ -215,8 +224,32 @@ class Command:
         self.thread = threading.current_thread()
         self.gone = threading.Event()
         self.streams: tuple[TextIO, TextIO, TextIO] | None = None
+        #: True while the verb runs: only then may an interrupt be raised in the thread.
+        self.running = False
+        self._state = threading.Lock()
 
     def run(self) -> int:
+        """Run the verb; its exit code. An interrupt raised in the thread (see
+        :meth:`interrupt`) can only land while the verb runs, never in the clean-up."""
+        with self._state:
+            self.running = True
+        code = 130
+        try:
+            code = self._main()
+        except BaseException:  # an interrupt that came after the verb's own handlers
+            code = 130
+        while True:
+            try:
+                with self._state:
+                    self.running = False
+                    _clear_async_exception(self.thread.ident)
+                break
+            except BaseException:  # (one that landed just before the clearing)
+                continue
+        self._unbind()
+        return code
+
+    def _main(self) -> int:
         from remo.cli import common
         from remo.cli.main import cli
         from remo.client import calls
@@ -228,22 +261,22 @@ class Command:
         STREAMS.bind(stdin, stdout, stderr)
         common.bind_agent_client(self.agent.client, self.columns)
         calls.track_calls()
-        code: int
         try:
             cli.main(args=self.argv, prog_name="remo")
-            code = 0
         except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        except BaseException:  # a KeyboardInterrupt that came after main's handlers
-            code = 130
-        finally:
-            for stream in (stdout, stderr):
-                with contextlib.suppress(OSError, ValueError):
-                    stream.flush()
-            calls.untrack_calls()
-            common.bind_agent_client(None, None)
-            STREAMS.unbind()
-        return code
+            return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        return 0
+
+    def _unbind(self) -> None:
+        from remo.cli import common
+        from remo.client import calls
+
+        for stream in (self.streams or ())[1:]:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        calls.untrack_calls()
+        common.bind_agent_client(None, None)
+        STREAMS.unbind()
 
     def listen(self, conn: socket.socket) -> None:
         """Read the client's messages: a forwarded signal, or its end."""
@@ -263,7 +296,9 @@ class Command:
         from remo.client import calls
 
         ident = self.thread.ident
-        if ident is not None:
+        with self._state:
+            if not self.running or ident is None:
+                return
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
             )
@@ -281,8 +316,7 @@ class Command:
                     os.dup2(devnull, fd)
         finally:
             os.close(devnull)
-        if self.thread.is_alive():
-            self.interrupt()
+        self.interrupt()  # (a no-op once the verb is done)
 
     def close(self) -> None:
         if self.streams is not None:
@@ -297,6 +331,12 @@ class Command:
 
 #: The process's stdin, stdout and stderr, per thread (installed in :func:`main`).
 STREAMS = ThreadStreams()
+
+
+def _clear_async_exception(ident: int | None) -> None:
+    """Withdraw an interrupt raised in thread ``ident`` that has not landed yet."""
+    if ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
 
 
 def _peer_uid(conn: socket.socket) -> int:

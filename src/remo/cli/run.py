@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -248,7 +249,6 @@ def _signals_detach() -> Iterator[None]:
 def stdin_is_data() -> bool:
     """Whether our stdin is something to send: a pipe or a file, not a terminal, not
     /dev/null (the job reads /dev/null anyway: no stream needed) and not closed."""
-    import os
     import stat
 
     try:
@@ -281,6 +281,7 @@ def _attach(client: Client, job: JobStatus, send_stdin: bool = False) -> int:
     if send_stdin:
         # Read as the job reads (gRPC's flow control pulls the next chunk); the job's
         # stdin closes at our end of file, or when we detach or exit.
+        _enlarge_pipe(sys.stdin.fileno())
         # (sys.stdin is this thread's: in the agent, the command's own stdin)
         writer = threading.Thread(
             target=_send_stdin,
@@ -329,6 +330,18 @@ def _attach(client: Client, job: JobStatus, send_stdin: bool = False) -> int:
     if code is None:
         raise JobLost(f"job {final.id} was lost: {final.reason or 'no exit status recorded'}")
     return code
+
+
+def _enlarge_pipe(fd: int) -> None:
+    """A pipe on our stdin holds 64 KiB: each read, hence each message to the server,
+    would be at most that. 1 MiB (the usual most an account may ask) quarters the
+    messages and the CPU they cost; best effort."""
+    import fcntl
+    import stat
+
+    with contextlib.suppress(OSError, AttributeError):
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
 
 
 def _send_stdin(client: Client, job_id: str, source: BinaryIO) -> None:

@@ -29,8 +29,9 @@ from remo.v1 import jobs_pb2 as pb
 SERVICE = "remo.v1.JobService"
 #: Seconds a unary call may take before it fails with DEADLINE_EXCEEDED.
 DEFAULT_TIMEOUT = 30.0
-#: Bytes per WriteStdin message (the server's pipe holds 1 MiB).
-STDIN_CHUNK = 256 << 10
+#: Most bytes per WriteStdin message (a file is read this much at a time; a pipe gives
+#: what it holds). The server's pipe to the job holds 1 MiB; gRPC takes up to 4 MiB.
+STDIN_CHUNK = 1 << 20
 #: Seconds ``output`` and ``wait`` keep trying to reconnect.
 DEFAULT_RECONNECT_TIMEOUT = 60.0
 #: Interval of HTTP/2 keepalive pings while a call is open, so that a dead network path

@@ -68,6 +68,16 @@ class OutputFiles:
         size = os.fstat(self._legacy).st_size
         return [Record(0, 0, 0, size, output_format.STDOUT)]
 
+    def raw_records(self, start: int, stop: int) -> list[tuple[int, ...]]:
+        """:meth:`records` as plain tuples, in the same field order (cheaper to make)."""
+        if stop <= start or not self._layout():
+            return []
+        if self._records is not None:
+            data = os.pread(self._records, (stop - start) * RECORD_SIZE, start * RECORD_SIZE)
+            whole = len(data) - len(data) % RECORD_SIZE
+            return list(output_format.RECORD.iter_unpack(data[:whole]))
+        return [tuple(record) for record in self.records(start, stop)]
+
     def read(self, stream: int, size: int, at: int) -> bytes:
         """Up to ``size`` bytes of ``stream``'s file from byte ``at``."""
         fd = self._legacy if self._legacy is not None else self._data.get(stream)

@@ -27,6 +27,7 @@ Memory per follower is one chunk: the files are never read whole.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 from collections.abc import AsyncGenerator, Collection
 from dataclasses import dataclass
@@ -165,50 +166,71 @@ def _start(files: OutputFiles, offset: int, window: Window) -> int:
 async def _pieces(
     files: OutputFiles, index: int, position: int, chunk: int, window: Window
 ) -> AsyncGenerator[Piece, None]:
-    """The pieces from record ``index`` on that hold bytes at or after ``position``."""
+    """The pieces from record ``index`` on that hold bytes at or after ``position``.
+
+    Records are plain tuples here (offset, stream offset, time, length, stream: no
+    object per record), and a run of one stream is found by binary search: within it,
+    offset minus stream offset (the other stream's bytes before) stays the same, and
+    it differs for every record after it. A log written in many small pieces then
+    costs a few operations per read, not per record."""
     end = window.end
+    streams = window.streams
     while True:
-        records = files.records(index, index + _BATCH)
-        if not records:
-            return
+        records = files.raw_records(index, index + _BATCH)
+        count = len(records)
         i = 0
-        while i < len(records):
-            record = records[i]
+        while i < count:
             if end is not None and position >= end:
                 return
-            if record.end <= position:
+            offset, stream_offset, time_ns, length, stream = records[i]
+            if offset + length <= position:
+                # skip to the record that holds the position (records are contiguous)
+                k = bisect.bisect_right(records, position, i, count, key=_offset) - 1
+                i = k if records[k][0] + records[k][3] > position else k + 1
+                continue
+            if stream not in streams:
+                position = offset + length
                 i += 1
                 continue
-            if record.stream not in window.streams:
-                position = record.end
-                i += 1
-                continue
-            start = max(position, record.offset)
-            stop = record.end
-            # One read for a run of records of the same stream (contiguous in its file).
-            while (
-                not window.each_record
-                and stop - start < chunk
-                and i + 1 < len(records)
-                and records[i + 1].stream == record.stream
-            ):
-                i += 1
-                stop = records[i].end
+            start = max(position, offset)
+            if window.each_record:
+                last = i
+            else:
+                run_end = _run_end(records, i, count, stream, offset - stream_offset)
+                last = bisect.bisect_left(records, start + chunk, i, run_end, key=_offset) - 1
+                last = max(last, i)
+            stop = records[last][0] + records[last][3]
             if end is not None:
                 stop = min(stop, end)
             size = min(stop - start, chunk)
-            data = files.read(record.stream, size, record.stream_offset + start - record.offset)
+            data = files.read(stream, size, stream_offset + start - offset)
             if not data:
                 return  # (a legacy file cut short under us: nothing more to read now)
             position = start + len(data)
-            yield Piece(start, record.stream, record.time_ns, data)
+            yield Piece(start, stream, time_ns, data)
             if len(data) == chunk:
                 await asyncio.sleep(0)  # let other followers and RPCs run
-            if position < records[i].end and (end is None or position < end):
-                # the chunk ended inside the run: go on from the record that holds it
-                i = next(k for k in range(i + 1) if records[k].end > position) if i else 0
-                continue
-            i += 1
-        if len(records) < _BATCH:
+            # on from the record that holds the position (the next one after a whole run)
+            i = bisect.bisect_right(records, position, i, last + 1, key=_offset) - 1
+            if records[i][0] + records[i][3] <= position:
+                i += 1
+        if count < _BATCH:
             return
-        index += len(records)
+        index += count
+
+
+def _offset(record: tuple[int, ...]) -> int:
+    return record[0]
+
+
+def _run_end(records: list[tuple[int, ...]], i: int, count: int, stream: int, delta: int) -> int:
+    """One past the last record of the run of ``stream`` that starts at ``i``."""
+    low, high = i + 1, count
+    while low < high:
+        middle = (low + high) // 2
+        record = records[middle]
+        if record[4] == stream and record[0] - record[1] == delta:
+            low = middle + 1
+        else:
+            high = middle
+    return low

@@ -50,6 +50,10 @@ WATCH_MASK = (
 #: directory counts as gone: followers find the job's files by path.
 _GONE_MASK = inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_UNMOUNT | inotify.IN_IGNORED
 
+#: Writes to these wake nobody: the init writes a stream's data, then the record that
+#: makes it readable, and only the record's write is worth a follower's wake-up.
+_DATA_FILES = frozenset({b"stdout", b"stderr"})
+
 #: Seconds a follower waits between re-checks when inotify is unavailable.
 FALLBACK_WAIT = 0.25
 
@@ -300,6 +304,8 @@ class OutputWatcher:
                 continue
             if event.mask & _GONE_MASK:
                 self._forget(state)
+            elif event.mask == inotify.IN_MODIFY and event.name in _DATA_FILES:
+                continue
             woken[id(state)] = state
         if overflow:
             # Events were dropped: wake everyone, and find deleted directories by hand

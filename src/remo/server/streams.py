@@ -65,8 +65,9 @@ class StdinStream:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Every message's bytes, the first one's included."""
-        if self.first is not None and self.first.data:
-            yield self.first.data
+        # (each read of a bytes field copies it: read once)
+        if self.first is not None and (data := self.first.data):
+            yield data
         async for message in self._requests:
-            if message.data:
-                yield message.data
+            if data := message.data:
+                yield data

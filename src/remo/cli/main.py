@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": ("remo.cli.stop", "command"),
     "kill": ("remo.cli.kill", "command"),
     "top": ("remo.cli.top", "command"),
+    "ui": ("remo.cli.ui", "command"),
     "wait": ("remo.cli.wait", "command"),
     "rm": ("remo.cli.rm", "command"),
     "login": ("remo.cli.login", "command"),
@@ -226,6 +227,7 @@ def cli() -> None:
       remo run -d --memory 2G -- ./t.sh  start in the background, print the job id
       remo ps                            your jobs
       remo top                           your running jobs live: CPU, memory, IO
+      remo ui                            a web dashboard of all your servers
       remo logs -f 12                    whole output of job 12, then follow it
       remo stop 12                       SIGTERM, then SIGKILL after a grace period
       remo kill -s HUP 12                one signal to every process of job 12

@@ -1,0 +1,172 @@
+"""The CLI through the profile's agent, next to the CLI on its own and ssh (with and
+without a ControlMaster connection), in the same run on 127.0.0.1.
+
+Run as root (it starts a ``remo server`` and an sshd, as bench/remote_bench.py does,
+whose set-up it reuses)::
+
+    .venv/bin/python bench/agent_bench.py            # about 3 minutes
+    .venv/bin/python bench/agent_bench.py --quick    # fewer samples, 256 MiB output
+
+Bytecode is cached as on a user's machine (``PYTHONDONTWRITEBYTECODE`` is removed from
+every command's environment). Figures, each interleaved sample by sample:
+
+1. ``remo run -- true`` and ``remo status ID``: the agent warm, the CLI on its own
+   (``REMO_NO_AGENT=1``), ``ssh host true`` and the same over a ControlMaster
+   connection; median of 20 after warm-ups. And the first command of a profile (no
+   agent yet: it runs on its own and starts one), 5 times.
+2. 200 times ``remo run -- true``, 8 at a time, through the agent, against 200 times
+   ``ssh host true`` (fresh and over ControlMaster), total wall time.
+3. ``remo logs`` of a 1 GiB output through the agent and on its own, against
+   ``ssh -c aes128-gcm@openssh.com host 'head -c 1G /dev/zero'``: MiB/s, median of 3.
+4. follow latency through the agent against ssh (bench/remote_bench.py's method).
+
+Results: a table on stdout and ``bench/results/agent.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import remote_bench as rb  # noqa: E402 - bench/ is not a package
+
+RESULTS = HERE / "results" / "agent.json"
+CIPHER = ("-c", "aes128-gcm@openssh.com")
+
+
+def stats(values: list[float]) -> dict[str, Any]:
+    return {
+        "n": len(values),
+        "median_ms": round(statistics.median(values) * 1000, 2),
+        "p10_ms": round(rb.pct(values, 10) * 1000, 2),
+        "p90_ms": round(rb.pct(values, 90) * 1000, 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    samples = 8 if args.quick else 20
+    size_spec, size = ("256M", 256 << 20) if args.quick else ("1G", 1 << 30)
+    tmp = Path(tempfile.mkdtemp(prefix="remo-agent-bench-"))
+    runtime = Path(tempfile.mkdtemp(prefix="rab-"))
+    remo = rb.RemoSide(tmp)
+    ssh: rb.SshSide | None = None
+    results: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        remo.start()
+        skipped = rb.ensure_sshd()
+        if skipped is None:
+            ssh = rb.SshSide(tmp)
+            ssh.start()
+        direct = {**remo.env}
+        direct.pop("PYTHONDONTWRITEBYTECODE", None)
+        agent = {**direct, "XDG_RUNTIME_DIR": str(runtime), "REMO_AGENT_IDLE": "600"}
+        agent.pop("REMO_NO_AGENT", None)
+        master = ("-o", "ControlMaster=auto", "-o", f"ControlPath={tmp}/cm-%C",
+                  "-o", "ControlPersist=120")  # fmt: skip
+
+        def run(env: dict[str, str], *argv: str) -> Callable[[], float]:
+            return lambda: rb.timed([rb.REMO, *argv], env, stdout=subprocess.DEVNULL)
+
+        job = rb.out([rb.REMO, "run", "-d", "--", "true"], direct).strip()
+        rb.out([rb.REMO, "wait", job], direct)
+        fns: dict[str, Callable[[], float]] = {
+            "remo run, agent": run(agent, "run", "--", "true"),
+            "remo run, on its own": run(direct, "run", "--", "true"),
+            "remo status, agent": run(agent, "status", job),
+            "remo status, on its own": run(direct, "status", job),
+        }
+        if ssh is not None:
+            fns["ssh true"] = lambda: rb.timed(ssh.cmd("true"), stdout=subprocess.DEVNULL)
+            fns["ssh true, ControlMaster"] = lambda: rb.timed(
+                ssh.cmd("true", options=master), stdout=subprocess.DEVNULL
+            )
+        raw = rb.interleaved(fns, warmups=3, samples=samples)
+        results["one command"] = {name: stats(v) for name, v in raw.items()}
+
+        first = []
+        for _ in range(5):
+            rb.out([rb.REMO, "agent", "stop"], agent)
+            time.sleep(0.5)  # (the old agent lets go of its socket)
+            first.append(run(agent, "run", "--", "true")())
+            time.sleep(1.5)  # (the new agent is up before the next stop)
+        results["first command (starts the agent)"] = stats(first)
+
+        def burst(make: Callable[[], float]) -> float:
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda _: make(), range(200)))
+            return time.perf_counter() - t0
+
+        bursts: dict[str, Callable[[], float]] = {
+            "remo run, agent": run(agent, "run", "--", "true")
+        }
+        if ssh is not None:
+            bursts["ssh true"] = lambda: rb.timed(ssh.cmd("true"), stdout=subprocess.DEVNULL)
+            bursts["ssh true, ControlMaster"] = lambda: rb.timed(
+                ssh.cmd("true", options=master), stdout=subprocess.DEVNULL
+            )
+        results["200 commands, 8 at a time (s)"] = {
+            name: round(burst(make), 2) for name, make in bursts.items()
+        }
+
+        big = rb.out([rb.REMO, "run", "-d", "--", "head", "-c", size_spec, "/dev/zero"], direct)
+        rb.out([rb.REMO, "wait", big.strip()], direct)
+        for env in (agent, direct):
+            got = rb.count_bytes([rb.REMO, "logs", big.strip()], env)
+            assert got == size, f"remo logs gave {got} bytes"
+        reads: dict[str, Callable[[], float]] = {
+            "remo logs, agent": run(agent, "logs", big.strip()),
+            "remo logs, on its own": run(direct, "logs", big.strip()),
+        }
+        if ssh is not None:
+            reads["ssh aes128-gcm"] = lambda: rb.timed(
+                ssh.cmd(f"head -c {size_spec} /dev/zero", options=CIPHER),
+                stdout=subprocess.DEVNULL,
+            )
+        raw = rb.interleaved(reads, warmups=1, samples=3)
+        results["logs MiB/s"] = {
+            name: round(size / (1 << 20) / statistics.median(v), 1) for name, v in raw.items()
+        }
+
+        follow = rb.follow_latency(_AgentSide(remo, agent), ssh, 4.0 if args.quick else 6.0)
+        results["follow latency"] = {k: follow.get(k) for k in ("remo", "ssh")}
+    finally:
+        with_agent = {**remo.env, "XDG_RUNTIME_DIR": str(runtime)}
+        with_agent.pop("REMO_NO_AGENT", None)
+        subprocess.run([rb.REMO, "agent", "stop"], env=with_agent, capture_output=True, check=False)
+        remo.stop()
+        if ssh is not None:
+            ssh.stop()
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+class _AgentSide:
+    """A RemoSide whose commands go through the agent (for rb.follow_latency)."""
+
+    def __init__(self, remo: rb.RemoSide, env: dict[str, str]) -> None:
+        self.env = env
+        self._remo = remo
+
+    def cmd(self, *args: str) -> list[str]:
+        return self._remo.cmd(*args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

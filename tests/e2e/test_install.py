@@ -96,17 +96,20 @@ def tree(top: Path) -> set[str]:
     return found
 
 
-def running_from(prefix: Path) -> list[int]:
-    """Processes whose program is under ``prefix`` (the server, its supervisor)."""
+def running_from(prefix: Path, *, agents: bool = True) -> list[int]:
+    """Processes whose program is under ``prefix`` (the server, its supervisor, and the
+    CLI agents of accounts that used it, unless ``agents`` is false)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            argv0 = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")[0]
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv0.startswith(f"{prefix}/".encode()):
+        if not argv[0].startswith(f"{prefix}/".encode()):
+            continue
+        if agents or b"remo.cli.agent" not in argv:
             pids.append(int(entry))
     return pids
 
@@ -196,8 +199,11 @@ def test_every_account_can_use_a_server_install(
             server.wait()
             raise
     assert server.returncode == 0, log_path.read_text()
+    # The account's command left its agent (it keeps the connection for the next one):
+    # uninstalling stops it; the server's processes end on their own.
+    assert running_from(prefix) != running_from(prefix, agents=False)
     wait_until_sync(
-        lambda: not running_from(prefix),
+        lambda: not running_from(prefix, agents=False),
         60,
         what=lambda: f"remo's processes to end: {running_from(prefix)} still run from {prefix}",
         interval=0.1,
@@ -206,6 +212,7 @@ def test_every_account_can_use_a_server_install(
 
     removed = script(UNINSTALL, "--prefix", prefix)
     assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not running_from(prefix), "an agent outlived the uninstall"
     assert "state dir" in removed.stdout
     for gone in (prefix, link, unit, config, config.parent.parent):
         assert not os.path.lexists(gone), f"{gone} is left"

@@ -137,7 +137,8 @@
     act(e.target, "/api/kill", { server, id, signal }, () => `Sent SIG${signal}.`);
   });
   document.getElementById("remove").addEventListener("click", (e) => {
-    const running = job && job.state === "running";
+    // (not yet known to have ended, e.g. before the first status came: stop it first)
+    const running = !job || job.state === "running";
     if (!confirm(running ? `Stop job ${id} and remove it with its output?` : `Remove job ${id} and its output?`)) return;
     act(e.target, "/api/remove", { server, id, stop: running }, () => "Removed.").then(() => {
       if (!errorBox.textContent) location.assign("/");

@@ -163,3 +163,17 @@ def test_since_finds_the_first_record_at_or_after_a_time(tmp_path: Path) -> None
         ]  # fmt: skip
     finally:
         files.close()
+
+
+def test_a_tail_looks_back_a_bounded_way(tmp_path: Path) -> None:
+    """A log without newlines: its tail is its last TAIL_LOOKBACK bytes, not all of it."""
+    from remo.output.seek import TAIL_LOOKBACK
+
+    size = TAIL_LOOKBACK + (1 << 20)
+    write_layout(tmp_path / "job", [(STDOUT, b"x" * size)])
+    files = OutputFiles(str(tmp_path / "job"))
+    try:
+        assert offset_of_tail(files, 3, {STDOUT}) == size - TAIL_LOOKBACK
+        assert offset_of_tail(files, 3, {STDOUT}, end=1 << 20) == 0  # within the lookback
+    finally:
+        files.close()

@@ -16,6 +16,9 @@ from remo.output.files import OutputFiles
 _BATCH = 512
 #: Bytes read at once when counting lines backwards.
 _BLOCK = 64 << 10
+#: A tail looks back at most this far: the last lines of a log that has (almost) no
+#: newlines start here rather than at the beginning of a gigabyte-long line.
+TAIL_LOOKBACK = 32 << 20
 
 
 def offset_since(files: OutputFiles, since_ns: int) -> int:
@@ -43,11 +46,13 @@ def offset_of_tail(
 ) -> int:
     """The merged offset where the last ``lines`` lines of ``streams`` begin, counting
     only bytes before ``end`` (the whole output without it). A last line without a
-    newline counts as a line, as in ``tail -n``."""
+    newline counts as a line, as in ``tail -n``. At most :data:`TAIL_LOOKBACK` bytes
+    before the end are looked at."""
     stop = files.end() if end is None else min(end, files.end())
     if lines <= 0:
         return stop
     index = files.find(stop - 1) if stop > 0 else 0
+    floor = max(0, stop - TAIL_LOOKBACK)
     newlines = 0
     last_byte: int | None = None  # the last byte shown: a newline there ends no line
     while index >= 0:
@@ -57,7 +62,9 @@ def offset_of_tail(
                 continue
             high = min(record.end, stop)
             while high > record.offset:
-                low = max(record.offset, high - _BLOCK)
+                if high <= floor:
+                    return floor
+                low = max(record.offset, high - _BLOCK, floor)
                 at = record.stream_offset + (low - record.offset)
                 data = files.read(record.stream, high - low, at)
                 if last_byte is None and data:
@@ -71,4 +78,4 @@ def offset_of_tail(
                         return low + position + 1
                 high = low
         index = batch_start - 1
-    return 0
+    return floor

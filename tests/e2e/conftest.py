@@ -147,18 +147,27 @@ def stop_agents(runtime: Path) -> None:
     )
 
 
-async def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> tuple[int, bytes, str]:
-    """Run the real ``remo`` CLI; its exit code, stdout and stderr."""
-    proc = await asyncio.create_subprocess_exec(
+async def start_cli(
+    env: dict[str, str], *args: str, stdin: int = asyncio.subprocess.DEVNULL
+) -> asyncio.subprocess.Process:
+    """The real ``remo`` CLI, started: its stdout and stderr are pipes; its stdin is
+    /dev/null (not the test runner's, which is a pipe in CI and would be sent) or
+    ``asyncio.subprocess.PIPE``."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         CLI_MODULE,
         *args,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,  # not the test runner's (a pipe in CI: sent)
+        stdin=stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> tuple[int, bytes, str]:
+    """Run the real ``remo`` CLI; its exit code, stdout and stderr."""
+    proc = await start_cli(env, *args)
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out, err.decode()

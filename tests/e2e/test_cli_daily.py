@@ -14,7 +14,6 @@ import os
 import pwd
 import shutil
 import signal
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import pytest
 
 from remo.pki import package
 from remo.pki.ca import CertificateAuthority
-from tests.e2e.conftest import CLI_MODULE, Server, me, needs_root, run_cli, serve
+from tests.e2e.conftest import Server, me, needs_root, run_cli, serve, start_cli
 from tests.support import wait_until, wait_until_sync
 
 
@@ -212,20 +211,7 @@ async def test_ps_shows_a_page_and_says_when_there_are_more(cli_env: dict[str, s
 async def test_a_signal_to_remo_run_detaches_like_ctrl_c(
     cli_env: dict[str, str], signum: signal.Signals
 ) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        CLI_MODULE,
-        "run",
-        "--",
-        "sh",
-        "-c",
-        "echo started; exec sleep 60",
-        env=cli_env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_cli(cli_env, "run", "--", "sh", "-c", "echo started; exec sleep 60")
     assert proc.stdout is not None
     assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"started\n"
     proc.send_signal(signum)

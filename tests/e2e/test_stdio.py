@@ -8,7 +8,6 @@ import hashlib
 import os
 import re
 import signal
-import sys
 import threading
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -20,7 +19,7 @@ import pytest
 from remo.client import Client
 from remo.core import output_format
 from remo.v1 import jobs_pb2 as pb
-from tests.e2e.conftest import CLI_MODULE, Server, reason_of
+from tests.e2e.conftest import Server, reason_of, start_cli
 from tests.e2e.process import ServerProcess
 from tests.e2e.test_cli_daily import ok, remo
 from tests.support import wait_until, wait_until_sync
@@ -33,16 +32,8 @@ async def cli(
     env: dict[str, str], *args: str, stdin: bytes | None = None, timeout: float = 120
 ) -> tuple[int, bytes, bytes]:
     """The CLI with ``stdin`` on a pipe (None: /dev/null); code, stdout, stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        CLI_MODULE,
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    pipe = asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE
+    proc = await start_cli(env, *args, stdin=pipe)
     out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     assert proc.returncode is not None
     return proc.returncode, out, err
@@ -80,18 +71,7 @@ async def test_no_stdin_detached_and_schedules_read_dev_null(
 
 
 async def test_a_gib_of_stdin_arrives_byte_exact(server: Server, cli_env: dict[str, str]) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        CLI_MODULE,
-        "run",
-        "--",
-        "sha256sum",
-        env=cli_env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_cli(cli_env, "run", "--", "sha256sum", stdin=asyncio.subprocess.PIPE)
     assert proc.stdin is not None
     expected = hashlib.sha256()
     block = bytearray(os.urandom(1 << 20))
@@ -120,19 +100,14 @@ async def test_a_job_that_never_reads_keeps_memory_bounded(
     # The job never reads its stdin while the client offers 1 GiB: the pipe fills, the
     # server stops taking from the stream, flow control stops the client, the client
     # stops reading its own stdin. What was taken from the source stays small.
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        CLI_MODULE,
+    proc = await start_cli(
+        cli_env,
         "run",
         "--",
         "sh",
         "-c",
         "echo ready; exec sleep 600",
-        env=cli_env,
         stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stdout is not None
     server_before = vm_rss("self")
@@ -172,20 +147,15 @@ async def test_a_job_that_never_reads_keeps_memory_bounded(
 async def test_ctrl_c_detaches_and_closes_the_jobs_stdin(
     server: Server, cli_env: dict[str, str]
 ) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        CLI_MODULE,
+    proc = await start_cli(
+        cli_env,
         "run",
         "-i",
         "--",
         "sh",
         "-c",
         "echo ready; cat; echo got-eof",
-        env=cli_env,
-        stdin=asyncio.subprocess.PIPE,  # never closed by us
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stdin is not None
     proc.stdin.write(b"hello\n")
@@ -254,21 +224,7 @@ async def test_run_keeps_stdout_and_stderr_apart_and_logs_filters(
 ) -> None:
     turns = server.tmp / "turns"
     turns.mkdir()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        CLI_MODULE,
-        "run",
-        "--",
-        "sh",
-        "-c",
-        TURNS,
-        str(turns),
-        env=cli_env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_cli(cli_env, "run", "--", "sh", "-c", TURNS, str(turns))
     assert proc.stdout is not None and proc.stderr is not None
     for turn, (stream, line) in enumerate(
         [(proc.stdout, b"out\n"), (proc.stderr, b"err\n"), (proc.stdout, b"out2\n")], 1
@@ -326,19 +282,7 @@ async def test_tail_with_follow_then_live(server: Server, cli_env: dict[str, str
     script = 'seq 1 10; while [ ! -e "$0" ]; do sleep 0.05; done; echo live'
     _code, out, _ = await cli(cli_env, "run", "-d", "--", "sh", "-c", script, str(release))
     job_id = out.decode().strip()
-    follower = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        CLI_MODULE,
-        "logs",
-        "-f",
-        "--tail",
-        "2",
-        job_id,
-        env=cli_env,
-        stdout=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-    )
+    follower = await start_cli(cli_env, "logs", "-f", "--tail", "2", job_id)
     assert follower.stdout is not None
     await wait_until(lambda: (job_dir(server, job_id) / "stdout").stat().st_size >= 21)
     assert await asyncio.wait_for(follower.stdout.readline(), 60) == b"9\n"

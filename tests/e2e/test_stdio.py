@@ -284,10 +284,12 @@ async def test_tail_with_follow_then_live(server: Server, cli_env: dict[str, str
     job_id = out.decode().strip()
     follower = await start_cli(cli_env, "logs", "-f", "--tail", "2", job_id)
     assert follower.stdout is not None
-    await wait_until(lambda: (job_dir(server, job_id) / "stdout").stat().st_size >= 21)
-    assert await asyncio.wait_for(follower.stdout.readline(), 60) == b"9\n"
-    assert await asyncio.wait_for(follower.stdout.readline(), 60) == b"10\n"
-    release.touch()
+    try:
+        await wait_until(lambda: (job_dir(server, job_id) / "stdout").stat().st_size >= 21)
+        assert await asyncio.wait_for(follower.stdout.readline(), 60) == b"9\n"
+        assert await asyncio.wait_for(follower.stdout.readline(), 60) == b"10\n"
+    finally:
+        release.touch()  # the job ends whatever happened
     rest, _ = await asyncio.wait_for(follower.communicate(), 60)
     assert rest == b"live\n"
     assert follower.returncode == 0

@@ -206,3 +206,43 @@ def _me() -> tuple[str, str]:
     from tests.e2e.conftest import me
 
     return me()
+
+
+async def test_a_relative_profile_path_is_read_from_the_commands_directory(
+    server: Server, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``REMO_PROFILE=./me.remo`` names another file in another directory: the command
+    from each directory uses its own, through an agent or not."""
+    serials = {}
+    for name in ("a", "b"):
+        directory = tmp_path / name
+        directory.mkdir()
+        issued = server.credential(*_me())
+        (directory / "me.remo").write_bytes(issued.read_bytes())
+        (directory / "me.remo").chmod(0o600)
+        serials[name] = issued.name.rsplit("-", 1)[1].removesuffix(".remo")
+    env = {**cli_env, "REMO_PROFILE": "./me.remo"}
+
+    async def serial_from(name: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "remo.cli.fast", "whoami", "--json", env=env,
+            cwd=tmp_path / name, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err
+        return str(json.loads(out)["serial"])
+
+    for _ in range(3):  # the first starts an agent; the next ones go through one
+        for name in ("a", "b"):
+            assert (await serial_from(name)).startswith(serials[name])
+    # ... and they did go through one each, which reads the file of its directory
+    here = os.getcwd()
+    for name in ("a", "b"):
+        os.chdir(tmp_path / name)
+        try:
+            status = await wait_until(lambda: status_of_agent(env), 30, what="an agent")
+        finally:
+            os.chdir(here)
+        assert status["profile"] == str(tmp_path / name / "me.remo")
+        assert int(str(status["commands"])) >= 1

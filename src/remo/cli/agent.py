@@ -375,9 +375,11 @@ def _shared_client() -> Any:
 
 def main(argv: list[str]) -> None:
     path, chosen, idle = argv[0], argv[1], float(argv[2])
-    profile = json.loads(chosen)[0]
-    if profile:
-        os.environ["REMO_PROFILE"] = profile  # what --profile chose, for this process
+    profile, from_env = json.loads(chosen)[:2]
+    if profile or from_env:
+        # what --profile or $REMO_PROFILE chose, made absolute (see agent_link.selection)
+        os.environ["REMO_PROFILE"] = profile or from_env
+    os.chdir("/")  # keeps no directory of the user's busy
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: AGENT_STOP.set())
     STREAMS.install()

@@ -94,11 +94,17 @@ def make_private_dir(directory: str) -> None:
 def selection(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
     """What selects the profile for this command line, as one string (see above)."""
     environ = os.environ if env is None else env
-    profile = profile_argument(argv) or ""
-    if profile and ("/" in profile or profile.endswith(".remo")):
-        profile = os.path.abspath(profile)
-    parts = [profile, *(environ.get(key, "") for key in SELECTING_KEYS)]
-    return json.dumps(parts)
+    parts = [profile_argument(argv) or "", *(environ.get(key, "") for key in SELECTING_KEYS)]
+    # A relative path names another file from another directory: made absolute, so that
+    # commands from elsewhere meet another agent (the agent itself runs from /).
+    return json.dumps([_absolute(part) for part in parts])
+
+
+def _absolute(value: str) -> str:
+    """``value`` made absolute when it is a relative path (a profile's name stays)."""
+    if value and not os.path.isabs(value) and ("/" in value or value.endswith(".remo")):
+        return os.path.abspath(value)
+    return value
 
 
 def socket_path(chosen: str, env: Mapping[str, str] | None = None) -> str:

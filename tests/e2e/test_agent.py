@@ -246,3 +246,32 @@ async def test_a_relative_profile_path_is_read_from_the_commands_directory(
             os.chdir(here)
         assert status["profile"] == str(tmp_path / name / "me.remo")
         assert int(str(status["commands"])) >= 1
+
+
+async def test_ctrl_c_ends_a_wait_through_the_agent(
+    server: Server, cli_env: dict[str, str]
+) -> None:
+    """A command blocked in a call (remo wait) is interrupted in the agent as it would
+    be on its own: one line, exit 130, and the agent goes on serving."""
+    await agent_up(cli_env)
+    _, out, _ = await remo(cli_env, "run", "-d", "--", "sleep", "60")
+    job_id = out.strip()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "remo.cli.fast", "wait", job_id, env=cli_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        agent = status_of_agent(cli_env)
+        assert agent is not None
+        await wait_until(lambda: (status_of_agent(cli_env) or {}).get("running") == 1, 30)
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        # (click writes a newline before it: a terminal's ^C ends no line)
+        assert (proc.returncode, err.decode()) == (130, "\nremo: interrupted\n")
+        after = await wait_until(
+            lambda: (s := status_of_agent(cli_env)) and s["running"] == 0 and s, 30
+        )
+        assert after["pid"] == agent["pid"]
+    finally:
+        await remo(cli_env, "stop", "--grace", "0", job_id)

@@ -38,7 +38,11 @@ EXIT_INTERRUPTED = 130
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
     if _agent_wanted(args):
-        code = _through_agent(args)
+        try:
+            code = _through_agent(args)
+        except KeyboardInterrupt:  # before the handlers that forward it were in place
+            _say("interrupted")
+            code = EXIT_INTERRUPTED
         if code is not None:
             sys.exit(code)
     from remo.cli.main import main as direct
@@ -112,16 +116,18 @@ def _wait_for_exit(sock: object) -> int:
             link.send(sock, {"signal": signum})
         except OSError:
             pass
+        raise _Forwarded  # out of the wait: it goes on, bounded now
 
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         signal.signal(getattr(signal, name), forward)
     sock.settimeout(None)
     while True:
         try:
-            if interrupted:
-                sock.settimeout(INTERRUPT_GRACE)
             answer, _ = link.receive(sock)
-        except InterruptedError:
+        except _Forwarded:
+            # the agent answers an interrupt with the command's own words and exit
+            # code; if it does not in time, this command ends as interrupted
+            sock.settimeout(INTERRUPT_GRACE)
             continue
         except (OSError, link.LinkError, ValueError):
             answer = None
@@ -134,6 +140,10 @@ def _wait_for_exit(sock: object) -> int:
                 return EXIT_INTERRUPTED
             _say("the agent that ran this command ended before it did; run it again")
             return 1
+
+
+class _Forwarded(Exception):
+    """Raised by the signal handler once it forwarded a signal to the agent."""
 
 
 def _say(text: str) -> None:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -198,6 +199,13 @@ async def test_a_scrape_counts_the_workload_and_passes_promtool(tmp_path: Path) 
             )
             assert scheduled.HasField("schedule")
             await stub.GetJob(pb.GetJobRequest(id=ids[1]))
+
+            async def nothing_to_write() -> AsyncIterator[pb.WriteStdinRequest]:
+                yield pb.WriteStdinRequest(id=ids[1], data=b"x")
+
+            with pytest.raises(grpc.aio.AioRpcError) as closed:  # started without stdin
+                await stub.WriteStdin(nothing_to_write())
+            assert reason_of(closed.value) == "STDIN_NOT_OPEN"
             bad_channel, bad_stub = server.stub(revoked)
             async with bad_channel:
                 with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -233,6 +241,10 @@ async def test_a_scrape_counts_the_workload_and_passes_promtool(tmp_path: Path) 
         == 1
     )
     assert value(samples, "remo_rpc_duration_seconds_count", method=START) == started + 2
+    # a client-streaming call is timed and counted as any other
+    stdin_method = "/remo.v1.JobService/WriteStdin"
+    assert value(samples, "remo_rpcs_total", method=stdin_method, code="FAILED_PRECONDITION") == 1
+    assert value(samples, "remo_rpc_duration_seconds_count", method=stdin_method) == 1
     assert value(samples, "remo_jobs", user=user, state="running") == started - 1
     assert value(samples, "remo_output_dropped_bytes", user=user) == 0
     # Running jobs' usage, summed by user (read from their cgroups at scrape time).

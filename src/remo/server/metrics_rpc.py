@@ -60,8 +60,10 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
+        # One answer (Start, ..., WriteStdin's client stream): timed and counted alike.
+        single = handler.unary_unary or handler.stream_unary
+        if single is not None:
+            inner = single
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 began = time.perf_counter()
@@ -76,7 +78,9 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     done(method, context, error, response, time.perf_counter() - began)
                 return response
 
-            return grpc.unary_unary_rpc_method_handler(unary, **codec)
+            if handler.unary_unary is not None:
+                return grpc.unary_unary_rpc_method_handler(unary, **codec)
+            return grpc.stream_unary_rpc_method_handler(unary, **codec)
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _streaming(handler.unary_stream, method, done), **codec
@@ -85,7 +89,7 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return grpc.stream_stream_rpc_method_handler(
                 _streaming(handler.stream_stream, method, done), **codec
             )
-        return handler  # (no client-streaming method is served)
+        return handler
 
     def _done(
         self,

@@ -149,6 +149,10 @@ def main() -> None:
             asyncio.run(
                 run(credential, server.pid, state, args.jobs, args.seconds, not args.no_follow)
             )
+        except BaseException:
+            log = (Path(tmp) / "server.log").read_text(errors="replace").splitlines()
+            print("server log, last lines:", *log[-30:], sep="\n", file=sys.stderr)
+            raise
         finally:
             server.stop()
 

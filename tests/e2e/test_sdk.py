@@ -30,6 +30,7 @@ from remo.client import (
 from remo.client.errors import EXIT_AUTH, EXIT_NOT_FOUND, EXIT_REMOTE, EXIT_USAGE
 from remo.core.spec import Limits
 from tests.e2e.conftest import Server, me
+from tests.support import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -227,3 +228,51 @@ async def test_more_follows_than_a_connection_carries(credential: Path) -> None:
         )
         assert {job.state.value for job in ended} == {"stopped"}
         assert await asyncio.wait_for(asyncio.gather(*follows), 30) == [b"up\n"] * 40
+
+
+async def test_stops_in_flight_leave_room_for_other_calls(credential: Path) -> None:
+    """40 Stops waiting out their grace period at once (the jobs trap SIGTERM and go on):
+    each reaches the server, and other calls of the same client are answered meanwhile —
+    Stops beyond a few go on connections of their own instead of filling the 32 streams
+    of the short calls' connection."""
+    script = "trap 'echo term' TERM; echo up; while :; do sleep 60 & wait; done"
+    async with AsyncClient.from_file(credential) as remo:
+        ids = []
+        for _ in range(40):
+            job = (await remo.start(["sh", "-c", script])).job
+            assert job is not None
+            ids.append(job.id)
+
+        async def output(job_id: str) -> bytes:
+            return b"".join([chunk.data async for chunk in remo.output(job_id)])
+
+        async def all_say(text: bytes) -> bool:
+            return all(text in out for out in await asyncio.gather(*map(output, ids)))
+
+        await wait_until(lambda: all_say(b"up\n"), timeout=30, what="40 jobs up")
+        stops = asyncio.gather(*(remo.stop(job_id, grace=60) for job_id in ids))
+        await wait_until(lambda: all_say(b"term\n"), timeout=30, what="40 stops at the server")
+        status = await asyncio.wait_for(remo.status(ids[0]), 10)
+        assert status.state.value == "running"
+        await asyncio.gather(*(remo.kill(job_id, "KILL") for job_id in ids))
+        assert {job.state.value for job in await stops} == {"stopped"}
+
+
+async def test_a_burst_of_calls_is_not_refused(credential: Path) -> None:
+    """80 Kills at once from one AsyncClient: none is refused by the server's limit of 32
+    streams a connection (a Kill is not retried, so a refused one would fail)."""
+    async with AsyncClient.from_file(credential) as remo:
+        ids = [(await remo.start(["sleep", "60"])).job.id for _ in range(80)]  # type: ignore[union-attr]
+        ended = await asyncio.gather(*(remo.kill(job_id, "KILL") for job_id in ids))
+        assert {job.state.value for job in ended} == {"stopped"}
+
+
+async def test_a_burst_of_calls_from_threads_is_not_refused(credential: Path) -> None:
+    """The same from 80 threads sharing one Client."""
+
+    def work() -> set[str]:
+        with Client.from_file(credential) as remo, ThreadPoolExecutor(80) as pool:
+            ids = [remo.start(["sleep", "60"]).job.id for _ in range(80)]  # type: ignore[union-attr]
+            return {job.state.value for job in pool.map(lambda i: remo.kill(i, "KILL"), ids)}
+
+    assert await asyncio.to_thread(work) == {"stopped"}

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from remo.core.errors import InvalidArgument, JobNotFound, JobStillRunning, StartFailed
 from remo.core.spec import JobSpec, Limits
 from remo.core.status import JobState
+from remo.supervisor import init
 from remo.supervisor.service import instance_tag
 from remo.worker import JobManager
 from tests.conftest import job_cgroups, remo_cgroups
@@ -26,6 +28,35 @@ from tests.integration.conftest import needs_root
 from tests.support import wait_until
 
 PY = sys.executable
+
+
+@pytest.fixture(params=["compiled", "python"])
+async def manager(
+    request: pytest.FixtureRequest, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[JobManager]:
+    """Every test here runs with each of the two job relays (remo.supervisor.init): the
+    compiled one, which setup.py builds with the package, and the Python fallback."""
+    if request.param == "python":
+        monkeypatch.setenv("REMO_RELAY", "python")
+    else:
+        assert init.RELAY_BINARY.exists(), "the compiled relay was not built (see setup.py)"
+    async with JobManager.open(state_dir) as jobs:
+        yield jobs
+
+
+async def test_the_init_becomes_the_relay_asked_for(
+    manager: JobManager, request: pytest.FixtureRequest
+) -> None:
+    job = await manager.start(JobSpec(["sleep", "1000"]))
+    job_pid = (await manager.status(job)).pid
+    assert job_pid is not None
+    init_pid = int(Path(f"/proc/{job_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    program = Path(os.readlink(f"/proc/{init_pid}/exe")).resolve()
+    if request.node.callspec.params["manager"] == "compiled":
+        assert program == init.RELAY_BINARY.resolve()
+    else:
+        assert program == Path(os.readlink(f"/proc/{os.getpid()}/exe")).resolve()
+    await manager.stop(job, grace=1)
 
 
 async def collect(manager: JobManager, job_id: str, offset: int = 0, follow: bool = True) -> bytes:

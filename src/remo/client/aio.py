@@ -79,6 +79,8 @@ class AsyncClient(ClientBase):
         #: Set once a call was answered: from then on a lost connection is worth
         #: waiting out (see :func:`remo.client.calls.reached_server`).
         self._replied = False
+        #: Bounds the short calls in flight (see calls.SHORT_CALLS_IN_FLIGHT).
+        self._short_calls = asyncio.Semaphore(calls.SHORT_CALLS_IN_FLIGHT)
 
     @property
     def reached(self) -> bool:
@@ -110,16 +112,25 @@ class AsyncClient(ClientBase):
         what: str = "",
         timeout: float | None = None,
         retried: bool = False,
+        lane: bool = False,
     ) -> T:
         """One unary call (see :meth:`remo.client.sync.Client._call`)."""
         attempts = calls.Attempts(self.timeout if timeout is None else timeout)
         while True:
             try:
-                reply = await method(
-                    request,
-                    timeout=attempts.left(),
-                    wait_for_ready=True if attempts.again else None,
-                )
+                if lane:
+                    reply = await method(
+                        request,
+                        timeout=attempts.left(),
+                        wait_for_ready=True if attempts.again else None,
+                    )
+                else:
+                    async with self._short_calls:
+                        reply = await method(
+                            request,
+                            timeout=attempts.left(),
+                            wait_for_ready=True if attempts.again else None,
+                        )
             except grpc.RpcError as err:
                 pause = attempts.pause(err, retried, self.reached)
                 if pause is None:
@@ -222,13 +233,22 @@ class AsyncClient(ClientBase):
 
     async def stop(self, job_id: str, *, grace: float | None = None) -> JobStatus:
         timeout = self.timeout + (grace if grace is not None else 30.0)
-        reply = await self._call(
-            self._stub.Stop,
-            calls.stop_request(job_id, grace),
-            what=f"job {job_id}",
-            timeout=timeout,
-            retried=True,
-        )
+        seated = self._stop_seats.take()
+        lane = None if seated else self._lanes.take()
+        try:
+            reply = await self._call(
+                (self._stub if lane is None else lane.stub).Stop,
+                calls.stop_request(job_id, grace),
+                what=f"job {job_id}",
+                timeout=timeout,
+                retried=True,
+                lane=lane is not None,
+            )
+        finally:
+            if lane is None:
+                self._stop_seats.give()
+            else:
+                self._lanes.give(lane)
         return job_from_pb(reply.job)
 
     async def kill(self, job_id: str, signal: int | str = signals.SIGKILL) -> JobStatus:

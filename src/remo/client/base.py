@@ -54,6 +54,8 @@ class ClientBase:
 
         #: Channels for follows and waits (see calls.Lanes).
         self._lanes = calls.Lanes(lane)
+        #: Stops in flight on the short calls' channel (see calls.STOPS_ON_SHORT_CHANNEL).
+        self._stop_seats = calls.Seats(calls.STOPS_ON_SHORT_CHANNEL)
 
     @property
     def reached(self) -> bool:

@@ -101,6 +101,37 @@ class Lane:
     calls: int = 0
 
 
+#: Unary calls one client has in flight at most on the channel of the short calls: the
+#: server allows 32 streams a connection and may still count one that just ended, and a
+#: call it refuses for that (REFUSED_STREAM) fails unless it is one that is retried.
+SHORT_CALLS_IN_FLIGHT = 24
+
+#: Stops (each waits for its job's end) one client sends at a time on the channel of the
+#: short calls; more at once (stopping a thousand jobs) go on lanes, instead of queueing
+#: behind the server's 32 streams per connection.
+STOPS_ON_SHORT_CHANNEL = 16
+
+
+class Seats:
+    """A count of places, for threads and tasks alike: :meth:`take` says whether one was
+    free (and takes it), :meth:`give` returns it."""
+
+    def __init__(self, places: int) -> None:
+        self._free = places
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._free <= 0:
+                return False
+            self._free -= 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self._free += 1
+
+
 class Lanes:
     """Long calls spread over channels of at most :data:`LONG_CALLS_PER_CONNECTION`
     each, opened as needed, apart from the channel of the short calls (which a Stop

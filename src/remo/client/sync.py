@@ -81,6 +81,8 @@ class Client(ClientBase):
         # Set once a call was answered: from then on a lost connection is the server
         # restarting or the network failing, worth waiting out (calls.reached_server).
         self._replied = threading.Event()
+        #: Bounds the short calls in flight (see calls.SHORT_CALLS_IN_FLIGHT).
+        self._short_calls = threading.BoundedSemaphore(calls.SHORT_CALLS_IN_FLIGHT)
 
     @property
     def reached(self) -> bool:
@@ -113,19 +115,23 @@ class Client(ClientBase):
         what: str = "",
         timeout: float | None = None,
         retried: bool = False,
+        lane: bool = False,
     ) -> T:
         """One unary call with ``timeout`` seconds (the client's by default) in all;
-        ``retried`` calls are tried again after an outage (:class:`calls.Attempts`)."""
+        ``retried`` calls are tried again after an outage (:class:`calls.Attempts`);
+        ``lane``: ``method`` is a lane's (else the short calls' channel, whose calls in
+        flight are bounded)."""
         attempts = calls.Attempts(self.timeout if timeout is None else timeout)
         while True:
             try:
                 # Again after an outage, the attempt waits for the connection to be back
                 # (wait_for_ready), up to the deadline, rather than fail at once.
-                reply = method(
-                    request,
-                    timeout=attempts.left(),
-                    wait_for_ready=True if attempts.again else None,
-                )
+                with contextlib.nullcontext() if lane else self._short_calls:
+                    reply = method(
+                        request,
+                        timeout=attempts.left(),
+                        wait_for_ready=True if attempts.again else None,
+                    )
             except grpc.RpcError as err:
                 pause = attempts.pause(err, retried, self.reached)
                 if pause is None:
@@ -238,13 +244,22 @@ class Client(ClientBase):
         """SIGTERM the job's processes, SIGKILL after ``grace`` seconds (10 by default);
         the final status. Stopping a job that has already ended returns it unchanged."""
         timeout = self.timeout + (grace if grace is not None else 30.0)
-        reply = self._call(
-            self._stub.Stop,
-            calls.stop_request(job_id, grace),
-            what=f"job {job_id}",
-            timeout=timeout,
-            retried=True,
-        )
+        seated = self._stop_seats.take()
+        lane = None if seated else self._lanes.take()
+        try:
+            reply = self._call(
+                (self._stub if lane is None else lane.stub).Stop,
+                calls.stop_request(job_id, grace),
+                what=f"job {job_id}",
+                timeout=timeout,
+                retried=True,
+                lane=lane is not None,
+            )
+        finally:
+            if lane is None:
+                self._stop_seats.give()
+            else:
+                self._lanes.give(lane)
         return job_from_pb(reply.job)
 
     def kill(self, job_id: str, signal: int | str = signals.SIGKILL) -> JobStatus:

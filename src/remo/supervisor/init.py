@@ -21,6 +21,12 @@ job. It has three duties:
 When the job's main process ends, the init drains the pipes, writes the job's wait status
 and byte counts to the status file the supervisor reads, and exits. The init does not
 depend on the supervisor or the API server: either may die and restart meanwhile.
+
+Once the job runs, the init execs the compiled relay (``relay.c``, built at install as
+``remo-relay`` next to this module), which does these three duties the same way in
+~0.1 MiB instead of the ~1.5 MiB a forked Python process keeps for the job's whole life.
+Where it was not built (no C compiler at install), or with ``REMO_RELAY=python``, the
+Python :class:`Relay` and :func:`run` below do it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import os
 import select
 import signal
 import time
+from pathlib import Path
 from typing import NoReturn
 
 from remo.core import output_format
@@ -51,6 +58,59 @@ _CHUNK = 1 << 20
 STDOUT, STDERR = output_format.STDOUT, output_format.STDERR
 #: The files a start sends the init (``F``): stdout, stderr, records and the status file.
 JOB_FILES = 4
+
+
+#: The compiled relay; see the module's docstring.
+RELAY_BINARY = Path(__file__).with_name("remo-relay")
+
+
+def open_relay_binary() -> int | None:
+    """The compiled relay, opened while its path is certain to be visible (a job's
+    private ``/tmp`` may hide it later, if remo is installed there); None: none built,
+    or ``REMO_RELAY=python``."""
+    if os.environ.get("REMO_RELAY") == "python":
+        return None
+    try:
+        return os.open(RELAY_BINARY, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def exec_relay(  # pragma: no cover - runs in the init
+    binary_fd: int,
+    job_pid: int,
+    pid1: bool,
+    relay: Relay,
+    status_fd: int,
+) -> None:
+    """Become the compiled relay for ``relay``'s pipes and files (nothing moved yet).
+    Returns only if the exec failed: the Python relay then carries on.
+
+    SIGCHLD and the forwarded signals are blocked across the exec (a blocked signal is
+    kept pending, even for a PID 1) and the relay reads them from a signalfd."""
+    fds = [
+        relay.pipes[STDOUT],
+        relay.pipes[STDERR],
+        relay.files[STDOUT],
+        relay.files[STDERR],
+        relay.records_fd,
+        status_fd,
+    ]
+    argv = [
+        "remo-relay",
+        str(job_pid),
+        str(int(pid1)),
+        str(-1 if relay.cap is None else relay.cap),
+        *map(str, fds),
+    ]
+    blocked = {signal.SIGCHLD, *FORWARDED_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        os.execve(binary_fd, argv, {})
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
 
 
 def make_output_pipe() -> tuple[int, int]:

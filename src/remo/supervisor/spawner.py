@@ -243,6 +243,8 @@ def waiting_init(fd: int, pid_namespace: bool) -> NoReturn:  # pragma: no cover 
         records_fd,
         request.get("output_cap"),
     )
+    if prepared.relay_binary is not None:
+        init.exec_relay(prepared.relay_binary, job_pid, pid_namespace, relay, status_fd)
     init.run(job_pid, relay, status_fd, prepared.wake_fd)
 
 
@@ -257,6 +259,8 @@ class _Prepared:
         self.devnull, self.wake_fd = devnull, wake_fd
         #: The job's stdin: /dev/null, or the pipe the start sent (see the ``F`` message).
         self.stdin = devnull
+        #: The compiled relay this init becomes once the job runs (None: the Python one).
+        self.relay_binary = init.open_relay_binary()
 
 
 def _prepare(pid_namespace: bool) -> _Prepared:  # pragma: no cover - init

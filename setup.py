@@ -1,0 +1,36 @@
+"""Builds remo's compiled job relay (src/remo/supervisor/relay.c, see remo.supervisor.init)
+into the package, for wheels and editable installs alike. Without a C compiler the build
+goes on and remo runs its Python relay instead (more memory per running job)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+SOURCE = Path(__file__).parent / "src" / "remo" / "supervisor" / "relay.c"
+FLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror"]
+
+
+def build_relay(target: Path) -> None:
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        print("remo: no C compiler: jobs will use the Python relay", file=sys.stderr)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([compiler, *FLAGS, "-o", str(target), str(SOURCE)], check=True)
+
+
+class BuildWithRelay(build_py):
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            build_relay(SOURCE.with_name("remo-relay"))
+        else:
+            build_relay(Path(self.build_lib) / "remo" / "supervisor" / "remo-relay")
+
+
+setup(cmdclass={"build_py": BuildWithRelay})

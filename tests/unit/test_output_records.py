@@ -177,3 +177,47 @@ def test_a_tail_looks_back_a_bounded_way(tmp_path: Path) -> None:
         assert offset_of_tail(files, 3, {STDOUT}, end=1 << 20) == 0  # within the lookback
     finally:
         files.close()
+
+
+def append_piece(job: Path, merged: int, stream: int, data: bytes) -> None:
+    """What the init does for one move: the data into its file, then its record."""
+    path = job / output_format.STREAM_FILES[stream]
+    at = path.stat().st_size if path.exists() else 0
+    with open(path, "ab") as f:
+        f.write(data)
+    with open(job / "records", "ab") as f:
+        f.write(output_format.pack(Record(merged, at, merged + 1, len(data), stream)))
+
+
+def test_a_follower_woken_for_each_record_gets_every_byte(tmp_path: Path) -> None:
+    """A job printing a line at a time: each wake reads one new record (the follower
+    resumes after the records it read, without a search), then bursts of several."""
+    job = tmp_path / "job"
+    job.mkdir()
+    written = [(STDOUT if n % 3 else STDERR, f"line {n}\n".encode()) for n in range(60)]
+
+    async def follow() -> None:
+        got = bytearray()
+        arrived = asyncio.Event()
+
+        async def read() -> None:
+            stream = read_output(OutputWatcher(), str(job), 0, True)
+            async with aclosing(stream):
+                async for piece in stream:
+                    got.extend(piece.data)
+                    arrived.set()
+
+        reader = asyncio.create_task(read())
+        merged = 0
+        for n, (stream, data) in enumerate(written):
+            append_piece(job, merged, stream, data)
+            merged += len(data)
+            if n < 40:  # one record per wake; then bursts the follower reads together
+                await asyncio.wait_for(arrived.wait(), 10)
+                arrived.clear()
+                assert bytes(got) == reference(written[: n + 1], 0, {STDOUT, STDERR}, None)
+        (job / "exit").write_text("0\n")
+        await asyncio.wait_for(reader, 10)
+        assert bytes(got) == reference(written, 0, {STDOUT, STDERR}, None)
+
+    asyncio.run(follow())

@@ -26,6 +26,9 @@ class OutputFiles:
         self._records: int | None = None
         self._legacy: int | None = None
         self._data: dict[int, int] = {}
+        #: (merged offset, record index) just past the last records read: where a
+        #: follower that read them resumes, found without a search (see :meth:`find`).
+        self._next: tuple[int, int] | None = None
 
     def _open(self, name: str) -> int | None:
         try:
@@ -75,7 +78,11 @@ class OutputFiles:
         if self._records is not None:
             data = os.pread(self._records, (stop - start) * RECORD_SIZE, start * RECORD_SIZE)
             whole = len(data) - len(data) % RECORD_SIZE
-            return list(output_format.RECORD.iter_unpack(data[:whole]))
+            records = list(output_format.RECORD.iter_unpack(data[:whole]))
+            if records:
+                last = records[-1]
+                self._next = (last[0] + last[3], start + len(records))
+            return records
         return [tuple(record) for record in self.records(start, stop)]
 
     def read(self, stream: int, size: int, at: int) -> bytes:
@@ -101,7 +108,10 @@ class OutputFiles:
 
     def find(self, offset: int) -> int:
         """The index of the record that holds merged byte ``offset`` (or of the first one
-        after it; :meth:`count` when there is none): a binary search."""
+        after it; :meth:`count` when there is none): a binary search, unless ``offset``
+        is just past the records :meth:`raw_records` read last (a follower resuming)."""
+        if self._next is not None and self._next[0] == offset and self._records is not None:
+            return self._next[1]  # records are contiguous: the next one starts there
         low, high = 0, self.count()
         while low < high:
             middle = (low + high) // 2

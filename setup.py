@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
 
 SOURCE = Path(__file__).parent / "src" / "remo" / "supervisor" / "relay.c"
@@ -33,4 +33,11 @@ class BuildWithRelay(build_py):
             build_relay(Path(self.build_lib) / "remo" / "supervisor" / "remo-relay")
 
 
-setup(cmdclass={"build_py": BuildWithRelay})
+class WithProgram(Distribution):
+    """A wheel holding a compiled program is for one platform, not ``any``."""
+
+    def has_ext_modules(self) -> bool:
+        return True
+
+
+setup(cmdclass={"build_py": BuildWithRelay}, distclass=WithProgram)

@@ -19,6 +19,7 @@ STATE_TO_PB: dict[JobState, pb.JobState] = {
     JobState.STOPPED: pb.JOB_STATE_STOPPED,
     JobState.KILLED: pb.JOB_STATE_KILLED,
     JobState.LOST: pb.JOB_STATE_LOST,
+    JobState.QUEUED: pb.JOB_STATE_QUEUED,
 }
 STATE_FROM_PB: dict[int, JobState] = {v: k for k, v in STATE_TO_PB.items()}
 

@@ -173,7 +173,7 @@ def terminal_width() -> int | None:
     return terminal_columns(100)
 
 
-STATE_NAMES = ("running", "succeeded", "failed", "stopped", "killed", "lost")
+STATE_NAMES = ("queued", "running", "succeeded", "failed", "stopped", "killed", "lost")
 
 
 @click.command("ps")

@@ -36,6 +36,12 @@ from remo.core.errors import RemoError
     "port means 127.0.0.1; see docs/OPERATIONS.md).",
 )
 @click.option(
+    "--backend",
+    type=click.Choice(["local", "slurm"]),
+    help="What runs jobs: this machine (local, the default) or a Slurm cluster (slurm; "
+    "settings in the [slurm] table of --config, see docs/SLURM.md).",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False),
@@ -57,6 +63,7 @@ def command(
     listen: str | None,
     advertise: tuple[str, ...],
     metrics_listen: str | None,
+    backend: str | None,
     config_file: str | None,
     check_file: str | None,
 ) -> None:
@@ -78,6 +85,7 @@ def command(
         "listen": listen,
         "advertise": list(advertise),
         "metrics_listen": metrics_listen,
+        "backend": backend,
     }
     source = check_file or config_file
     config = _load(source, flags, checking=check_file is not None)

@@ -11,8 +11,10 @@ from remo.core.usage import LiveUsage
 
 
 class JobState(enum.StrEnum):
-    """Lifecycle of a job. Every state but ``running`` is final.
+    """Lifecycle of a job. Every state but ``queued`` and ``running`` is final.
 
+    - ``queued``: waiting in a cluster scheduler's queue (the Slurm backend only;
+      ``reason`` says why it waits, in the scheduler's words).
     - ``succeeded``: exited with code 0.
     - ``failed``: exited with a non-zero code.
     - ``stopped``: ended after someone asked remo to stop it.
@@ -26,10 +28,11 @@ class JobState(enum.StrEnum):
     STOPPED = "stopped"
     KILLED = "killed"
     LOST = "lost"
+    QUEUED = "queued"
 
     @property
     def final(self) -> bool:
-        return self is not JobState.RUNNING
+        return self not in (JobState.RUNNING, JobState.QUEUED)
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from remo.backend import JobBackend
 from remo.core.errors import JobNotFound, NameTaken, RemoError
 from remo.core.spec import JobSpec
 from remo.core.timeexpr import missed_runs
 from remo.schedule.store import Run, Schedule, ScheduleStore
-from remo.worker import JobManager
 
 log = logging.getLogger("remo.schedule")
 
@@ -63,7 +63,7 @@ class Scheduler:
     def __init__(
         self,
         store: ScheduleStore,
-        jobs: JobManager,
+        jobs: JobBackend,
         refuse: Refusal | None = None,
         clock: Clock | None = None,
     ) -> None:

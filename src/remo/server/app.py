@@ -20,7 +20,7 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
-from contextlib import AsyncExitStack, asynccontextmanager, suppress  # noqa: E402
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any, NoReturn  # noqa: E402
 
@@ -29,6 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha._async import ReflectionServicer  # noqa: E402
 
+from remo.backend import JobBackend  # noqa: E402
 from remo.core.files import write_file_atomic  # noqa: E402
 from remo.core.memory import return_free_memory  # noqa: E402
 from remo.core.spec import MAX_ARGV_BYTES  # noqa: E402
@@ -147,7 +148,7 @@ class RunningServer:
     protections_off: list[str]
     cgroup_mode: str
     server: grpc.aio.Server
-    jobs: JobManager
+    jobs: JobBackend
     #: Port of the plaintext health endpoint, when configured.
     health_port: int | None = None
     #: Port of the Prometheus metrics endpoint, when configured.
@@ -181,13 +182,7 @@ async def running(config: ServerConfig, *, exiting: bool = False) -> AsyncIterat
     stack = AsyncExitStack()
     try:
         async with (
-            JobManager.open(
-                config.state_dir,
-                default_limits=config.default_limits,
-                max_limits=config.max_limits,
-                namespaces=config.namespaces,
-                exec_timeout=config.exec_timeout,
-            ) as jobs,
+            _open_jobs(config) as jobs,
             stack,  # exits first: the scheduler stops before the JobManager closes
         ):
             lag_probe = looplag.start_from_env()  # for benchmarks: see remo.server.looplag
@@ -473,7 +468,27 @@ def _exit_after(seconds: float) -> None:
     timer.start()
 
 
-async def _purge_forever(jobs: JobManager, retention: float) -> None:
+def _open_jobs(config: ServerConfig) -> AbstractAsyncContextManager[JobBackend]:
+    """The backend chosen at start: this machine's supervisor, or Slurm (docs/SLURM.md)."""
+    if config.backend == "slurm":
+        from remo.slurm.jobs import SlurmJobs
+
+        return SlurmJobs.open(
+            config.slurm,
+            config.state_dir,
+            default_limits=config.default_limits,
+            max_limits=config.max_limits,
+        )
+    return JobManager.open(
+        config.state_dir,
+        default_limits=config.default_limits,
+        max_limits=config.max_limits,
+        namespaces=config.namespaces,
+        exec_timeout=config.exec_timeout,
+    )
+
+
+async def _purge_forever(jobs: JobBackend, retention: float) -> None:
     """Apply the retention period now and then (a few times per period, at most hourly)."""
     while True:
         try:

@@ -10,6 +10,7 @@ Example ``/etc/remo/server.toml``::
     exec_timeout = "30s"    # a start fails when its command has not exec'd by then
     register_rate = "5/10m" # credentials one account may get from `remo register`
     advertise = ["build01.example.com"]
+    backend = "local"       # or "slurm": jobs become Slurm batch jobs (docs/SLURM.md)
 
     [roles]                 # role given by `remo register`, by account
     alice = "admin"
@@ -27,6 +28,12 @@ Example ``/etc/remo/server.toml``::
     network = "host"        # default network of jobs: host or none
     force_network_none = false
     namespaces = true       # PID + mount namespaces for every job
+
+    [slurm]                 # only read with backend = "slurm"
+    shared_dir = "/srv/remo-slurm"  # seen by every node at the same path
+    partition = "batch"     # default ("": Slurm's own default)
+    partitions = ["gpu"]    # others a job may name (label slurm/partition=gpu)
+    poll_interval = "1s"    # how often Slurm is asked about unfinished jobs
 
 The file is checked whole against a strict schema (:mod:`remo.server.config_schema`)
 before anything listens: an unknown key, a quoted ``"false"``, a size that does not
@@ -51,6 +58,7 @@ from remo.core.errors import InvalidArgument
 from remo.core.paths import default_run_dir, default_state_dir
 from remo.core.spec import EXEC_TIMEOUT, Limits
 from remo.core.units import format_size, parse_rate, parse_size
+from remo.slurm.settings import SlurmSettings
 
 if TYPE_CHECKING:
     from remo.server.config_schema import Problem, Settings
@@ -62,6 +70,7 @@ DEFAULT_RETENTION = 30 * 86400.0
 #: (:data:`remo.pki.register.DEFAULT_RATE`; kept here as numbers so that client
 #: commands importing this module do not import the PKI).
 DEFAULT_REGISTER_RATE = (5, 600.0)
+BACKENDS = ("local", "slurm")
 
 
 class ConfigError(InvalidArgument):
@@ -101,6 +110,9 @@ class ServerConfig:
     #: (count, seconds): at most count credentials per account per window from the
     #: register socket, so that one account cannot fill the registry.
     register_rate: tuple[int, float] = DEFAULT_REGISTER_RATE
+    #: What runs jobs: ``local`` (this machine's supervisor) or ``slurm``.
+    backend: str = "local"
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
     def listen_host_port(self) -> tuple[str, int]:
         try:
@@ -175,6 +187,12 @@ def load(path: str | None, **overrides: Any) -> ServerConfig:
             config.listen_host_port()
         except InvalidArgument as err:
             lines.append(str(err))
+    if config.backend not in BACKENDS:
+        lines.append(f"--backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+    elif config.backend == "slurm":
+        lines += config.slurm.check()
+        if config.force_network_none or config.network == "none":
+            lines.append("backend slurm: jobs cannot get network none (isolation.network)")
     if overrides.get("metrics_listen") is not None:
         try:
             config.metrics_listen = local_listen(overrides["metrics_listen"])
@@ -219,6 +237,8 @@ def _from_settings(settings: Settings) -> ServerConfig:
         retention=settings.retention,
         exec_timeout=settings.exec_timeout,
         register_rate=settings.register_rate,
+        backend=settings.backend,
+        slurm=settings.slurm.to_settings(),
     )
     if settings.state_dir is not None:
         config.state_dir = Path(settings.state_dir)
@@ -311,6 +331,7 @@ def effective_toml(config: ServerConfig) -> str:
         f"retention = {json.dumps(retention)}",
         f"exec_timeout = {json.dumps(_duration(config.exec_timeout))}",
         f"register_rate = {json.dumps(register_rate_text(config.register_rate))}",
+        f"backend = {json.dumps(config.backend)}",
         "",
         "[roles]",
         *(f"{_toml_key(name)} = {json.dumps(role)}" for name, role in config.roles.items()),
@@ -324,6 +345,19 @@ def effective_toml(config: ServerConfig) -> str:
         f"network = {json.dumps(config.network)}",
         f"force_network_none = {json.dumps(config.force_network_none)}",
         f"namespaces = {json.dumps(config.namespaces)}",
+        "",
+        "[slurm]",
+        f"shared_dir = {json.dumps(str(config.slurm.shared_dir))}",
+        f"partition = {json.dumps(config.slurm.partition)}",
+        f"partitions = {json.dumps(config.slurm.partitions)}",
+        f"poll_interval = {json.dumps(_duration(config.slurm.poll_interval))}",
+        f"inotify = {json.dumps(config.slurm.inotify)}",
+        (
+            f"slurm_conf = {json.dumps(str(config.slurm.slurm_conf))}"
+            if config.slurm.slurm_conf
+            else "# slurm_conf: Slurm's own ($SLURM_CONF, else /etc/slurm/slurm.conf)"
+        ),
+        f"python = {json.dumps(config.slurm.python)}",
     ]
     return "\n".join(lines) + "\n"
 

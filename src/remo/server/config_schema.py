@@ -18,6 +18,7 @@ No ``from __future__ import annotations`` here: pydantic before 2.7 cannot read 
 import difflib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
@@ -43,6 +44,7 @@ from remo.server.config import (
     local_listen,
     split_listen,
 )
+from remo.slurm.settings import DEFAULT_POLL_INTERVAL, DEFAULT_PYTHON, SlurmSettings
 
 #: Spellings of "keep finished jobs forever" for ``retention``.
 FOREVER = ("forever", "never")
@@ -221,6 +223,43 @@ class IsolationTable(_Table):
     namespaces: bool = True
 
 
+def _poll_range(seconds: float) -> float:
+    if not 0.05 <= seconds <= 60:
+        raise _refuse("must be between 0.05s and 60s")
+    return seconds
+
+
+def _absolute(text: str) -> str:
+    if not text.startswith("/"):
+        raise _refuse(f"must be an absolute path, got {shown(text)}")
+    return text
+
+
+class SlurmSection(_Table):
+    """``[slurm]``: where and how jobs go to Slurm (read with ``backend = "slurm"``)."""
+
+    shared_dir: Annotated[str, AfterValidator(_absolute)] = str(SlurmSettings.shared_dir)
+    partition: str = ""
+    partitions: list[str] = []
+    poll_interval: Annotated[float, _duration(forever=False), AfterValidator(_poll_range)] = (
+        DEFAULT_POLL_INTERVAL
+    )
+    inotify: bool = False
+    slurm_conf: Annotated[str, AfterValidator(_absolute)] | None = None
+    python: Annotated[str, AfterValidator(_absolute)] = DEFAULT_PYTHON
+
+    def to_settings(self) -> SlurmSettings:
+        return SlurmSettings(
+            shared_dir=Path(self.shared_dir),
+            partition=self.partition,
+            partitions=list(self.partitions),
+            poll_interval=self.poll_interval,
+            inotify=self.inotify,
+            slurm_conf=Path(self.slurm_conf) if self.slurm_conf else None,
+            python=self.python,
+        )
+
+
 class Settings(_Table):
     """The whole file. An empty file gives the embedded defaults."""
 
@@ -240,6 +279,8 @@ class Settings(_Table):
     roles: RolesTable = Field(default_factory=lambda: RolesTable.model_validate({}))
     limits: LimitsSection = Field(default_factory=LimitsSection)
     isolation: IsolationTable = Field(default_factory=IsolationTable)
+    backend: Literal["local", "slurm"] = "local"
+    slurm: SlurmSection = Field(default_factory=SlurmSection)
 
     @property
     def default_limits(self) -> Limits:

@@ -49,10 +49,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from remo import __version__
+from remo.backend import JobBackend
 from remo.schedule.store import Run, Schedule, ScheduleStore
 from remo.server import looplag
 from remo.server.metrics_rpc import RpcMetrics, label
-from remo.worker import JobManager
 
 log = logging.getLogger("remo.server.metrics")
 
@@ -71,7 +71,7 @@ LAG_WINDOW = 1000
 class Metrics:
     """Every metric of one server, in a registry of its own."""
 
-    def __init__(self, jobs: JobManager, state_dir: Path, identities_db: Path) -> None:
+    def __init__(self, jobs: JobBackend, state_dir: Path, identities_db: Path) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.rpcs = Counter(
@@ -207,7 +207,7 @@ class _StateCollector:
     """At scrape time: jobs by user and state, the state dir's disk, supervisor restarts,
     the loop's lag, the version."""
 
-    def __init__(self, jobs: JobManager, state_dir: Path, lag: LoopLag) -> None:
+    def __init__(self, jobs: JobBackend, state_dir: Path, lag: LoopLag) -> None:
         self._jobs = jobs
         self._state_dir = state_dir
         self._lag = lag

@@ -28,6 +28,7 @@ import grpc
 
 from remo import __version__
 from remo.api.jobs import STATE_FROM_PB, job_to_pb, timestamp, usage_to_pb
+from remo.backend import JobBackend
 from remo.core.errors import (
     InvalidArgument,
     JobNotFound,
@@ -51,7 +52,7 @@ from remo.server.convert import (
 from remo.server.errors import abort, refusal, status_of, unauthenticated
 from remo.v1 import jobs_pb2 as pb
 from remo.v1 import jobs_pb2_grpc as pb_grpc
-from remo.worker import JobManager, list_key
+from remo.worker import list_key
 
 log = logging.getLogger("remo.server")
 
@@ -143,7 +144,7 @@ def read_rpc(
 class JobsServicer(pb_grpc.JobServiceServicer):
     def __init__(
         self,
-        jobs: JobManager,
+        jobs: JobBackend,
         authenticate: Authenticator,
         scheduler: Scheduler,
         network_policy: NetworkPolicy | None = None,

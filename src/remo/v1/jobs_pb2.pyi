@@ -20,6 +20,7 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_STOPPED: _ClassVar[JobState]
     JOB_STATE_KILLED: _ClassVar[JobState]
     JOB_STATE_LOST: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
 
 class Network(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -54,6 +55,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_STOPPED: JobState
 JOB_STATE_KILLED: JobState
 JOB_STATE_LOST: JobState
+JOB_STATE_QUEUED: JobState
 NETWORK_UNSPECIFIED: Network
 NETWORK_HOST: Network
 NETWORK_NONE: Network

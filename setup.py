@@ -12,7 +12,7 @@ from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
 
 SOURCE = Path(__file__).parent / "src" / "remo" / "supervisor" / "relay.c"
-FLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror"]
+FLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra"]
 
 
 def build_relay(target: Path) -> None:
@@ -21,7 +21,10 @@ def build_relay(target: Path) -> None:
         print("remo: no C compiler: jobs will use the Python relay", file=sys.stderr)
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([compiler, *FLAGS, "-o", str(target), str(SOURCE)], check=True)
+    done = subprocess.run([compiler, *FLAGS, "-o", str(target), str(SOURCE)], check=False)
+    if done.returncode != 0:  # e.g. a compiler without the C library's headers
+        target.unlink(missing_ok=True)
+        print("remo: the relay did not compile: jobs will use the Python relay", file=sys.stderr)
 
 
 class BuildWithRelay(build_py):

@@ -6,14 +6,20 @@ whose set-up it reuses)::
 
     .venv/bin/python bench/agent_bench.py            # about 3 minutes
     .venv/bin/python bench/agent_bench.py --quick    # fewer samples, 256 MiB output
+    .venv/bin/python bench/agent_bench.py --commands # figure 1 only, ~1 minute
 
 Bytecode is cached as on a user's machine (``PYTHONDONTWRITEBYTECODE`` is removed from
 every command's environment). Figures, each interleaved sample by sample:
 
 1. ``remo run -- true`` and ``remo status ID``: the agent warm, the CLI on its own
    (``REMO_NO_AGENT=1``), ``ssh host true`` and the same over a ControlMaster
-   connection; median of 20 after warm-ups. And the first command of a profile (no
-   agent yet: it runs on its own and starts one), 5 times.
+   connection; median of 20 after warm-ups (40 for the agent's commands and the
+   ControlMaster anchor, interleaved with each other apart from the slow ones). And
+   the first command of a profile (no agent yet: it runs on its own and starts one),
+   5 times. ssh logs in twice over: as root, whose remote shell here is bash reading
+   ~/.bashrc (pyenv's set-up: ~100 ms), and as ``remo-bench``, an account made for
+   this (``/bin/sh``, an empty home, no rc file), which measures ssh itself; ``remo
+   run -- true`` is compared with the latter.
 2. 200 times ``remo run -- true``, 8 at a time, through the agent, against 200 times
    ``ssh host true`` (fresh and over ControlMaster), total wall time.
 3. ``remo logs`` of a 1 GiB output through the agent and on its own, against
@@ -27,12 +33,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import pwd
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -57,6 +65,9 @@ def stats(values: list[float]) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--commands", action="store_true", help="only figure 1 (one command), ~1 minute"
+    )
     args = parser.parse_args()
     samples = 8 if args.quick else 20
     size_spec, size = ("256M", 256 << 20) if args.quick else ("1G", 1 << 30)
@@ -83,19 +94,43 @@ def main() -> int:
 
         job = rb.out([rb.REMO, "run", "-d", "--", "true"], direct).strip()
         rb.out([rb.REMO, "wait", job], direct)
-        fns: dict[str, Callable[[], float]] = {
+        # Two groups, each interleaved sample by sample: the commands of a few ms, and
+        # those of a few hundred (whose leftovers, a remote bash tearing down or grpc's
+        # threads, would otherwise land on the next fast sample of this 2-core machine).
+        fast: dict[str, Callable[[], float]] = {
             "remo run, agent": run(agent, "run", "--", "true"),
-            "remo run, on its own": run(direct, "run", "--", "true"),
             "remo status, agent": run(agent, "status", job),
+        }
+        slow: dict[str, Callable[[], float]] = {
+            "remo run, on its own": run(direct, "run", "--", "true"),
             "remo status, on its own": run(direct, "status", job),
         }
         if ssh is not None:
-            fns["ssh true"] = lambda: rb.timed(ssh.cmd("true"), stdout=subprocess.DEVNULL)
-            fns["ssh true, ControlMaster"] = lambda: rb.timed(
+            plain = PlainLogin(ssh, tmp)
+            fast["ssh remo-bench true, ControlMaster"] = lambda: rb.timed(
+                plain.cmd("true", options=master), stdout=subprocess.DEVNULL
+            )
+            slow["ssh remo-bench true"] = lambda: rb.timed(
+                plain.cmd("true"), stdout=subprocess.DEVNULL
+            )
+            slow["ssh true"] = lambda: rb.timed(ssh.cmd("true"), stdout=subprocess.DEVNULL)
+            slow["ssh true, ControlMaster"] = lambda: rb.timed(
                 ssh.cmd("true", options=master), stdout=subprocess.DEVNULL
             )
-        raw = rb.interleaved(fns, warmups=3, samples=samples)
+        results["load before"] = rb.loadavg()
+        raw = rb.interleaved(fast, warmups=5, samples=samples * 2)
+        raw |= rb.interleaved(slow, warmups=2, samples=samples)
+        results["load after"] = rb.loadavg()
         results["one command"] = {name: stats(v) for name, v in raw.items()}
+        anchor = results["one command"].get("ssh remo-bench true, ControlMaster")
+        if anchor is not None:
+            results["x ssh ControlMaster (remo-bench)"] = {
+                name: round(figure["median_ms"] / anchor["median_ms"], 2)
+                for name, figure in results["one command"].items()
+                if name.startswith("remo")
+            }
+        if args.commands:
+            return _finish(results)
 
         first = []
         for _ in range(5):
@@ -118,6 +153,12 @@ def main() -> int:
             bursts["ssh true"] = lambda: rb.timed(ssh.cmd("true"), stdout=subprocess.DEVNULL)
             bursts["ssh true, ControlMaster"] = lambda: rb.timed(
                 ssh.cmd("true", options=master), stdout=subprocess.DEVNULL
+            )
+            bursts["ssh remo-bench true"] = lambda: rb.timed(
+                plain.cmd("true"), stdout=subprocess.DEVNULL
+            )
+            bursts["ssh remo-bench true, ControlMaster"] = lambda: rb.timed(
+                plain.cmd("true", options=master), stdout=subprocess.DEVNULL
             )
         results["200 commands, 8 at a time (s)"] = {
             name: round(burst(make), 2) for name, make in bursts.items()
@@ -151,10 +192,56 @@ def main() -> int:
         remo.stop()
         if ssh is not None:
             ssh.stop()
+    return _finish(results)
+
+
+def _finish(results: dict[str, Any]) -> int:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
+
+
+#: The account ssh logs in to for the anchor of ssh itself: its shell is /bin/sh (dash
+#: on Debian: no rc file read for a command), its home empty.
+PLAIN_USER = "remo-bench"
+PLAIN_HOME = "/var/lib/remo-bench"
+
+
+class PlainLogin:
+    """``ssh remo-bench@127.0.0.1`` through the bench's sshd (made if missing)."""
+
+    def __init__(self, ssh: rb.SshSide, tmp: Path) -> None:
+        self._ssh = ssh
+        _ensure_plain_account()
+        # sshd reads AuthorizedKeysFile as the account that logs in: let it read the
+        # bench's public key (the directory is traversable, not listable).
+        tmp.chmod(0o711)
+        ssh.authorized.chmod(0o644)
+
+    def cmd(self, *remote: str, options: Sequence[str] = ()) -> list[str]:
+        argv = self._ssh.cmd(*remote, options=options)
+        host = argv.index("127.0.0.1")
+        argv[host] = f"{PLAIN_USER}@127.0.0.1"
+        return argv
+
+
+def _ensure_plain_account() -> None:
+    try:
+        pwd.getpwnam(PLAIN_USER)
+    except KeyError:
+        rb.out(["useradd", "--system", "--no-create-home", "--home-dir", PLAIN_HOME,
+                "--shell", "/bin/sh", "--user-group", PLAIN_USER])  # fmt: skip
+    # With UsePAM no, sshd refuses an account whose password is locked ("!"); "*" is
+    # no password at all, and not locked: keys only.
+    rb.out(["usermod", "--password", "*", PLAIN_USER])
+    entry = pwd.getpwnam(PLAIN_USER)
+    home = Path(entry.pw_dir)
+    home.mkdir(mode=0o755, exist_ok=True)
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    found = sorted(p.name for p in home.iterdir())
+    if found:
+        raise RuntimeError(f"{home} should be empty (no rc file), holds {found}")
 
 
 class _AgentSide:

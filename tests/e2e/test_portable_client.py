@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import me
+from tests.support import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -89,3 +90,49 @@ async def test_the_user_verbs_run_without_linux_only_code(cli_env: dict[str, str
     ):
         code, out = await _python(CLI, *args, env=cli_env)
         assert code == 0 and expected in out, (args, out)
+
+
+#: The command's side of the agent (remo.cli.fast), with what macOS's socket module lacks
+#: removed from the C module it uses as well.
+FAST = r"""
+import _socket
+for name in ("SO_PEERCRED", "MSG_CMSG_CLOEXEC"):
+    if hasattr(_socket, name):
+        delattr(_socket, name)
+from remo.cli.fast import main
+main(sys.argv[1:])
+"""
+
+
+def _agent_status(env: dict[str, str]) -> dict[str, object] | None:
+    from remo.cli import agent_link
+
+    path = agent_link.socket_path(agent_link.selection([], env), env)
+    try:
+        with agent_link.connect(path, 5.0) as sock:
+            agent_link.send(sock, {"op": "status"})
+            answer, _ = agent_link.receive(sock)
+    except (OSError, agent_link.LinkError):
+        return None
+    return answer if answer and "pid" in answer else None
+
+
+async def test_the_fast_entry_point_runs_through_the_agent_without_linux_only_code(
+    cli_env: dict[str, str],
+) -> None:
+    """`remo` as installed: the first command runs on its own and starts the agent (which
+    runs here, on Linux), the next ones go through it, the command's side portable."""
+    code, out = await _python(FAST, "whoami", env=cli_env)
+    assert code == 0 and me()[0] in out, out
+    before = await wait_until(lambda: _agent_status(cli_env), 30, what="the agent")
+    verbs = (
+        (["run", "--", "echo", "through", "the", "agent"], "through the agent"),
+        (["status", "1"], "succeeded"),
+        (["whoami"], me()[0]),
+    )
+    for args, expected in verbs:
+        code, out = await _python(FAST, *args, env=cli_env)
+        assert code == 0 and expected in out, (args, out)
+    after = _agent_status(cli_env)
+    assert after is not None and after["pid"] == before["pid"]
+    assert int(str(after["commands"])) == int(str(before["commands"])) + len(verbs)

@@ -10,17 +10,21 @@ as that thread's stdin, stdout and stderr (:class:`ThreadStreams`), and one
 over its lanes).
 
 Security: the socket is in a 0700 directory of ours and is itself 0600, and each
-connection's peer must be our own uid (``SO_PEERCRED``), so no other local account can
-borrow the connection. The credential is read from the profile file as a command would;
-nothing is written anywhere new. A profile file that changed (renewed, replaced) makes
-the agent decline and exit, so the next command starts one with the new credential; a
-revoked credential fails on the server at the next call, as it would directly.
+connection's peer must be our own uid (:func:`~remo.cli.agent_link.peer_uid`:
+``SO_PEERCRED`` on Linux, ``LOCAL_PEERCRED`` as getpeereid(3) reads it on macOS), so
+no other local account can borrow the connection. The credential is read from the
+profile file as a command would; nothing is written anywhere new. A profile file that
+changed (renewed, replaced) makes the agent decline and exit, so the next command starts
+one with the new credential; a revoked credential fails on the server at the next call,
+as it would directly.
 
 Interrupts: the command forwards Ctrl-C, SIGTERM and SIGHUP; the agent raises
 KeyboardInterrupt in the command's thread and cancels its streaming calls so that it
 wakes at once (:mod:`remo.client.calls`, ``ACTIVE``). A command that goes away leaves its
 thread writing to /dev/null: its descriptors are pointed there, never closed, so their
-numbers cannot be reused by another command's while the thread still holds them.
+numbers cannot be reused by another command's while the thread still holds them. An
+agent that raised an interrupt takes no more commands and exits once the others are done
+(the exception may have landed inside grpc's locking: see :meth:`Agent._run`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -76,12 +79,13 @@ class Agent:
             listener.bind(temporary)
         finally:
             os.umask(old_mask)
+        listener.listen(64)  # (before it has its name: no command finds it refusing)
         os.rename(temporary, self.path)
         self._socket_inode = os.stat(self.path).st_ino
-        listener.listen(64)
         listener.settimeout(1.0)
         self._listener = listener
         try:
+            _warm()  # (listening already: a command waits for it, not runs on its own)
             while not self.stopping.is_set() and not self._idle_too_long():
                 try:
                     conn, _ = listener.accept()
@@ -132,7 +136,11 @@ class Agent:
 
     def _handle(self, conn: socket.socket) -> None:
         with conn:
-            if _peer_uid(conn) != os.getuid():
+            try:
+                uid = link.peer_uid(conn)
+            except OSError:
+                return  # (the peer is gone, or the system cannot say who it is)
+            if uid != os.getuid():
                 return  # another account: not a word
             conn.settimeout(5.0)
             try:
@@ -210,6 +218,13 @@ class Agent:
             with self.lock:
                 self.active.pop(id(command), None)
                 self.last_used = time.monotonic()
+            if command.interrupted:
+                # An interrupt raised in a thread lands wherever it is, grpc's own lock
+                # handling included (Condition.__exit__ is Python code): seen here, a
+                # channel's lock left held by the finished thread, and every later call
+                # and the final close() on it blocked. So this agent takes no more
+                # commands; the next one starts a new agent.
+                self.stop()
 
 
 class Command:
@@ -226,7 +241,12 @@ class Command:
         self.streams: tuple[TextIO, TextIO, TextIO] | None = None
         #: True while the verb runs: only then may an interrupt be raised in the thread.
         self.running = False
+        #: Whether an interrupt was raised in the thread (see Agent._run).
+        self.interrupted = False
         self._state = threading.Lock()
+        #: Held while the descriptors are pointed at /dev/null or closed: the command's
+        #: end (its thread) and its client's going away (the watcher) may meet.
+        self._fds_lock = threading.Lock()
 
     def run(self) -> int:
         """Run the verb; its exit code. An interrupt raised in the thread (see
@@ -302,20 +322,25 @@ class Command:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
             )
+            self.interrupted = True
         calls.cancel_calls(ident)
 
     def abandon(self) -> None:
         """The client went away: whatever the thread still writes goes nowhere."""
-        if self.gone.is_set():
-            return
-        self.gone.set()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        try:
-            for fd in self.fds:
-                with contextlib.suppress(OSError):
-                    os.dup2(devnull, fd)
-        finally:
-            os.close(devnull)
+        with self._fds_lock:
+            if self.gone.is_set():
+                return
+            self.gone.set()
+            # (none left once the command is done: closed, their numbers maybe another
+            # command's already, which must not be pointed anywhere)
+            if self.fds:
+                devnull = os.open(os.devnull, os.O_RDWR)
+                try:
+                    for fd in self.fds:
+                        with contextlib.suppress(OSError):
+                            os.dup2(devnull, fd)
+                finally:
+                    os.close(devnull)
         self.interrupt()  # (a no-op once the verb is done)
 
     def close(self) -> None:
@@ -323,10 +348,11 @@ class Command:
             for stream in self.streams:
                 with contextlib.suppress(OSError, ValueError):
                     stream.close()
-        for fd in self.fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.fds = []
+        with self._fds_lock:
+            for fd in self.fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self.fds = []
 
 
 #: The process's stdin, stdout and stderr, per thread (installed in :func:`main`).
@@ -337,12 +363,6 @@ def _clear_async_exception(ident: int | None) -> None:
     """Withdraw an interrupt raised in thread ``ident`` that has not landed yet."""
     if ident is not None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
-
-
-def _peer_uid(conn: socket.socket) -> int:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
 
 
 def _exclusive(path: str) -> int | None:
@@ -387,12 +407,34 @@ def main(argv: list[str]) -> None:
     watcher = threading.Thread(target=_stop_on_signal, args=(agent,), daemon=True)
     watcher.start()
     agent.serve()
-    agent.client.close()
+    # Closing tells the server the calls still open are over; a channel left locked (see
+    # Agent._run) must not keep the agent alive, so not waited for beyond a few seconds.
+    closing = threading.Thread(target=agent.client.close, daemon=True)
+    closing.start()
+    closing.join(CLOSE_TIMEOUT)
     sys.stdout.flush()
     os._exit(0)
 
 
+#: Seconds the agent gives its client's close() before it exits anyway.
+CLOSE_TIMEOUT = 5.0
+
+
 AGENT_STOP = threading.Event()
+
+
+def _warm() -> None:
+    """Import the verbs now rather than in the first command through the agent, then
+    leave what is loaded out of the garbage collector's full passes (gc.freeze): a
+    pass over grpc's, protobuf's and click's objects would land in some command."""
+    import gc
+    import importlib
+
+    from remo.cli.main import COMMANDS
+
+    for verb in sorted(link.AGENT_VERBS):
+        importlib.import_module(COMMANDS[verb][0])
+    gc.freeze()
 
 
 def _stop_on_signal(agent: Agent) -> None:

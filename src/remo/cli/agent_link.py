@@ -12,7 +12,9 @@ which credential a command uses) in a private directory: ``$XDG_RUNTIME_DIR/remo
 or, without one, ``/tmp/remo-agent-<uid>``. The directory must be ours and 0700, or no
 agent is used (another account could otherwise have made it first).
 
-**Wire.** Frames of a 4-byte big-endian length and that much JSON. A command sends
+**Wire.** Frames of a 4-byte big-endian length and that much JSON (written and read
+with the C parts of :mod:`json`, ``_json``: the ``json`` module itself imports ``re``,
+``enum`` and ``collections``, ~10 ms of a command's ~25). A command sends
 ``{"op": "run", "argv", "env", "build"}`` with its descriptors 0, 1 and 2 attached
 (SCM_RIGHTS): the agent runs the verb with them as its stdin, stdout and stderr, so
 output goes straight to the command's own stdout, with no relay. The agent answers
@@ -23,18 +25,20 @@ and at the end ``{"exit": code}``. Meanwhile the command may send ``{"signal": n
 
 from __future__ import annotations
 
-import json
+# The command imports this module before anything else; the C modules below cost it
+# ~1 ms, where ``socket``, ``signal`` and ``json`` (their enums, ``re``, ``selectors``)
+# cost ~17 ms of a ~40 ms command. ``os`` and ``stat`` are loaded at start-up anyway.
+import _socket
+import _struct
 import os
-import socket
 import stat
-import struct
 import zlib
 
 # (not typing.TYPE_CHECKING: importing typing costs the command ~5 ms; mypy knows the name)
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:  # (typing costs the command ~5 ms to import: only for the checker)
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
 #: The verbs an agent runs; every other one (login, register, server, admin, top, ui,
@@ -48,7 +52,7 @@ ENV_KEYS = ("TZ", "LANG", "LC_ALL", "LC_TIME", "LC_CTYPE", "NO_COLOR", "TERM", "
 #: Variables that select the profile (with ``--profile``): part of the socket's name.
 SELECTING_KEYS = ("REMO_PROFILE", "XDG_CONFIG_HOME", "HOME")
 
-_LENGTH = struct.Struct("!I")
+_LENGTH = _struct.Struct("!I")
 #: Longest runtime dir whose sockets (``<dir>/remo-agent/<16 hex>.sock.<pid>``) fit.
 _MAX_RUNTIME_DIR = 60
 MAX_FRAME = 1 << 20
@@ -97,7 +101,7 @@ def selection(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
     parts = [profile_argument(argv) or "", *(environ.get(key, "") for key in SELECTING_KEYS)]
     # A relative path names another file from another directory: made absolute, so that
     # commands from elsewhere meet another agent (the agent itself runs from /).
-    return json.dumps([_absolute(part) for part in parts])
+    return dumps([_absolute(part) for part in parts])
 
 
 def _absolute(value: str) -> str:
@@ -160,22 +164,24 @@ def build_id() -> str:
     return f"{here}:{stamp}"
 
 
-def send(sock: socket.socket, message: Mapping[str, Any], fds: Sequence[int] = ()) -> None:
-    data = json.dumps(message).encode()
+def send(sock: _socket.socket, message: Mapping[str, Any], fds: Sequence[int] = ()) -> None:
+    data = dumps(message).encode()
     frame = _LENGTH.pack(len(data)) + data
     if fds:
-        sent = socket.send_fds(sock, [frame], list(fds))
+        # (socket.send_fds, without importing socket)
+        rights = _struct.pack(f"{len(fds)}i", *fds)
+        sent = sock.sendmsg([frame], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
         if sent < len(frame):
             sock.sendall(frame[sent:])
     else:
         sock.sendall(frame)
 
 
-def receive(sock: socket.socket, max_fds: int = 0) -> tuple[dict[str, Any] | None, list[int]]:
+def receive(sock: _socket.socket, max_fds: int = 0) -> tuple[dict[str, Any] | None, list[int]]:
     """The next frame (None at end of stream) and any descriptors that came with it."""
     fds: list[int] = []
     if max_fds:
-        head, fds, _, _ = socket.recv_fds(sock, _LENGTH.size, max_fds, socket.MSG_CMSG_CLOEXEC)
+        head, fds = _receive_fds(sock, _LENGTH.size, max_fds)
     else:
         head = sock.recv(_LENGTH.size)
     try:
@@ -197,7 +203,7 @@ def receive(sock: socket.socket, max_fds: int = 0) -> tuple[dict[str, Any] | Non
             if not more:
                 raise LinkError("a frame cut short")
             body += more
-        message = json.loads(body)
+        message = loads(body.decode())
         if not isinstance(message, dict):
             raise LinkError("a frame that is not an object")
         return message, fds
@@ -207,9 +213,41 @@ def receive(sock: socket.socket, max_fds: int = 0) -> tuple[dict[str, Any] | Non
         raise
 
 
-def connect(path: str, timeout: float) -> socket.socket:
+_INT = _struct.calcsize("i")
+
+
+def _receive_fds(sock: _socket.socket, size: int, max_fds: int) -> tuple[bytes, list[int]]:
+    """Up to ``size`` bytes and the descriptors (SCM_RIGHTS) that came with them, each
+    close-on-exec (socket.recv_fds, without importing socket)."""
+    # (MSG_CMSG_CLOEXEC sets it as they arrive; macOS has no such flag: set after)
+    cloexec = getattr(_socket, "MSG_CMSG_CLOEXEC", 0)
+    data, ancillary, _flags, _address = sock.recvmsg(
+        size, _socket.CMSG_SPACE(max_fds * _INT), cloexec
+    )
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            whole = len(payload) - len(payload) % _INT
+            fds += _struct.unpack(f"{whole // _INT}i", payload[:whole])
+    if not cloexec:
+        for fd in fds:
+            os.set_inheritable(fd, False)
+    return data, fds
+
+
+class Socket(_socket.socket):
+    """A unix socket that closes at the end of a ``with`` (as socket.socket does)."""
+
+    def __enter__(self) -> Socket:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def connect(path: str, timeout: float) -> Socket:
     """A connection to the agent at ``path``; LinkError when there is none."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = Socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(path)
@@ -217,3 +255,87 @@ def connect(path: str, timeout: float) -> socket.socket:
         sock.close()
         raise LinkError(f"no agent at {path}: {err.strerror or err}") from None
     return sock
+
+
+# -- the peer's account -------------------------------------------------------------------
+
+#: macOS and the BSDs: ``getsockopt(SOL_LOCAL, LOCAL_PEERCRED)`` gives the peer's
+#: ``struct xucred`` (<sys/un.h>, <sys/ucred.h>; what getpeereid(3) reads): a u_int
+#: version (XUCRED_VERSION, 0), its uid_t uid, then a short and 16 gid_t groups.
+SOL_LOCAL = 0
+LOCAL_PEERCRED = 0x001
+XUCRED_VERSION = 0
+_XUCRED = _struct.Struct("IIh16I")
+#: Linux: ``getsockopt(SOL_SOCKET, SO_PEERCRED)`` gives ``struct ucred`` (pid, uid,
+#: gid; unix(7)).
+_UCRED = _struct.Struct("3i")
+
+
+def peer_uid(conn: _socket.socket) -> int:
+    """The uid of the process at the other end of the unix socket ``conn``, as the kernel
+    recorded it when that process connected. Raises OSError when it cannot tell."""
+    peercred = getattr(_socket, "SO_PEERCRED", None)
+    if peercred is not None:
+        _pid, uid, _gid = _UCRED.unpack(conn.getsockopt(_socket.SOL_SOCKET, peercred, _UCRED.size))
+        return int(uid)
+    data = conn.getsockopt(SOL_LOCAL, LOCAL_PEERCRED, _XUCRED.size)
+    if len(data) < 8:
+        raise OSError(f"LOCAL_PEERCRED gave {len(data)} bytes")
+    version, uid = _struct.unpack_from("II", data)
+    if version != XUCRED_VERSION:
+        raise OSError(f"LOCAL_PEERCRED gave a struct xucred of version {version}")
+    return int(uid)
+
+
+# -- JSON, from json's C parts ---------------------------------------------------------------
+
+
+def _no_default(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+class _Parsing:
+    """What ``_json.make_scanner`` reads off a decoder: json.loads's defaults, but
+    NaN and Infinity refused."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = staticmethod(_no_constant)
+
+
+def _codec() -> tuple[Callable[[object], str], Callable[[str], object]]:
+    try:
+        import _json
+    except ImportError:  # (an interpreter without json's C parts: json itself)
+        import json
+
+        return json.dumps, json.loads
+    encoder = _json.make_encoder(
+        None, _no_default, _json.encode_basestring_ascii, None, ": ", ", ", False, False, False
+    )
+    scanner = _json.make_scanner(_Parsing())  # type: ignore[arg-type]
+
+    def encode(value: object) -> str:
+        return "".join(encoder(value, 0))
+
+    def decode(text: str) -> object:
+        try:
+            value, end = scanner(text, 0)
+        except StopIteration as err:
+            raise ValueError(f"not JSON at character {err.value}") from None
+        if text[end:].strip(" \t\n\r"):
+            raise ValueError(f"extra data at character {end}")
+        return value
+
+    return encode, decode
+
+
+#: ``json.dumps`` and ``json.loads`` (ValueError if it is not JSON).
+dumps, loads = _codec()

@@ -297,7 +297,7 @@ def _attach(client: Client, job: JobStatus, send_stdin: bool = False) -> int:
                 sink.write(chunk.data)
                 sink.flush()
                 position = chunk.end
-            final = client.wait(job.id)
+            final = _ended(client, job.id)
     except ConnectionFailed as err:
         again = hint_command(f"logs -f --from {position}", job.id)
         raise ConnectionFailed(
@@ -330,6 +330,15 @@ def _attach(client: Client, job: JobStatus, send_stdin: bool = False) -> int:
     if code is None:
         raise JobLost(f"job {final.id} was lost: {final.reason or 'no exit status recorded'}")
     return code
+
+
+def _ended(client: Client, job_id: str) -> JobStatus:
+    """The status of a job whose followed output has ended. The server ends that stream
+    only once the job's end is recorded (its ``exit`` file comes after its final row),
+    so one GetJob says it: a plain unary call, where a Wait (a future, so that a Ctrl-C
+    in the agent can cancel it) costs grpc a thread of its own. A Wait if it does not."""
+    status = client.status(job_id)
+    return status if status.ended else client.wait(job_id)
 
 
 def _enlarge_pipe(fd: int) -> None:

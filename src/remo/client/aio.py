@@ -378,7 +378,7 @@ class AsyncClient(ClientBase):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             request = window.request(job_id, resume.position, follow, not resume.started)
             lane = self._lanes.take()
-            call = lane.stub.Output(request, timeout=left)
+            call = lane.output(request, timeout=left)
             try:
                 async for msg in call:
                     self._replied = True

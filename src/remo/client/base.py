@@ -48,9 +48,10 @@ class ClientBase:
         self._channel = make(self.address, creds, calls.CHANNEL_OPTIONS)
         self._stub = pb_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
 
-        def lane() -> tuple[Any, pb_grpc.JobServiceStub]:
+        def lane() -> tuple[Any, pb_grpc.JobServiceStub, Any]:
             channel = make(self.address, creds, calls.CHANNEL_OPTIONS + calls.LANE_OPTIONS)
-            return channel, pb_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
+            stub = pb_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
+            return channel, stub, calls.output_callable(channel)
 
         #: Channels for follows and waits (see calls.Lanes).
         self._lanes = calls.Lanes(lane)

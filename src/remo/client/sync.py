@@ -425,7 +425,7 @@ class Client(ClientBase):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             request = window.request(job_id, resume.position, follow, not resume.started)
             lane = self._lanes.take()
-            call = lane.stub.Output(request, timeout=left)
+            call = lane.output(request, timeout=left)
             calls.note_call(call)
             try:
                 for msg in call:

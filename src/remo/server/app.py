@@ -40,7 +40,7 @@ from remo.pki.registry import DB_FILE as IDENTITIES_DB  # noqa: E402
 from remo.pki.registry import Registry  # noqa: E402
 from remo.schedule.store import ScheduleStore  # noqa: E402
 from remo.schedule.timer import Scheduler  # noqa: E402
-from remo.server import authn, looplag, tls  # noqa: E402
+from remo.server import authn, looplag, streams, tls  # noqa: E402
 from remo.server.config import ServerConfig  # noqa: E402
 from remo.server.convert import NetworkPolicy  # noqa: E402
 from remo.server.guard import RequireRegisteredCertificate  # noqa: E402
@@ -193,6 +193,7 @@ async def running(config: ServerConfig, *, exiting: bool = False) -> AsyncIterat
             interceptors: list[grpc.aio.ServerInterceptor] = [
                 RequireRegisteredCertificate(authenticate),
                 calls,
+                streams.OutputCodec(),  # innermost: Output's messages are sent as encoded
             ]
             observed = None
             if config.metrics_listen is not None:  # opt-in (docs/OPERATIONS.md)

@@ -318,9 +318,9 @@ class JobsServicer(pb_grpc.JobServiceServicer):
         token = paging.encode(list(list_key(jobs[-1])), filters) if more else ""
         return pb.ListJobsResponse(jobs=[self._job(caller, j) for j in jobs], next_page_token=token)
 
-    async def Output(
-        self, request: pb.OutputRequest, context: Any
-    ) -> AsyncIterator[pb.OutputResponse]:
+    async def Output(self, request: pb.OutputRequest, context: Any) -> AsyncIterator[bytes]:
+        """Encoded OutputResponses (streams.piece_to_wire; sent as they are by
+        streams.OutputCodec)."""
         caller = await self._admit(context, authz.method("Output"))
         if not isinstance(caller, Caller):
             await abort(context, caller)
@@ -332,7 +332,7 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             )
             # (a missing job raises NOT_FOUND before the first message)
             async for piece in self.jobs.pieces(job_id, request.offset, request.follow, window):
-                yield streams.piece_to_pb(piece)
+                yield streams.piece_to_wire(piece)
         except RemoError as err:
             await abort(context, status_of(err, request.id))
 

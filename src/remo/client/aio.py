@@ -233,11 +233,10 @@ class AsyncClient(ClientBase):
 
     async def stop(self, job_id: str, *, grace: float | None = None) -> JobStatus:
         timeout = self.timeout + (grace if grace is not None else 30.0)
-        seated = self._stop_seats.take()
-        lane = None if seated else self._lanes.take()
+        stub, lane = self._stop_route()
         try:
             reply = await self._call(
-                (self._stub if lane is None else lane.stub).Stop,
+                stub.Stop,
                 calls.stop_request(job_id, grace),
                 what=f"job {job_id}",
                 timeout=timeout,
@@ -245,10 +244,7 @@ class AsyncClient(ClientBase):
                 lane=lane is not None,
             )
         finally:
-            if lane is None:
-                self._stop_seats.give()
-            else:
-                self._lanes.give(lane)
+            self._stop_done(lane)
         return job_from_pb(reply.job)
 
     async def kill(self, job_id: str, signal: int | str = signals.SIGKILL) -> JobStatus:

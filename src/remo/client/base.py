@@ -63,6 +63,21 @@ class ClientBase:
         """Whether this client has had an answer from the server."""
         raise NotImplementedError
 
+    def _stop_route(self) -> tuple[Any, calls.Lane | None]:
+        """The stub a Stop goes on: the short calls' while fewer than
+        :data:`calls.STOPS_ON_SHORT_CHANNEL` are in flight there, else a lane's (then
+        returned too). Give it back with :meth:`_stop_done`."""
+        if self._stop_seats.take():
+            return self._stub, None
+        lane = self._lanes.take()
+        return lane.stub, lane
+
+    def _stop_done(self, lane: calls.Lane | None) -> None:
+        if lane is None:
+            self._stop_seats.give()
+        else:
+            self._lanes.give(lane)
+
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Self:
         """A client for the credential file at ``path`` (checked before use)."""

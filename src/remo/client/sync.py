@@ -244,11 +244,10 @@ class Client(ClientBase):
         """SIGTERM the job's processes, SIGKILL after ``grace`` seconds (10 by default);
         the final status. Stopping a job that has already ended returns it unchanged."""
         timeout = self.timeout + (grace if grace is not None else 30.0)
-        seated = self._stop_seats.take()
-        lane = None if seated else self._lanes.take()
+        stub, lane = self._stop_route()
         try:
             reply = self._call(
-                (self._stub if lane is None else lane.stub).Stop,
+                stub.Stop,
                 calls.stop_request(job_id, grace),
                 what=f"job {job_id}",
                 timeout=timeout,
@@ -256,10 +255,7 @@ class Client(ClientBase):
                 lane=lane is not None,
             )
         finally:
-            if lane is None:
-                self._stop_seats.give()
-            else:
-                self._lanes.give(lane)
+            self._stop_done(lane)
         return job_from_pb(reply.job)
 
     def kill(self, job_id: str, signal: int | str = signals.SIGKILL) -> JobStatus:

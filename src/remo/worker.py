@@ -30,22 +30,21 @@ import functools
 import logging
 import os
 import re
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from remo.core.backoff import delays
 from remo.core.errors import InvalidArgument, RemoError, StdinNotOpen, SupervisorUnavailable
 from remo.core.paths import StatePaths
-from remo.core.spec import JobSpec, Limits, out_of_range
+from remo.core.spec import JobSpec, Limits, effective_limits
 from remo.core.status import JobState, JobStatus
 from remo.core.usage import LiveUsage
 from remo.output import stdin as job_stdin
 from remo.output.reader import BACKSTOP_SECONDS, DEFAULT_CHUNK, Piece, Window, read_output
 from remo.output.watcher import OutputWatcher
-from remo.store.jobs import JobKey, JobStore, list_key, parse_job_id
+from remo.store.jobs import JobKey, list_key, parse_job_id
+from remo.store.readers import Reader
 from remo.supervisor import accounts
 from remo.supervisor.client import SupervisorClient
 from remo.supervisor.options import EXEC_TIMEOUT, SupervisorOptions
@@ -75,26 +74,6 @@ _T = TypeVar("_T")
 _CONNECT_ATTEMPTS = 5
 
 
-class _Reader:
-    """A thread that reads the store through a connection of its own."""
-
-    def __init__(self, path: Path, name: str) -> None:
-        self.store = JobStore(path)
-        #: Held by every use of the connection (the thread's, a ``*_blocking`` method's
-        #: called from elsewhere, the close).
-        self.lock = threading.Lock()
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-
-    async def run(self, work: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
-
-    def close(self) -> None:
-        # (reads still queued are cancelled; one in progress takes milliseconds)
-        self._thread.shutdown(wait=True, cancel_futures=True)
-        with self.lock:
-            self.store.close()
-
-
 class JobManager:
     """Jobs of one state directory. Create it with :meth:`open`."""
 
@@ -102,7 +81,7 @@ class JobManager:
         self,
         paths: StatePaths,
         client: SupervisorClient,
-        readers: tuple[_Reader, _Reader],
+        readers: tuple[Reader, Reader],
         watcher: OutputWatcher,
         info: dict[str, Any],
         default_limits: Limits,
@@ -158,8 +137,8 @@ class JobManager:
         )
         client, info = await _connect(paths, options)
         readers = (
-            _Reader(paths.jobs_db, "remo-jobs-read"),
-            _Reader(paths.jobs_db, "remo-jobs-list"),
+            Reader(paths.jobs_db, "remo-jobs-read"),
+            Reader(paths.jobs_db, "remo-jobs-list"),
         )
         watcher = OutputWatcher()
         manager: JobManager | None = None
@@ -281,20 +260,7 @@ class JobManager:
             os.close(fd)
 
     def _effective_limits(self, requested: Limits) -> Limits:
-        for name in Limits.__dataclass_fields__:
-            mine, cap = getattr(requested, name), getattr(self._maximum, name)
-            if mine is not None and cap is not None and mine > cap:
-                raise InvalidArgument(
-                    f"{name} limit {mine} is above this server's maximum {cap}",
-                    **out_of_range(name),
-                )
-        values = {
-            name: getattr(requested, name)
-            if getattr(requested, name) is not None
-            else getattr(self._defaults, name)
-            for name in Limits.__dataclass_fields__
-        }
-        return Limits(**values).capped(self._maximum)
+        return effective_limits(requested, self._defaults, self._maximum)
 
     def check_account(self, owner: str) -> None:
         """Raise :class:`StartFailed` now if ``owner``'s jobs could not run as it (no such

@@ -113,6 +113,25 @@ def out_of_range(name: str) -> dict[str, str]:
     return {"field": f"limits.{LIMIT_FIELDS[name]}", "reason": "LIMIT_OUT_OF_RANGE"}
 
 
+def effective_limits(requested: Limits, defaults: Limits, maximum: Limits) -> Limits:
+    """A job's limits on a server: its defaults where the job asks for none; raises
+    :class:`InvalidArgument` for a limit above the server's maximum (every backend)."""
+    for name in Limits.__dataclass_fields__:
+        mine, cap = getattr(requested, name), getattr(maximum, name)
+        if mine is not None and cap is not None and mine > cap:
+            raise InvalidArgument(
+                f"{name} limit {mine} is above this server's maximum {cap}",
+                **out_of_range(name),
+            )
+    values = {
+        name: getattr(requested, name)
+        if getattr(requested, name) is not None
+        else getattr(defaults, name)
+        for name in Limits.__dataclass_fields__
+    }
+    return Limits(**values).capped(maximum)
+
+
 def _number(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else repr(value)
 

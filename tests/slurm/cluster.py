@@ -76,17 +76,21 @@ class Cluster:
     def node_state(self) -> str:
         return self.command("sinfo", "--noheader", "--format=%T").stdout.strip()
 
+    def cancel_all(self) -> None:
+        """Cancel every job and wait until none is left running or queued."""
+        left = self.command("squeue", "--noheader", "--format=%i").stdout.split()
+        if left:
+            self.command("scancel", *left)
+            wait_until_sync(
+                lambda: not self.command("squeue", "--noheader", "--format=%i").stdout.split(),
+                30,
+                what="the cluster's jobs to end",
+            )
+
     def stop(self) -> None:
         """Cancel what is left, then end slurmd, slurmctld and munged by their PIDs."""
         if "slurmctld" in self.procs:
-            left = self.command("squeue", "--noheader", "--format=%i").stdout.split()
-            if left:
-                self.command("scancel", *left)
-                wait_until_sync(
-                    lambda: not self.command("squeue", "--noheader", "--format=%i").stdout.split(),
-                    30,
-                    what="the cluster's jobs to end",
-                )
+            self.cancel_all()
         for name in ("slurmd", "slurmctld", "munged"):
             proc = self.procs.pop(name, None)
             if proc is None:

@@ -56,6 +56,15 @@ async def slurm_server(tmp_path: Path, cluster: Cluster, **overrides: Any) -> As
         yield server
 
 
+@pytest.fixture(autouse=True)
+def no_jobs_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test of a cluster leaves it empty, whatever its outcome: a job left running
+    (a failed test's) would hold the node's CPUs and make the next tests wait."""
+    yield
+    if "cluster" in request.fixturenames:
+        request.getfixturevalue("cluster").cancel_all()
+
+
 @pytest.fixture
 async def server(
     tmp_path: Path, cluster: Cluster, unix_users: tuple[str, ...]

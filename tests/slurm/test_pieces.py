@@ -83,6 +83,7 @@ def test_limits_become_sbatch_options() -> None:
     assert "--cpus-per-task=1" in options and "--mem=101M" in options
     assert "--partition=gpu" in options and "--job-name=remo:a/1" in options
     assert not [o for o in script.sbatch_options(Limits(), "n", "", Path("/x")) if "--mem" in o]
+    assert script.job_name("a", 1, "0f3c9a12") == "remo:a/1@0f3c9a12"
 
 
 def test_what_slurm_cannot_enforce_is_refused_in_one_line() -> None:

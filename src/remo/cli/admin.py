@@ -125,8 +125,12 @@ def revoke(state_dir: str, user: str | None, serial: str | None, stop_jobs: bool
 
 
 async def _stop_jobs_of(state_dir: str, user: str) -> int:
+    from remo.slurm.admin import stop_jobs_of
     from remo.worker import JobManager
 
+    in_slurm = await stop_jobs_of(Path(state_dir), user)  # a server with the Slurm backend
+    if in_slurm is not None:
+        return in_slurm
     async with JobManager.open(state_dir) as jobs:
         running = await jobs.list(user, running_only=True, limit=1 << 20)
         await asyncio.gather(*(jobs.stop(job.id) for job in running))

@@ -37,19 +37,23 @@ from remo.core.errors import (
     StartFailed,
     StdinNotOpen,
 )
-from remo.core.spec import JobSpec, Limits
+from remo.core.spec import JobSpec, Limits, effective_limits
 from remo.core.status import JobState, JobStatus
 from remo.core.usage import LiveUsage
 from remo.output.reader import DEFAULT_CHUNK, Piece, Window, read_output
 from remo.output.watcher import OutputWatcher
 from remo.slurm import ending, jobdir, script
 from remo.slurm.commands import Account, Slurm, SlurmError
-from remo.slurm.readers import Reader
 from remo.slurm.settings import SlurmSettings
 from remo.slurm.table import DB_FILE, Active, SlurmTable
 from remo.store.jobs import JobKey, parse_job_id
+from remo.store.readers import Reader
 
 log = logging.getLogger("remo.slurm")
+#: Seconds after which a job recorded without a Slurm id is looked for in Slurm by its
+#: name: the server stopped between its row and the ``sbatch`` reply (a submission in
+#: progress takes well under this).
+SUBMIT_GRACE = 30.0
 _T = TypeVar("_T")
 #: A request id: as :data:`remo.worker.REQUEST_ID`.
 _REQUEST_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -69,6 +73,7 @@ class SlurmJobs:
         self.slurm = Slurm(settings.slurm_conf)
         db = state_dir / DB_FILE
         self.table = SlurmTable(db)  # written on the writer thread only
+        self.table.set_meta("slurm_conf", str(settings.slurm_conf or ""))
         self._write = Reader(db, "remo-slurm-write", self.table.store)
         self._reads = Reader(db, "remo-slurm-read")
         self._lists = Reader(db, "remo-slurm-list")
@@ -78,6 +83,7 @@ class SlurmJobs:
         #: Set by every poll that recorded something; waiters take a new one each time.
         self._changed = asyncio.Event()
         self._poke = asyncio.Event()
+        self._polling = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
         self.supervisor_restarts = 0
 
@@ -171,7 +177,7 @@ class SlurmJobs:
                 field="request_id",
             )
         script.refuse_unsupported(spec)
-        limits = script.effective_limits(spec.limits, self._defaults, self._maximum)
+        limits = effective_limits(spec.limits, self._defaults, self._maximum)
         spec = JobSpec(**{**spec.__dict__, "limits": limits})
         partition = script.partition_of(spec, self.settings)
         owner = spec.owner or ""
@@ -189,7 +195,9 @@ class SlurmJobs:
         env = jobdir.job_env(account, dict(spec.env or {}))
         try:
             await asyncio.to_thread(jobdir.make, job_dir, account)
-            batch = script.make_batch(spec, env, owner, seq, job_dir, partition, self.settings)
+            batch = script.make_batch(
+                spec, env, owner, seq, job_dir, partition, self.settings, self.table.instance
+            )
             slurm_id = await self.slurm.submit(batch.options, batch.script, account)
         except (StartFailed, OSError) as err:
             await self._write.run(self.table.delete, [(owner, seq)])
@@ -208,13 +216,26 @@ class SlurmJobs:
 
     async def stop(self, job_id: str, grace: float = 10.0) -> JobStatus:
         """A queued job leaves the queue; a running one gets SIGTERM (every process of
-        it), then SIGKILL after ``grace`` seconds. The final status."""
+        it), then SIGKILL after ``grace`` seconds. The final status.
+
+        Queued or running is asked of Slurm now, not taken from the table, which is up
+        to a poll behind: Slurm starts a job and its command prints within tens of
+        milliseconds, and a job it has started must not get a queued job's ``scancel``
+        (Slurm's own cancellation: SIGTERM to the batch script alone, which the init
+        ignores, SIGKILL ``KillWait`` later, so the job never sees the TERM, has no
+        grace, and ends by signal 9 with no status of its own)."""
         owner, seq = parse_job_id(job_id)
         status = await self.status(job_id)
+        if status.state is JobState.QUEUED:
+            await self.poll()  # records it running if Slurm has started it since
+            status = await self.status(job_id)
         if status.ended:
             return status
         slurm_id = await self._write.run(self.table.slurm_id, owner, seq)
-        if status.state is JobState.QUEUED or slurm_id is None:
+        # The init's status file: written first thing on the node (started, whatever
+        # squeue said a moment ago).
+        started = await asyncio.to_thread(ending.read_status, self.job_dir(owner, seq))
+        if slurm_id is None or (status.state is JobState.QUEUED and started is None):
             await self._write.run(self.table.mark_stop, owner, seq, None)
             if slurm_id is not None:
                 await self._cancel(slurm_id, None)
@@ -228,6 +249,9 @@ class SlurmJobs:
         """Send ``signal`` to every process of the running job, once."""
         owner, seq = parse_job_id(job_id)
         status = await self.status(job_id)
+        if status.state is JobState.QUEUED:
+            await self.poll()  # Slurm may have started it since the last poll
+            status = await self.status(job_id)
         slurm_id = await self._write.run(self.table.slurm_id, owner, seq)
         if status.state is not JobState.RUNNING or slurm_id is None:
             raise JobNotRunning(job_id)
@@ -363,12 +387,17 @@ class SlurmJobs:
             self._poke.clear()
 
     async def poll(self) -> None:
-        """Ask Slurm once about every unfinished job and record what changed."""
+        """Ask Slurm once about every unfinished job and record what changed (one poll
+        at a time: the poller's, or one a call needs now)."""
+        async with self._polling:
+            await self._poll()
+
+    async def _poll(self) -> None:
         active = await self._write.run(self.table.active)
         if not active:
             return
         for job in active:
-            if job.slurm_id is None and time.time() - await self._started(job) > 30:
+            if job.slurm_id is None and time.time() - await self._started(job) > SUBMIT_GRACE:
                 await self._recover_id(job)
         known = [j.slurm_id for j in active if j.slurm_id is not None]
         queue = await self.slurm.queue(known)
@@ -408,7 +437,7 @@ class SlurmJobs:
     async def _recover_id(self, job: Active) -> None:
         """A submission whose Slurm id was never recorded: find it by its Slurm name, or
         record that it was never submitted."""
-        name = script.job_name(job.owner, job.seq)
+        name = script.job_name(job.owner, job.seq, self.table.instance)
         slurm_id = await self.slurm.find_by_name(name, job.owner)
         if slurm_id is not None:
             await self._write.run(self.table.set_slurm_id, job.owner, job.seq, slurm_id)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from remo.core.errors import InvalidArgument
-from remo.core.spec import JobSpec, Limits, out_of_range
+from remo.core.spec import JobSpec, Limits
 from remo.slurm.settings import PARTITION_LABEL, SlurmSettings
 
 MIB = 1 << 20
@@ -25,9 +25,10 @@ MIB = 1 << 20
 UNSUPPORTED_LIMITS = {"io_read_bps": "io-read", "io_write_bps": "io-write", "pids": "pids"}
 
 
-def job_name(owner: str, seq: int) -> str:
-    """The Slurm job name of remo job ``owner/seq`` (found again by it after a crash)."""
-    return f"remo:{owner}/{seq}"
+def job_name(owner: str, seq: int, instance: str) -> str:
+    """The Slurm job name of remo job ``owner/seq`` of the job table ``instance``
+    (found again by it after a crash)."""
+    return f"remo:{owner}/{seq}@{instance}"
 
 
 def refuse_unsupported(spec: JobSpec) -> None:
@@ -43,25 +44,6 @@ def refuse_unsupported(spec: JobSpec) -> None:
             f"the Slurm backend cannot enforce: {', '.join(names)} (leave them out)",
             field="limits",
         )
-
-
-def effective_limits(requested: Limits, defaults: Limits, maximum: Limits) -> Limits:
-    """The job's limits: the server's defaults where it asks for none; raises
-    :class:`InvalidArgument` above the server's maximum (as the local backend does)."""
-    for name in Limits.__dataclass_fields__:
-        mine, cap = getattr(requested, name), getattr(maximum, name)
-        if mine is not None and cap is not None and mine > cap:
-            raise InvalidArgument(
-                f"{name} limit {mine} is above this server's maximum {cap}",
-                **out_of_range(name),
-            )
-    values = {
-        name: getattr(requested, name)
-        if getattr(requested, name) is not None
-        else getattr(defaults, name)
-        for name in Limits.__dataclass_fields__
-    }
-    return Limits(**values).capped(maximum)
 
 
 def partition_of(spec: JobSpec, settings: SlurmSettings) -> str:
@@ -124,6 +106,7 @@ def make_batch(
     job_dir: Path,
     partition: str,
     settings: SlurmSettings,
+    instance: str,
 ) -> Batch:
     """Everything ``sbatch`` needs to run ``spec`` (limits already made effective)."""
     cwd = spec.cwd or env.get("HOME", "/")
@@ -134,5 +117,5 @@ def make_batch(
         "cwd": cwd,
         "cap": spec.limits.output_bytes,
     }
-    options = sbatch_options(spec.limits, job_name(owner, seq), partition, job_dir)
+    options = sbatch_options(spec.limits, job_name(owner, seq, instance), partition, job_dir)
     return Batch(options, batch_script(settings.python, config))

@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS slurm_jobs (
     kill_at REAL,
     PRIMARY KEY (owner, seq)
 );
+-- This table's name among the cluster's jobs: a Slurm job name is "remo:OWNER/N@ID", so
+-- that the jobs of another server (or of this one before its state was reset), which
+-- number theirs the same way, are never taken for ours.
+CREATE TABLE IF NOT EXISTS slurm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO slurm_meta(key, value) VALUES ('instance', lower(hex(randomblob(4))));
 """
 
 
@@ -63,10 +68,27 @@ class SlurmTable:
         self.store = JobStore(path)  # creates remo's schema; reads, finish, delete
         self._db = connect(path)
         self._db.executescript(SCHEMA)
+        row = self._db.execute("SELECT value FROM slurm_meta WHERE key='instance'").fetchone()
+        #: This table's name in its jobs' Slurm names (:func:`remo.slurm.script.job_name`).
+        self.instance = str(row[0])
 
     def close(self) -> None:
         self._db.close()
         self.store.close()
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Remember ``value`` for :meth:`meta` (what commands other than the server
+        need to know of its settings: the slurm.conf it uses)."""
+        with self._db:
+            self._db.execute(
+                "INSERT INTO slurm_meta(key, value) VALUES(?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM slurm_meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
     def insert_queued(
         self,

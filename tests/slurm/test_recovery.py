@@ -21,7 +21,9 @@ from tests.support import wait_until
 async def test_a_submission_without_its_id_is_found_by_name(
     tmp_path: Path, cluster: Cluster, unix_users: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs, "SUBMIT_GRACE", 0.0)
+    # No search while this test submits (the poller would find nothing yet and record
+    # the job as never submitted); afterwards, as if the server came back much later.
+    monkeypatch.setattr(jobs, "SUBMIT_GRACE", 3600.0)
     settings = slurm_settings(cluster, tmp_path.name)
     entry = pwd.getpwnam(ALICE)
     account = Account(ALICE, entry.pw_uid, entry.pw_gid, (entry.pw_gid,), entry.pw_dir)
@@ -37,6 +39,7 @@ async def test_a_submission_without_its_id_is_found_by_name(
         await backend.slurm.submit(batch.options, batch.script, account)
         # ... and one recorded but never submitted at all:
         never = backend.table.insert_queued(ALICE, JobSpec(["true"], owner=ALICE), "")
+        monkeypatch.setattr(jobs, "SUBMIT_GRACE", 0.0)
 
         async def ended(seq: int) -> bool:
             return (await backend.status(f"{ALICE}/{seq}")).ended

@@ -11,9 +11,11 @@ Each job is a bash loop printing ``$EPOCHREALTIME`` ten times a second without f
 the jobs'. One ``AsyncClient`` follows every job (``output(follow=True)``); a line's
 latency is its arrival time minus the time it carries. Then every job is stopped at once
 (``stop``, grace 5 s: bash ends at SIGTERM) and the time until all are recorded is
-measured. remo's memory is the proportional set size (PSS, /proc/PID/smaps_rollup) of
-the server, the supervisor, the spawner and the jobs' inits, minus the same with no job,
-divided by the jobs. Lines lost are counted (each job's numbers must be gapless).
+measured. The CPU time the server, this client, the jobs' inits and the jobs used in the
+measured window is printed too, per line followed for the first two. remo's memory is
+the proportional set size (PSS, /proc/PID/smaps_rollup) of the server, the supervisor,
+the spawner and the jobs' inits, minus the same with no job, divided by the jobs. Lines
+lost are counted (each job's numbers must be gapless).
 """
 
 from __future__ import annotations
@@ -74,6 +76,31 @@ def remo_pss_kib(server_pid: int, state: Path) -> tuple[int, int]:
     return total, count
 
 
+def cpu_seconds(server_pid: int, state: Path) -> dict[str, float]:
+    """CPU time (user + system) so far of the server, this client, the jobs' inits and
+    the jobs' bash loops: where the machine's work goes while they are followed."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def of(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    mine = os.times()
+    found = {"server": of(server_pid), "client": mine.user + mine.system, "inits": 0.0, "jobs": 0.0}
+    supervisor = find_supervisor(state)
+    for pid in descendants(supervisor) if supervisor else {}:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        # (the jobs' bash loops; the rest: their inits, and the spawner's few waiting ones)
+        found["jobs" if command.startswith(b"bash") else "inits"] += of(pid)
+    return found
+
+
 async def follow(remo: AsyncClient, job_id: str, latencies: list[float], lost: list[int]) -> None:
     expected = 1
     pending = b""
@@ -108,8 +135,10 @@ async def run(
         )
         await asyncio.sleep(2.0)  # the followers catch up with the backlog
         latencies.clear()
+        cpu_before = cpu_seconds(server_pid, state)
         await asyncio.sleep(seconds)
         window = list(latencies)
+        cpu = {k: v - cpu_before[k] for k, v in cpu_seconds(server_pid, state).items()}
         kib, count = remo_pss_kib(server_pid, state)
         began = time.monotonic()
         stopped = await asyncio.gather(*(remo.stop(i, grace=5) for i in ids))
@@ -130,6 +159,14 @@ async def run(
         f"{(kib - base_kib) / 1024 / len(ids):.2f} MiB per job ({count - base_count} more "
         f"remo processes; {base_kib / 1024:.0f} MiB with no job)"
     )
+    cores = ", ".join(f"{kind} {used / seconds:.2f}" for kind, used in cpu.items())
+    per_line = (
+        f"; per line followed: server {cpu['server'] / len(window) * 1e6:.0f} µs, client "
+        f"{cpu['client'] / len(window) * 1e6:.0f} µs"
+        if followed and window
+        else ""
+    )
+    print(f"CPU in those {seconds:g} s, in cores: {cores}{per_line}")
 
 
 def main() -> None:

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from remo.core.backoff import delays
 from remo.core.errors import InvalidArgument, RemoError, StdinNotOpen, SupervisorUnavailable
@@ -44,7 +43,7 @@ from remo.output import stdin as job_stdin
 from remo.output.reader import BACKSTOP_SECONDS, DEFAULT_CHUNK, Piece, Window, read_output
 from remo.output.watcher import OutputWatcher
 from remo.store.jobs import JobKey, list_key, parse_job_id
-from remo.store.readers import Reader
+from remo.store.readers import Reader, StoreReads
 from remo.supervisor import accounts
 from remo.supervisor.client import SupervisorClient
 from remo.supervisor.options import EXEC_TIMEOUT, SupervisorOptions
@@ -69,12 +68,11 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 log = logging.getLogger("remo.worker")
 
-_T = TypeVar("_T")
 #: Supervisors a connection tries before it gives up (see _connect).
 _CONNECT_ATTEMPTS = 5
 
 
-class JobManager:
+class JobManager(StoreReads):
     """Jobs of one state directory. Create it with :meth:`open`."""
 
     def __init__(
@@ -163,16 +161,6 @@ class JobManager:
             watcher.close()
             for reader in readers:
                 reader.close()
-
-    async def reading(self, work: Callable[..., _T], *args: Any) -> _T:
-        """``work(*args)`` on the thread that reads the store (but lists), after the reads
-        queued before it: for blocking work around :meth:`status_blocking` (the API
-        server checks the caller's certificate there too), one thread hop in all."""
-        return await self._reads.run(work, *args)
-
-    async def listing(self, work: Callable[..., _T], *args: Any) -> _T:
-        """:meth:`reading` on the thread that lists jobs (:meth:`list_blocking`)."""
-        return await self._lists.run(work, *args)
 
     async def _close(self) -> None:
         self._stdin.close()
@@ -294,72 +282,6 @@ class JobManager:
         wanted = None if job_ids is None else list(job_ids)
         found = await self._call("usage", _idempotent=True, job_ids=wanted)
         return {str(job_id): usage_from_wire(wire) for job_id, wire in found.items()}
-
-    async def status(self, job_id: str) -> JobStatus:
-        """The job's current status; raises :class:`JobNotFound`."""
-        return await self.reading(self.status_blocking, job_id)
-
-    def status_blocking(self, job_id: str) -> JobStatus:
-        """:meth:`status`, for :meth:`reading`'s thread: it blocks (SQLite)."""
-        with self._reads.lock:
-            return self._reads.store.get(job_id)
-
-    def list_blocking(
-        self,
-        owner: str | None = None,
-        *,
-        running_only: bool = False,
-        limit: int = 1000,
-        states: Sequence[JobState] = (),
-        after: JobKey | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> list[JobStatus]:
-        """:meth:`list`, for :meth:`listing`'s thread: it blocks (SQLite)."""
-        with self._lists.lock:
-            return self._lists.store.list(
-                owner,
-                running_only=running_only,
-                limit=limit,
-                states=[s.value for s in states],
-                after=after,
-                labels=labels,
-            )
-
-    def counts_blocking(self) -> dict[tuple[str, str], tuple[int, int]]:
-        """Jobs, and output bytes they dropped, per (owner, state), for metrics (blocks:
-        SQLite; a list thread's work)."""
-        with self._lists.lock:
-            return self._lists.store.counts()
-
-    def by_name_blocking(self, owner: str, name: str) -> str | None:
-        """The id of ``owner``'s job named ``name``, if any (blocks: SQLite)."""
-        with self._reads.lock:
-            return self._reads.store.by_name(owner, name)
-
-    async def list(
-        self,
-        owner: str | None = None,
-        *,
-        running_only: bool = False,
-        limit: int = 1000,
-        states: Sequence[JobState] = (),
-        after: JobKey | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> list[JobStatus]:
-        """Jobs newest first; only ``owner``'s when given, only in ``states`` and with
-        ``labels`` when given. ``after``: continue past that job
-        (:func:`remo.store.jobs.list_key`)."""
-        return await self.listing(
-            functools.partial(
-                self.list_blocking,
-                running_only=running_only,
-                limit=limit,
-                states=states,
-                after=after,
-                labels=labels,
-            ),
-            owner,
-        )
 
     async def remove(self, job_id: str) -> None:
         """Delete a finished job's record and output; raises :class:`JobStillRunning`."""

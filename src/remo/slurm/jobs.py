@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import pwd
 import shutil
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
 
 from remo.core.errors import (
     InvalidArgument,
@@ -46,20 +44,19 @@ from remo.slurm import ending, jobdir, script
 from remo.slurm.commands import Account, Slurm, SlurmError
 from remo.slurm.settings import SlurmSettings
 from remo.slurm.table import DB_FILE, Active, SlurmTable
-from remo.store.jobs import JobKey, parse_job_id
-from remo.store.readers import Reader
+from remo.store.jobs import parse_job_id
+from remo.store.readers import Reader, StoreReads
 
 log = logging.getLogger("remo.slurm")
 #: Seconds after which a job recorded without a Slurm id is looked for in Slurm by its
 #: name: the server stopped between its row and the ``sbatch`` reply (a submission in
 #: progress takes well under this).
 SUBMIT_GRACE = 30.0
-_T = TypeVar("_T")
 #: A request id: as :data:`remo.worker.REQUEST_ID`.
 _REQUEST_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
-class SlurmJobs:
+class SlurmJobs(StoreReads):
     """Jobs submitted to Slurm. Create it with :meth:`open`."""
 
     def __init__(
@@ -128,12 +125,6 @@ class SlurmJobs:
     @property
     def cgroup_mode(self) -> str:
         return "slurm"
-
-    async def reading(self, work: Callable[..., _T], *args: Any) -> _T:
-        return await self._reads.run(work, *args)
-
-    async def listing(self, work: Callable[..., _T], *args: Any) -> _T:
-        return await self._lists.run(work, *args)
 
     def check_account(self, owner: str) -> None:
         self._account(owner)
@@ -268,61 +259,6 @@ class SlurmJobs:
     async def live_usage(self, job_ids: Sequence[str] | None) -> dict[str, LiveUsage]:
         """Nothing: the jobs' cgroups are on other machines (Slurm's sstat could tell)."""
         return {}
-
-    async def status(self, job_id: str) -> JobStatus:
-        return await self.reading(self.status_blocking, job_id)
-
-    def status_blocking(self, job_id: str) -> JobStatus:
-        with self._reads.lock:
-            return self._reads.store.get(job_id)
-
-    def list_blocking(
-        self,
-        owner: str | None = None,
-        *,
-        running_only: bool = False,
-        limit: int = 1000,
-        states: Sequence[JobState] = (),
-        after: JobKey | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> list[JobStatus]:
-        with self._lists.lock:
-            return self._lists.store.list(
-                owner,
-                running_only=running_only,
-                limit=limit,
-                states=[s.value for s in states],
-                after=after,
-                labels=labels,
-            )
-
-    def counts_blocking(self) -> dict[tuple[str, str], tuple[int, int]]:
-        with self._lists.lock:
-            return self._lists.store.counts()
-
-    def by_name_blocking(self, owner: str, name: str) -> str | None:
-        with self._reads.lock:
-            return self._reads.store.by_name(owner, name)
-
-    async def list(
-        self,
-        owner: str | None = None,
-        *,
-        running_only: bool = False,
-        limit: int = 1000,
-        states: Sequence[JobState] = (),
-        after: JobKey | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> list[JobStatus]:
-        work = functools.partial(
-            self.list_blocking,
-            running_only=running_only,
-            limit=limit,
-            states=states,
-            after=after,
-            labels=labels,
-        )
-        return await self.listing(work, owner)
 
     async def remove(self, job_id: str) -> None:
         """Delete an ended job's record and directory; :class:`JobStillRunning` else."""

@@ -310,18 +310,21 @@ class UnaryCallsInFlight(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def counted(request: Any, context: grpc.aio.ServicerContext) -> Any:
             self.count += 1
             self._none.clear()
-            try:
-                return await inner(request, context)
-            finally:
-                self.count -= 1
-                if not self.count:
-                    self._none.set()
+            # Counted until the call has ended on the wire, not when the handler returns:
+            # a stop must not cancel a call whose answer has not left yet.
+            context.add_done_callback(self._ended)
+            return await inner(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             counted,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    def _ended(self, _context: Any) -> None:
+        self.count -= 1
+        if not self.count:
+            self._none.set()
 
     async def finished(self, timeout: float) -> bool:
         """Wait until none is in progress, for ``timeout`` seconds at most."""

@@ -3,13 +3,18 @@ job, against one real server.
 
 Run as root::
 
-    .venv/bin/python bench/many_jobs_bench.py --jobs 1000
-    .venv/bin/python bench/many_jobs_bench.py --jobs 200 --no-follow
+    .venv/bin/python bench/many_jobs_bench.py --jobs 1000 --many
+    .venv/bin/python bench/many_jobs_bench.py --jobs 300
+    .venv/bin/python bench/many_jobs_bench.py --jobs 1000 --no-follow
 
 Each job is a bash loop printing ``$EPOCHREALTIME`` ten times a second without forking
 (it sleeps in ``read -t`` on a FIFO nobody writes), so the machine's work is remo's, not
-the jobs'. One ``AsyncClient`` follows every job (``output(follow=True)``); a line's
-latency is its arrival time minus the time it carries. Then every job is stopped at once
+the jobs'. One ``AsyncClient`` follows every job: with ``--many`` through
+``output_many(follow=True)``, one OutputMany stream per 1,000 jobs; otherwise with an
+``output(follow=True)`` per job. A line's latency is its arrival time minus the time it
+carries. The window starts once every follower has read its job's backlog (the steady
+state, not the catch-up after the jobs' start) and counts the lines printed in it,
+however late they arrive. Then every job is stopped at once
 (``stop``, grace 5 s: bash ends at SIGTERM) and the time until all are recorded is
 measured. The CPU time the server, this client, the jobs' inits and the jobs used in the
 measured window is printed too, per line followed for the first two. remo's memory is
@@ -101,22 +106,56 @@ def cpu_seconds(server_pid: int, state: Path) -> dict[str, float]:
     return found
 
 
-async def follow(remo: AsyncClient, job_id: str, latencies: list[float], lost: list[int]) -> None:
-    expected = 1
-    pending = b""
-    async for chunk in remo.output(job_id, follow=True):
+class Received:
+    """What the followers received: each line's print time and latency, each job's next
+    expected line number (gaps are lines lost), and when each job's backlog was read."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[float, float]] = []  # (printed at, latency)
+        self.lost = 0
+        self.caught_up: set[str] = set()
+        self.since = time.time()  # lines printed after this are live, not backlog
+        self._expected: dict[str, int] = {}
+        self._pending: dict[str, bytes] = {}
+
+    def take(self, job_id: str, data: bytes) -> None:
         now = time.time()
-        *lines, pending = (pending + chunk.data).split(b"\n")
+        *lines, self._pending[job_id] = (self._pending.get(job_id, b"") + data).split(b"\n")
         for line in lines:
             number, _, stamp = line.decode().partition(" ")
-            if int(number) != expected:
-                lost.append(int(number) - expected)
-            expected = int(number) + 1
-            latencies.append(now - float(stamp.replace(",", ".")))
+            printed = float(stamp.replace(",", "."))
+            expected = self._expected.get(job_id, 1)
+            self.lost += max(0, int(number) - expected)
+            self._expected[job_id] = int(number) + 1
+            self.lines.append((printed, now - printed))
+            if printed >= self.since:
+                self.caught_up.add(job_id)
+
+    def latencies(self, start: float, end: float) -> list[float]:
+        """Latencies of the lines printed between ``start`` and ``end``."""
+        return [latency for printed, latency in self.lines if start <= printed < end]
+
+
+async def follow(remo: AsyncClient, job_id: str, received: Received) -> None:
+    async for chunk in remo.output(job_id, follow=True):
+        received.take(job_id, chunk.data)
+
+
+async def follow_many(remo: AsyncClient, job_ids: list[str], received: Received) -> None:
+    """As :func:`follow`, for every job of ``job_ids`` through one OutputMany stream."""
+    async for item in remo.output_many(job_ids, follow=True):
+        if item.chunk is not None:
+            received.take(item.job_id, item.chunk.data)
 
 
 async def run(
-    credential: Path, server_pid: int, state: Path, jobs: int, seconds: float, followed: bool
+    credential: Path,
+    server_pid: int,
+    state: Path,
+    jobs: int,
+    seconds: float,
+    followed: bool,
+    many: bool,
 ) -> None:
     base_kib, base_count = remo_pss_kib(server_pid, state)
     async with AsyncClient.from_file(credential, timeout=120) as remo:
@@ -128,17 +167,39 @@ async def run(
             )
             ids += [s.job.id for s in started if s.job is not None]
         print(f"{len(ids)} jobs started in {time.monotonic() - began:.1f} s", flush=True)
-        latencies: list[float] = []
-        lost: list[int] = []
-        tasks = (
-            [asyncio.create_task(follow(remo, i, latencies, lost)) for i in ids] if followed else []
-        )
-        await asyncio.sleep(2.0)  # the followers catch up with the backlog
-        latencies.clear()
-        cpu_before = cpu_seconds(server_pid, state)
+        received = Received()
+        if not followed:
+            tasks = []
+        elif many:  # one OutputMany stream per 1,000 jobs
+            tasks = [
+                asyncio.create_task(follow_many(remo, ids[k : k + 1000], received))
+                for k in range(0, len(ids), 1000)
+            ]
+        else:
+            tasks = [asyncio.create_task(follow(remo, i, received)) for i in ids]
+        # Measured once every follower has read its job's backlog (a line printed after
+        # the follows began came), plus a second: the steady state, not the catch-up.
+        settle = time.monotonic()
+        while tasks and len(received.caught_up) < len(ids) and time.monotonic() - settle < 60:
+            await asyncio.sleep(0.1)
+        if tasks:
+            print(f"backlogs read in {time.monotonic() - settle:.1f} s", flush=True)
+        await asyncio.sleep(1.0)
+        # (/proc of some 2,000 processes is read in a thread, and half a second away
+        # from the window: read on this loop, it held the followers up by ~0.3 s)
+        cpu_before = await asyncio.to_thread(cpu_seconds, server_pid, state)
+        cpu_from = time.time()
+        await asyncio.sleep(0.5)
+        start = time.time()
         await asyncio.sleep(seconds)
-        window = list(latencies)
-        cpu = {k: v - cpu_before[k] for k, v in cpu_seconds(server_pid, state).items()}
+        end = time.time()
+        await asyncio.sleep(0.5)
+        cpu_after = await asyncio.to_thread(cpu_seconds, server_pid, state)
+        cpu_to = time.time()
+        cpu = {k: (v - cpu_before[k]) / (cpu_to - cpu_from) for k, v in cpu_after.items()}
+        lines_per_second = len(received.latencies(cpu_from, cpu_to)) / (cpu_to - cpu_from)
+        await asyncio.sleep(0.5)  # lines printed in the window may still be on their way
+        window = received.latencies(start, end)
         kib, count = remo_pss_kib(server_pid, state)
         began = time.monotonic()
         stopped = await asyncio.gather(*(remo.stop(i, grace=5) for i in ids))
@@ -146,12 +207,13 @@ async def run(
         if tasks:
             await asyncio.wait_for(asyncio.gather(*tasks), 60)
     states = {s.state.value for s in stopped}
+    how = " followed in one OutputMany stream" if many else ", each followed by its own Output"
     print(
-        f"{len(ids)} jobs{', each followed' if followed else ''}: "
+        f"{len(ids)} jobs{how if followed else ''}: "
         + (
             f"follow latency median {pct(window, 50) * 1e3:.2f} ms, p99 "
             f"{pct(window, 99) * 1e3:.2f} ms, max {max(window) * 1e3:.1f} ms over "
-            f"{len(window)} lines in {seconds:.0f} s; lines lost {sum(lost)} | "
+            f"{len(window)} lines printed in {seconds:.0f} s; lines lost {received.lost} | "
             if followed and window
             else ""
         )
@@ -159,14 +221,14 @@ async def run(
         f"{(kib - base_kib) / 1024 / len(ids):.2f} MiB per job ({count - base_count} more "
         f"remo processes; {base_kib / 1024:.0f} MiB with no job)"
     )
-    cores = ", ".join(f"{kind} {used / seconds:.2f}" for kind, used in cpu.items())
+    cores = ", ".join(f"{kind} {used:.2f}" for kind, used in cpu.items())
     per_line = (
-        f"; per line followed: server {cpu['server'] / len(window) * 1e6:.0f} µs, client "
-        f"{cpu['client'] / len(window) * 1e6:.0f} µs"
-        if followed and window
+        f"; per line followed: server {cpu['server'] / lines_per_second * 1e6:.0f} µs, client "
+        f"{cpu['client'] / lines_per_second * 1e6:.0f} µs"
+        if followed and lines_per_second
         else ""
     )
-    print(f"CPU in those {seconds:g} s, in cores: {cores}{per_line}")
+    print(f"CPU around those {seconds:g} s, in cores: {cores}{per_line}")
 
 
 def main() -> None:
@@ -174,6 +236,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-follow", action="store_true")
+    parser.add_argument(
+        "--many",
+        action="store_true",
+        help="follow through OutputMany (one stream for up to 1,000 jobs), not one Output each",
+    )
     args = parser.parse_args()
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     with tempfile.TemporaryDirectory(prefix="remo-many-") as tmp:
@@ -184,7 +251,15 @@ def main() -> None:
             credential = issue_admin(state, server.address, Path(tmp) / "admin.remo")
             assert server.pid is not None
             asyncio.run(
-                run(credential, server.pid, state, args.jobs, args.seconds, not args.no_follow)
+                run(
+                    credential,
+                    server.pid,
+                    state,
+                    args.jobs,
+                    args.seconds,
+                    not args.no_follow,
+                    args.many,
+                )
             )
         except BaseException:
             log = (Path(tmp) / "server.log").read_text(errors="replace").splitlines()

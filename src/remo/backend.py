@@ -12,16 +12,31 @@ A structural type, not a base class: JobManager predates it and satisfies it as 
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from remo.core.spec import JobSpec
 from remo.core.status import JobState, JobStatus
 from remo.core.usage import LiveUsage
+from remo.output.many import Item
 from remo.output.reader import Piece, Window
 from remo.store.jobs import JobKey
 
+__all__ = ["Item", "JobBackend", "JobRead"]
+
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class JobRead:
+    """One job of :meth:`JobBackend.pieces_many`: its canonical id and what to read."""
+
+    job_id: str
+    offset: int = 0
+    follow: bool = False
+    window: Window = field(default_factory=Window)
 
 
 class JobBackend(Protocol):
@@ -138,6 +153,11 @@ class JobBackend(Protocol):
         chunk: int | None = None,
     ) -> AsyncIterator[Piece]:
         """The job's output as pieces of one stream each, from merged ``offset``."""
+        ...
+
+    def pieces_many(self, reads: Sequence[JobRead]) -> AsyncIterator[builtins.list[Item]]:
+        """Several jobs' output in batches (:func:`remo.output.many.read_many`); the jobs
+        were checked to exist."""
         ...
 
     async def wait(self, job_id: str) -> JobStatus:

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from remo.client.aio import AsyncClient
     from remo.client.sync import Client
     from remo.client.types import (
+        JobOutput,
         JobPage,
         JobState,
         JobStatus,
@@ -67,6 +68,7 @@ _LAZY = {
     "AsyncClient": "remo.client.aio",
     **dict.fromkeys(
         (
+            "JobOutput",
             "JobPage",
             "JobState",
             "JobStatus",
@@ -92,6 +94,7 @@ __all__ = [
     "CredentialRevoked",
     "InvalidRequest",
     "JobNotRunning",
+    "JobOutput",
     "JobPage",
     "JobState",
     "JobStatus",

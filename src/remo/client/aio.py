@@ -42,10 +42,11 @@ from typing import Any, TypeVar
 import grpc
 
 from remo.api.jobs import job_from_pb
-from remo.client import calls
+from remo.client import calls, many
 from remo.client.base import ClientBase
 from remo.client.errors import ClientError, ConnectionFailed, WaitTimeout
 from remo.client.types import (
+    JobOutput,
     JobPage,
     JobState,
     JobStatus,
@@ -388,6 +389,42 @@ class AsyncClient(ClientBase):
                     raise WaitTimeout(f"job {job_id} still running after {timeout:g}s") from None
                 doing = f"reading the output of job {job_id} (at byte {resume.position})"
                 await self._recover(outage, err, f"job {job_id}", doing)
+            finally:
+                call.cancel()
+                self._lanes.give(lane)
+
+    async def output_many(
+        self,
+        job_ids: Sequence[str],
+        *,
+        follow: bool = False,
+        timeout: float | None = None,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail_lines: int | None = None,
+        since: float | datetime | None = None,
+        timestamps: bool = False,
+    ) -> AsyncIterator[JobOutput]:
+        window = calls.OutputWindow(stdout, stderr, tail_lines, since, None, timestamps)
+        state = many.ManyOutputs(job_ids, window, follow)
+        outage = calls.Outage(self.reconnect_timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not state.done:
+            outage.opened()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            lane = self._lanes.take()
+            call = lane.stub.OutputMany(state.request(), timeout=left)
+            try:
+                async for msg in call:
+                    self._replied = True
+                    outage.progressed()
+                    for item in state.take(msg):
+                        yield item
+                return
+            except grpc.RpcError as err:
+                if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise WaitTimeout(f"jobs still running after {timeout:g}s") from None
+                await self._recover(outage, err, "", f"reading the output of {len(job_ids)} jobs")
             finally:
                 call.cancel()
                 self._lanes.give(lane)

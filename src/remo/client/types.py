@@ -58,6 +58,22 @@ class OutputChunk:
 
 
 @dataclass(frozen=True)
+class JobOutput:
+    """What ``output_many`` yields: a ``chunk`` of job ``job_id``'s output (the id as it
+    was passed), or, once that job's output has ended, ``chunk`` None; ``error`` then
+    says why it ended early (the job was removed), empty when it ended normally."""
+
+    job_id: str
+    chunk: OutputChunk | None
+    error: str = ""
+
+    @property
+    def ended(self) -> bool:
+        """True for the last item of this job: nothing more comes for it."""
+        return self.chunk is None
+
+
+@dataclass(frozen=True)
 class ScheduleRun:
     """One due time of a schedule and what happened then.
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import os
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, Collection, Iterator
 from dataclasses import dataclass
 
 from remo.core.errors import InvalidArgument
@@ -115,40 +115,103 @@ async def read_output(
     it may be abandoned early, so the files and the watch are released at once.
     """
     window = window or Window()
-    if offset < 0:
-        raise InvalidArgument(f"output offset must be 0 or more, got {offset}")
     if chunk < 1:
         raise InvalidArgument(f"output chunk size must be at least 1 byte, got {chunk}")
-    window.check()
-    files = OutputFiles(job_dir)
-    exit_path = os.path.join(job_dir, EXIT_FILE)
-    watch: DirWatch | None = None
+    cursor = Cursor.open(watcher, job_dir, offset, follow, window)
+    if cursor is None:
+        return
     try:
-        if follow:
-            try:
-                watch = watcher.watch(job_dir)  # before the first read: no write slips by
-            except (FileNotFoundError, NotADirectoryError):
-                return
-        position = _start(files, offset, window)
         while True:
+            watch = cursor.watch
             seen = watch.generation if watch is not None else 0
-            gone = watch is not None and (watch.gone or files.unlinked())
-            finished = watch is None or os.path.exists(exit_path)  # before reading, always
-            # From the record before the one that holds the position: a legacy job's
-            # single record grows, and one extra record read costs nothing.
-            index = max(files.find(position) - 1, 0)
-            async for piece in _pieces(files, index, position, chunk, window):
-                position = piece.end
+            last = cursor.begin()
+            for piece in cursor.pieces(chunk):
                 yield piece
-            if window.end is not None and position >= window.end:
-                return
-            if finished or gone or watch is None:
+                if len(piece.data) == chunk:
+                    await asyncio.sleep(0)  # let other followers and RPCs run
+            if last or cursor.reached_end or watch is None:
                 return
             await watch.wait(seen, BACKSTOP_SECONDS)
     finally:
-        files.close()
-        if watch is not None:
-            watch.close()
+        cursor.close()
+
+
+class Cursor:
+    """Where one reader stands in a job's output, advanced without waiting: the loop of
+    :func:`read_output` and the rounds of :func:`remo.output.many.read_many` share it.
+
+    Each step is :meth:`begin` (is this the last read?) then :meth:`pieces`. ``begin``
+    must come first: see the module's docstring for why ``exit`` is checked before the
+    read, never after."""
+
+    def __init__(
+        self,
+        job_dir: str,
+        position: int,
+        window: Window,
+        files: OutputFiles,
+        watch: DirWatch | None,
+    ) -> None:
+        self.job_dir = job_dir
+        self.position = position
+        self.window = window
+        self.watch = watch
+        self._files = files
+        self._exit_path = os.path.join(job_dir, EXIT_FILE)
+
+    @classmethod
+    def open(
+        cls, watcher: OutputWatcher, job_dir: str, offset: int, follow: bool, window: Window
+    ) -> Cursor | None:
+        """A cursor at ``offset`` (or the window's start); None when following a job
+        directory that does not exist. Raises InvalidArgument for a bad offset or window."""
+        if offset < 0:
+            raise InvalidArgument(f"output offset must be 0 or more, got {offset}")
+        window.check()
+        files = OutputFiles(job_dir)
+        watch = None
+        try:
+            if follow:
+                try:
+                    watch = watcher.watch(job_dir)  # before the first read: no write slips by
+                except (FileNotFoundError, NotADirectoryError):
+                    files.close()
+                    return None
+            return cls(job_dir, _start(files, offset, window), window, files, watch)
+        except BaseException:
+            files.close()
+            if watch is not None:
+                watch.close()
+            raise
+
+    def begin(self) -> bool:
+        """Before a read: True when it is the last one (not following, the job has
+        exited, or its directory is gone)."""
+        if self.watch is None:
+            return True
+        if self.watch.gone or self._files.unlinked():
+            return True
+        return os.path.exists(self._exit_path)
+
+    def pieces(self, chunk: int) -> Iterator[Piece]:
+        """What there is from the position on, in pieces of at most ``chunk`` bytes; the
+        position follows each piece taken (a caller may stop early)."""
+        # From the record before the one that holds the position: a legacy job's
+        # single record grows, and one extra record read costs nothing.
+        index = max(self._files.find(self.position) - 1, 0)
+        for piece in _pieces(self._files, index, self.position, chunk, self.window):
+            self.position = piece.end
+            yield piece
+
+    @property
+    def reached_end(self) -> bool:
+        """True once the window's end offset was reached."""
+        return self.window.end is not None and self.position >= self.window.end
+
+    def close(self) -> None:
+        self._files.close()
+        if self.watch is not None:
+            self.watch.close()
 
 
 def _start(files: OutputFiles, offset: int, window: Window) -> int:
@@ -163,9 +226,9 @@ def _start(files: OutputFiles, offset: int, window: Window) -> int:
     return start
 
 
-async def _pieces(
+def _pieces(
     files: OutputFiles, index: int, position: int, chunk: int, window: Window
-) -> AsyncGenerator[Piece, None]:
+) -> Iterator[Piece]:
     """The pieces from record ``index`` on that hold bytes at or after ``position``.
 
     Records are plain tuples here (offset, stream offset, time, length, stream: no
@@ -208,8 +271,6 @@ async def _pieces(
                 return  # (a legacy file cut short under us: nothing more to read now)
             position = start + len(data)
             yield Piece(start, stream, time_ns, data)
-            if len(data) == chunk:
-                await asyncio.sleep(0)  # let other followers and RPCs run
             # on from the record that holds the position (the next one after a whole run)
             i = bisect.bisect_right(records, position, i, last + 1, key=_offset) - 1
             if records[i][0] + records[i][3] <= position:

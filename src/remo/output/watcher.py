@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+from collections.abc import Callable
 from types import TracebackType
 
 from remo.output import inotify
@@ -61,7 +62,7 @@ FALLBACK_WAIT = 0.25
 class _Dir:
     """State shared by every follower of one directory."""
 
-    __slots__ = ("changed", "generation", "gone", "keys", "path", "refs", "wd")
+    __slots__ = ("changed", "generation", "gone", "keys", "listeners", "path", "refs", "wd")
 
     def __init__(self, path: str, wd: int | None) -> None:
         self.path = path
@@ -73,12 +74,17 @@ class _Dir:
         # Created by the first waiter, set and dropped by the next change, so that a
         # burst of writes nobody is waiting for allocates nothing.
         self.changed: asyncio.Event | None = None
+        # Called on every change, for readers of many directories at once
+        # (remo.output.many), which wait on one event of their own instead.
+        self.listeners: list[Callable[[], None]] = []
 
     def bump(self) -> None:
         self.generation += 1
         if self.changed is not None:
             changed, self.changed = self.changed, None
             changed.set()
+        for listener in self.listeners:
+            listener()
 
 
 class DirWatch:
@@ -99,6 +105,7 @@ class DirWatch:
         self._watcher = watcher
         self._state: _Dir | None = state
         self._path = path
+        self._listener: Callable[[], None] | None = None
 
     @property
     def path(self) -> str:
@@ -133,10 +140,22 @@ class DirWatch:
             self._watcher._forget(state)
         return woken
 
+    def mark_gone(self) -> None:
+        """Record that the directory is gone (found by looking, without inotify)."""
+        self._watcher._forget(self._live())
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (on the loop, synchronously) at every change from now on,
+        until :meth:`close`: for a reader that waits for any of many directories."""
+        self._listener = listener
+        self._live().listeners.append(listener)
+
     def close(self) -> None:
         """Leave the directory; the last follower to leave removes the kernel watch."""
         state, self._state = self._state, None
         if state is not None:
+            if self._listener is not None:
+                state.listeners.remove(self._listener)
             self._watcher._release(state)
 
     def __enter__(self) -> DirWatch:

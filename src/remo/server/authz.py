@@ -42,6 +42,7 @@ RPC_PERMISSIONS: dict[str, Permission] = {
     method("GetJob"): Permission.READ,
     method("ListJobs"): Permission.READ,
     method("Output"): Permission.READ,
+    method("OutputMany"): Permission.READ,
     method("Wait"): Permission.READ,
     method("GetSchedule"): Permission.READ,
     method("ListSchedules"): Permission.READ,

@@ -39,7 +39,7 @@ from remo.core.errors import (
 from remo.core.spec import check_labels
 from remo.core.status import JobState
 from remo.schedule.timer import Scheduler
-from remo.server import authz, ids, paging, streams
+from remo.server import authz, ids, output_many, paging, streams
 from remo.server.authn import Authenticator, Caller, Unauthenticated
 from remo.server.convert import (
     NetworkPolicy,
@@ -335,6 +335,43 @@ class JobsServicer(pb_grpc.JobServiceServicer):
                 yield streams.piece_to_wire(piece)
         except RemoError as err:
             await abort(context, status_of(err, request.id))
+
+    async def OutputMany(
+        self, request: pb.OutputManyRequest, context: Any
+    ) -> AsyncIterator[pb.OutputManyResponse]:
+        """Several jobs' output in one stream (see :mod:`remo.server.output_many`)."""
+        caller = await self._admit(context, authz.method("OutputMany"))
+        if not isinstance(caller, Caller):
+            await abort(context, caller)
+            return  # (abort raises)
+        try:
+            output_many.check(request.jobs)
+            # Every job exists and is the caller's before the first message (one trip to
+            # a reader thread for all of them).
+            job_ids = await self.jobs.reading(self._existing_jobs, caller, request.jobs)
+        except output_many.JobRefused as refused:
+            await abort(context, status_of(refused.err, refused.raw))
+            return
+        except RemoError as err:
+            await abort(context, status_of(err))
+            return
+        batches = self.jobs.pieces_many(output_many.reads_of(request.jobs, job_ids))
+        async for message in output_many.messages(batches):
+            yield message
+
+    def _existing_jobs(self, caller: Caller, requests: Sequence[pb.OutputRequest]) -> list[str]:
+        """The canonical id of each job ``requests`` name, each checked to exist and be
+        the caller's; raises :class:`~remo.server.output_many.JobRefused`. In a reader
+        thread."""
+        found = []
+        for one in requests:
+            try:
+                job_id = self._job_id(caller, one.id)
+                self.jobs.status_blocking(job_id)
+            except RemoError as err:
+                raise output_many.JobRefused(err, one.id) from None
+            found.append(job_id)
+        return found
 
     async def WriteStdin(
         self, requests: AsyncIterator[pb.WriteStdinRequest], context: Any

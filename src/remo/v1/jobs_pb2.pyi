@@ -263,6 +263,36 @@ class OutputResponse(_message.Message):
     time: _timestamp_pb2.Timestamp
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., stream: _Optional[_Union[OutputStream, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class OutputManyRequest(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[OutputRequest]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[OutputRequest, _Mapping]]] = ...) -> None: ...
+
+class OutputManyResponse(_message.Message):
+    __slots__ = ("pieces",)
+    PIECES_FIELD_NUMBER: _ClassVar[int]
+    pieces: _containers.RepeatedCompositeFieldContainer[JobOutputPiece]
+    def __init__(self, pieces: _Optional[_Iterable[_Union[JobOutputPiece, _Mapping]]] = ...) -> None: ...
+
+class JobOutputPiece(_message.Message):
+    __slots__ = ("job", "offset", "data", "stream", "time", "end", "error")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    job: int
+    offset: int
+    data: bytes
+    stream: OutputStream
+    time: _timestamp_pb2.Timestamp
+    end: bool
+    error: str
+    def __init__(self, job: _Optional[int] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., stream: _Optional[_Union[OutputStream, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
 class WriteStdinRequest(_message.Message):
     __slots__ = ("id", "data")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -70,6 +70,11 @@ class JobServiceStub:
                 request_serializer=remo_dot_v1_dot_jobs__pb2.OutputRequest.SerializeToString,
                 response_deserializer=remo_dot_v1_dot_jobs__pb2.OutputResponse.FromString,
                 _registered_method=True)
+        self.OutputMany = channel.unary_stream(
+                '/remo.v1.JobService/OutputMany',
+                request_serializer=remo_dot_v1_dot_jobs__pb2.OutputManyRequest.SerializeToString,
+                response_deserializer=remo_dot_v1_dot_jobs__pb2.OutputManyResponse.FromString,
+                _registered_method=True)
         self.WriteStdin = channel.stream_unary(
                 '/remo.v1.JobService/WriteStdin',
                 request_serializer=remo_dot_v1_dot_jobs__pb2.WriteStdinRequest.SerializeToString,
@@ -158,6 +163,18 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OutputMany(self, request, context):
+        """The output of several jobs in one stream, each read as Output reads it (its own
+        id, offset, follow and window): for a client that follows many jobs at once.
+        Pieces that are ready together come in one message, so a thousand followed jobs
+        cost the server and the client one message per batch, not one per line. Every job
+        is checked before the first message (one the caller may not read, or a bad
+        window, refuses the whole call); at most 1,000 jobs per call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WriteStdin(self, request_iterator, context):
         """Write to the stdin of a job started with `stdin`: the first message names the job,
         every message may carry bytes; the end of the stream (or its cancellation) closes
@@ -232,6 +249,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.Output,
                     request_deserializer=remo_dot_v1_dot_jobs__pb2.OutputRequest.FromString,
                     response_serializer=remo_dot_v1_dot_jobs__pb2.OutputResponse.SerializeToString,
+            ),
+            'OutputMany': grpc.unary_stream_rpc_method_handler(
+                    servicer.OutputMany,
+                    request_deserializer=remo_dot_v1_dot_jobs__pb2.OutputManyRequest.FromString,
+                    response_serializer=remo_dot_v1_dot_jobs__pb2.OutputManyResponse.SerializeToString,
             ),
             'WriteStdin': grpc.stream_unary_rpc_method_handler(
                     servicer.WriteStdin,
@@ -449,6 +471,33 @@ class JobService:
             '/remo.v1.JobService/Output',
             remo_dot_v1_dot_jobs__pb2.OutputRequest.SerializeToString,
             remo_dot_v1_dot_jobs__pb2.OutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OutputMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/remo.v1.JobService/OutputMany',
+            remo_dot_v1_dot_jobs__pb2.OutputManyRequest.SerializeToString,
+            remo_dot_v1_dot_jobs__pb2.OutputManyResponse.FromString,
             options,
             channel_credentials,
             insecure,

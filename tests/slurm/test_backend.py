@@ -105,6 +105,33 @@ async def test_output_is_followed_live(server: Server, cluster: Cluster) -> None
     assert ended.state == pb.JOB_STATE_SUCCEEDED
 
 
+async def test_several_jobs_are_followed_in_one_stream(server: Server, cluster: Cluster) -> None:
+    """OutputMany reads Slurm jobs' shared directories in rounds, as the local backend's.
+    (Two jobs: the test cluster's node runs two at a time.)"""
+    go = trigger(cluster, "many")
+    channel, alice = server.stub(server.credential(ALICE, "operator"))
+    async with channel:
+        jobs = [
+            await start(alice, "sh", "-c", f"echo {n} first; {wait_for(go)}; echo {n} second")
+            for n in range(2)
+        ]
+        request = pb.OutputManyRequest(
+            jobs=[pb.OutputRequest(id=job.id, follow=True) for job in jobs]
+        )
+        data: dict[int, bytes] = {0: b"", 1: b""}
+        ended: list[int] = []
+        async for message in alice.OutputMany(request):
+            for piece in message.pieces:
+                if piece.end:
+                    ended.append(piece.job)
+                data[piece.job] += piece.data
+            if all(d.endswith(b"first\n") for d in data.values()):
+                go.touch()  # the jobs go on once each one's first line has arrived
+        go.unlink()
+    assert sorted(ended) == [0, 1]
+    assert data == {n: f"{n} first\n{n} second\n".encode() for n in range(2)}
+
+
 @pytest.mark.parametrize(
     ("script", "state", "code", "sig"),
     [

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -231,6 +233,18 @@ async def run(
     print(f"CPU around those {seconds:g} s, in cores: {cores}{per_line}")
 
 
+def end_leftovers(state: Path) -> None:
+    """Jobs outlive their server by design: a run that failed before its stop would
+    leave a thousand loops on the machine. SIGKILL the supervisor and everything under
+    it (this bench's own state dir only)."""
+    supervisor = find_supervisor(state)
+    if supervisor is None:
+        return
+    for pid in [supervisor, *descendants(supervisor)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
@@ -267,6 +281,7 @@ def main() -> None:
             raise
         finally:
             server.stop()
+            end_leftovers(state)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from remo.core import output_format
 from remo.core.output_format import STDERR, STDOUT, Record
 from remo.output import many
 from remo.output.many import Item, OneRead, read_many
-from remo.output.reader import Window
+from remo.output.reader import Cursor, Window
 from remo.output.watcher import OutputWatcher
 
 TIMEOUT = 10.0
@@ -218,3 +218,27 @@ async def test_closing_early_releases_files_and_watches(tmp_path: Path) -> None:
             break
     assert watcher.watch_count == 0
     assert len(os.listdir("/proc/self/fd")) <= before + 1  # (the watcher's own descriptor)
+
+
+async def test_a_cursor_looks_for_the_end_after_any_event_but_a_write(tmp_path: Path) -> None:
+    """Cursor.begin skips its two system calls while its watch saw only writes; the
+    rename that makes ``exit`` is an event, and ``full`` (the safety net) always looks."""
+    (job,) = jobs(tmp_path, 1)
+    watcher = OutputWatcher()
+    cursor = Cursor.open(watcher, str(job), 0, True, Window())
+    assert cursor is not None and cursor.watch is not None
+    try:
+        assert cursor.begin() is False
+        append_piece(job, STDOUT, b"x\n")
+        seen = cursor.watch.generation
+        await asyncio.wait_for(cursor.watch.wait(seen), TIMEOUT)  # (the write's events)
+        assert cursor.begin() is False
+        finish(job)
+        # not yet dispatched: what the watch knows has not changed, so no look...
+        assert cursor.begin() is False
+        assert cursor.begin(full=True) is True  # ...unless asked to look anyway
+        seen = cursor.watch.generation
+        await asyncio.wait_for(cursor.watch.wait(seen), TIMEOUT)  # the rename's event
+        assert cursor.begin() is True
+    finally:
+        cursor.close()

@@ -88,12 +88,14 @@ async def read_many(
         loop = asyncio.get_running_loop()
         sweep = loop.time() + every
         last_round = -ROUND_INTERVAL
+        unchecked: set[int] = set()  # to be looked at in full (Cursor.begin) next time
         while cursors:
             if loop.time() >= sweep:
                 # Everyone is read at least this often, woken or not: the safety net
                 # of a single follower (or the poll, without inotify).
                 sweep = loop.time() + every
                 ready.update(dict.fromkeys(cursors))
+                unchecked.update(cursors)
                 if polling:
                     _forget_removed(cursors)
             if not ready:
@@ -108,7 +110,7 @@ async def read_many(
             if wait > 0:
                 await asyncio.sleep(wait)
             last_round = loop.time()
-            batch = _round(cursors, ready, chunk, batch_bytes)
+            batch = _round(cursors, ready, unchecked, chunk, batch_bytes)
             if batch:
                 yield batch
     finally:
@@ -117,7 +119,11 @@ async def read_many(
 
 
 def _round(
-    cursors: dict[int, Cursor], ready: dict[int, None], chunk: int, batch_bytes: int
+    cursors: dict[int, Cursor],
+    ready: dict[int, None],
+    unchecked: set[int],
+    chunk: int,
+    batch_bytes: int,
 ) -> list[Item]:
     """Read every ready job once (until ``batch_bytes``); those not done go back to
     ``ready``, the ones not reached first."""
@@ -129,7 +135,8 @@ def _round(
         cursor = cursors[index]
         full = False
         try:
-            last = cursor.begin()
+            last = cursor.begin(full=index in unchecked)
+            unchecked.discard(index)
             for piece in cursor.pieces(chunk):
                 batch.append((index, piece, ""))
                 size += len(piece.data)

@@ -120,18 +120,19 @@ async def read_output(
     cursor = Cursor.open(watcher, job_dir, offset, follow, window)
     if cursor is None:
         return
+    woken = False
     try:
         while True:
             watch = cursor.watch
             seen = watch.generation if watch is not None else 0
-            last = cursor.begin()
+            last = cursor.begin(full=not woken)
             for piece in cursor.pieces(chunk):
                 yield piece
                 if len(piece.data) == chunk:
                     await asyncio.sleep(0)  # let other followers and RPCs run
             if last or cursor.reached_end or watch is None:
                 return
-            await watch.wait(seen, BACKSTOP_SECONDS)
+            woken = await watch.wait(seen, BACKSTOP_SECONDS)
     finally:
         cursor.close()
 
@@ -158,6 +159,7 @@ class Cursor:
         self.watch = watch
         self._files = files
         self._exit_path = os.path.join(job_dir, EXIT_FILE)
+        self._checked: int | None = None  # the watch's ``reshaped`` when last looked
 
     @classmethod
     def open(
@@ -184,14 +186,24 @@ class Cursor:
                 watch.close()
             raise
 
-    def begin(self) -> bool:
+    def begin(self, full: bool = False) -> bool:
         """Before a read: True when it is the last one (not following, the job has
-        exited, or its directory is gone)."""
-        if self.watch is None:
+        exited, or its directory is gone).
+
+        Looking costs two system calls; they are skipped while the watch saw nothing but
+        writes since the last look found neither (``exit`` appears by a rename, files go
+        by unlinks: both are events). ``full`` looks anyway: for the safety net, which
+        exists for what events may miss."""
+        watch = self.watch
+        if watch is None or watch.gone:
             return True
-        if self.watch.gone or self._files.unlinked():
+        reshaped = watch.reshaped
+        if not full and reshaped is not None and reshaped == self._checked:
+            return False
+        if self._files.unlinked() or os.path.exists(self._exit_path):
             return True
-        return os.path.exists(self._exit_path)
+        self._checked = reshaped
+        return False
 
     def pieces(self, chunk: int) -> Iterator[Piece]:
         """What there is from the position on, in pieces of at most ``chunk`` bytes; the

@@ -62,7 +62,17 @@ FALLBACK_WAIT = 0.25
 class _Dir:
     """State shared by every follower of one directory."""
 
-    __slots__ = ("changed", "generation", "gone", "keys", "listeners", "path", "refs", "wd")
+    __slots__ = (
+        "changed",
+        "generation",
+        "gone",
+        "keys",
+        "listeners",
+        "path",
+        "refs",
+        "reshaped",
+        "wd",
+    )
 
     def __init__(self, path: str, wd: int | None) -> None:
         self.path = path
@@ -70,6 +80,10 @@ class _Dir:
         self.wd = wd  # None when polling (no inotify)
         self.refs = 0
         self.generation = 0
+        # Bumped by every change but data written to a file already there (a file
+        # created, renamed into place, closed or deleted; or events lost): while it
+        # stays the same, ``exit`` has not appeared and no file was deleted.
+        self.reshaped = 0
         self.gone = False
         # Created by the first waiter, set and dropped by the next change, so that a
         # burst of writes nobody is waiting for allocates nothing.
@@ -115,6 +129,13 @@ class DirWatch:
     def generation(self) -> int:
         """Counter bumped on every change seen in the directory; snapshot it before reading."""
         return self._live().generation
+
+    @property
+    def reshaped(self) -> int | None:
+        """Counter bumped by every change but a write to a file already there (see
+        :class:`_Dir`); None when polling, where nothing is known between looks."""
+        state = self._live()
+        return state.reshaped if state.wd is not None else None
 
     @property
     def gone(self) -> bool:
@@ -323,8 +344,11 @@ class OutputWatcher:
                 continue
             if event.mask & _GONE_MASK:
                 self._forget(state)
-            elif event.mask == inotify.IN_MODIFY and event.name in _DATA_FILES:
-                continue
+            elif event.mask == inotify.IN_MODIFY:
+                if event.name in _DATA_FILES:
+                    continue
+            else:
+                state.reshaped += 1
             woken[id(state)] = state
         if overflow:
             # Events were dropped: wake everyone, and find deleted directories by hand
@@ -332,6 +356,7 @@ class OutputWatcher:
             for state in list(self._by_wd.values()):
                 if not os.path.isdir(state.path):
                     self._forget(state)
+                state.reshaped += 1
                 woken[id(state)] = state
         for state in woken.values():
             state.bump()

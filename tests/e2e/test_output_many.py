@@ -140,7 +140,10 @@ async def test_a_removed_job_ends_with_its_reason_and_the_others_go_on(server: S
             await stub.Start(pb.StartRequest(argv=["sh", "-c", "echo go; read x; echo more"]))
         ).job
         request = pb.OutputManyRequest(
-            jobs=[pb.OutputRequest(id=ended.id, follow=True), pb.OutputRequest(id=live.id, follow=True)]
+            jobs=[
+                pb.OutputRequest(id=ended.id, follow=True),
+                pb.OutputRequest(id=live.id, follow=True),
+            ]
         )
         call = stub.OutputMany(request)
         seen: list[pb.JobOutputPiece] = []
@@ -163,7 +166,9 @@ async def test_a_client_that_goes_away_leaves_no_reader(server: Server) -> None:
     watcher = server.running.jobs._watcher  # type: ignore[attr-defined]
     async with channel:
         script = "while :; do echo tick; sleep 0.01; done"
-        jobs = [(await stub.Start(pb.StartRequest(argv=["sh", "-c", script]))).job for _ in range(5)]
+        jobs = [
+            (await stub.Start(pb.StartRequest(argv=["sh", "-c", script]))).job for _ in range(5)
+        ]
         tasks = len(asyncio.all_tasks())
         for _ in range(10):
             request = pb.OutputManyRequest(

@@ -1,4 +1,5 @@
-"""`remo logs`: a job's output, both streams or one, whole or the tail, optionally live."""
+"""`remo logs`: a job's output, both streams or one, whole or the tail, optionally live;
+several jobs' in one stream, each line prefixed with its job (:mod:`remo.cli.logs_many`)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     "tail",
     type=click.IntRange(min=0),
     metavar="N",
-    help="Only the last N lines (of the streams shown).",
+    help="Only the last N lines (of the streams shown; of each job).",
 )
 @click.option(
     "--since",
@@ -42,12 +43,14 @@ if TYPE_CHECKING:
     "--from",
     "offset",
     type=click.IntRange(min=0),
-    default=0,
     metavar="OFFSET",
-    help="Start at this byte of the output (both streams as written; default: the first).",
+    help="Start at this byte of the output (both streams as written; default: the first). "
+    "One job only.",
 )
 @profile_option
-@click.argument("job_id", metavar="ID", shell_complete=complete_ids())
+@click.argument(
+    "job_ids", metavar="ID [ID]...", nargs=-1, required=True, shell_complete=complete_ids()
+)
 def command(
     follow: bool,
     only_stdout: bool,
@@ -55,8 +58,8 @@ def command(
     timestamps: bool,
     tail: int | None,
     since: str | None,
-    offset: int,
-    job_id: str,
+    offset: int | None,
+    job_ids: tuple[str, ...],
 ) -> None:
     """Print the output of job ID: what it wrote to stdout and stderr, in the order it
     wrote it, byte for byte.
@@ -67,6 +70,12 @@ def command(
     --since and --from choose where to start (the latest of them wins); --stdout or
     --stderr keep one stream; all of them combine with -f and --timestamps.
 
+    Several IDs (up to 1,000): their output in one stream, each whole line started by
+    its job as named, padded (`train | epoch 1`, coloured on a terminal unless NO_COLOR
+    is set); a line is shown once its newline (or its job's end) has come. --tail and
+    --since apply to each job; -f follows until every one has ended. A job whose output
+    is cut short (removed meanwhile) is reported on stderr and the exit code is 1.
+
     \b
     Examples:
       remo logs 12
@@ -75,13 +84,34 @@ def command(
       remo logs --stderr --since 10m 12     errors of the last 10 minutes
       remo logs -t 12                        2026-12-06T10:00:01.234Z hello
       remo logs --from 1048576 12 > rest.log
+      remo logs -f 12 13 train              several jobs, each line prefixed with its job
     """
-    job_id = check_id(job_id, schedules=False)
+    ids = [check_id(job_id, schedules=False) for job_id in job_ids]
     from remo.client.errors import ConnectionFailed, UsageError
 
     if only_stdout and only_stderr:
         raise UsageError("--stdout and --stderr together are the default: give one or neither")
     since_unix = parse_since(since) if since is not None else None
+    if len(ids) > 1:
+        from remo.cli import logs_many
+
+        logs_many.check_ids(ids, offset)
+        with connect() as client:
+            failed = logs_many.print_many(
+                client,
+                ids,
+                follow=follow,
+                stdout=not only_stderr,
+                stderr=not only_stdout,
+                tail_lines=tail,
+                since=since_unix,
+                timestamps=timestamps,
+            )
+        if failed:
+            raise click.exceptions.Exit(1)
+        return
+    job_id = ids[0]
+    offset = offset or 0
     out = sys.stdout.buffer
     printer = TimedLines(out) if timestamps else None
     position = offset

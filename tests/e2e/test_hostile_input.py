@@ -64,6 +64,7 @@ ALLOWED: dict[str, frozenset[Code]] = {
     "GetJob": frozenset({OK, INVALID, MISSING}),
     "ListJobs": frozenset({OK, INVALID, DENIED}),
     "Output": frozenset({OK, INVALID, MISSING}),
+    "OutputMany": frozenset({OK, INVALID, MISSING}),
     "Wait": frozenset({OK, INVALID, MISSING}),
     "Remove": frozenset({OK, INVALID, MISSING, PRECONDITION, DENIED}),
     "GetSchedule": frozenset({OK, INVALID, MISSING}),
@@ -181,7 +182,7 @@ class World:
 
     async def call(self, caller: Caller, rpc: str, request: Any) -> Outcome:
         method = getattr(caller.stub, rpc)
-        if rpc == "Output":
+        if rpc in ("Output", "OutputMany"):
             result = await outcome(read_stream(method(request)))
         elif rpc == "WriteStdin":
             result = await outcome(method(one_message(request)))
@@ -687,6 +688,39 @@ async def test_output_ids_and_offsets(
 
 
 @HYPOTHESIS
+@given(
+    data=st.data(),
+    offsets=st.lists(st.sampled_from([TINY, -1, 0, 5, 1 << 62, HUGE]), max_size=6),
+    follow=st.booleans(),
+)
+async def test_output_many_ids_and_offsets(
+    world: World, data: st.DataObject, offsets: list[int], follow: bool
+) -> None:
+    """Several jobs at once: the call is refused as the first job it cannot read would
+    be (or as a bad offset), and an empty list is a bad request."""
+    caller = data.draw(st.sampled_from(world.callers))
+    raws = [data.draw(job_ids(world.job_ids)) for _ in offsets]
+    request = pb.OutputManyRequest(
+        jobs=[
+            pb.OutputRequest(id=raw, offset=offset, follow=follow)
+            for raw, offset in zip(raws, offsets, strict=True)
+        ]
+    )
+    result = await world.call(caller, "OutputMany", request)
+    if not offsets:
+        assert result.code == INVALID
+        return
+    expected = set().union(*(expected_for_id(caller, "Output", raw) for raw in raws))
+    if any(offset < 0 for offset in offsets):
+        expected = {INVALID}  # every window and offset is checked before any job
+    assert result.code in expected, f"OutputMany {raws!r} @{offsets}: {result.code.name}"
+    if result.code == OK:
+        ends = [piece.job for message in result.reply for piece in message.pieces if piece.end]
+        assert sorted(ends) == list(range(len(raws)))  # each job's end, once
+    await world.still_serving()
+
+
+@HYPOTHESIS
 @given(data=st.data(), grace=st.one_of(st.none(), hostile_durations))
 async def test_stop_grace(world: World, data: st.DataObject, grace: Duration | None) -> None:
     caller = data.draw(st.sampled_from(world.callers))
@@ -882,6 +916,7 @@ REQUEST_TYPES: dict[str, Any] = {
     "GetJob": pb.GetJobRequest,
     "ListJobs": pb.ListJobsRequest,
     "Output": pb.OutputRequest,
+    "OutputMany": pb.OutputManyRequest,
     "Wait": pb.WaitRequest,
     "Remove": pb.RemoveRequest,
     "GetSchedule": pb.GetScheduleRequest,
@@ -905,7 +940,7 @@ UNDECODABLE = [
 
 async def raw_call(channel: grpc.aio.Channel, rpc: str, payload: bytes) -> Outcome:
     path = f"/remo.v1.JobService/{rpc}"
-    if rpc == "Output":
+    if rpc in ("Output", "OutputMany"):
         stream = channel.unary_stream(path)(payload)
         return await outcome(read_stream(stream))
     if rpc == "WriteStdin":

@@ -356,8 +356,11 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             await abort(context, status_of(err))
             return
         batches = self.jobs.pieces_many(output_many.reads_of(request.jobs, job_ids))
-        async for message in output_many.messages(batches):
-            yield message
+        try:
+            async for message in output_many.messages(batches):
+                yield message
+        except RemoError as err:
+            await abort(context, status_of(err))
 
     def _existing_jobs(self, caller: Caller, requests: Sequence[pb.OutputRequest]) -> list[str]:
         """The canonical id of each job ``requests`` name, each checked to exist and be

@@ -131,3 +131,55 @@ def test_the_commands_side_imports_no_enum_re_or_socket_module() -> None:
     assert "remo.cli.fast" in loaded
     heavy = {"enum", "re", "socket", "signal", "json", "selectors", "collections", "typing"}
     assert loaded & heavy == set()
+    # nor these, ~0.2-0.3 ms each: shared libraries to load, or a module to read
+    assert loaded & {"_struct", "zlib", "__future__"} == set()
+
+
+def test_socket_names_are_16_hex_digits_and_differ_by_selection() -> None:
+    env = {"XDG_RUNTIME_DIR": "/run/user/1000"}
+    one = link.socket_path(link.selection(["--profile", "a"], {}), env)
+    other = link.socket_path(link.selection(["--profile", "b"], {}), env)
+    assert one != other
+    for path in (one, other):
+        directory, name = os.path.split(path)
+        assert directory == "/run/user/1000/remo-agent"
+        digest, suffix = name.split(".", 1)
+        assert suffix == "sock"
+        assert len(digest) == 16
+        int(digest, 16)
+    assert link.socket_path(link.selection(["--profile", "a"], {}), env) == one
+
+
+def test_the_agents_workers_are_reused_and_end_when_idle() -> None:
+    import threading
+    import time
+
+    from remo.cli.agent import Workers
+
+    workers = Workers(idle=0.3)
+    ran: list[int] = []
+    done = threading.Semaphore(0)
+
+    def work(n: int) -> None:
+        ran.append(threading.get_ident())
+        done.release()
+
+    before = threading.active_count()
+    for n in range(20):
+        workers.submit(work, n)
+        assert done.acquire(timeout=10)
+        time.sleep(0.01)  # (the thread is waiting again before the next)
+    assert len(set(ran)) == 1  # one thread did them all, in turn
+    # work that comes while every thread is busy gets a thread of its own
+    gate = threading.Event()
+    workers.submit(gate.wait, 10)
+    workers.submit(work, 99)
+    assert done.acquire(timeout=10)
+    gate.set()
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before  # idle for 0.3 s: ended
+    # and a thread is started again for the next work
+    workers.submit(work, 100)
+    assert done.acquire(timeout=10)

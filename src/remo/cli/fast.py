@@ -13,14 +13,13 @@ for one, default 600; ``0`` turns agents off). ``--no-agent`` or ``REMO_NO_AGENT
 bypass it.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 
 from remo.cli import agent_link as link
 
-# (not typing.TYPE_CHECKING: importing typing costs the command ~5 ms; mypy knows the name)
+# (not typing.TYPE_CHECKING: importing typing costs the command ~5 ms; mypy knows the name;
+# and no ``from __future__ import annotations``, ~0.2 ms: such annotations are quoted)
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:  # (the hot path imports no more than it must)
@@ -38,7 +37,7 @@ INTERRUPT_GRACE = 2.0
 EXIT_INTERRUPTED = 130
 
 
-def main(argv: Sequence[str] | None = None) -> NoReturn:
+def main(argv: "Sequence[str] | None" = None) -> "NoReturn":
     args = list(sys.argv[1:] if argv is None else argv)
     if _agent_wanted(args):
         try:

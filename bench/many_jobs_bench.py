@@ -150,6 +150,25 @@ async def follow_many(remo: AsyncClient, job_ids: list[str], received: Received)
             received.take(item.job_id, item.chunk.data)
 
 
+#: ``--other-client``: another process's calls while the jobs are followed (40 lists of
+#: one job, 0.2 s apart, after one warm-up call): how fast the server answers the rest.
+OTHER_CLIENT = """
+import statistics, sys, time
+from remo.client import Client
+with Client.from_file(sys.argv[1]) as remo:
+    remo.whoami()
+    took = []
+    for _ in range(40):
+        began = time.perf_counter()
+        remo.list(limit=1)
+        took.append((time.perf_counter() - began) * 1e3)
+        time.sleep(0.2)
+took.sort()
+print(f"another client's list(limit=1) meanwhile: median {statistics.median(took):.1f} ms, "
+      f"p90 {took[35]:.1f} ms, max {took[-1]:.1f} ms")
+"""
+
+
 async def run(
     credential: Path,
     server_pid: int,
@@ -158,6 +177,7 @@ async def run(
     seconds: float,
     followed: bool,
     many: bool,
+    other_client: bool = False,
 ) -> None:
     base_kib, base_count = remo_pss_kib(server_pid, state)
     async with AsyncClient.from_file(credential, timeout=120) as remo:
@@ -193,8 +213,17 @@ async def run(
         cpu_from = time.time()
         await asyncio.sleep(0.5)
         start = time.time()
+        other = (
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", OTHER_CLIENT, str(credential)
+            )
+            if other_client
+            else None
+        )
         await asyncio.sleep(seconds)
         end = time.time()
+        if other is not None:
+            await other.wait()
         await asyncio.sleep(0.5)
         cpu_after = await asyncio.to_thread(cpu_seconds, server_pid, state)
         cpu_to = time.time()
@@ -251,6 +280,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-follow", action="store_true")
     parser.add_argument(
+        "--other-client",
+        action="store_true",
+        help="another process lists a job 40 times during the window; its latencies",
+    )
+    parser.add_argument(
         "--many",
         action="store_true",
         help="follow through OutputMany (one stream for up to 1,000 jobs), not one Output each",
@@ -273,6 +307,7 @@ def main() -> None:
                     args.seconds,
                     not args.no_follow,
                     args.many,
+                    args.other_client,
                 )
             )
         except BaseException:

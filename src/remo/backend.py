@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 from remo.core.spec import JobSpec
 from remo.core.status import JobState, JobStatus
 from remo.core.usage import LiveUsage
-from remo.output.many import Item
+from remo.output.many import Item, OneRead
 from remo.output.reader import Piece, Window
 from remo.store.jobs import JobKey
 
@@ -37,6 +37,10 @@ class JobRead:
     offset: int = 0
     follow: bool = False
     window: Window = field(default_factory=Window)
+
+    def at(self, job_dir: str) -> OneRead:
+        """The same read, of the job's directory ``job_dir``."""
+        return OneRead(job_dir, self.offset, self.follow, self.window)
 
 
 class JobBackend(Protocol):

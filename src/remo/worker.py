@@ -41,7 +41,7 @@ from remo.core.spec import JobSpec, Limits, effective_limits
 from remo.core.status import JobState, JobStatus
 from remo.core.usage import LiveUsage
 from remo.output import stdin as job_stdin
-from remo.output.many import Item, OneRead, read_many
+from remo.output.many import Item, read_many
 from remo.output.reader import BACKSTOP_SECONDS, DEFAULT_CHUNK, Piece, Window, read_output
 from remo.output.watcher import OutputWatcher
 from remo.store.jobs import JobKey, list_key, parse_job_id
@@ -327,12 +327,10 @@ class JobManager(StoreReads):
         async for piece in read_output(self._watcher, job_dir, offset, follow, size, window):
             yield piece
 
-    async def pieces_many(self, reads: Sequence[JobRead]) -> AsyncIterator[list[Item]]:
+    def pieces_many(self, reads: Sequence[JobRead]) -> AsyncIterator[list[Item]]:
         """Several jobs' output in batches, read in rounds (:mod:`remo.output.many`)."""
         dirs = [str(self.paths.job_dir(*parse_job_id(read.job_id))) for read in reads]
-        one = [OneRead(d, r.offset, r.follow, r.window) for d, r in zip(dirs, reads, strict=True)]
-        async for batch in read_many(self._watcher, one):
-            yield batch
+        return read_many(self._watcher, [r.at(d) for r, d in zip(reads, dirs, strict=True)])
 
     async def wait(self, job_id: str) -> JobStatus:
         """Wait until the job has ended and return its final status."""

@@ -131,7 +131,9 @@ async def test_bad_requests_are_refused_in_one_line(server: Server) -> None:
                 pass
 
 
-async def test_a_removed_job_ends_with_its_reason_and_the_others_go_on(server: Server) -> None:
+async def test_an_ended_job_ends_at_once_and_the_others_go_on(server: Server) -> None:
+    """An ended job's end comes while another is still followed; removing the ended one
+    then changes nothing for the other (its end comes when it is stopped)."""
     channel, stub = server.stub(server.credential("root", "admin"))
     async with channel:
         ended = (await stub.Start(pb.StartRequest(argv=["sh", "-c", "echo done"]))).job

@@ -5,6 +5,7 @@ the safety net without inotify, and nothing left open."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 from collections import defaultdict
@@ -242,3 +243,26 @@ async def test_a_cursor_looks_for_the_end_after_any_event_but_a_write(tmp_path: 
         assert cursor.begin() is True
     finally:
         cursor.close()
+
+
+async def test_a_job_that_cannot_be_opened_ends_with_the_reason_and_the_others_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of descriptors (EMFILE) while opening one job: that job ends with the reason,
+    the others are read; the call itself does not fail."""
+    first, second = jobs(tmp_path, 2)
+    append_piece(first, STDOUT, b"one\n")
+    append_piece(second, STDOUT, b"two\n")
+    opened = Cursor.open
+
+    def open_or_fail(watcher: OutputWatcher, job_dir: str, *rest: object) -> Cursor | None:
+        if job_dir == str(first):
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return opened(watcher, job_dir, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Cursor, "open", open_or_fail)
+    got = Collected()
+    reads = [OneRead(str(first)), OneRead(str(second))]
+    await asyncio.wait_for(drain(read_many(OutputWatcher(), reads), got), TIMEOUT)
+    assert got.ended == {0: "could not read the output: Too many open files", 1: ""}
+    assert bytes(got.data[1]) == b"two\n" and 0 not in got.data

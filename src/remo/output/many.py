@@ -73,7 +73,11 @@ async def read_many(
     try:
         ended: list[Item] = []
         for index, read in enumerate(reads):
-            cursor = Cursor.open(watcher, read.job_dir, read.offset, read.follow, read.window)
+            try:
+                cursor = Cursor.open(watcher, read.job_dir, read.offset, read.follow, read.window)
+            except OSError as err:  # out of descriptors or inotify watches, say
+                ended.append((index, None, _unreadable(err)))
+                continue
             if cursor is None:  # followed, and its directory is gone
                 ended.append((index, None, ""))
                 continue
@@ -145,7 +149,7 @@ def _round(
                     break
         except OSError as err:
             cursors.pop(index).close()
-            batch.append((index, None, f"could not read the output: {err.strerror}"))
+            batch.append((index, None, _unreadable(err)))
             continue
         if not full and (last or cursor.reached_end):
             cursors.pop(index).close()
@@ -155,6 +159,10 @@ def _round(
             ready[index] = None
             break
     return batch
+
+
+def _unreadable(err: OSError) -> str:
+    return f"could not read the output: {err.strerror or err}"
 
 
 def _forget_removed(cursors: dict[int, Cursor]) -> None:

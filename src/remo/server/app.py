@@ -456,9 +456,9 @@ async def serve_forever(config: ServerConfig, announce: Callable[[RunningServer]
 def _settle_garbage_collector() -> None:
     """Leave what start-up loaded out of the collector's passes (gc.freeze), and let
     it run less often. The server makes few reference cycles, but each full pass walked
-    every object of grpc, protobuf and the modules: with 1,000 followed jobs, passes of
-    up to 27 ms stalled the loop several times a second, and the follow latency's p99
-    (bench/many_jobs_bench.py --many) went from 26 to 136 ms with the collector as it was."""
+    every object of grpc, protobuf and the modules: with 1,000 followed jobs
+    (bench/many_jobs_bench.py --many), passes of up to 27 ms (timed once with
+    gc.callbacks) stalled the loop several times a second."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 

@@ -48,20 +48,39 @@ def channel_for(credential: Path) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(cred.addresses[0], creds)
 
 
-async def list_services(channel: grpc.aio.Channel, method: str | None = None) -> list[str]:
-    """Reflection's list_services, through v1alpha's stub or the v1 method name."""
-    request = reflection_pb2.ServerReflectionRequest(list_services="")
+def reflection_call(
+    channel: grpc.aio.Channel, method: str | None, requests: list[object]
+) -> grpc.aio.StreamStreamCall:
+    """A reflection call through v1alpha's stub or the v1 method name."""
     if method is None:
-        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        call = stub.ServerReflectionInfo(iter([request]))
-    else:  # v1 is v1alpha under another package name: the same bytes on the wire
-        call = channel.stream_stream(
-            method,
-            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
-            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
-        )(iter([request]))
-    responses = [r async for r in call]
+        return reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter(requests)
+        )
+    # v1 is v1alpha under another package name: the same bytes on the wire
+    return channel.stream_stream(
+        method,
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )(iter(requests))
+
+
+async def list_services(channel: grpc.aio.Channel, method: str | None = None) -> list[str]:
+    """Reflection's list_services."""
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    responses = [r async for r in reflection_call(channel, method, [request])]
     return [s.name for s in responses[0].list_services_response.service]
+
+
+async def refused_reflection(channel: grpc.aio.Channel, method: str | None) -> grpc.aio.AioRpcError:
+    """The status a reflection call ends with, its request never sent.
+
+    The door refuses before reading a message. A client that is still sending when the
+    refusal arrives can see its own write fail (grpc.aio reports INTERNAL "Failed
+    execute_batch") instead of the server's status: the refusal is what is checked here.
+    """
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await reflection_call(channel, method, []).read()
+    return refused.value
 
 
 async def test_health_and_reflection_answer_a_registered_certificate(server: Server) -> None:
@@ -92,9 +111,7 @@ async def test_health_and_reflection_refuse_a_revoked_or_unrecorded_certificate(
             await health.Watch(health_pb2.HealthCheckRequest()).read()
         refused = [checked.value, watched.value]
         for method in (None, V1_REFLECTION):
-            with pytest.raises(grpc.aio.AioRpcError) as reflected:
-                await list_services(channel, method)
-            refused.append(reflected.value)
+            refused.append(await refused_reflection(channel, method))
     for err in refused:
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED, err
         assert ("revoked" if kind == "revoked" else "never recorded") in (err.details() or "")

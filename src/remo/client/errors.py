@@ -162,6 +162,11 @@ class ServerFull(RemoteError):
     """The server takes no new jobs until space is freed (``SERVER_DISK_FULL``)."""
 
 
+class TooManyOutputs(RemoteError):
+    """The caller reads as many job outputs at once as the server allows it
+    (``TOO_MANY_OUTPUTS``): end some follows, or follow many jobs in one ``output_many``."""
+
+
 class WaitTimeout(ClientError, TimeoutError):
     """``wait(..., timeout=)`` ran out before the job ended (the job goes on)."""
 
@@ -179,6 +184,7 @@ BY_REASON: dict[str, type[ClientError]] = {
     "NAME_TAKEN": NameTaken,
     "LIMIT_OUT_OF_RANGE": LimitOutOfRange,
     "SERVER_DISK_FULL": ServerFull,
+    "TOO_MANY_OUTPUTS": TooManyOutputs,
 }
 
 

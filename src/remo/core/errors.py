@@ -110,6 +110,13 @@ class ResourceExhausted(RemoError):
             self.reason = reason
 
 
+class TooManyOutputs(ResourceExhausted):
+    """Raised when a read of job output would take the caller (or the server) past the
+    outputs it may hold open at once (``TOO_MANY_OUTPUTS``)."""
+
+    reason = "TOO_MANY_OUTPUTS"
+
+
 class JobStillRunning(RemoError):
     """Raised when an operation needs a finished job (``remove``) but the job is running."""
 

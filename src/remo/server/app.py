@@ -45,6 +45,7 @@ from remo.server import authn, looplag, streams, tls  # noqa: E402
 from remo.server.config import ServerConfig  # noqa: E402
 from remo.server.convert import NetworkPolicy  # noqa: E402
 from remo.server.guard import RequireRegisteredCertificate  # noqa: E402
+from remo.server.output_budget import OutputBudget, raise_fd_limit  # noqa: E402
 from remo.server.servicer import JobsServicer  # noqa: E402
 from remo.v1 import jobs_pb2, jobs_pb2_grpc  # noqa: E402
 from remo.worker import JobManager  # noqa: E402
@@ -181,6 +182,7 @@ async def running(config: ServerConfig, *, exiting: bool = False) -> AsyncIterat
     cancelled call's handler (:data:`SHUTDOWN_UNWIND`)."""
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(config.state_dir, 0o700)
+    outputs = OutputBudget.for_fd_limit(raise_fd_limit(), config.max_outputs_per_user)
     ca = CertificateAuthority.load_or_create(config.state_dir)
     server_cert = ca.ensure_server_certificate(config.certificate_names())
     registry = Registry.open(config.state_dir, ca.certificate)
@@ -230,6 +232,7 @@ async def running(config: ServerConfig, *, exiting: bool = False) -> AsyncIterat
                     authenticate,
                     scheduler,
                     NetworkPolicy(config.network, config.force_network_none),
+                    outputs,
                 ),
                 server,
             )

@@ -9,6 +9,8 @@ Example ``/etc/remo/server.toml``::
     retention = "30d"       # purge finished jobs older than this ("forever" keeps them)
     exec_timeout = "30s"    # a start fails when its command has not exec'd by then
     register_rate = "5/10m" # credentials one account may get from `remo register`
+    max_outputs_per_user = 2000  # job outputs one user may read at once (default: from
+                            # the descriptor limit)
     advertise = ["build01.example.com"]
     backend = "local"       # or "slurm": jobs become Slurm batch jobs (docs/SLURM.md)
 
@@ -110,6 +112,10 @@ class ServerConfig:
     #: (count, seconds): at most count credentials per account per window from the
     #: register socket, so that one account cannot fill the registry.
     register_rate: tuple[int, float] = DEFAULT_REGISTER_RATE
+    #: Jobs' outputs one user may read at once (each Output one, each OutputMany one per
+    #: job); None: half of what the descriptor limit allows, at most 10,000
+    #: (:mod:`remo.server.output_budget`).
+    max_outputs_per_user: int | None = None
     #: What runs jobs: ``local`` (this machine's supervisor) or ``slurm``.
     backend: str = "local"
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
@@ -237,6 +243,7 @@ def _from_settings(settings: Settings) -> ServerConfig:
         retention=settings.retention,
         exec_timeout=settings.exec_timeout,
         register_rate=settings.register_rate,
+        max_outputs_per_user=settings.max_outputs_per_user,
         backend=settings.backend,
         slurm=settings.slurm.to_settings(),
     )
@@ -331,6 +338,11 @@ def effective_toml(config: ServerConfig) -> str:
         f"retention = {json.dumps(retention)}",
         f"exec_timeout = {json.dumps(_duration(config.exec_timeout))}",
         f"register_rate = {json.dumps(register_rate_text(config.register_rate))}",
+        (
+            f"max_outputs_per_user = {config.max_outputs_per_user}"
+            if config.max_outputs_per_user is not None
+            else "# max_outputs_per_user: from the descriptor limit (half, at most 10000)"
+        ),
         f"backend = {json.dumps(config.backend)}",
         "",
         "[roles]",

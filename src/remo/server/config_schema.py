@@ -276,6 +276,7 @@ class Settings(_Table):
         DEFAULT_REGISTER_RATE
     )
     # (model_validate: a typed __pydantic_extra__ reads as a constructor argument to mypy)
+    max_outputs_per_user: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     roles: RolesTable = Field(default_factory=lambda: RolesTable.model_validate({}))
     limits: LimitsSection = Field(default_factory=LimitsSection)
     isolation: IsolationTable = Field(default_factory=IsolationTable)

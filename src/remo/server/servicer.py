@@ -50,6 +50,7 @@ from remo.server.convert import (
     spec_from_pb,
 )
 from remo.server.errors import abort, refusal, status_of, unauthenticated
+from remo.server.output_budget import OutputBudget, fd_limit
 from remo.v1 import jobs_pb2 as pb
 from remo.v1 import jobs_pb2_grpc as pb_grpc
 from remo.worker import list_key
@@ -148,11 +149,13 @@ class JobsServicer(pb_grpc.JobServiceServicer):
         authenticate: Authenticator,
         scheduler: Scheduler,
         network_policy: NetworkPolicy | None = None,
+        outputs: OutputBudget | None = None,
     ) -> None:
         self.jobs = jobs
         self.scheduler = scheduler
         self._authenticate = authenticate
         self._network = network_policy or NetworkPolicy()
+        self._outputs = outputs or OutputBudget.for_fd_limit(fd_limit())
 
     async def _admit(self, context: grpc.aio.ServicerContext, method: str) -> Caller | Refusal:
         """The caller, if its certificate passes and its role may call ``method``; else
@@ -331,8 +334,10 @@ class JobsServicer(pb_grpc.JobServiceServicer):
                 caller, request.id, lambda: check_offset(request.offset)
             )
             # (a missing job raises NOT_FOUND before the first message)
-            async for piece in self.jobs.pieces(job_id, request.offset, request.follow, window):
-                yield streams.piece_to_wire(piece)
+            with self._outputs.hold(caller.user, 1):
+                pieces = self.jobs.pieces(job_id, request.offset, request.follow, window)
+                async for piece in pieces:
+                    yield streams.piece_to_wire(piece)
         except RemoError as err:
             await abort(context, status_of(err, request.id))
 
@@ -355,10 +360,11 @@ class JobsServicer(pb_grpc.JobServiceServicer):
         except RemoError as err:
             await abort(context, status_of(err))
             return
-        batches = self.jobs.pieces_many(output_many.reads_of(request.jobs, job_ids))
         try:
-            async for message in output_many.messages(batches):
-                yield message
+            with self._outputs.hold(caller.user, len(job_ids)):
+                batches = self.jobs.pieces_many(output_many.reads_of(request.jobs, job_ids))
+                async for message in output_many.messages(batches):
+                    yield message
         except RemoError as err:
             await abort(context, status_of(err))
 

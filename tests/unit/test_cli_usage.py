@@ -22,7 +22,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from remo.cli.main import cli
+from remo.client.calls import Resume
 from remo.client.errors import ConnectionFailed
+from remo.client.follow import Follow
 from remo.client.types import JobPage, OutputChunk, Schedule, ScheduleRun, StartResult
 from remo.core.spec import Limits
 from remo.core.status import JobState, JobStatus
@@ -373,6 +375,11 @@ class FakeClient:
             raise KeyboardInterrupt
         if self.lose_connection:
             raise ConnectionFailed("lost the connection to 127.0.0.1:9")
+
+    def follow(self, job_id: str, *, offset: int = 0, **window: Any) -> Follow:
+        """output(follow=True), then the final status (as from a server that sent none)."""
+        chunks = self.output(job_id, offset=offset, follow=True)
+        return Follow(chunks, Resume(offset), lambda: self.final)
 
     def wait(self, job_id: str, *, timeout: float | None = None) -> JobStatus:
         return self.final

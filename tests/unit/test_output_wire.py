@@ -65,3 +65,11 @@ def test_unknown_fields_are_skipped_and_a_large_piece_is_kept_whole() -> None:
 def test_malformed_messages_are_refused(raw: bytes) -> None:
     with pytest.raises(ValueError, match="OutputResponse"):
         output_wire.decode(raw)
+
+
+def test_the_final_status_of_a_follow_is_read_whole() -> None:
+    job = pb.Job(id="7", state=pb.JOB_STATE_FAILED, exit_code=3)
+    msg = output_wire.decode(pb.OutputResponse(job=job).SerializeToString())
+    assert (msg.data, msg.job is not None) == (b"", True)
+    assert pb.Job.FromString(msg.job or b"") == job
+    assert output_wire.decode(output_wire.encode(1, b"x", 1, None)).job is None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-_OFFSET, _DATA, _STREAM, _TIME = 1, 2, 3, 4  # OutputResponse's fields
+_OFFSET, _DATA, _STREAM, _TIME, _JOB = 1, 2, 3, 4, 5  # OutputResponse's fields
 _SECONDS, _NANOS = 1, 2  # google.protobuf.Timestamp's
 _VARINT, _LENGTH = 0, 2  # wire types
 _MASK = (1 << 64) - 1
@@ -24,12 +24,14 @@ _MASK = (1 << 64) - 1
 @dataclass(frozen=True, slots=True)
 class OutputMessage:
     """One decoded OutputResponse: ``stream`` is the proto's enum value (1 stdout, 2
-    stderr); ``time_ns`` None when the message has no time."""
+    stderr); ``time_ns`` None when the message has no time; ``job`` the encoded
+    ``remo.v1.Job`` of the final message of a follow that asked for it, else None."""
 
     offset: int
     data: bytes
     stream: int
     time_ns: int | None
+    job: bytes | None = None
 
 
 def _varint(value: int) -> bytes:
@@ -117,6 +119,7 @@ def decode(raw: bytes) -> OutputMessage:
     offset = stream = 0
     data = b""
     time_ns: int | None = None
+    job: bytes | None = None
     for field, wire_type, first, second in _fields(raw, 0, len(raw)):
         if field == _OFFSET and wire_type == _VARINT:
             offset = _signed(first)
@@ -134,4 +137,6 @@ def decode(raw: bytes) -> OutputMessage:
                     nanos = _signed(value) & 0xFFFFFFFF
                     nanos = nanos - (1 << 32) if nanos >= 1 << 31 else nanos
             time_ns = seconds * 1_000_000_000 + nanos
-    return OutputMessage(offset, data, stream, time_ns)
+        elif field == _JOB and wire_type == _LENGTH:
+            job = raw[first:second]
+    return OutputMessage(offset, data, stream, time_ns, job)

@@ -292,12 +292,15 @@ def _attach(client: Client, job: JobStatus, send_stdin: bool = False) -> int:
         writer.start()
     try:
         with _signals_detach():
-            for chunk in client.output(job.id, follow=True):
+            # (the server ends the follow with the job's final status: no call after it)
+            followed = client.follow(job.id)
+            for chunk in followed:
                 sink = err_out if chunk.stream == "stderr" else out
                 sink.write(chunk.data)
                 sink.flush()
                 position = chunk.end
-            final = _ended(client, job.id)
+            final = followed.status
+            assert final is not None
     except ConnectionFailed as err:
         again = hint_command(f"logs -f --from {position}", job.id)
         raise ConnectionFailed(
@@ -330,15 +333,6 @@ def _attach(client: Client, job: JobStatus, send_stdin: bool = False) -> int:
     if code is None:
         raise JobLost(f"job {final.id} was lost: {final.reason or 'no exit status recorded'}")
     return code
-
-
-def _ended(client: Client, job_id: str) -> JobStatus:
-    """The status of a job whose followed output has ended. The server ends that stream
-    only once the job's end is recorded (its ``exit`` file comes after its final row),
-    so one GetJob says it: a plain unary call, where a Wait (a future, so that a Ctrl-C
-    in the agent can cancel it) costs grpc a thread of its own. A Wait if it does not."""
-    status = client.status(job_id)
-    return status if status.ended else client.wait(job_id)
 
 
 def _enlarge_pipe(fd: int) -> None:

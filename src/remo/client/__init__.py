@@ -49,6 +49,7 @@ from remo.client.errors import (
 
 if TYPE_CHECKING:
     from remo.client.aio import AsyncClient
+    from remo.client.follow import AsyncFollow, Follow
     from remo.client.sync import Client
     from remo.client.types import (
         JobOutput,
@@ -67,6 +68,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "Client": "remo.client.sync",
     "AsyncClient": "remo.client.aio",
+    "Follow": "remo.client.follow",
+    "AsyncFollow": "remo.client.follow",
     **dict.fromkeys(
         (
             "JobOutput",
@@ -87,12 +90,14 @@ _LAZY = {
 
 __all__ = [
     "AsyncClient",
+    "AsyncFollow",
     "AuthError",
     "Client",
     "ClientError",
     "ConnectionFailed",
     "CredentialProblem",
     "CredentialRevoked",
+    "Follow",
     "InvalidRequest",
     "JobNotRunning",
     "JobOutput",

@@ -45,6 +45,7 @@ from remo.api.jobs import job_from_pb
 from remo.client import calls, many
 from remo.client.base import ClientBase
 from remo.client.errors import ClientError, ConnectionFailed, WaitTimeout
+from remo.client.follow import AsyncFollow
 from remo.client.types import (
     JobOutput,
     JobPage,
@@ -189,17 +190,17 @@ class AsyncClient(ClientBase):
     ) -> RunResult:
         job = (await self.start(argv, stdin=stdin is not None, **options)).job
         assert job is not None  # (no schedule options: a job)
-        deadline = None if timeout is None else time.monotonic() + timeout
         collected: list[bytes] = []
         sink = on_output or collected.append
         writer = None
         if stdin is not None:
             writer = asyncio.create_task(self._feed(job.id, stdin))
         try:
-            async for chunk in self.output(job.id, follow=True, timeout=timeout):
+            followed = self.follow(job.id, timeout=timeout)
+            async for chunk in followed:
                 sink(chunk.data)
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            final = await self.wait(job.id, timeout=left)
+            final = followed.status
+            assert final is not None
         except WaitTimeout:
             await self.stop(job.id, grace=2.0)
             raise
@@ -350,7 +351,7 @@ class AsyncClient(ClientBase):
             self._replied = True
             return job_from_pb(reply.job)
 
-    async def output(
+    def output(
         self,
         job_id: str,
         *,
@@ -367,13 +368,50 @@ class AsyncClient(ClientBase):
         calls.check_offset(offset)
         window = calls.OutputWindow(stdout, stderr, tail_lines, since, end_offset, timestamps)
         window.check()
-        resume = calls.Resume(offset)
+        return self._output(job_id, window, calls.Resume(offset), follow, timeout)
+
+    def follow(
+        self,
+        job_id: str,
+        *,
+        offset: int = 0,
+        timeout: float | None = None,
+        stdout: bool = True,
+        stderr: bool = True,
+        timestamps: bool = False,
+    ) -> AsyncFollow:
+        calls.check_offset(offset)
+        window = calls.OutputWindow(stdout, stderr, None, None, None, timestamps)
+        resume = calls.Resume(offset, final_status=True)
+        chunks = self._output(job_id, window, resume, True, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return AsyncFollow(chunks, resume, lambda: self._ended(job_id, deadline))
+
+    async def _ended(self, job_id: str, deadline: float | None) -> JobStatus:
+        """The status of a job whose followed output has ended, from a server that did
+        not send it: one GetJob says it (the follow ends once the end is recorded)."""
+        status = await self.status(job_id)
+        if status.ended:
+            return status
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return await self.wait(job_id, timeout=left)
+
+    async def _output(
+        self,
+        job_id: str,
+        window: calls.OutputWindow,
+        resume: calls.Resume,
+        follow: bool,
+        timeout: float | None,
+    ) -> AsyncIterator[OutputChunk]:
         outage = calls.Outage(self.reconnect_timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            request = window.request(job_id, resume.position, follow, not resume.started)
+            request = window.request(
+                job_id, resume.position, follow, not resume.started, resume.final_status
+            )
             lane = self._lanes.take()
             call = lane.output(request, timeout=left)
             try:

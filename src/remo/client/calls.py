@@ -19,13 +19,13 @@ from typing import Any, BinaryIO
 
 from remo import __version__
 from remo.api import output_wire
-from remo.api.jobs import STATE_TO_PB, duration, timestamp
+from remo.api.jobs import STATE_TO_PB, duration, job_from_pb, timestamp
 from remo.api.limits import limits_to_pb
 from remo.api.output_wire import OutputMessage
 from remo.client.errors import UsageError
 from remo.client.types import OutputChunk
 from remo.core.spec import Limits
-from remo.core.status import JobState
+from remo.core.status import JobState, JobStatus
 from remo.v1 import jobs_pb2 as pb
 
 SERVICE = "remo.v1.JobService"
@@ -382,11 +382,17 @@ class OutputWindow:
         if self.end_offset is not None:
             check_offset(self.end_offset)
 
-    def request(self, job_id: str, offset: int, follow: bool, first: bool) -> pb.OutputRequest:
+    def request(
+        self, job_id: str, offset: int, follow: bool, first: bool, final_status: bool = False
+    ) -> pb.OutputRequest:
         """The Output request from ``offset``; the tail and the start time apply to the
         ``first`` call only (a resumed one continues at the byte it stopped at)."""
         request = pb.OutputRequest(
-            id=job_id, offset=offset, follow=follow, timestamps=self.timestamps
+            id=job_id,
+            offset=offset,
+            follow=follow,
+            timestamps=self.timestamps,
+            final_status=final_status,
         )
         if not (self.stdout and self.stderr):
             request.streams.append(OUTPUT_STREAMS["stdout" if self.stdout else "stderr"])
@@ -508,9 +514,19 @@ class Resume:
     #: True once a message came: a resumed call continues from :attr:`position`.
     started: bool = False
 
+    #: Ask the server for the job's final status at the end of a follow.
+    final_status: bool = False
+
+    #: That status, once its message came.
+    final: JobStatus | None = None
+
     def take(self, msg: OutputMessage) -> OutputChunk | None:
-        """The new bytes of ``msg`` (None when it only repeats what was yielded)."""
+        """The new bytes of ``msg`` (None when it only repeats what was yielded, or
+        carries the final status instead: then :attr:`final` is set)."""
         self.started = True
+        if msg.job is not None:
+            self.final = job_from_pb(pb.Job.FromString(msg.job))
+            return None
         data = msg.data
         start = msg.offset
         if start < self.position:

@@ -46,6 +46,7 @@ from remo.api.jobs import job_from_pb
 from remo.client import calls, many
 from remo.client.base import ClientBase
 from remo.client.errors import ClientError, ConnectionFailed, WaitTimeout
+from remo.client.follow import Follow
 from remo.client.types import (
     JobOutput,
     JobPage,
@@ -222,7 +223,6 @@ class Client(ClientBase):
         by then; the job is stopped first."""
         job = self.start(argv, stdin=stdin is not None, **options).job
         assert job is not None  # (no schedule options: a job)
-        deadline = None if timeout is None else time.monotonic() + timeout
         collected: list[bytes] = []
         sink = on_output or collected.append
         writer = None
@@ -232,10 +232,11 @@ class Client(ClientBase):
             )
             writer.start()
         try:
-            for chunk in self.output(job.id, follow=True, timeout=timeout):
+            followed = self.follow(job.id, timeout=timeout)
+            for chunk in followed:
                 sink(chunk.data)
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            final = self.wait(job.id, timeout=left)
+            final = followed.status
+            assert final is not None
         except WaitTimeout:
             self.stop(job.id, grace=2.0)
             raise
@@ -414,13 +415,59 @@ class Client(ClientBase):
         calls.check_offset(offset)
         window = calls.OutputWindow(stdout, stderr, tail_lines, since, end_offset, timestamps)
         window.check()
-        resume = calls.Resume(offset)
+        return self._output(job_id, window, calls.Resume(offset), follow, timeout)
+
+    def follow(
+        self,
+        job_id: str,
+        *,
+        offset: int = 0,
+        timeout: float | None = None,
+        stdout: bool = True,
+        stderr: bool = True,
+        timestamps: bool = False,
+    ) -> Follow:
+        """The job's output followed to its end, as ``output(follow=True)`` gives it;
+        once the iteration is over, the result's ``status`` is the job's final status,
+        sent by the server at the end of the same stream (no call after the last byte)::
+
+            followed = remo.follow(job_id)
+            for chunk in followed:
+                sys.stdout.buffer.write(chunk.data)
+            print(followed.status.exit_code)
+        """
+        calls.check_offset(offset)
+        window = calls.OutputWindow(stdout, stderr, None, None, None, timestamps)
+        resume = calls.Resume(offset, final_status=True)
+        chunks = self._output(job_id, window, resume, True, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return Follow(chunks, resume, lambda: self._ended(job_id, deadline))
+
+    def _ended(self, job_id: str, deadline: float | None) -> JobStatus:
+        """The status of a job whose followed output has ended, from a server that did
+        not send it: one GetJob says it (the follow ends once the end is recorded)."""
+        status = self.status(job_id)
+        if status.ended:
+            return status
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self.wait(job_id, timeout=left)
+
+    def _output(
+        self,
+        job_id: str,
+        window: calls.OutputWindow,
+        resume: calls.Resume,
+        follow: bool,
+        timeout: float | None,
+    ) -> Iterator[OutputChunk]:
         outage = calls.Outage(self.reconnect_timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            request = window.request(job_id, resume.position, follow, not resume.started)
+            request = window.request(
+                job_id, resume.position, follow, not resume.started, resume.final_status
+            )
             lane = self._lanes.take()
             call = lane.output(request, timeout=left)
             calls.note_call(call)

@@ -338,6 +338,12 @@ class JobsServicer(pb_grpc.JobServiceServicer):
                 pieces = self.jobs.pieces(job_id, request.offset, request.follow, window)
                 async for piece in pieces:
                     yield streams.piece_to_wire(piece)
+            if request.follow and request.final_status:
+                # A follow ends once the job's end is recorded (or at end_offset, with the
+                # job perhaps still running: then there is no final status to send).
+                status = await self.jobs.reading(self.jobs.status_blocking, job_id)
+                if status.ended:
+                    yield pb.OutputResponse(job=self._job(caller, status)).SerializeToString()
         except RemoError as err:
             await abort(context, status_of(err, request.id))
 

@@ -232,7 +232,7 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class OutputRequest(_message.Message):
-    __slots__ = ("id", "offset", "follow", "streams", "tail_lines", "since", "end_offset", "timestamps")
+    __slots__ = ("id", "offset", "follow", "streams", "tail_lines", "since", "end_offset", "timestamps", "final_status")
     ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
@@ -241,6 +241,7 @@ class OutputRequest(_message.Message):
     SINCE_FIELD_NUMBER: _ClassVar[int]
     END_OFFSET_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_STATUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     offset: int
     follow: bool
@@ -249,19 +250,22 @@ class OutputRequest(_message.Message):
     since: _timestamp_pb2.Timestamp
     end_offset: int
     timestamps: bool
-    def __init__(self, id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ..., streams: _Optional[_Iterable[_Union[OutputStream, str]]] = ..., tail_lines: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_offset: _Optional[int] = ..., timestamps: _Optional[bool] = ...) -> None: ...
+    final_status: bool
+    def __init__(self, id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ..., streams: _Optional[_Iterable[_Union[OutputStream, str]]] = ..., tail_lines: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_offset: _Optional[int] = ..., timestamps: _Optional[bool] = ..., final_status: _Optional[bool] = ...) -> None: ...
 
 class OutputResponse(_message.Message):
-    __slots__ = ("offset", "data", "stream", "time")
+    __slots__ = ("offset", "data", "stream", "time", "job")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
     offset: int
     data: bytes
     stream: OutputStream
     time: _timestamp_pb2.Timestamp
-    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., stream: _Optional[_Union[OutputStream, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    job: Job
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., stream: _Optional[_Union[OutputStream, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class OutputManyRequest(_message.Message):
     __slots__ = ("jobs",)

@@ -8,7 +8,7 @@ import asyncio
 import errno
 import os
 import shutil
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
@@ -205,6 +205,54 @@ async def test_writes_no_event_announces_are_found_by_the_sweep(
     finish(job)
     await asyncio.wait_for(reader, TIMEOUT)
     assert got.ended == {0: ""}
+
+
+async def test_the_sweep_reads_every_job_a_slice_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With inotify, each round of the sweep looks at a slice of the jobs, not all of
+    them at once, and every job is still looked at within the period."""
+    monkeypatch.setattr(many, "BACKSTOP_SECONDS", 0.5)
+    monkeypatch.setattr(many, "SWEEP_SLICES", 5)
+    looked: list[list[int]] = []
+    real = many._round
+
+    def spy(
+        cursors: dict[int, Cursor], ready: dict[int, None], unchecked: set[int], *a: int
+    ) -> list[Item]:
+        looked.append(sorted(unchecked))
+        return real(cursors, ready, unchecked, *a)
+
+    monkeypatch.setattr(many, "_round", spy)
+    made = jobs(tmp_path, 10)
+    watcher = OutputWatcher(use_inotify=True)
+    got = Collected()
+    reads = [OneRead(str(job), follow=True) for job in made]
+    reader = asyncio.create_task(drain(read_many(watcher, reads), got))
+    await asyncio.sleep(0)
+    for job in made:
+        append_piece(job, STDOUT, b"late\n")
+    watcher.close()  # no event from now on: only the sweep finds the lines
+    while len([d for d in got.data.values() if bytes(d) == b"late\n"]) < 10:
+        await asyncio.wait_for(got.arrived.wait(), TIMEOUT)
+        got.arrived.clear()
+    for job in made:
+        finish(job)
+    await asyncio.wait_for(reader, TIMEOUT)
+    assert max(len(slice_) for slice_ in looked) <= 2  # 10 jobs in 5 slices
+    assert set().union(*looked) == set(range(10))
+
+
+def test_slices_take_each_open_read_in_turn() -> None:
+    cursors = dict.fromkeys(range(10))
+    rotation = deque(cursors)
+    taken = [many.next_slice(rotation, cursors, 5) for _ in range(5)]  # type: ignore[arg-type]
+    assert sorted(i for slice_ in taken for i in slice_) == list(range(10))
+    assert all(len(slice_) == 2 for slice_ in taken)
+    for ended in (0, 1, 2, 3, 4, 5):
+        del cursors[ended]
+    later = [many.next_slice(rotation, cursors, 5) for _ in range(4)]  # type: ignore[arg-type]
+    assert later == [[6], [7], [8], [9]]  # one each now, the ended ones dropped
 
 
 async def test_closing_early_releases_files_and_watches(tmp_path: Path) -> None:

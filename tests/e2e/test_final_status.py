@@ -54,6 +54,9 @@ async def test_a_follow_that_stops_at_end_offset_has_no_final_status(server: Ser
         finally:
             await stub.Kill(pb.KillRequest(id=job.id, signal=9))
     assert [(m.data, m.HasField("job")) for m in got] == [(b"123", False)]
+    # nor once the job has ended: the bytes after end_offset were not sent
+    ended = await messages(server, request)
+    assert [(m.data, m.HasField("job")) for m in ended] == [(b"123", False)]
 
 
 async def test_the_sdk_follows_to_the_end_without_another_call(

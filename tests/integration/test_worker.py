@@ -6,6 +6,7 @@ import asyncio
 import errno
 import hashlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -414,3 +415,17 @@ async def test_retention_purges_old_finished_jobs_only(manager: JobManager) -> N
     assert not (manager.paths.jobs_dir / done).exists()
     assert (await manager.status(running)).state is JobState.RUNNING
     await manager.stop(running, grace=0)
+
+
+async def test_a_job_starts_with_the_descriptor_limit_the_server_had(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server raises its own soft RLIMIT_NOFILE (remo.server.output_budget) and hands
+    the old one down: jobs start with it, not with the raised one."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(soft, 777)
+    monkeypatch.setenv("REMO_JOB_NOFILE", str(wanted))
+    async with JobManager.open(state_dir) as jobs:
+        job = await jobs.start(JobSpec(["sh", "-c", "ulimit -n"]))
+        await jobs.wait(job)
+        assert await collect(jobs, job) == f"{wanted}\n".encode()

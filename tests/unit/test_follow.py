@@ -4,6 +4,7 @@ more call when the server sent none (a server from before final_status)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 
 from remo.api.jobs import job_from_pb
 from remo.api.output_wire import OutputMessage
@@ -61,3 +62,41 @@ async def test_the_async_follow_alike() -> None:
         assert [c.data async for c in followed] == [b"a", b"b"]
         assert followed.status == fallback
         assert (followed.status is fallback) is not final
+
+
+def test_a_follow_closed_early_closes_its_stream() -> None:
+    closed: list[str] = []
+
+    def stream() -> Iterator[OutputChunk]:
+        try:
+            yield OutputChunk(0, b"a")
+            yield OutputChunk(1, b"b")
+        finally:
+            closed.append("call cancelled")
+
+    resume = Resume(0, final_status=True)
+    followed = Follow(stream(), resume, lambda: job_from_pb(ENDED))
+    for _ in followed:
+        break
+    followed.close()
+    assert closed == ["call cancelled"] and followed.status is None
+
+
+async def test_an_async_follow_closed_early_closes_its_stream() -> None:
+    closed: list[str] = []
+
+    async def stream() -> AsyncIterator[OutputChunk]:
+        try:
+            yield OutputChunk(0, b"a")
+            yield OutputChunk(1, b"b")
+        finally:
+            closed.append("call cancelled")
+
+    async def ended() -> JobStatus:
+        return job_from_pb(ENDED)
+
+    followed = AsyncFollow(stream(), Resume(0, final_status=True), ended)
+    async with aclosing(followed):
+        async for _ in followed:
+            break
+    assert closed == ["call cancelled"] and followed.status is None

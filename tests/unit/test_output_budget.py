@@ -3,6 +3,7 @@ taken all or none and given back however the block ends."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -16,9 +17,9 @@ from remo.server.output_budget import LEAST, MOST_PER_USER, OutputBudget
     ("fd_limit", "total", "per_user"),
     [
         (1_048_576, (1_048_576 - 4608) // 3, MOST_PER_USER),  # the packaged unit's limit
-        (20_000, (20_000 - 4608) // 3, (20_000 - 4608) // 6),
-        (1024, (1024 - 256) // 3, (1024 - 256) // 6),  # a shell's: a quarter is reserved
-        (100, LEAST, LEAST // 2),
+        (20_000, (20_000 - 4608) // 3, (20_000 - 4608) // 3 // 4),
+        (1024, (1024 - 256) // 3, (1024 - 256) // 3 // 4),  # a shell's: a quarter reserved
+        (100, LEAST, LEAST // 4),
     ],
 )
 def test_the_budget_follows_the_descriptor_limit(fd_limit: int, total: int, per_user: int) -> None:
@@ -60,12 +61,16 @@ def test_places_come_back_when_the_stream_fails() -> None:
     assert budget.in_use == 0 and budget.held("alice") == 0
 
 
-def test_the_soft_descriptor_limit_is_raised_to_the_hard_one() -> None:
+def test_the_soft_descriptor_limit_is_raised_and_the_old_one_kept_for_jobs() -> None:
     code = (
-        "import resource; from remo.server.output_budget import raise_fd_limit\n"
+        "import os, resource; from remo.server.output_budget import raise_fd_limit\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
-        "print(raise_fd_limit() == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
+        "print(raise_fd_limit() == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+        "print(os.environ['REMO_JOB_NOFILE'] == str(min(256, hard)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
+    env = {k: v for k, v in os.environ.items() if k != "REMO_JOB_NOFILE"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split() == ["True", "True"]

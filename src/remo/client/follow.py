@@ -34,6 +34,12 @@ class Follow:
         yield from self._chunks
         self.status = self._resume.final or self._ended()
 
+    def close(self) -> None:
+        """End the follow early (its call with it); :attr:`status` stays None."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
 
 class AsyncFollow:
     """What :meth:`remo.client.AsyncClient.follow` returns: ``async for`` the chunks;
@@ -55,3 +61,10 @@ class AsyncFollow:
         async for chunk in self._chunks:
             yield chunk
         self.status = self._resume.final or await self._ended()
+
+    async def aclose(self) -> None:
+        """End the follow early (its call with it), e.g. through ``contextlib.aclosing``;
+        :attr:`status` stays None."""
+        close = getattr(self._chunks, "aclose", None)
+        if close is not None:
+            await close()

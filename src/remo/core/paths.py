@@ -50,6 +50,10 @@ class StatePaths:
 EXIT_FILE = "exit"
 STATUS_FILE = ".status"
 
+#: The soft RLIMIT_NOFILE jobs start with, when the server raised its own (from the
+#: server to the supervisor, the spawner and the job's init through the environment).
+JOB_NOFILE_ENV = "REMO_JOB_NOFILE"
+
 
 def default_state_dir() -> Path:
     if os.geteuid() == 0:

@@ -96,16 +96,18 @@ async def read_many(
             yield ended
         polling = not watcher.uses_inotify
         every = FALLBACK_WAIT if polling else BACKSTOP_SECONDS
-        slices = 1 if polling else max(1, min(SWEEP_SLICES, len(cursors)))
         rotation = deque(cursors)
         loop = asyncio.get_running_loop()
-        sweep = loop.time() + every / slices
+        sweep = loop.time() + every / _slices(polling, len(cursors))
         last_round = -ROUND_INTERVAL
         unchecked: set[int] = set()  # to be looked at in full (Cursor.begin) next time
         while cursors:
             if loop.time() >= sweep:
                 # Everyone is read at least once a period, woken or not: the safety net
                 # of a single follower (or the poll, without inotify).
+                slices = _slices(
+                    polling, len(cursors)
+                )  # (fewer as jobs end: still each once a period)
                 sweep = loop.time() + every / slices
                 due = next_slice(rotation, cursors, slices)
                 ready.update(dict.fromkeys(due))
@@ -173,6 +175,10 @@ def _round(
 
 def _unreadable(err: OSError) -> str:
     return f"could not read the output: {err.strerror or err}"
+
+
+def _slices(polling: bool, open_reads: int) -> int:
+    return 1 if polling else max(1, min(SWEEP_SLICES, open_reads))
 
 
 def next_slice(rotation: deque[int], cursors: dict[int, Cursor], slices: int) -> list[int]:

@@ -113,7 +113,7 @@ class ServerConfig:
     #: register socket, so that one account cannot fill the registry.
     register_rate: tuple[int, float] = DEFAULT_REGISTER_RATE
     #: Jobs' outputs one user may read at once (each Output one, each OutputMany one per
-    #: job); None: half of what the descriptor limit allows, at most 10,000
+    #: job); None: a quarter of the server's budget, at most 10,000
     #: (:mod:`remo.server.output_budget`).
     max_outputs_per_user: int | None = None
     #: What runs jobs: ``local`` (this machine's supervisor) or ``slurm``.
@@ -341,7 +341,7 @@ def effective_toml(config: ServerConfig) -> str:
         (
             f"max_outputs_per_user = {config.max_outputs_per_user}"
             if config.max_outputs_per_user is not None
-            else "# max_outputs_per_user: from the descriptor limit (half, at most 10000)"
+            else "# max_outputs_per_user: from the descriptor limit (a quarter, at most 10000)"
         ),
         f"backend = {json.dumps(config.backend)}",
         "",

@@ -10,18 +10,20 @@ stream ends; a call beyond the budget is refused as RESOURCE_EXHAUSTED
 
 The budget follows the descriptors the server may hold (RLIMIT_NOFILE, raised to its
 hard limit at start), less a reserve for connections and the rest of the server; one
-user may hold half of it, at most :data:`MOST_PER_USER` (``max_outputs_per_user``
-sets that share). Everything here runs on the event loop.
+user may hold a quarter of it, at most :data:`MOST_PER_USER` (``max_outputs_per_user``
+sets that share), so that it takes several accounts, not one or two, to fill it. Everything here runs on the event loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 from collections import Counter
 from collections.abc import Iterator
 
 from remo.core.errors import TooManyOutputs
+from remo.core.paths import JOB_NOFILE_ENV
 
 #: Descriptors one output being read may hold: records, stdout, stderr.
 FDS_PER_OUTPUT = 3
@@ -45,11 +47,17 @@ def fd_limit() -> int:
 
 def raise_fd_limit() -> int:
     """Raise the soft RLIMIT_NOFILE to the hard one (a server started from a shell keeps
-    the shell's, often 1,024); return the soft limit now in force."""
+    the shell's, often 1,024); return the soft limit now in force.
+
+    Jobs keep the limit they had: the old soft limit goes to the supervisor it launches
+    in :data:`JOB_NOFILE_ENV` (the environment is how it reaches the job's init, which
+    sets it before the job starts), since some programs close every descriptor up to
+    the limit, or break past 1,024 with ``select``."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            os.environ.setdefault(JOB_NOFILE_ENV, str(soft))
     return fd_limit()
 
 
@@ -68,7 +76,7 @@ class OutputBudget:
         ``max_outputs_per_user`` setting) replaces the default share."""
         room = fd_limit - min(RESERVED_FDS, fd_limit // 4)
         total = max(LEAST, room // FDS_PER_OUTPUT)
-        share = per_user if per_user is not None else min(total // 2, MOST_PER_USER)
+        share = per_user if per_user is not None else min(total // 4, MOST_PER_USER)
         return cls(total, max(1, share))
 
     def held(self, user: str) -> int:

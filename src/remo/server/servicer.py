@@ -19,6 +19,7 @@ process writes it, so reader threads may share its connection (SQLite serializes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -336,11 +337,12 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             # (a missing job raises NOT_FOUND before the first message)
             with self._outputs.hold(caller.user, 1):
                 pieces = self.jobs.pieces(job_id, request.offset, request.follow, window)
-                async for piece in pieces:
-                    yield streams.piece_to_wire(piece)
-            if request.follow and request.final_status:
-                # A follow ends once the job's end is recorded (or at end_offset, with the
-                # job perhaps still running: then there is no final status to send).
+                async with _closed_after(pieces):
+                    async for piece in pieces:
+                        yield streams.piece_to_wire(piece)
+            if request.follow and request.final_status and not request.HasField("end_offset"):
+                # A follow ends once the job's end is recorded, every byte sent (one that
+                # stops at end_offset may not have sent them all: it gets no status).
                 status = await self.jobs.reading(self.jobs.status_blocking, job_id)
                 if status.ended:
                     yield pb.OutputResponse(job=self._job(caller, status)).SerializeToString()
@@ -369,8 +371,9 @@ class JobsServicer(pb_grpc.JobServiceServicer):
         try:
             with self._outputs.hold(caller.user, len(job_ids)):
                 batches = self.jobs.pieces_many(output_many.reads_of(request.jobs, job_ids))
-                async for message in output_many.messages(batches):
-                    yield message
+                async with _closed_after(batches):
+                    async for message in output_many.messages(batches):
+                        yield message
         except RemoError as err:
             await abort(context, status_of(err))
 
@@ -482,3 +485,16 @@ def _state(value: int) -> JobState:
     if state is None:
         raise InvalidArgument(f"unknown job state {value} in states", field="states")
     return state
+
+
+@contextlib.asynccontextmanager
+async def _closed_after(stream: AsyncIterator[Any]) -> AsyncIterator[None]:
+    """Close ``stream`` (a backend's reader: files, a watch) when the block ends, however
+    it ends, rather than when the garbage collector gets to it: its place in the output
+    budget is given back at the same moment."""
+    try:
+        yield
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()

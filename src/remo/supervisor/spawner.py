@@ -47,6 +47,7 @@ import contextlib
 import gc
 import json
 import os
+import resource
 import signal
 import socket
 import struct
@@ -54,6 +55,7 @@ import sys
 import time
 from typing import Any, NoReturn
 
+from remo.core.paths import JOB_NOFILE_ENV
 from remo.supervisor import init, namespaces
 
 _EXIT_SETUP_FAILED = 127
@@ -381,6 +383,7 @@ def _spawn_as_current_ids(request: dict[str, Any], prepared: _Prepared) -> int: 
     # Every descriptor of ours is closed by the exec, whoever opened it and however: the
     # job starts with exactly 0, 1 and 2 (dup2 clears close-on-exec on those three).
     _close_on_exec_above_stdio()
+    _job_descriptor_limit()
     try:
         pid = os.posix_spawnp(
             argv[0],
@@ -410,6 +413,19 @@ def _back_to_root() -> None:  # pragma: no cover - init
 
 _CLOSE_RANGE_CLOEXEC = 1 << 2
 _SYS_CLOSE_RANGE = 436  # the same number on every architecture (asm-generic)
+
+
+def _job_descriptor_limit() -> None:  # pragma: no cover - init
+    """The job starts with the soft RLIMIT_NOFILE the server was started with, not the
+    one it raised for itself (:data:`~remo.core.paths.JOB_NOFILE_ENV`); this init needs
+    a handful of descriptors after the spawn."""
+    wanted = os.environ.get(JOB_NOFILE_ENV, "")
+    if not wanted.isdigit():
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if int(wanted) < soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (int(wanted), hard))
 
 
 def _close_on_exec_above_stdio() -> None:  # pragma: no cover - init

@@ -4,4 +4,4 @@ The public library surface lives in :mod:`remo.worker` (jobs on this machine) an
 :mod:`remo.client` (jobs on a remote remo server).
 """
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"

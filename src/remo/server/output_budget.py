@@ -11,7 +11,8 @@ stream ends; a call beyond the budget is refused as RESOURCE_EXHAUSTED
 The budget follows the descriptors the server may hold (RLIMIT_NOFILE, raised to its
 hard limit at start), less a reserve for connections and the rest of the server; one
 user may hold a quarter of it, at most :data:`MOST_PER_USER` (``max_outputs_per_user``
-sets that share), so that it takes several accounts, not one or two, to fill it. Everything here runs on the event loop.
+sets that share), so that it takes several accounts, not one or two, to fill it.
+Everything here runs on the event loop.
 """
 
 from __future__ import annotations

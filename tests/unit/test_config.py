@@ -494,6 +494,34 @@ def test_bad_register_rates_say_what_is_wrong(tmp_path: Path, text: str, error: 
     assert error in line, line
 
 
+# -- max_outputs_per_user: job outputs one user may read at once --------------------------
+
+
+def test_max_outputs_per_user_is_read_shown_and_read_back(tmp_path: Path) -> None:
+    default = load(None, state_dir=str(tmp_path))
+    assert default.max_outputs_per_user is None
+    assert "# max_outputs_per_user: from the descriptor limit" in effective_toml(default)
+    config = load(str(write(tmp_path, "max_outputs_per_user = 50")), state_dir=str(tmp_path))
+    assert config.max_outputs_per_user == 50
+    toml = effective_toml(config)
+    assert "max_outputs_per_user = 50" in toml.splitlines()
+    assert load(str(write(tmp_path, toml, "again.toml"))) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("max_outputs_per_user = 0", "greater than or equal to 1"),
+        ("max_outputs_per_user = '50'", "max_outputs_per_user"),
+        ("max_outputs_per_user = 2000000", "less than or equal to 1000000"),
+    ],
+)
+def test_bad_output_shares_say_what_is_wrong(tmp_path: Path, text: str, error: str) -> None:
+    (line,) = errors_of(write(tmp_path, f"{text}\n"))
+    assert line.startswith(f"{tmp_path / 'server.toml'}:1: "), line
+    assert error in line, line
+
+
 @pytest.mark.usefixtures("nothing_starts")
 def test_check_config_shows_the_register_rate(tmp_path: Path) -> None:
     path = write(tmp_path, 'register_rate = "2/30m"\n')

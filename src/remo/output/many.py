@@ -104,10 +104,9 @@ async def read_many(
         while cursors:
             if loop.time() >= sweep:
                 # Everyone is read at least once a period, woken or not: the safety net
-                # of a single follower (or the poll, without inotify).
-                slices = _slices(
-                    polling, len(cursors)
-                )  # (fewer as jobs end: still each once a period)
+                # of a single follower (or the poll, without inotify). Fewer slices as
+                # jobs end: each job is still read once a period, not more often.
+                slices = _slices(polling, len(cursors))
                 sweep = loop.time() + every / slices
                 due = next_slice(rotation, cursors, slices)
                 ready.update(dict.fromkeys(due))
@@ -178,6 +177,7 @@ def _unreadable(err: OSError) -> str:
 
 
 def _slices(polling: bool, open_reads: int) -> int:
+    """How many slices a sweep of ``open_reads`` jobs takes (whole when polling)."""
     return 1 if polling else max(1, min(SWEEP_SLICES, open_reads))
 
 

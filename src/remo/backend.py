@@ -13,7 +13,7 @@ A structural type, not a base class: JobManager predates it and satisfies it as 
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -155,11 +155,12 @@ class JobBackend(Protocol):
         follow: bool = False,
         window: Window | None = None,
         chunk: int | None = None,
-    ) -> AsyncIterator[Piece]:
-        """The job's output as pieces of one stream each, from merged ``offset``."""
+    ) -> AsyncGenerator[Piece, None]:
+        """The job's output as pieces of one stream each, from merged ``offset`` (a
+        generator: closing it releases its files and watch)."""
         ...
 
-    def pieces_many(self, reads: Sequence[JobRead]) -> AsyncIterator[builtins.list[Item]]:
+    def pieces_many(self, reads: Sequence[JobRead]) -> AsyncGenerator[builtins.list[Item], None]:
         """Several jobs' output in batches (:func:`remo.output.many.read_many`); the jobs
         were checked to exist."""
         ...

@@ -29,7 +29,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -313,7 +313,7 @@ class JobManager(StoreReads):
         follow: bool = False,
         window: Window | None = None,
         chunk: int | None = None,
-    ) -> AsyncIterator[Piece]:
+    ) -> AsyncGenerator[Piece, None]:
         """The job's output as :class:`Piece` objects (bytes of one stream, their merged
         offset and arrival time), from merged offset ``offset``; ``window`` chooses the
         streams, a tail, a start time or an end (see :class:`Window`)."""
@@ -327,10 +327,11 @@ class JobManager(StoreReads):
         async for piece in read_output(self._watcher, job_dir, offset, follow, size, window):
             yield piece
 
-    def pieces_many(self, reads: Sequence[JobRead]) -> AsyncIterator[list[Item]]:
+    def pieces_many(self, reads: Sequence[JobRead]) -> AsyncGenerator[list[Item], None]:
         """Several jobs' output in batches, read in rounds (:mod:`remo.output.many`)."""
-        dirs = [str(self.paths.job_dir(*parse_job_id(read.job_id))) for read in reads]
-        return read_many(self._watcher, [r.at(d) for r, d in zip(reads, dirs, strict=True)])
+        return read_many(
+            self._watcher, [r.at(str(self.paths.job_dir(*parse_job_id(r.job_id)))) for r in reads]
+        )
 
     async def wait(self, job_id: str) -> JobStatus:
         """Wait until the job has ended and return its final status."""

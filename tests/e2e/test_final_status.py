@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import grpc
 import pytest
 
 from remo.client import AsyncClient, Client
@@ -41,6 +42,13 @@ async def test_the_last_message_of_a_follow_is_the_ended_jobs_status(server: Ser
     unfollowed = await messages(server, pb.OutputRequest(id=job.id, final_status=True))
     assert [m.data for m in plain] == [m.data for m in unfollowed] == [b"out\n"]
     assert not any(m.HasField("job") for m in plain + unfollowed)
+    # another operator learns nothing of it, final status included
+    other_channel, other = server.stub(server.credential("someone-else", "operator"))
+    async with other_channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            request = pb.OutputRequest(id=job.id, follow=True, final_status=True)
+            _ = [m async for m in other.Output(request)]
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_a_follow_that_stops_at_end_offset_has_no_final_status(server: Server) -> None:

@@ -12,6 +12,9 @@ from remo.core.status import JobState, JobStatus
 from remo.core.usage import LiveUsage, Sample
 from remo.v1 import jobs_pb2 as pb
 
+#: Jobs one OutputMany call may name (``OutputManyRequest.jobs``; the proto says so).
+MAX_OUTPUT_MANY_JOBS = 1000
+
 STATE_TO_PB: dict[JobState, pb.JobState] = {
     JobState.RUNNING: pb.JOB_STATE_RUNNING,
     JobState.SUCCEEDED: pb.JOB_STATE_SUCCEEDED,

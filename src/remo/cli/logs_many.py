@@ -26,20 +26,14 @@ COLORS = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
 def check_ids(job_ids: Sequence[str], offset: int | None) -> None:
     """Usage errors of a several-job ``logs``, before anything is sent."""
     from remo.client.errors import UsageError
-    from remo.client.many import MAX_JOBS
+    from remo.client.many import check_job_ids
 
     if offset is not None:
         raise UsageError(
             "--from OFFSET is a byte of one job's output: give one ID with it "
             "(--tail or --since choose where several jobs start)"
         )
-    if len(job_ids) > MAX_JOBS:
-        raise UsageError(f"at most {MAX_JOBS:,} jobs at once, not {len(job_ids):,}")
-    seen: set[str] = set()
-    for job_id in job_ids:
-        if job_id in seen:
-            raise UsageError(f"job {job_id} is named twice")
-        seen.add(job_id)
+    check_job_ids(job_ids)
 
 
 def color_wanted() -> bool:

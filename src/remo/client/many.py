@@ -6,26 +6,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from remo.api.jobs import MAX_OUTPUT_MANY_JOBS as MAX_JOBS
 from remo.api.output_wire import OutputMessage
 from remo.client.calls import OutputWindow, Resume
 from remo.client.errors import UsageError
 from remo.client.types import JobOutput
 from remo.v1 import jobs_pb2 as pb
 
-#: Jobs one OutputMany call may read (the server's limit).
-MAX_JOBS = 1000
+
+def check_job_ids(job_ids: Sequence[str]) -> None:
+    """UsageError unless ``job_ids`` is a list of 1 to :data:`MAX_JOBS` different ids."""
+    if isinstance(job_ids, str):
+        raise UsageError("output_many takes a list of job ids, not one string")
+    if not job_ids:
+        raise UsageError("name at least one job")
+    if len(job_ids) > MAX_JOBS:
+        raise UsageError(f"at most {MAX_JOBS:,} jobs at once, not {len(job_ids):,}")
+    seen: set[str] = set()
+    for job_id in job_ids:
+        if job_id in seen:
+            raise UsageError(f"job {job_id} is named twice")
+        seen.add(job_id)
 
 
 class ManyOutputs:
     """The jobs of one ``output_many`` and how far each has been read."""
 
     def __init__(self, job_ids: Sequence[str], window: OutputWindow, follow: bool) -> None:
-        if isinstance(job_ids, str):
-            raise UsageError("output_many takes a list of job ids, not one string")
-        if not 0 < len(job_ids) <= MAX_JOBS:
-            raise UsageError(f"name 1 to {MAX_JOBS} jobs, not {len(job_ids)}")
-        if len(set(job_ids)) != len(job_ids):
-            raise UsageError("a job is named twice")
+        check_job_ids(job_ids)
         window.check()
         self.job_ids = list(job_ids)
         self._window = window

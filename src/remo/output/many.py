@@ -35,10 +35,10 @@ BATCH_BYTES = 1 << 20
 #: second, rounds as fast as possible made ~2,500 messages a second of 4 lines each.
 ROUND_INTERVAL = 0.002
 #: The safety-net sweep (every job read in full once per backstop period, woken or not)
-#: goes a slice at a time: all 1,000 jobs of a call at once were one round of ~15 ms of
-#: reads (measured 25-97 ms on a busy two-core machine) every 5 s, which every line
-#: arriving meanwhile waited for. Without inotify the sweep is how output is seen, and
-#: it stays whole.
+#: goes a slice at a time: all 1,000 jobs of a call at once were one round of ~12 ms of
+#: reads (bench/many_round_bench.py; 25-97 ms on a busy two-core machine) every 5 s,
+#: which every line arriving meanwhile waited for. Without inotify the sweep is how
+#: output is seen, and it stays whole.
 SWEEP_SLICES = 50
 
 

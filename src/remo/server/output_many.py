@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+from remo.api.jobs import MAX_OUTPUT_MANY_JOBS as MAX_JOBS
 from remo.backend import Item, JobRead
 from remo.core.errors import InvalidArgument, RemoError
 from remo.server.convert import check_offset
 from remo.server.streams import window_from_pb
 from remo.v1 import jobs_pb2 as pb
-
-#: Jobs one call may read.
-MAX_JOBS = 1000
 
 
 class JobRefused(Exception):

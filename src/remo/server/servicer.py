@@ -337,7 +337,7 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             # (a missing job raises NOT_FOUND before the first message)
             with self._outputs.hold(caller.user, 1):
                 pieces = self.jobs.pieces(job_id, request.offset, request.follow, window)
-                async with _closed_after(pieces):
+                async with contextlib.aclosing(pieces):  # files closed, then the place
                     async for piece in pieces:
                         yield streams.piece_to_wire(piece)
             if request.follow and request.final_status and not request.HasField("end_offset"):
@@ -371,7 +371,7 @@ class JobsServicer(pb_grpc.JobServiceServicer):
         try:
             with self._outputs.hold(caller.user, len(job_ids)):
                 batches = self.jobs.pieces_many(output_many.reads_of(request.jobs, job_ids))
-                async with _closed_after(batches):
+                async with contextlib.aclosing(batches):
                     async for message in output_many.messages(batches):
                         yield message
         except RemoError as err:
@@ -485,16 +485,3 @@ def _state(value: int) -> JobState:
     if state is None:
         raise InvalidArgument(f"unknown job state {value} in states", field="states")
     return state
-
-
-@contextlib.asynccontextmanager
-async def _closed_after(stream: AsyncIterator[Any]) -> AsyncIterator[None]:
-    """Close ``stream`` (a backend's reader: files, a watch) when the block ends, however
-    it ends, rather than when the garbage collector gets to it: its place in the output
-    budget is given back at the same moment."""
-    try:
-        yield
-    finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()

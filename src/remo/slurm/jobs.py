@@ -24,7 +24,7 @@ import pwd
 import shutil
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 
 from remo.backend import JobRead
@@ -290,7 +290,7 @@ class SlurmJobs(StoreReads):
         follow: bool = False,
         window: Window | None = None,
         chunk: int | None = None,
-    ) -> AsyncIterator[Piece]:
+    ) -> AsyncGenerator[Piece, None]:
         """The job's output from the shared directory; a follow of a queued job waits
         for it to run (the directory exists from the submission)."""
         if offset < 0:
@@ -302,11 +302,12 @@ class SlurmJobs(StoreReads):
         async for piece in read_output(self._watcher, job_dir, offset, follow, size, window):
             yield piece
 
-    def pieces_many(self, reads: Sequence[JobRead]) -> AsyncIterator[list[Item]]:
+    def pieces_many(self, reads: Sequence[JobRead]) -> AsyncGenerator[list[Item], None]:
         """Several jobs' output in batches from the shared directory (see
         :mod:`remo.output.many`; polled where the share has no inotify)."""
-        dirs = [str(self.job_dir(*parse_job_id(read.job_id))) for read in reads]
-        return read_many(self._watcher, [r.at(d) for r, d in zip(reads, dirs, strict=True)])
+        return read_many(
+            self._watcher, [r.at(str(self.job_dir(*parse_job_id(r.job_id)))) for r in reads]
+        )
 
     async def wait(self, job_id: str) -> JobStatus:
         """Wait until a poll has recorded the job's end."""

@@ -104,19 +104,19 @@ def install(trace: str) -> None:
     _TRACE = trace
     from remo.cgroups import v1, v2
     from remo.store import jobs
-    from remo.supervisor import main, service, spawn
+    from remo.supervisor import main, spawn, starts
 
     _wrap(Path, "mkdir", "mkdir")
     _wrap(main.Server, "_dispatch", "dispatch")
     _wrap(jobs.JobStore, "insert_running", "store.insert_running")
+    _wrap(jobs.JobStore, "set_pid", "store.set_pid")
     _wrap(v1.V1Driver, "create", "cgroup.create")
     _wrap(v2.V2Driver, "create", "cgroup.create")
     _wrap(v1.V1Driver, "apply", "cgroup.create")
     _wrap(v2.V2Driver, "apply", "cgroup.create")
     _wrap(spawn.InitPool, "send", "send-request")
     _wrap(spawn.InitPool, "hand_over", "hand-over")
-    _wrap(service, "read_report", "wait-for-exec", enter=False)
-    _wrap(spawn, "_host_pid", "host_pid")
+    _wrap(starts, "read_report", "wait-for-exec", enter=False)
     spawn.InitPool.command = (sys.executable, __file__, "--as-spawner", trace)
 
 
@@ -215,13 +215,14 @@ def milestones() -> list[tuple[str, str]]:
         ("send-request<@0", "supervisor: take a waiting init, send it the request"),
         ("cgroup.create>@0", "supervisor: job dir, output and status files"),
         ("cgroup.create<@0", "supervisor: create the job's cgroups"),
-        ("hand-over>@0", "supervisor: open the cgroup.procs files"),
+        ("store.insert_running>@0", "supervisor: open the cgroup.procs files"),
+        ("store.insert_running<@0", "supervisor: insert the row (SQLite)"),
         ("hand-over<@0", "supervisor: send the descriptors"),
         ("init.fds<@2", "init: has the descriptors (request decoded meanwhile)"),
         ("posix_spawnp>@2", "init: join cgroups, isolate, account, chdir"),
         ("posix_spawnp<@2", "init: posix_spawn (vfork + exec)"),
         ("wait-for-exec<@0", "report: init to supervisor"),
-        ("store.insert_running<@0", "supervisor: job pid, insert the row (SQLite)"),
+        ("store.set_pid<@0", "supervisor: track the job, record its pid (SQLite)"),
         ("client.start<@0", "reply: supervisor to client"),
     ]
 

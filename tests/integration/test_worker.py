@@ -71,6 +71,17 @@ async def job_cgroup_dirs(manager: JobManager, job_id: str) -> list[str]:
     return [p for p in remo_cgroups() if p.endswith(f"/{name}")]
 
 
+async def job_cgroups_removed(manager: JobManager, job_id: str) -> None:
+    """Wait until the ended job's cgroups are gone: emptied before its end is recorded,
+    they are removed right after (off the path of whoever waits for that end)."""
+    name = (await manager.status(job_id)).cgroup
+    assert name.startswith(f"{instance_tag(manager.paths)}-"), name
+    await wait_until(
+        lambda: not [p for p in remo_cgroups() if p.endswith(f"/{name}")],
+        what=f"the cgroups of {job_id} to be removed",
+    )
+
+
 async def test_start_status_and_exit_code(manager: JobManager) -> None:
     job = await manager.start(JobSpec(["sh", "-c", "echo out; echo err >&2; exit 3"]))
     status = await manager.wait(job)
@@ -143,7 +154,7 @@ async def test_stop_kills_setsid_grandchild_ignoring_sigterm(manager: JobManager
     assert status.signal == signal.SIGKILL
     assert marked(marker.encode()) == set(), "the grandchild outlived the stop"
     assert not _is_alive(grandchild)
-    assert await job_cgroup_dirs(manager, job) == []
+    await job_cgroups_removed(manager, job)
     # stop is idempotent
     assert (await manager.stop(job)).state is JobState.STOPPED
 
@@ -218,7 +229,7 @@ async def test_pids_limit_contains_fork_bomb(manager: JobManager) -> None:
     assert status.state is JobState.SUCCEEDED
     # the host is unharmed: it can still fork, and no child of the bomb survived the job
     assert subprocess.run(["true"], check=False).returncode == 0
-    assert await job_cgroup_dirs(manager, job) == []
+    await job_cgroups_removed(manager, job)
 
 
 @needs_root
@@ -304,6 +315,28 @@ async def test_start_failures_are_typed_and_leave_nothing(
     assert not any((manager.paths.jobs_dir).rglob("records"))
 
 
+async def test_an_unattended_supervisor_exits_once_its_last_job_is_finished(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """Nobody connected when the last job ends: the supervisor leaves (it lingers 0 s
+    here) once that end is recorded and the job's cgroup removed, and not before."""
+    go = tmp_path / "go"
+    async with JobManager.open(state_dir) as manager:
+        job = await manager.start(
+            JobSpec(["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.01; done"])
+        )
+        supervisor = int(manager._info["pid"])
+        tag = instance_tag(manager.paths)
+    assert os.path.exists(f"/proc/{supervisor}")  # a job runs: it stays
+    go.touch()
+    await wait_until(
+        lambda: not os.path.exists(f"/proc/{supervisor}"), what="the idle supervisor to exit"
+    )
+    assert job_cgroups(tag) == set()
+    async with JobManager.open(state_dir) as manager:
+        assert (await manager.status(job)).state is JobState.SUCCEEDED
+
+
 @pytest.mark.parametrize(
     "spec",
     [
@@ -369,7 +402,7 @@ async def test_supervisor_kill_9_jobs_readopted_and_new_supervisor_starts(
     else:
         assert status.state is JobState.LOST and "supervisor" in status.reason
     assert await collect(manager, job) == b"done\n"
-    assert await job_cgroup_dirs(manager, job) == []
+    await job_cgroups_removed(manager, job)
     # and the new supervisor works
     again = await manager.start(JobSpec(["true"]))
     assert (await manager.wait(again)).state is JobState.SUCCEEDED

@@ -6,8 +6,8 @@ EBUSY, runs in a worker thread). A job's life here:
 1. start (:mod:`remo.supervisor.starts`): a waiting init runs the command; the
    ``running`` row is written and the job enters the :class:`JobTable`.
 2. end: the :class:`Reaper` collects the init's exit status (``SIGCHLD`` →
-   ``waitpid``); the :class:`Finisher` decides the outcome, empties and removes the
-   cgroup, records the end, then writes the ``exit`` marker
+   ``waitpid``); the :class:`Finisher` decides the outcome, empties the cgroup,
+   records the end, writes the ``exit`` marker, then removes the empty cgroup
    (:mod:`remo.supervisor.ending`).
 3. stop: SIGTERM to every process of the job, SIGKILL to the cgroup at the deadline
    (kept in the row, so a restarted supervisor re-arms it); the reply is sent once step
@@ -86,7 +86,9 @@ class Supervisor:
             namespaces.CLONE_NEWPID | namespaces.CLONE_NEWNS
         )
         self.can_isolate_network = namespaces.probe(namespaces.CLONE_NEWNET)
-        self.finisher = Finisher(paths, store, self._kill, self._kill_supported, self._ended)
+        self.finisher = Finisher(
+            paths, store, self._kill, self._kill_supported, self._ended, self._settled
+        )
         self.starter = Starter(
             paths,
             store,
@@ -141,8 +143,9 @@ class Supervisor:
 
     @property
     def busy(self) -> bool:
-        """Jobs run or are being started: the supervisor must not exit."""
-        return bool(len(self.running)) or self.starter.in_flight > 0
+        """Jobs run, are being started or their ends finished: the supervisor must not
+        exit."""
+        return bool(len(self.running)) or self.starter.in_flight > 0 or self.finisher.finishing
 
     # -- start and end ----------------------------------------------------------------
 
@@ -165,7 +168,10 @@ class Supervisor:
         self.running.remove(job)
         if not job.ended.done():
             job.ended.set_result(None)
-        if not self.running:
+
+    def _settled(self) -> None:
+        """No job end is being finished: the last one may have been all there was."""
+        if not self.busy:
             self.on_idle()
 
     def recover(self) -> None:

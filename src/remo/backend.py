@@ -78,6 +78,18 @@ class JobBackend(Protocol):
         """Start (or submit) a job; its id."""
         ...
 
+    async def start_status(
+        self,
+        spec: JobSpec,
+        *,
+        schedule_id: str | None = None,
+        request_id: str = "",
+        stdin: bool = False,
+    ) -> JobStatus:
+        """:meth:`start`, answered with the job's status as of the start (the Start RPC's
+        answer)."""
+        ...
+
     async def write_stdin(self, job_id: str, chunks: AsyncIterator[bytes]) -> tuple[int, bool]:
         """Feed the job's stdin once; bytes written and whether the job stopped reading."""
         ...

@@ -44,7 +44,7 @@ from remo.output import stdin as job_stdin
 from remo.output.many import Item, read_many
 from remo.output.reader import BACKSTOP_SECONDS, DEFAULT_CHUNK, Piece, Window, read_output
 from remo.output.watcher import OutputWatcher
-from remo.store.jobs import JobKey, list_key, parse_job_id
+from remo.store.jobs import JobKey, list_key, parse_job_id, row_to_status
 from remo.store.readers import Reader, StoreReads
 from remo.supervisor import accounts
 from remo.supervisor.client import SupervisorClient
@@ -203,6 +203,28 @@ class JobManager(StoreReads):
         With ``stdin`` the job reads a pipe that :meth:`write_stdin` feeds (closed if
         nobody does within a minute); without, /dev/null.
         """
+        reply = await self._start(spec, schedule_id, request_id, stdin)
+        return str(reply["id"])
+
+    async def start_status(
+        self,
+        spec: JobSpec,
+        *,
+        schedule_id: str | None = None,
+        request_id: str = "",
+        stdin: bool = False,
+    ) -> JobStatus:
+        """:meth:`start`, answered with the job's status as the start recorded it (the
+        supervisor's reply carries the row: no read of the job table after it)."""
+        reply = await self._start(spec, schedule_id, request_id, stdin)
+        row = reply.get("row")
+        if not isinstance(row, dict):  # (a supervisor from before the row was sent)
+            return await self.status(str(reply["id"]))
+        return row_to_status(row)
+
+    async def _start(
+        self, spec: JobSpec, schedule_id: str | None, request_id: str, stdin: bool
+    ) -> dict[str, Any]:
         spec.validate()
         spec.limits.check_cpus(os.cpu_count() or 1)
         spec = JobSpec(**{**spec.__dict__, "limits": self._effective_limits(spec.limits)})
@@ -229,10 +251,9 @@ class JobManager(StoreReads):
         finally:
             if pipe is not None:
                 pipe.close_read_end()  # the job has its own; ours would hide its EOF
-        job_id = str(reply["id"])
         if pipe is not None:
-            self._stdin.keep(job_id, pipe.write_fd)
-        return job_id
+            self._stdin.keep(str(reply["id"]), pipe.write_fd)
+        return dict(reply)
 
     async def write_stdin(self, job_id: str, chunks: AsyncIterator[bytes]) -> tuple[int, bool]:
         """Write ``chunks`` to the stdin of ``job_id`` (started with ``stdin=True``), then

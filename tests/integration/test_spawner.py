@@ -63,8 +63,15 @@ async def test_an_init_killed_while_waiting_is_skipped(manager: JobManager) -> N
     inits = await waiting_inits(manager, at_least=2)
     for pid in inits:
         spare = manager.paths.spare_dir / str(pid)
-        await wait_until((spare / "records").exists, 5, what=f"a job directory for init {pid}")
-        assert sorted(p.name for p in spare.iterdir()) == [".status", "records", "stderr", "stdout"]
+        # (the last of its files made)
+        await wait_until((spare / ".exit.tmp").exists, 5, what=f"a job directory for init {pid}")
+        assert sorted(p.name for p in spare.iterdir()) == [
+            ".exit.tmp",
+            ".status",
+            "records",
+            "stderr",
+            "stdout",
+        ]
         os.kill(pid, signal.SIGKILL)
     await gone(inits)
     await wait_until(lambda: not spares(manager) & inits, 5, what="their job directories to go")

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,6 +91,43 @@ async def test_start_status_and_exit_code(manager: JobManager) -> None:
     assert status.signal is None
     assert status.ended_at is not None and status.ended_at >= status.started_at
     assert await collect(manager, job) == b"out\nerr\n"
+
+
+async def test_a_start_answers_with_the_status_it_recorded(manager: JobManager) -> None:
+    """The supervisor's reply carries the new row: the API server's Start answers with it
+    instead of reading it back, and it is the row as the table has it."""
+    spec = JobSpec(["sleep", "60"], name="napper", labels={"team": "a"}, limits=Limits(pids=50))
+    started = await manager.start_status(spec, request_id="req-1")
+    try:
+        assert started == await manager.status(started.id)
+        assert started.state is JobState.RUNNING and started.pid
+        assert (started.name, started.labels, started.limits.pids) == ("napper", {"team": "a"}, 50)
+        # a repeat of the request gets the first start's job, with its row too
+        again = await manager.start_status(spec, request_id="req-1")
+        assert again == await manager.status(started.id)
+    finally:
+        await manager.stop(started.id, grace=0)
+
+
+async def test_a_start_reply_without_the_row_is_read_back(
+    manager: JobManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A supervisor from before the row was sent (it outlives an upgraded server)."""
+    real = manager._call
+
+    async def as_before(op: str, _idempotent: bool = False, **args: Any) -> Any:
+        reply = await real(op, _idempotent, **args)
+        if op == "start":
+            del reply["row"]
+        return reply
+
+    monkeypatch.setattr(manager, "_call", as_before)
+    started = await manager.start_status(JobSpec(["sleep", "60"]))
+    try:
+        assert started == await manager.status(started.id)
+        assert started.state is JobState.RUNNING
+    finally:
+        await manager.stop(started.id, grace=0)
 
 
 async def test_ten_mib_binary_output_is_byte_exact(manager: JobManager, tmp_path: Path) -> None:

@@ -246,8 +246,10 @@ class JobsServicer(pb_grpc.JobServiceServicer):
             namesake = await self.jobs.reading(self.scheduler.by_name, caller.user, spec.name)
             if namesake is not None:
                 raise NameTaken(spec.name)
-        job_id = await self.jobs.start(spec, request_id=request.request_id, stdin=request.stdin)
-        return pb.StartResponse(job=self._job(caller, await self.jobs.status(job_id)))
+        status = await self.jobs.start_status(
+            spec, request_id=request.request_id, stdin=request.stdin
+        )
+        return pb.StartResponse(job=self._job(caller, status))
 
     @rpc("Stop")
     async def Stop(self, request: pb.StopRequest, context: Any, caller: Caller) -> pb.StopResponse:

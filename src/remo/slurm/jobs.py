@@ -202,6 +202,19 @@ class SlurmJobs(StoreReads):
         self._poke.set()
         return f"{owner}/{seq}"
 
+    async def start_status(
+        self,
+        spec: JobSpec,
+        *,
+        schedule_id: str | None = None,
+        request_id: str = "",
+        stdin: bool = False,
+    ) -> JobStatus:
+        """:meth:`start`, then the job's status (read back: a submission is not a
+        latency path)."""
+        job_id = await self.start(spec, schedule_id=schedule_id, request_id=request_id, stdin=stdin)
+        return await self.status(job_id)
+
     async def write_stdin(self, job_id: str, chunks: AsyncIterator[bytes]) -> tuple[int, bool]:
         """Refused: batch jobs read no stdin (:class:`StdinNotOpen`)."""
         await self.status(job_id)

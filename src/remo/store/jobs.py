@@ -233,13 +233,18 @@ class JobStore:
 
     def get(self, job_id: str) -> JobStatus:
         """The status of one job; raises :class:`JobNotFound`."""
+        return row_to_status(self.row(job_id))
+
+    def row(self, job_id: str) -> dict[str, Any]:
+        """One job's row, column by column (JSON-safe: the supervisor's start reply
+        carries it, :func:`row_to_status` reads it); raises :class:`JobNotFound`."""
         owner, seq = parse_job_id(job_id)
         row = self._db.execute(
             "SELECT * FROM jobs WHERE owner=? AND seq=?", (owner, seq)
         ).fetchone()
         if row is None:
             raise JobNotFound(job_id)
-        return row_to_status(row)
+        return dict(zip(row.keys(), row, strict=True))
 
     def counts(self) -> dict[tuple[str, str], tuple[int, int]]:
         """Per (owner, state): how many jobs, and the output bytes they dropped (past
@@ -341,8 +346,9 @@ def list_key(status: JobStatus) -> JobKey:
     return (status.started_at, owner, seq)
 
 
-def row_to_status(row: sqlite3.Row) -> JobStatus:
-    """A row as a :class:`JobStatus` (name and labels from the row and its spec)."""
+def row_to_status(row: sqlite3.Row | Mapping[str, Any]) -> JobStatus:
+    """A row (or :meth:`JobStore.row`'s copy of one) as a :class:`JobStatus` (name and
+    labels from the row and its spec)."""
     spec = json.loads(row["spec"])
     return JobStatus(
         id=job_key(row["owner"], row["seq"]),

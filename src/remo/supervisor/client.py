@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -144,7 +145,13 @@ async def _launch(paths: StatePaths, options: SupervisorOptions, deadline: float
         )
         os.close(write_end)
         write_end = -1
-        line = await _read_ready(read_end, max(deadline - time.monotonic(), 0.1))
+        try:
+            line = await _read_ready(read_end, max(deadline - time.monotonic(), 0.1))
+        except BaseException:
+            # Cancelled: the launched process (it forks the supervisor and exits once
+            # its imports are done) is reaped by a thread, not waited for here.
+            threading.Thread(target=process.wait, daemon=True).start()
+            raise
         # The launched process forks the supervisor and exits at once: reap it (it is
         # long gone when the supervisor reports; the timeout only guards against a bug).
         with contextlib.suppress(subprocess.TimeoutExpired):

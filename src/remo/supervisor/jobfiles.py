@@ -4,6 +4,9 @@
 written by its init: :mod:`remo.core.output_format`), ``.status`` (the
 init's record of how the job ended and what output it dropped) and, once the end is in
 the database, ``exit``: its appearance tells followers that every byte is written.
+``exit`` is written into ``.exit.tmp``, made with the others, and renamed into place:
+a new file costs an inode, ~0.4 ms on this ext4, where writing into one that exists
+and renaming it take ~0.04 ms, and a job's end is on the path of whoever waits for it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from remo.supervisor import init
 
 log = logging.getLogger("remo.supervisor")
 
+#: Where the exit marker is written before it is renamed into place.
+EXIT_TMP_FILE = f".{EXIT_FILE}.tmp"
+
 #: New jobs are refused when the state dir's filesystem has less than this free.
 MIN_FREE_BYTES = 4 << 20
 
@@ -42,9 +48,9 @@ def check_free_space(root: Path) -> None:
 
 
 def create_files(job_dir: Path, fds: list[int]) -> None:
-    """A job's directory and its output and status files; their descriptors (for the
-    init, in the order it expects: stdout, stderr, records, status) are appended to
-    ``fds``."""
+    """A job's directory, its output and status files and the exit marker's (empty);
+    the descriptors of the first four (for the init, in the order it expects: stdout,
+    stderr, records, status) are appended to ``fds``."""
     try:
         job_dir.mkdir(parents=True, mode=0o700)
     except FileExistsError:
@@ -60,6 +66,7 @@ def create_files(job_dir: Path, fds: list[int]) -> None:
     fds.append(os.open(job_dir / STATUS_FILE, flags, 0o600))
     # The init overwrites this in place at the end, so that needs no new block.
     os.write(fds[-1], b" " * init.STATUS_RECORD_SIZE)
+    os.close(os.open(job_dir / EXIT_TMP_FILE, flags, 0o600))
 
 
 def rename_spare(spare: Path, job_dir: Path) -> None:
@@ -155,9 +162,14 @@ def write_exit_marker(job_dir: Path, end: JobEnd) -> None:
         "output_dropped_bytes": end.dropped.bytes,
         "ended_at": end.ended_at,
     }
-    tmp = job_dir / f".{EXIT_FILE}.tmp"
+    tmp = job_dir / EXIT_TMP_FILE
     try:
-        tmp.write_text(json.dumps(record))
+        # (O_CREAT: a job directory made before the file was made with the others)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps(record).encode())
+        finally:
+            os.close(fd)
         os.rename(tmp, job_dir / EXIT_FILE)
     except FileNotFoundError:
         pass  # the job was removed meanwhile; nobody can be following it
@@ -165,7 +177,11 @@ def write_exit_marker(job_dir: Path, end: JobEnd) -> None:
         if err.errno != errno.ENOSPC:
             raise
         # Disk full: the database row already says the job ended; an empty marker is
-        # enough for followers (creating a name needs no data blocks on most filesystems).
+        # enough for followers: the one made ahead, renamed, else a new name (which
+        # needs no data blocks on most filesystems).
         log.error("exit marker of %s written empty: disk full", job_dir)
-        with contextlib.suppress(OSError):
-            os.close(os.open(job_dir / EXIT_FILE, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            os.rename(tmp, job_dir / EXIT_FILE)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.close(os.open(job_dir / EXIT_FILE, os.O_CREAT | os.O_WRONLY, 0o600))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import fcntl
 import logging
@@ -172,7 +173,11 @@ async def serve(paths: StatePaths, ready_fd: int | None, options: SupervisorOpti
     listener = await asyncio.start_unix_server(server.handle, path=paths.supervisor_socket.name)
     os.chmod(paths.supervisor_socket.name, 0o600)
     if ready_fd is not None:
-        os.write(ready_fd, b"ready\n")
+        # The launcher may have given up meanwhile (its caller was cancelled: a server
+        # shutting down): serve all the same, and leave when idle as always, not crash
+        # with the socket left behind.
+        with contextlib.suppress(OSError):
+            os.write(ready_fd, b"ready\n")
         os.close(ready_fd)
     # The launcher connects right after "ready"; give it time before idling out.
     server.check_idle(max(server.linger, _FIRST_CLIENT_GRACE))

@@ -46,7 +46,9 @@ INIT_EXIT_TIMEOUT = 5.0
 
 _PROC_FD = re.compile(r"/proc/[0-9]+/fd/[0-9]+")
 
-#: A start's reply: the job's id, its main process's pid, when it started.
+#: A start's reply: the job's id, its main process's pid, when it started, and its row
+#: as recorded (``row``, see :meth:`JobStore.row`: the API server answers the Start
+#: with it instead of reading it back; absent if it could not be read).
 StartReply = dict[str, Any]
 
 
@@ -117,8 +119,8 @@ class Starter:
         if not request_id:
             return await self._start(spec, owner, schedule_id, "", stdin)
         if (done := self.store.by_request(owner, request_id)) is not None:
-            status = self.store.get(done)
-            return {"id": done, "pid": status.pid, "started_at": status.started_at}
+            row = self.store.row(done)
+            return {"id": done, "pid": row["pid"], "started_at": row["started_at"], "row": row}
         key = (owner, request_id)
         if (under_way := self._starting.get(key)) is not None:
             return await asyncio.shield(under_way)
@@ -281,11 +283,13 @@ class Starter:
             owner, seq, waiting.pid, group, job_dir / STATUS_FILE, request.isolation.pid
         )
         self._track(job)
+        reply: StartReply = {"id": job.key, "pid": spawned.job, "started_at": started}
         try:
             self.store.set_pid(owner, seq, spawned.job)
+            reply["row"] = self.store.row(job.key)
         except sqlite3.OperationalError as err:  # a full disk: the job runs all the same
             log.error("cannot record the pid of %s: %s", job.key, err)
-        return {"id": job.key, "pid": spawned.job, "started_at": started}
+        return reply
 
     def _forget_row(self, owner: str, seq: int) -> None:
         """Delete the row of a start that failed before its command ran."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from remo.supervisor.reaper import Reaper
+from remo.supervisor.reaper import Reaper, keep_reaping
 
 
 def spawn(code: int) -> int:
@@ -77,3 +77,19 @@ def test_exit_of_settles_for_a_child_that_already_exited() -> None:
         return os.waitstatus_to_exitcode(await reaper.exit_of(pid))
 
     assert asyncio.run(scenario()) == 5
+
+
+async def test_an_exit_whose_sigchld_was_lost_is_reaped_all_the_same() -> None:
+    """Nothing here handles SIGCHLD at all, as when asyncio dropped its byte: the
+    periodic reap still hands the exit to its owner."""
+    reaper = Reaper()
+    ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    pid = spawn(4)
+    reaper.watch(pid, ended.set_result)
+    wait_exited(pid)
+    reaping = asyncio.create_task(keep_reaping(reaper.reap, interval=0.01))
+    try:
+        status = await asyncio.wait_for(ended, 30)
+    finally:
+        reaping.cancel()
+    assert os.waitstatus_to_exitcode(status) == 4

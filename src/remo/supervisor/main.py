@@ -29,6 +29,7 @@ from remo.core.spec import JobSpec
 from remo.store.jobs import JobStore
 from remo.supervisor.options import SupervisorOptions
 from remo.supervisor.protocol import encode, error_to_wire, read_message, usage_to_wire
+from remo.supervisor.reaper import keep_reaping
 from remo.supervisor.service import Supervisor
 
 log = logging.getLogger("remo.supervisor")
@@ -164,6 +165,9 @@ async def serve(paths: StatePaths, ready_fd: int | None, options: SupervisorOpti
     for sig in (signal.SIGTERM, signal.SIGINT):
         # A stop of the supervisor must not orphan jobs: it leaves once they are done.
         loop.add_signal_handler(sig, lambda: log.info("asked to exit; waiting for jobs to end"))
+    # The same wake-up descriptor asyncio set, without a traceback in the log each time
+    # a storm of exits fills it: the signals it then drops, keep_reaping makes up for.
+    signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
     supervisor.recover()
     supervisor.pool.launch()
     supervisor.reap()  # children that ended before the handler was installed
@@ -182,8 +186,10 @@ async def serve(paths: StatePaths, ready_fd: int | None, options: SupervisorOpti
     # The launcher connects right after "ready"; give it time before idling out.
     server.check_idle(max(server.linger, _FIRST_CLIENT_GRACE))
     trimmer = asyncio.create_task(return_free_memory())
+    reaping = asyncio.create_task(keep_reaping(supervisor.reap))
     await server.done.wait()
     trimmer.cancel()
+    reaping.cancel()
     await supervisor.pool.close()
     listener.close()
     paths.supervisor_socket.unlink(missing_ok=True)

@@ -25,6 +25,13 @@ from collections.abc import Callable
 #: Marks a held pid that is still running.
 _RUNNING = -1
 
+#: How often :func:`keep_reaping` reaps unasked. asyncio learns of a signal through a
+#: byte in its self-pipe, which wake-ups from worker threads share; a storm of exits
+#: (400 jobs stopped at once) can fill it, and the bytes of the last SIGCHLDs are then
+#: dropped: their inits stayed zombies and their jobs "running", their stops waiting.
+#: (The kernel merges pending SIGCHLDs, so a dropped one may stand for many exits.)
+SAFETY_REAP_INTERVAL = 1.0
+
 
 class Reaper:
     """Reaps every child without blocking; routes each exit status to its owner."""
@@ -65,7 +72,7 @@ class Reaper:
         return exited
 
     def reap(self) -> None:
-        """SIGCHLD handler: collect every exited child."""
+        """SIGCHLD handler (and :func:`keep_reaping`'s): collect every exited child."""
         while True:
             try:
                 pid, wait_status = os.waitpid(-1, os.WNOHANG)
@@ -78,3 +85,11 @@ class Reaper:
             elif pid in self._held:
                 self._held[pid] = wait_status
             # otherwise an orphaned descendant re-parented to us (we are a subreaper)
+
+
+async def keep_reaping(reap: Callable[[], None], interval: float = SAFETY_REAP_INTERVAL) -> None:
+    """Call ``reap`` every ``interval`` seconds until cancelled: a lost SIGCHLD (see
+    :data:`SAFETY_REAP_INTERVAL`) delays an exit by at most that, instead of forever."""
+    while True:
+        await asyncio.sleep(interval)
+        reap()

@@ -93,17 +93,27 @@ async def test_start_status_and_exit_code(manager: JobManager) -> None:
     assert await collect(manager, job) == b"out\nerr\n"
 
 
-async def test_a_start_answers_with_the_status_it_recorded(manager: JobManager) -> None:
+async def test_a_start_answers_with_the_status_it_recorded(
+    manager: JobManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The supervisor's reply carries the new row: the API server's Start answers with it
     instead of reading it back, and it is the row as the table has it."""
     spec = JobSpec(["sleep", "60"], name="napper", labels={"team": "a"}, limits=Limits(pids=50))
+
+    async def no_read_back(job_id: str) -> None:
+        raise AssertionError("the start's status was read back")
+
+    monkeypatch.setattr(manager, "status", no_read_back)
     started = await manager.start_status(spec, request_id="req-1")
+    monkeypatch.undo()
     try:
         assert started == await manager.status(started.id)
         assert started.state is JobState.RUNNING and started.pid
         assert (started.name, started.labels, started.limits.pids) == ("napper", {"team": "a"}, 50)
         # a repeat of the request gets the first start's job, with its row too
+        monkeypatch.setattr(manager, "status", no_read_back)
         again = await manager.start_status(spec, request_id="req-1")
+        monkeypatch.undo()
         assert again == await manager.status(started.id)
     finally:
         await manager.stop(started.id, grace=0)

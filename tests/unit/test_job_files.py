@@ -83,6 +83,21 @@ def test_on_a_full_disk_the_made_file_becomes_an_empty_marker(
     def full(fd: int, data: bytes) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    inode = (job_dir / EXIT_TMP_FILE).stat().st_ino
     monkeypatch.setattr(jobfiles.os, "write", full)
     write_exit_marker(job_dir, END)
-    assert (job_dir / EXIT_FILE).stat().st_size == 0
+    marker = (job_dir / EXIT_FILE).stat()
+    assert (marker.st_size, marker.st_ino) == (0, inode)  # renamed: no new inode needed
+
+
+def test_over_quota_is_a_full_disk_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_dir = tmp_path / "1"
+    for fd in made(job_dir):
+        os.close(fd)
+
+    def over_quota(fd: int, data: bytes) -> int:
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    monkeypatch.setattr(jobfiles.os, "write", over_quota)
+    write_exit_marker(job_dir, END)
+    assert (job_dir / EXIT_FILE).exists()

@@ -154,7 +154,13 @@ class Finisher:
         # The row first, then the marker: whoever sees the marker reads a final status.
         await self._record(job, end)
         remove_init_record(job.status_file)
-        write_exit_marker(self.paths.job_dir(job.owner, job.seq), end)
+        try:
+            write_exit_marker(self.paths.job_dir(job.owner, job.seq), end)
+        except OSError as err:
+            # (Not a full disk: that gets an empty marker.) The end is recorded, so
+            # stops and waits return and the supervisor goes on; followers, who wait
+            # for the marker, wait on a filesystem that an operator must look at.
+            log.error("cannot write the exit marker of %s: %s", job.key, err)
         self._on_ended(job)
         if emptied:
             await self._destroy(job)

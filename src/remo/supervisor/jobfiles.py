@@ -7,6 +7,8 @@ the database, ``exit``: its appearance tells followers that every byte is writte
 ``exit`` is written into ``.exit.tmp``, made with the others, and renamed into place:
 a new file costs an inode, ~0.4 ms on this ext4, where writing into one that exists
 and renaming it take ~0.04 ms, and a job's end is on the path of whoever waits for it.
+(Made ahead in a waiting init's spare directory; where there is none — ``jobs/`` on
+another filesystem — the start makes them all, this one too.)
 """
 
 from __future__ import annotations
@@ -174,7 +176,7 @@ def write_exit_marker(job_dir: Path, end: JobEnd) -> None:
     except FileNotFoundError:
         pass  # the job was removed meanwhile; nobody can be following it
     except OSError as err:
-        if err.errno != errno.ENOSPC:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         # Disk full: the database row already says the job ended; an empty marker is
         # enough for followers: the one made ahead, renamed, else a new name (which

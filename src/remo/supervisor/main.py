@@ -47,6 +47,8 @@ class Server:
         self.linger = linger
         self.done = asyncio.Event()
         self._idle_timer: asyncio.TimerHandle | None = None
+        #: Before this (loop time) it does not leave: its launcher is about to connect.
+        self._not_before = 0.0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.clients += 1
@@ -124,7 +126,14 @@ class Server:
             self._cancel_idle()
             loop = asyncio.get_running_loop()
             delay = self.linger if linger is None else linger
+            delay = max(delay, self._not_before - loop.time())
             self._idle_timer = loop.call_later(delay, self._exit_if_still_idle)
+
+    def await_first_client(self, grace: float) -> None:
+        """Stay at least ``grace`` seconds for the launcher to connect, whatever ends
+        meanwhile (a job recovered dead, finished after "ready", must not cut it short)."""
+        self._not_before = asyncio.get_running_loop().time() + grace
+        self.check_idle(max(self.linger, grace))
 
     def _exit_if_still_idle(self) -> None:
         if self.clients == 0 and not self.supervisor.busy:
@@ -184,7 +193,7 @@ async def serve(paths: StatePaths, ready_fd: int | None, options: SupervisorOpti
             os.write(ready_fd, b"ready\n")
         os.close(ready_fd)
     # The launcher connects right after "ready"; give it time before idling out.
-    server.check_idle(max(server.linger, _FIRST_CLIENT_GRACE))
+    server.await_first_client(_FIRST_CLIENT_GRACE)
     trimmer = asyncio.create_task(return_free_memory())
     reaping = asyncio.create_task(keep_reaping(supervisor.reap))
     await server.done.wait()

@@ -19,8 +19,11 @@ A pid nobody registered is an orphaned descendant: reaped, and its status droppe
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
+
+log = logging.getLogger("remo.supervisor")
 
 #: Marks a held pid that is still running.
 _RUNNING = -1
@@ -92,4 +95,7 @@ async def keep_reaping(reap: Callable[[], None], interval: float = SAFETY_REAP_I
     :data:`SAFETY_REAP_INTERVAL`) delays an exit by at most that, instead of forever."""
     while True:
         await asyncio.sleep(interval)
-        reap()
+        try:
+            reap()
+        except Exception:  # an owner's callback failed: logged, and the reaping goes on
+            log.exception("reaping children failed")

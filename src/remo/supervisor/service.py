@@ -75,7 +75,8 @@ class Supervisor:
         self.paths = paths
         self.store = store
         self.driver = driver
-        #: Called when the last job ended or the last start is over.
+        #: Called when the last job's end is finished (its cgroup removed too) or the
+        #: last start is over.
         self.on_idle = on_idle
         self.tag = instance_tag(paths)
         self.reaper = Reaper()

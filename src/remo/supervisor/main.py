@@ -47,11 +47,13 @@ class Server:
         self.linger = linger
         self.done = asyncio.Event()
         self._idle_timer: asyncio.TimerHandle | None = None
-        #: Before this (loop time) it does not leave: its launcher is about to connect.
+        #: Before this (loop time) it does not leave, until a first client came: its
+        #: launcher is about to connect.
         self._not_before = 0.0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.clients += 1
+        self._not_before = 0.0  # a client came: no more waiting for the first one
         self._cancel_idle()
         pending: set[asyncio.Task[None]] = set()
         try:

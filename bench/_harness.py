@@ -234,6 +234,32 @@ def cgroup_dirs(tag: str) -> int:
     return n
 
 
+def remove_cgroups(tag: str) -> int:
+    """Remove the (empty) cgroup directories of remo instance ``tag`` in every hierarchy,
+    as a supervisor killed with SIGKILL leaves them; how many went."""
+    removed = 0
+    stack = [("/sys/fs/cgroup", 0)]
+    while stack:
+        path, depth = stack.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for e in entries:
+            if not e.is_dir(follow_symlinks=False):
+                continue
+            if e.name == "remo":
+                with contextlib.suppress(OSError):
+                    for d in os.listdir(e.path):
+                        if d.startswith(f"{tag}-"):
+                            with contextlib.suppress(OSError):
+                                os.rmdir(os.path.join(e.path, d))
+                                removed += 1
+            elif depth < 3:
+                stack.append((e.path, depth + 1))
+    return removed
+
+
 def _waiting_init(tag: str, name: str) -> bool:
     kind, _, pid = name[len(tag) + 1 :].partition("-")
     return kind == "init" and pid.isdigit() and os.path.exists(f"/proc/{pid}")

@@ -44,8 +44,11 @@ from bench._harness import (
     free_port,
     issue_admin,
     pct,
+    remove_cgroups,
 )
 from remo.client import AsyncClient
+from remo.core.paths import StatePaths
+from remo.supervisor.service import instance_tag
 
 LOOP = (
     'f=$(mktemp -u); mkfifo "$f"; exec 9<>"$f"; rm "$f"; n=0; '
@@ -264,14 +267,26 @@ async def run(
 
 def end_leftovers(state: Path) -> None:
     """Jobs outlive their server by design: a run that failed before its stop would
-    leave a thousand loops on the machine. SIGKILL the supervisor and everything under
-    it (this bench's own state dir only)."""
+    leave a thousand loops on the machine. The supervisor of a run whose jobs were
+    stopped leaves by itself (with their cgroups): wait for it (30 s); one still there
+    is SIGKILLed with everything under it (this bench's own state dir only), and the
+    cgroups it leaves are removed."""
     supervisor = find_supervisor(state)
     if supervisor is None:
         return
-    for pid in [supervisor, *descendants(supervisor)]:
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{supervisor}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not os.path.exists(f"/proc/{supervisor}"):
+        return
+    doomed = [supervisor, *descendants(supervisor)]
+    for pid in doomed:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{p}") for p in doomed) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    remove_cgroups(instance_tag(StatePaths(state.resolve())))
 
 
 def main() -> None:

@@ -14,10 +14,12 @@ import contextlib
 import os
 import random
 import resource
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -358,6 +360,35 @@ def malloc_trim_probe(pid: int | None) -> dict[str, Any] | None:
     )
     time.sleep(0.5)
     return {"rss_before_trim_kib": before, "rss_after_trim_kib": rss_kib(pid)}
+
+
+def user_install(prefix: Path, python: str = "/usr/bin/python3") -> Path:
+    """remo installed into ``prefix`` as ``scripts/install`` installs it, from this tree:
+    uv.lock's runtime dependencies only (no grpcio-tools, so no setuptools and its
+    ``.pth`` hook in every interpreter start), remo as a wheel rather than a link to the
+    checkout, bytecode compiled. Returns its ``bin/remo``: what a user's command runs,
+    where ``.venv/bin/remo`` is the development environment's."""
+    uv = subprocess.run(
+        ["bash", "-c", ". scripts/lib/env.sh && remo_uv"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    stage = Path(tempfile.mkdtemp(prefix="remo-bench-stage-"))
+    try:
+        for name in ("pyproject.toml", "uv.lock", "setup.py", "README.md"):
+            if (ROOT / name).exists():
+                shutil.copy2(ROOT / name, stage / name)
+        shutil.copytree(
+            ROOT / "src", stage / "src",
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+        )  # fmt: skip
+        subprocess.run(
+            [uv, "sync", "-q", "--locked", "--no-dev", "--no-editable", "--compile-bytecode",
+             "--python", python, "--project", str(stage)],
+            env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(prefix)}, check=True,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return prefix / "bin" / "remo"
 
 
 def free_port() -> int:

@@ -8,8 +8,15 @@ whose set-up it reuses)::
     .venv/bin/python bench/agent_bench.py --quick    # fewer samples, 256 MiB output
     .venv/bin/python bench/agent_bench.py --commands # figure 1 only, ~1 minute
 
-Bytecode is cached as on a user's machine (``PYTHONDONTWRITEBYTECODE`` is removed from
-every command's environment). Figures, each interleaved sample by sample:
+The commands run remo as a user's machine has it: installed as ``scripts/install``
+installs it (uv.lock's runtime dependencies, remo as a wheel, bytecode compiled) into a
+temporary prefix, on Debian's ``/usr/bin/python3`` as that script uses (``--python``),
+with bytecode cached (``PYTHONDONTWRITEBYTECODE`` is removed from every command's
+environment). The development ``.venv`` differs: grpcio-tools brings setuptools, whose
+``.pth`` hook runs at every interpreter start, and its Python is pyenv's shared-library
+build; ``remo run -- true`` through its agent is measured beside the installed one
+(``--dev`` measures everything with ``.venv/bin/remo``). Figures, each interleaved
+sample by sample:
 
 1. ``remo run -- true`` and ``remo status ID``: the agent warm, the CLI on its own
    (``REMO_NO_AGENT=1``), ``ssh host true`` and the same over a ControlMaster
@@ -35,6 +42,7 @@ import argparse
 import json
 import os
 import pwd
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,6 +56,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import remote_bench as rb  # noqa: E402 - bench/ is not a package
+from _harness import user_install  # noqa: E402
 
 RESULTS = HERE / "results" / "agent.json"
 CIPHER = ("-c", "aes128-gcm@openssh.com")
@@ -68,6 +77,12 @@ def main() -> int:
     parser.add_argument(
         "--commands", action="store_true", help="only figure 1 (one command), ~1 minute"
     )
+    parser.add_argument(
+        "--python", default="/usr/bin/python3", help="the interpreter of the install measured"
+    )
+    parser.add_argument(
+        "--dev", action="store_true", help="measure .venv/bin/remo, not an install of the tree"
+    )
     args = parser.parse_args()
     samples = 8 if args.quick else 20
     size_spec, size = ("256M", 256 << 20) if args.quick else ("1G", 1 << 30)
@@ -76,6 +91,11 @@ def main() -> int:
     remo = rb.RemoSide(tmp)
     ssh: rb.SshSide | None = None
     results: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    cli = rb.REMO
+    if not args.dev:
+        cli = str(user_install(tmp / "install", args.python))
+    results["cli"] = cli
+    dev_runtime = Path(tempfile.mkdtemp(prefix="rab-dev-"))
     try:
         remo.start()
         skipped = rb.ensure_sshd()
@@ -89,11 +109,11 @@ def main() -> int:
         master = ("-o", "ControlMaster=auto", "-o", f"ControlPath={tmp}/cm-%C",
                   "-o", "ControlPersist=120")  # fmt: skip
 
-        def run(env: dict[str, str], *argv: str) -> Callable[[], float]:
-            return lambda: rb.timed([rb.REMO, *argv], env, stdout=subprocess.DEVNULL)
+        def run(env: dict[str, str], *argv: str, remo_cli: str = cli) -> Callable[[], float]:
+            return lambda: rb.timed([remo_cli, *argv], env, stdout=subprocess.DEVNULL)
 
-        job = rb.out([rb.REMO, "run", "-d", "--", "true"], direct).strip()
-        rb.out([rb.REMO, "wait", job], direct)
+        job = rb.out([cli, "run", "-d", "--", "true"], direct).strip()
+        rb.out([cli, "wait", job], direct)
         # Two groups, each interleaved sample by sample: the commands of a few ms, and
         # those of a few hundred (whose leftovers, a remote bash tearing down or grpc's
         # threads, would otherwise land on the next fast sample of this 2-core machine).
@@ -101,6 +121,9 @@ def main() -> int:
             "remo run, agent": run(agent, "run", "--", "true"),
             "remo status, agent": run(agent, "status", job),
         }
+        if not args.dev:  # (an agent of its own: another build's would decline)
+            dev_agent = {**agent, "XDG_RUNTIME_DIR": str(dev_runtime)}
+            fast["remo run, agent, .venv"] = run(dev_agent, "run", "--", "true", remo_cli=rb.REMO)
         slow: dict[str, Callable[[], float]] = {
             "remo run, on its own": run(direct, "run", "--", "true"),
             "remo status, on its own": run(direct, "status", job),
@@ -134,7 +157,7 @@ def main() -> int:
 
         first = []
         for _ in range(5):
-            rb.out([rb.REMO, "agent", "stop"], agent)
+            rb.out([cli, "agent", "stop"], agent)
             time.sleep(0.5)  # (the old agent lets go of its socket)
             first.append(run(agent, "run", "--", "true")())
             time.sleep(1.5)  # (the new agent is up before the next stop)
@@ -164,10 +187,10 @@ def main() -> int:
             name: round(burst(make), 2) for name, make in bursts.items()
         }
 
-        big = rb.out([rb.REMO, "run", "-d", "--", "head", "-c", size_spec, "/dev/zero"], direct)
-        rb.out([rb.REMO, "wait", big.strip()], direct)
+        big = rb.out([cli, "run", "-d", "--", "head", "-c", size_spec, "/dev/zero"], direct)
+        rb.out([cli, "wait", big.strip()], direct)
         for env in (agent, direct):
-            got = rb.count_bytes([rb.REMO, "logs", big.strip()], env)
+            got = rb.count_bytes([cli, "logs", big.strip()], env)
             assert got == size, f"remo logs gave {got} bytes"
         reads: dict[str, Callable[[], float]] = {
             "remo logs, agent": run(agent, "logs", big.strip()),
@@ -183,15 +206,19 @@ def main() -> int:
             name: round(size / (1 << 20) / statistics.median(v), 1) for name, v in raw.items()
         }
 
-        follow = rb.follow_latency(_AgentSide(remo, agent), ssh, 4.0 if args.quick else 6.0)
+        follow = rb.follow_latency(_AgentSide(cli, agent), ssh, 4.0 if args.quick else 6.0)
         results["follow latency"] = {k: follow.get(k) for k in ("remo", "ssh")}
     finally:
-        with_agent = {**remo.env, "XDG_RUNTIME_DIR": str(runtime)}
-        with_agent.pop("REMO_NO_AGENT", None)
-        subprocess.run([rb.REMO, "agent", "stop"], env=with_agent, capture_output=True, check=False)
+        for where, remo_cli in ((runtime, cli), (dev_runtime, rb.REMO)):
+            with_agent = {**remo.env, "XDG_RUNTIME_DIR": str(where)}
+            with_agent.pop("REMO_NO_AGENT", None)
+            subprocess.run(
+                [remo_cli, "agent", "stop"], env=with_agent, capture_output=True, check=False
+            )
         remo.stop()
         if ssh is not None:
             ssh.stop()
+        shutil.rmtree(tmp / "install", ignore_errors=True)
     return _finish(results)
 
 
@@ -247,12 +274,12 @@ def _ensure_plain_account() -> None:
 class _AgentSide:
     """A RemoSide whose commands go through the agent (for rb.follow_latency)."""
 
-    def __init__(self, remo: rb.RemoSide, env: dict[str, str]) -> None:
+    def __init__(self, cli: str, env: dict[str, str]) -> None:
         self.env = env
-        self._remo = remo
+        self._cli = cli
 
     def cmd(self, *args: str) -> list[str]:
-        return self._remo.cmd(*args)
+        return [self._cli, *args]
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from remo.core.paths import StatePaths
 from remo.pki.register import register_socket_path
 from tests.support import wait_until_sync
 
@@ -142,6 +143,11 @@ def test_every_account_can_use_a_server_install(
     unit_text = unit.read_text()
     assert f"\nExecStart={prefix}/bin/remo server --config {config}\n" in unit_text
     assert config.is_file()
+    # The jobs' compiled relay is built into the installed package (not the Python one's
+    # ~1.5 MiB per running job), and every account can run it.
+    relays = list(prefix.glob("lib/python3*/site-packages/remo/supervisor/remo-relay"))
+    assert relays, "the install has no compiled relay (remo/supervisor/remo-relay)"
+    assert relays[0].stat().st_mode & stat.S_IXOTH, oct(relays[0].stat().st_mode)
     pyvenv = (prefix / "pyvenv.cfg").read_text()
     assert "home = /usr/bin\n" in pyvenv, pyvenv  # Debian's python, not root's own
     for path in [prefix, *prefix.rglob("*")]:
@@ -186,6 +192,8 @@ def test_every_account_can_use_a_server_install(
         run = as_account(account, home, link, "run", "--profile", credential, "--", "id", "-un")
         assert run.returncode == 0, run.stdout + run.stderr
         assert run.stdout.split() == [account.pw_name], run.stdout
+        supervisor_log = StatePaths(state).supervisor_log.read_text()
+        assert "no compiled relay" not in supervisor_log, supervisor_log
         # Not while remo runs from the prefix: it would lose its code under it.
         busy = script(UNINSTALL, "--prefix", prefix)
         assert busy.returncode == 1 and "still runs from" in busy.stderr, busy.stderr

@@ -27,6 +27,7 @@ from remo.core.memory import return_free_memory
 from remo.core.paths import StatePaths
 from remo.core.spec import JobSpec
 from remo.store.jobs import JobStore
+from remo.supervisor.init import RELAY_BINARY
 from remo.supervisor.options import SupervisorOptions
 from remo.supervisor.protocol import encode, error_to_wire, read_message, usage_to_wire
 from remo.supervisor.reaper import keep_reaping
@@ -240,6 +241,10 @@ def main(argv: list[str] | None = None) -> None:
             os.write(args.ready_fd, b"busy\n")
         os._exit(0)
     log.info("started")
+    if not RELAY_BINARY.exists() and os.environ.get("REMO_RELAY") != "python":
+        # (an install built without setup.py, or without a C compiler: it works, at
+        # ~1.5 MiB per running job instead of ~0.1; docs/CONFIG.md says how to fix it)
+        log.warning("no compiled relay at %s: running jobs use the Python relay", RELAY_BINARY)
     try:
         asyncio.run(serve(paths, args.ready_fd, SupervisorOptions.from_args(args)))
     except Exception:

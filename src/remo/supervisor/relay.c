@@ -112,8 +112,11 @@ static ssize_t move(struct relay *r, int stream, size_t room) {
     return n;
 }
 
-/* Move everything available now from one stream; never blocks. */
-static void pump_stream(struct relay *r, int stream) {
+/* Move what one stream's pipe holds now; never blocks. With ``drain`` (the job's end)
+ * until the pipe is empty; otherwise a move shorter than asked for ends it, for it took
+ * all there was: poll says when there is more. (A line printed then costs a poll, a
+ * splice and a record's write, not a splice more that fails with EAGAIN.) */
+static void pump_stream(struct relay *r, int stream, int drain) {
     while (r->open[stream]) {
         size_t room = CHUNK;
         if (r->cap >= 0) {
@@ -121,11 +124,13 @@ static void pump_stream(struct relay *r, int stream) {
             int64_t left = r->cap - used;
             room = left < CHUNK ? (left > 0 ? (size_t)left : 0) : CHUNK;
         }
+        size_t asked = room > 0 ? room : sizeof drop_buffer;
         ssize_t n = room > 0 ? move(r, stream, room) : drop(r, stream);
         if (n < 0 && room > 0 && disk_full_error(errno)) {
             /* The disk is full: the job must not block on a full pipe, so this chunk is
              * dropped (and counted); writing resumes when space returns. */
             r->disk_full = 1;
+            asked = sizeof drop_buffer;
             n = drop(r, stream);
         }
         if (n < 0) {
@@ -133,12 +138,15 @@ static void pump_stream(struct relay *r, int stream) {
             exit(EXIT_BROKEN);
         }
         if (n == 0) r->open[stream] = 0;
+        else if (!drain && (size_t)n < asked) return;
     }
 }
 
-static void pump(struct relay *r) {
-    pump_stream(r, STDOUT_STREAM); /* stdout before stderr, as the Python relay */
-    pump_stream(r, STDERR_STREAM);
+/* stdout before stderr, as the Python relay; only the streams poll found ready, unless
+ * draining both at the end. */
+static void pump(struct relay *r, const int ready[3], int drain) {
+    for (int stream = STDOUT_STREAM; stream <= STDERR_STREAM; stream++)
+        if (drain || ready[stream]) pump_stream(r, stream, drain);
 }
 
 static int status_record(struct relay *r, const char *wait_status, char *out) {
@@ -235,33 +243,45 @@ int main(int argc, char **argv) {
     if (signal_fd < 0) return EXIT_BROKEN;
 
     int have_status = 0, status = 0;
+    /* Reap first: a SIGCHLD taken by the Python init before the exec is not pending.
+     * Then only once the signalfd had something (not once per line printed). */
+    int reap = 1;
     for (;;) {
-        /* Reap first: a SIGCHLD taken by the Python init before the exec is not pending. */
-        for (;;) {
+        while (reap) {
             int wait_status;
             pid_t pid = waitpid(-1, &wait_status, WNOHANG);
-            if (pid <= 0) break;
-            if (pid == job) have_status = 1, status = wait_status;
+            if (pid <= 0) reap = 0;
+            else if (pid == job) have_status = 1, status = wait_status;
         }
         if (have_status) break;
         struct pollfd polls[3];
+        int at[3] = {0, 0, 0}; /* stream -> its entry in polls, 0: not polled */
         nfds_t count = 0;
         polls[count++] = (struct pollfd){.fd = signal_fd, .events = POLLIN};
         for (int stream = STDOUT_STREAM; stream <= STDERR_STREAM; stream++)
-            if (r.open[stream])
+            if (r.open[stream]) {
+                at[stream] = (int)count;
                 polls[count++] = (struct pollfd){.fd = r.pipe[stream], .events = POLLIN};
-        if (poll(polls, count, -1) < 0 && errno != EINTR) return EXIT_BROKEN;
+            }
+        if (poll(polls, count, -1) < 0) {
+            if (errno != EINTR) return EXIT_BROKEN;
+            continue;
+        }
         if (polls[0].revents) {
             struct signalfd_siginfo info;
             while (read(signal_fd, &info, sizeof info) == (ssize_t)sizeof info)
                 if (pid1 && info.ssi_signo != SIGCHLD) kill(-1, (int)info.ssi_signo);
+            reap = 1;
         }
-        pump(&r);
+        int ready[3] = {0, 0, 0};
+        for (int stream = STDOUT_STREAM; stream <= STDERR_STREAM; stream++)
+            ready[stream] = at[stream] && polls[at[stream]].revents;
+        pump(&r, ready, 0);
         checkpoint(&r, status_fd);
     }
     /* The main process is gone: take what is already in the pipes (helpers it left may
      * still hold them open; they are killed with the job and not waited for). */
-    pump(&r);
+    pump(&r, NULL, 1);
     finish(&r);
     char wait_text[16], record[STATUS_RECORD_SIZE];
     snprintf(wait_text, sizeof wait_text, "%d", status);

@@ -9,10 +9,12 @@
  *
  * Why C: it runs once per running job for the job's whole life. As a forked Python
  * process it cost ~1.5 MiB of private memory and ~60 us of CPU per line the job printed;
- * this costs ~0.1 MiB and a few system calls. It is the same state machine as the
- * Python relay in remo/supervisor/init.py (the fallback where no C compiler was
- * available at install time): the formats are remo/core/output_format.py's, the status
- * record is init.Relay.record's, and the tests run both.
+ * this costs ~0.1 MiB and three system calls per line. It is the same state machine as
+ * the Python relay in remo/supervisor/init.py (the fallback where no C compiler was
+ * available at install time; it still drains every stream until EAGAIN, so moves may be
+ * split differently, with the same bytes and records): the formats are
+ * remo/core/output_format.py's, the status record is init.Relay.record's, and the
+ * tests run both.
  *
  * Usage (descriptors are numbers, inherited): remo-relay JOB_PID PID1 CAP OUT_PIPE
  *   ERR_PIPE OUT_FILE ERR_FILE RECORDS STATUS   (CAP -1: no cap; PID1 0 or 1)
@@ -113,9 +115,11 @@ static ssize_t move(struct relay *r, int stream, size_t room) {
 }
 
 /* Move what one stream's pipe holds now; never blocks. With ``drain`` (the job's end)
- * until the pipe is empty; otherwise a move shorter than asked for ends it, for it took
- * all there was: poll says when there is more. (A line printed then costs a poll, a
- * splice and a record's write, not a splice more that fails with EAGAIN.) */
+ * until the pipe is empty; otherwise a move shorter than asked for ends it: it usually
+ * took all there was, and whatever is left (a partial move on a filling disk, a line
+ * written meanwhile) keeps the pipe readable, so the next poll returns at once. A line
+ * printed then costs a poll, a splice and a record's write, not also a splice that
+ * fails with EAGAIN. */
 static void pump_stream(struct relay *r, int stream, int drain) {
     while (r->open[stream]) {
         size_t room = CHUNK;

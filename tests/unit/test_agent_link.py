@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +184,35 @@ def test_the_agents_workers_are_reused_and_end_when_idle() -> None:
     # and a thread is started again for the next work
     workers.submit(work, 100)
     assert done.acquire(timeout=10)
+
+
+def test_an_agent_started_while_another_holds_the_lock_leaves_before_importing_grpc(
+    tmp_path: Path,
+) -> None:
+    """Every command that finds no agent starts one; all but the first must leave at
+    once, not after importing grpc and click (~0.1 s of CPU each)."""
+    import fcntl
+
+    directory = tmp_path / "remo-agent"
+    directory.mkdir(mode=0o700)
+    path = directory / "0123456789abcdef.sock"
+    code = (
+        "import sys, runpy; sys.argv = ['agent', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('remo.cli.agent', run_name='__main__')\n"
+        "finally:\n"
+        "    print(' '.join(sorted(sys.modules)))\n"
+    )
+    chosen = json.dumps(["", "", "", "", ""])
+    with open(f"{path}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(path), chosen, "600"],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**os.environ, "REMO_PROFILE": str(tmp_path / "none.remo")},
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert "remo.cli.agent_link" in loaded  # (the agent's module ran, as __main__)
+    assert not {"grpc", "click", "remo.client"} & loaded
+    assert not path.exists()  # no socket of its own

@@ -367,14 +367,20 @@ class JobManager(StoreReads):
         except FileNotFoundError:
             return await self.reading(self.status_blocking, job_id)  # removed: JobNotFound
         with changes:
+            looked_at: int | None = None  # ``reshaped`` when the row was last read
             while True:
-                seen = changes.generation
-                status = await self.reading(self.status_blocking, job_id)
-                if status.ended:
-                    return status
+                seen, reshaped = changes.generation, changes.reshaped
+                # Output written (a record) leaves ``reshaped`` as it was: the row is read
+                # again only once a file came or went (``exit``), or on the backstop.
+                if reshaped is None or reshaped != looked_at:
+                    status = await self.reading(self.status_blocking, job_id)
+                    if status.ended:
+                        return status
+                    looked_at = reshaped
                 if changes.gone:  # removed meanwhile: get() raises JobNotFound next time
                     return await self.reading(self.status_blocking, job_id)
-                await changes.wait(seen, timeout=BACKSTOP_SECONDS)
+                if not await changes.wait(seen, timeout=BACKSTOP_SECONDS):
+                    looked_at = None
 
     async def _call(self, op: str, _idempotent: bool = False, **args: Any) -> Any:
         if not self._client.connected:

@@ -93,6 +93,30 @@ async def test_start_status_and_exit_code(manager: JobManager) -> None:
     assert await collect(manager, job) == b"out\nerr\n"
 
 
+async def test_a_wait_does_not_read_the_row_for_every_line_the_job_prints(
+    manager: JobManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line printed makes a record, not a row: a Wait looks at the table again only
+    when a file comes or goes in the job's directory (its end: ``exit``)."""
+    job = await manager.start(
+        JobSpec(["sh", "-c", "for i in $(seq 100); do echo $i; sleep 0.01; done"])
+    )
+    reads = 0
+    status_blocking = manager.status_blocking
+
+    def counted(job_id: str) -> Any:
+        nonlocal reads
+        reads += 1
+        return status_blocking(job_id)
+
+    monkeypatch.setattr(manager, "status_blocking", counted)
+    status = await manager.wait(job)
+    assert status.state is JobState.SUCCEEDED
+    assert (await collect(manager, job)).split() == [str(i).encode() for i in range(1, 101)]
+    # (its end: the files closed, the marker written and renamed; not one per line)
+    assert reads <= 20, f"{reads} reads of the row for 100 lines"
+
+
 async def test_a_start_answers_with_the_status_it_recorded(
     manager: JobManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,6 +21,7 @@ import pytest
 
 from remo.core.errors import InvalidArgument
 from remo.core.output_format import LEGACY_OUTPUT_FILE as OUTPUT_FILE
+from remo.core.output_format import RECORDS_FILE
 from remo.core.paths import EXIT_FILE
 from remo.output import inotify
 from remo.output.reader import read_output
@@ -472,6 +473,80 @@ async def test_wait_returns_at_once_for_a_change_before_the_wait(job_dir: Path) 
         assert await asyncio.wait_for(watch.wait(seen), TIMEOUT)
         assert watch.generation != seen
     assert watcher.watch_count == 0
+
+
+def write(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def events_read(monkeypatch: pytest.MonkeyPatch) -> list[inotify.Event]:
+    """Every inotify event a watcher reads from now on."""
+    seen: list[inotify.Event] = []
+    original = inotify.Inotify.read_events
+
+    def recording(self: inotify.Inotify) -> list[inotify.Event]:
+        events = original(self)
+        seen.extend(events)
+        return events
+
+    monkeypatch.setattr(inotify.Inotify, "read_events", recording)
+    return seen
+
+
+@linux_only
+async def test_a_data_files_write_queues_no_event_a_records_write_wakes(
+    job_dir: Path, events_read: list[inotify.Event]
+) -> None:
+    """The init writes a line's data, then its record: only the record's write is
+    watched (half the events of every line printed, each queued by the job's init and
+    read by the server)."""
+    for name in ("stdout", "stderr", RECORDS_FILE):
+        (job_dir / name).write_bytes(b"")
+    watcher = OutputWatcher()
+    with watcher.watch(str(job_dir)) as watch:
+        assert kernel_watches(watcher) == 2  # the directory, and its records file
+        seen, reshaped = watch.generation, watch.reshaped
+        # (open throughout, as the init keeps them: no close to see)
+        data = os.open(job_dir / "stdout", os.O_WRONLY | os.O_APPEND)
+        records = os.open(job_dir / RECORDS_FILE, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(data, b"a line\n")
+            os.write(records, b"r" * 32)
+            assert await asyncio.wait_for(watch.wait(seen), TIMEOUT)
+        finally:
+            os.close(data)
+            os.close(records)
+        # the record's write alone, on the file's own watch (no name)
+        assert [(e.mask, e.name) for e in events_read] == [(inotify.IN_MODIFY, b"")]
+        assert watch.reshaped == reshaped  # (data: no file came or went)
+    assert kernel_watches(watcher) == 0
+
+
+@linux_only
+async def test_writes_still_wake_once_the_records_file_was_replaced(job_dir: Path) -> None:
+    (job_dir / RECORDS_FILE).write_bytes(b"")
+    watcher = OutputWatcher()
+    with watcher.watch(str(job_dir)) as watch:
+        (job_dir / RECORDS_FILE).unlink()
+        # (its watch goes with it: the directory's takes writes again)
+        while kernel_watches(watcher) != 1:
+            await asyncio.wait_for(watch.wait(watch.generation), TIMEOUT)
+        reshaped = watch.reshaped
+        # a new file, not the one watched (open throughout: no close to see)
+        records = os.open(job_dir / RECORDS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            while watch.reshaped == reshaped:  # (its creation seen)
+                await asyncio.wait_for(watch.wait(watch.generation), TIMEOUT)
+            seen = watch.generation
+            os.write(records, b"r" * 32)
+            assert await asyncio.wait_for(watch.wait(seen), 5)
+        finally:
+            os.close(records)
 
 
 @linux_only

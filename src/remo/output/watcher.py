@@ -25,20 +25,22 @@ Everything here runs on one event loop and is not thread-safe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 from collections.abc import Callable
 from types import TracebackType
 
+from remo.core.output_format import RECORDS_FILE
 from remo.output import inotify
 
-#: What wakes followers: data written or a writer closing (output), a file created or
+#: What wakes followers in a job's directory: a writer closing, a file created or
 #: renamed into place (the supervisor's atomic ``exit``), a file deleted, and the
 #: directory itself going away. Reads, opens and attribute changes are left out so
-#: that followers' own reads never wake each other.
-WATCH_MASK = (
-    inotify.IN_MODIFY
-    | inotify.IN_CLOSE_WRITE
+#: that followers' own reads never wake each other. Writes are seen on the
+#: ``records`` file alone (:data:`RECORDS_MASK`).
+DIR_MASK = (
+    inotify.IN_CLOSE_WRITE
     | inotify.IN_CREATE
     | inotify.IN_MOVED_TO
     | inotify.IN_DELETE
@@ -46,13 +48,20 @@ WATCH_MASK = (
     | inotify.IN_MOVE_SELF
     | inotify.IN_ONLYDIR
 )
+#: The directory's mask when it has no ``records`` file to watch: every write wakes.
+WATCH_MASK = DIR_MASK | inotify.IN_MODIFY
+#: The init writes a stream's data, then the record that makes it readable: only the
+#: record's write is worth a follower's wake-up. Watching the file rather than the
+#: directory for writes halves the events of a line printed (the data file's write
+#: would be queued, read and thrown away), and their cost falls on the job's init,
+#: which queues them, and on the server, which reads them.
+RECORDS_MASK = inotify.IN_MODIFY | inotify.IN_DONT_FOLLOW
 
 #: Events after which the path no longer names the watched directory. A renamed job
 #: directory counts as gone: followers find the job's files by path.
 _GONE_MASK = inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_UNMOUNT | inotify.IN_IGNORED
 
-#: Writes to these wake nobody: the init writes a stream's data, then the record that
-#: makes it readable, and only the record's write is worth a follower's wake-up.
+#: Writes to these wake nobody (a directory watched with :data:`WATCH_MASK`).
 _DATA_FILES = frozenset({b"stdout", b"stderr"})
 
 #: Seconds a follower waits between re-checks when inotify is unavailable.
@@ -69,6 +78,7 @@ class _Dir:
         "keys",
         "listeners",
         "path",
+        "records_wd",
         "refs",
         "reshaped",
         "wd",
@@ -78,6 +88,7 @@ class _Dir:
         self.path = path
         self.keys = [path]  # every spelling of the path that resolved to this watch
         self.wd = wd  # None when polling (no inotify)
+        self.records_wd: int | None = None  # the watch of its records file, if any
         self.refs = 0
         self.generation = 0
         # Bumped by every change but data written to a file already there (a file
@@ -226,7 +237,8 @@ class OutputWatcher:
         self._ino: inotify.Inotify | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._by_path: dict[str, _Dir] = {}
-        self._by_wd: dict[int, _Dir] = {}
+        self._by_wd: dict[int, _Dir] = {}  # a directory's watch
+        self._by_records_wd: dict[int, _Dir] = {}  # the watch of a directory's records
 
     @property
     def uses_inotify(self) -> bool:
@@ -234,7 +246,7 @@ class OutputWatcher:
 
     @property
     def watch_count(self) -> int:
-        """Number of kernel watches currently held (0 when polling)."""
+        """Number of directories watched in the kernel (0 when polling)."""
         return len(self._by_wd)
 
     def fileno(self) -> int | None:
@@ -264,8 +276,9 @@ class OutputWatcher:
         self._use_inotify = False
         states = {id(s): s for s in (*self._by_path.values(), *self._by_wd.values())}
         self._by_wd.clear()
+        self._by_records_wd.clear()
         for state in states.values():
-            state.wd = None
+            state.wd = state.records_wd = None
             state.bump()
         self._close_fd()
 
@@ -276,16 +289,37 @@ class OutputWatcher:
             state = _Dir(key, None)
             self._by_path[key] = state
             return state
-        wd = self._inotify().add_watch(key, WATCH_MASK)
+        ino = self._inotify()
+        wd = ino.add_watch(key, WATCH_MASK)
         shared = self._by_wd.get(wd)
         if shared is None:
             state = _Dir(key, wd)
             self._by_wd[wd] = state
+            self._watch_records(state)
         else:  # another spelling of a directory already watched (same inode)
             state = shared
             state.keys.append(key)
         self._by_path[key] = state
         return state
+
+    def _watch_records(self, state: _Dir) -> None:
+        """Watch ``state``'s records file for writes, then the directory without them;
+        with no records file (or one already watched otherwise) the directory keeps
+        :data:`WATCH_MASK`. (Meanwhile a write is seen twice: harmless.)"""
+        assert self._ino is not None and state.wd is not None
+        try:
+            records_wd = self._ino.add_watch(os.path.join(state.path, RECORDS_FILE), RECORDS_MASK)
+        except OSError:
+            return
+        if records_wd in self._by_records_wd or records_wd in self._by_wd:
+            return  # (a link to another job's file: not this directory's to take)
+        try:
+            self._ino.add_watch(state.path, DIR_MASK)  # same inode: replaces the mask
+        except OSError:
+            self._ino.rm_watch(records_wd)
+            return
+        state.records_wd = records_wd
+        self._by_records_wd[records_wd] = state
 
     def _inotify(self) -> inotify.Inotify:
         if self._ino is None:
@@ -320,6 +354,23 @@ class OutputWatcher:
             del self._by_wd[state.wd]
             if self._ino is not None:
                 self._ino.rm_watch(state.wd)  # already dropped by the kernel is fine
+        records_wd, state.records_wd = state.records_wd, None
+        if records_wd is not None and self._by_records_wd.get(records_wd) is state:
+            del self._by_records_wd[records_wd]
+            if self._ino is not None:
+                self._ino.rm_watch(records_wd)
+
+    def _records_event(self, state: _Dir, event: inotify.Event) -> None:
+        """An event of ``state``'s records watch. Its loss (the file deleted: its
+        directory's own watch says so too) gives writes back to the directory's watch."""
+        if not event.mask & _GONE_MASK:
+            return
+        del self._by_records_wd[event.wd]
+        state.records_wd = None
+        state.reshaped += 1
+        if state.wd is not None and self._ino is not None and not state.gone:
+            with contextlib.suppress(OSError):  # the directory is going too: its watch says so
+                self._ino.add_watch(state.path, WATCH_MASK)
 
     def _unmap(self, state: _Dir) -> None:
         for key in state.keys:
@@ -340,7 +391,12 @@ class OutputWatcher:
                 overflow = True
                 continue
             state = self._by_wd.get(event.wd)
-            if state is None:  # a watch we already removed; its last events trail behind
+            if state is None:
+                state = self._by_records_wd.get(event.wd)
+                if state is not None:  # data made readable (or the records file gone)
+                    self._records_event(state, event)
+                    woken[id(state)] = state
+                # else a watch we already removed; its last events trail behind
                 continue
             if event.mask & _GONE_MASK:
                 self._forget(state)

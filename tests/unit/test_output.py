@@ -507,8 +507,11 @@ async def test_a_data_files_write_queues_no_event_a_records_write_wakes(
     read by the server)."""
     for name in ("stdout", "stderr", RECORDS_FILE):
         (job_dir / name).write_bytes(b"")
+    link = job_dir.parent / "link"
+    link.symlink_to(job_dir)
     watcher = OutputWatcher()
-    with watcher.watch(str(job_dir)) as watch:
+    # (a second spelling of the directory must not give it back its writes)
+    with watcher.watch(str(job_dir)) as watch, watcher.watch(str(link)):
         assert kernel_watches(watcher) == 2  # the directory, and its records file
         seen, reshaped = watch.generation, watch.reshaped
         # (open throughout, as the init keeps them: no close to see)

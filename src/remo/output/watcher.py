@@ -299,6 +299,8 @@ class OutputWatcher:
         else:  # another spelling of a directory already watched (same inode)
             state = shared
             state.keys.append(key)
+            if state.records_wd is not None:  # (the add above gave it writes back)
+                ino.add_watch(key, DIR_MASK)
         self._by_path[key] = state
         return state
 

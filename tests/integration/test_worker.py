@@ -110,7 +110,9 @@ async def test_a_wait_does_not_read_the_row_for_every_line_the_job_prints(
         return status_blocking(job_id)
 
     monkeypatch.setattr(manager, "status_blocking", counted)
-    status = await manager.wait(job)
+    # (no backstop to fall back on: the end must be seen when it comes)
+    monkeypatch.setattr("remo.worker.BACKSTOP_SECONDS", 3600.0)
+    status = await asyncio.wait_for(manager.wait(job), 120)
     assert status.state is JobState.SUCCEEDED
     assert (await collect(manager, job)).split() == [str(i).encode() for i in range(1, 101)]
     # (its end: the files closed, the marker written and renamed; not one per line)

@@ -531,7 +531,34 @@ async def test_a_data_files_write_queues_no_event_a_records_write_wakes(
 
 
 @linux_only
-async def test_writes_still_wake_once_the_records_file_was_replaced(job_dir: Path) -> None:
+async def test_a_records_file_linked_into_another_directory_keeps_its_watch(
+    tmp_path: Path,
+) -> None:
+    """A second directory holding the same records file (a link; jobs cannot make one)
+    does not take the first one's records watch, which the kernel would hand back."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (first / RECORDS_FILE).write_bytes(b"")
+    os.link(first / RECORDS_FILE, second / RECORDS_FILE)
+    watcher = OutputWatcher()
+    with watcher.watch(str(first)) as one, watcher.watch(str(second)) as other:
+        assert other.generation == 0
+        seen = one.generation
+        records = os.open(first / RECORDS_FILE, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(records, b"r" * 32)
+            assert await asyncio.wait_for(one.wait(seen), 5)
+        finally:
+            os.close(records)
+
+
+@linux_only
+async def test_writes_wake_through_the_directory_once_the_records_watch_ended(
+    job_dir: Path,
+) -> None:
+    """(remo never replaces a job's records file; if its watch ends all the same, the
+    directory's watch takes writes again.)"""
     (job_dir / RECORDS_FILE).write_bytes(b"")
     watcher = OutputWatcher()
     with watcher.watch(str(job_dir)) as watch:

@@ -25,7 +25,6 @@ Everything here runs on one event loop and is not thread-safe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
 from collections.abc import Callable
@@ -55,7 +54,7 @@ WATCH_MASK = DIR_MASK | inotify.IN_MODIFY
 #: directory for writes halves the events of a line printed (the data file's write
 #: would be queued, read and thrown away), and their cost falls on the job's init,
 #: which queues them, and on the server, which reads them.
-RECORDS_MASK = inotify.IN_MODIFY | inotify.IN_DONT_FOLLOW
+RECORDS_MASK = inotify.IN_MODIFY | inotify.IN_DONT_FOLLOW | inotify.IN_MASK_CREATE
 
 #: Events after which the path no longer names the watched directory. A renamed job
 #: directory counts as gone: followers find the job's files by path.
@@ -306,19 +305,25 @@ class OutputWatcher:
 
     def _watch_records(self, state: _Dir) -> None:
         """Watch ``state``'s records file for writes, then the directory without them;
-        with no records file (or one already watched otherwise) the directory keeps
+        with no records file, one watched already (a link: ``IN_MASK_CREATE`` leaves its
+        watch alone), or a kernel older than 4.18, the directory keeps
         :data:`WATCH_MASK`. (Meanwhile a write is seen twice: harmless.)"""
-        assert self._ino is not None and state.wd is not None
+        ino = self._ino
+        assert ino is not None and state.wd is not None
         try:
-            records_wd = self._ino.add_watch(os.path.join(state.path, RECORDS_FILE), RECORDS_MASK)
+            records_wd = ino.add_watch(os.path.join(state.path, RECORDS_FILE), RECORDS_MASK)
         except OSError:
             return
         if records_wd in self._by_records_wd or records_wd in self._by_wd:
-            return  # (a link to another job's file: not this directory's to take)
+            return  # (a kernel without IN_MASK_CREATE: another job's file, linked here)
         try:
-            self._ino.add_watch(state.path, DIR_MASK)  # same inode: replaces the mask
+            wd = ino.add_watch(state.path, DIR_MASK)  # same inode: replaces the mask
         except OSError:
-            self._ino.rm_watch(records_wd)
+            wd = None
+        if wd != state.wd:  # gone, or another directory there now: its watch says so
+            for extra in (records_wd, wd):
+                if extra is not None and extra != state.wd:
+                    ino.rm_watch(extra)
             return
         state.records_wd = records_wd
         self._by_records_wd[records_wd] = state
@@ -363,16 +368,21 @@ class OutputWatcher:
                 self._ino.rm_watch(records_wd)
 
     def _records_event(self, state: _Dir, event: inotify.Event) -> None:
-        """An event of ``state``'s records watch. Its loss (the file deleted: its
-        directory's own watch says so too) gives writes back to the directory's watch."""
+        """An event of ``state``'s records watch. When that watch ends (the file deleted
+        and closed by its last holder; remo never replaces it), writes go back to the
+        directory's watch."""
         if not event.mask & _GONE_MASK:
             return
         del self._by_records_wd[event.wd]
         state.records_wd = None
         state.reshaped += 1
         if state.wd is not None and self._ino is not None and not state.gone:
-            with contextlib.suppress(OSError):  # the directory is going too: its watch says so
-                self._ino.add_watch(state.path, WATCH_MASK)
+            try:
+                wd = self._ino.add_watch(state.path, WATCH_MASK)
+            except OSError:
+                return  # the directory is going too: its watch says so
+            if wd != state.wd:  # another directory at that path: not ours to watch
+                self._ino.rm_watch(wd)
 
     def _unmap(self, state: _Dir) -> None:
         for key in state.keys:

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -208,38 +208,9 @@ def find_supervisor(state_dir: Path) -> int | None:
     return None
 
 
-def cgroup_dirs(tag: str) -> int:
-    """Job cgroup directories of this remo instance in every hierarchy (``**/remo/<tag>-*``),
-    but for those of inits that wait for a job (``<tag>-init-<pid>``, pid alive)."""
-    n = 0
-    base = "/sys/fs/cgroup"
-    stack = [(base, 0)]
-    while stack:
-        path, depth = stack.pop()
-        try:
-            entries = os.scandir(path)
-        except OSError:
-            continue
-        with entries:
-            for e in entries:
-                if not e.is_dir(follow_symlinks=False):
-                    continue
-                if e.name == "remo":
-                    with contextlib.suppress(OSError):
-                        n += sum(
-                            1
-                            for d in os.listdir(e.path)
-                            if d.startswith(f"{tag}-") and not _waiting_init(tag, d)
-                        )
-                elif depth < 3:
-                    stack.append((e.path, depth + 1))
-    return n
-
-
-def remove_cgroups(tag: str) -> int:
-    """Remove the (empty) cgroup directories of remo instance ``tag`` in every hierarchy,
-    as a supervisor killed with SIGKILL leaves them; how many went."""
-    removed = 0
+def _instance_cgroups(tag: str) -> Iterator[tuple[str, str]]:
+    """(``remo`` group, name) of each cgroup directory of remo instance ``tag`` in every
+    hierarchy (``**/remo/<tag>-*``, three levels deep at most)."""
     stack = [("/sys/fs/cgroup", 0)]
     while stack:
         path, depth = stack.pop()
@@ -252,13 +223,25 @@ def remove_cgroups(tag: str) -> int:
                 continue
             if e.name == "remo":
                 with contextlib.suppress(OSError):
-                    for d in os.listdir(e.path):
-                        if d.startswith(f"{tag}-"):
-                            with contextlib.suppress(OSError):
-                                os.rmdir(os.path.join(e.path, d))
-                                removed += 1
+                    yield from ((e.path, d) for d in os.listdir(e.path) if d.startswith(f"{tag}-"))
             elif depth < 3:
                 stack.append((e.path, depth + 1))
+
+
+def cgroup_dirs(tag: str) -> int:
+    """Job cgroup directories of this remo instance in every hierarchy (``**/remo/<tag>-*``),
+    but for those of inits that wait for a job (``<tag>-init-<pid>``, pid alive)."""
+    return sum(1 for _, name in _instance_cgroups(tag) if not _waiting_init(tag, name))
+
+
+def remove_cgroups(tag: str) -> int:
+    """Remove the (empty) cgroup directories of remo instance ``tag`` in every hierarchy,
+    as a supervisor killed with SIGKILL leaves them; how many went."""
+    removed = 0
+    for group, name in list(_instance_cgroups(tag)):
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(group, name))
+            removed += 1
     return removed
 
 
@@ -347,9 +330,7 @@ def malloc_trim_probe(pid: int | None) -> dict[str, Any] | None:
     Tells memory the allocator keeps after a peak (freed, not returned to the kernel)
     from memory still in use: only the first goes away. None when gdb is missing.
     """
-    import shutil as _shutil
-
-    if not pid or _shutil.which("gdb") is None:
+    if not pid or shutil.which("gdb") is None:
         return None
     before = rss_kib(pid)
     subprocess.run(
@@ -374,9 +355,9 @@ def user_install(prefix: Path, python: str = "/usr/bin/python3") -> Path:
     ).stdout.strip()  # fmt: skip
     stage = Path(tempfile.mkdtemp(prefix="remo-bench-stage-"))
     try:
-        for name in ("pyproject.toml", "uv.lock", "setup.py", "README.md"):
-            if (ROOT / name).exists():
-                shutil.copy2(ROOT / name, stage / name)
+        # (what scripts/install copies: the project, its lock, setup.py for the relay)
+        for name in ("pyproject.toml", "uv.lock", "setup.py"):
+            shutil.copy2(ROOT / name, stage / name)
         shutil.copytree(
             ROOT / "src", stage / "src",
             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),

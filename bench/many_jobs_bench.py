@@ -45,6 +45,7 @@ from bench._harness import (
     issue_admin,
     pct,
     remove_cgroups,
+    wait_pid_gone,
 )
 from remo.client import AsyncClient
 from remo.core.paths import StatePaths
@@ -274,18 +275,14 @@ def end_leftovers(state: Path) -> None:
     supervisor = find_supervisor(state)
     if supervisor is None:
         return
-    deadline = time.monotonic() + 30
-    while os.path.exists(f"/proc/{supervisor}") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if not os.path.exists(f"/proc/{supervisor}"):
+    if wait_pid_gone(supervisor, 30):
         return
     doomed = [supervisor, *descendants(supervisor)]
     for pid in doomed:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while any(os.path.exists(f"/proc/{p}") for p in doomed) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    for pid in doomed:
+        wait_pid_gone(pid, 30)
     remove_cgroups(instance_tag(StatePaths(state.resolve())))
 
 

@@ -124,19 +124,18 @@ class Server:
             }
         raise InvalidArgument(f"unknown operation {op!r}")
 
-    def check_idle(self, linger: float | None = None) -> None:
+    def check_idle(self) -> None:
         if self.clients == 0 and not self.supervisor.busy:
             self._cancel_idle()
             loop = asyncio.get_running_loop()
-            delay = self.linger if linger is None else linger
-            delay = max(delay, self._not_before - loop.time())
+            delay = max(self.linger, self._not_before - loop.time())
             self._idle_timer = loop.call_later(delay, self._exit_if_still_idle)
 
     def await_first_client(self, grace: float) -> None:
         """Stay at least ``grace`` seconds for the launcher to connect, whatever ends
         meanwhile (a job recovered dead, finished after "ready", must not cut it short)."""
         self._not_before = asyncio.get_running_loop().time() + grace
-        self.check_idle(max(self.linger, grace))
+        self.check_idle()
 
     def _exit_if_still_idle(self) -> None:
         if self.clients == 0 and not self.supervisor.busy:

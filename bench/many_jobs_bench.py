@@ -114,18 +114,23 @@ def cpu_seconds(server_pid: int, state: Path) -> dict[str, float]:
 
 class Received:
     """What the followers received: each line's print time and latency, each job's next
-    expected line number (gaps are lines lost), and when each job's backlog was read."""
+    expected line number (gaps are lines lost), and when each job's backlog was read.
+    A chunk's first line also splits its latency in two at the time the chunk carries
+    (when its relay recorded it): the job and its relay, then the server, the wire and
+    this client."""
 
     def __init__(self) -> None:
         self.lines: list[tuple[float, float]] = []  # (printed at, latency)
+        self.split: list[tuple[float, float, float]] = []  # (printed, to recorded, after)
         self.lost = 0
         self.caught_up: set[str] = set()
         self.since = time.time()  # lines printed after this are live, not backlog
         self._expected: dict[str, int] = {}
         self._pending: dict[str, bytes] = {}
 
-    def take(self, job_id: str, data: bytes) -> None:
+    def take(self, job_id: str, data: bytes, recorded: float | None = None) -> None:
         now = time.time()
+        first = not self._pending.get(job_id)
         *lines, self._pending[job_id] = (self._pending.get(job_id, b"") + data).split(b"\n")
         for line in lines:
             number, _, stamp = line.decode().partition(" ")
@@ -134,6 +139,9 @@ class Received:
             self.lost += max(0, int(number) - expected)
             self._expected[job_id] = int(number) + 1
             self.lines.append((printed, now - printed))
+            if first and recorded is not None:
+                self.split.append((printed, recorded - printed, now - recorded))
+                first = False
             if printed >= self.since:
                 self.caught_up.add(job_id)
 
@@ -141,17 +149,30 @@ class Received:
         """Latencies of the lines printed between ``start`` and ``end``."""
         return [latency for printed, latency in self.lines if start <= printed < end]
 
+    def halves(self, start: float, end: float) -> str:
+        """The two parts of the latency of chunks' first lines printed in the window."""
+        inside = [(b, a) for printed, b, a in self.split if start <= printed < end]
+        if not inside:
+            return ""
+        before = [b for b, _ in inside]
+        after = [a for _, a in inside]
+        return (
+            f" (printed to recorded by its relay: median {pct(before, 50) * 1e3:.2f}, p99 "
+            f"{pct(before, 99) * 1e3:.2f} ms; recorded to received: median "
+            f"{pct(after, 50) * 1e3:.2f}, p99 {pct(after, 99) * 1e3:.2f} ms)"
+        )
+
 
 async def follow(remo: AsyncClient, job_id: str, received: Received) -> None:
     async for chunk in remo.output(job_id, follow=True):
-        received.take(job_id, chunk.data)
+        received.take(job_id, chunk.data, chunk.time)
 
 
 async def follow_many(remo: AsyncClient, job_ids: list[str], received: Received) -> None:
     """As :func:`follow`, for every job of ``job_ids`` through one OutputMany stream."""
     async for item in remo.output_many(job_ids, follow=True):
         if item.chunk is not None:
-            received.take(item.job_id, item.chunk.data)
+            received.take(item.job_id, item.chunk.data, item.chunk.time)
 
 
 #: ``--other-client``: another process's calls while the jobs are followed (40 lists of
@@ -248,7 +269,8 @@ async def run(
         + (
             f"follow latency median {pct(window, 50) * 1e3:.2f} ms, p99 "
             f"{pct(window, 99) * 1e3:.2f} ms, max {max(window) * 1e3:.1f} ms over "
-            f"{len(window)} lines printed in {seconds:.0f} s; lines lost {received.lost} | "
+            f"{len(window)} lines printed in {seconds:.0f} s{received.halves(start, end)}; "
+            f"lines lost {received.lost} | "
             if followed and window
             else ""
         )

@@ -233,6 +233,38 @@ async def test_stop_kills_setsid_grandchild_ignoring_sigterm(manager: JobManager
     assert (await manager.stop(job)).state is JobState.STOPPED
 
 
+@needs_root
+async def test_every_job_is_in_a_cpu_group_of_its_own_beneath_remos(manager: JobManager) -> None:
+    """Limits or not, a job's processes (one that left its session too) are in the job's
+    group of the cpu hierarchy, beneath remo's: all jobs together weigh as one sibling
+    of the server, each job as much as another whatever it forks. Left in the root group
+    (cgroup v1, no cpu limit), every session is an autogroup of its own (sched(7)) that
+    weighs as much as the server: a thousand jobs left it a thousandth of the CPU."""
+    marker = f"REMO_TEST_SESSION={uuid.uuid4().hex}"
+    job = await manager.start(
+        JobSpec(["sh", "-c", f"setsid env {marker} sleep 1000 & echo ready; exec sleep 1000"])
+    )
+    try:
+        async for chunk in manager.output(job, follow=True):
+            if b"ready" in chunk:
+                break
+        [leader] = await wait_until(lambda: marked(marker.encode()), what="the session leader")
+        status = await manager.status(job)
+        assert status.pid is not None
+        assert os.getsid(leader) != os.getsid(status.pid)
+        for pid in (status.pid, leader):
+            lines = [line.split(":", 2) for line in Path(f"/proc/{pid}/cgroup").read_text().split()]
+            cpu = [path for _, names, path in lines if "cpu" in names.split(",")]
+            if not cpu:  # cgroup v2: one hierarchy; remo's group hands the controller on
+                [path] = [path for _, names, path in lines if not names]
+                parent = Path("/sys/fs/cgroup" + path).parent
+                assert "cpu" in (parent / "cgroup.subtree_control").read_text().split()
+                cpu = [path]
+            assert cpu[0].endswith(f"/remo/{status.cgroup}"), (pid, lines)
+    finally:
+        await manager.stop(job, grace=0.3)
+
+
 def _is_alive(pid: int) -> bool:
     """Whether ``pid`` exists and is not a zombie."""
     try:

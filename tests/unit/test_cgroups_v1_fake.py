@@ -213,12 +213,17 @@ def test_hybrid_groups_live_under_own_cgroup(hybrid: tuple[FakeCgroup1, V1Driver
 
 
 def test_jobs_join_only_the_hierarchies_they_need(hybrid: tuple[FakeCgroup1, V1Driver]) -> None:
-    """No limits: memory (peak, OOM kills) and the cgroup2 mount (tracking, kill, cpu.stat)
-    are all a job needs; each extra hierarchy would cost every start a migration."""
+    """No limits: memory (peak, OOM kills), cpu (a fair share: no autogroup of its own)
+    and the cgroup2 mount (tracking, kill, cpu.stat) are all a job needs; each extra
+    hierarchy would cost every start a migration."""
     fake, driver = hybrid
     group = driver.create("job1", Limits())
     root = fake.root
-    expected = [root / "unified/remo/job1", root / "memory/process_api/f716/remo/job1"]
+    expected = [
+        root / "unified/remo/job1",
+        root / "cpu,cpuacct/remo/job1",
+        root / "memory/process_api/f716/remo/job1",
+    ]
     assert group.join_files() == [str(p / "cgroup.procs") for p in expected]
     assert not (root / "pids/remo/job1").exists()
     assert not (root / "freezer/remo/job1").exists()
@@ -229,16 +234,13 @@ def test_jobs_join_only_the_hierarchies_they_need(hybrid: tuple[FakeCgroup1, V1D
 
 
 def test_limits_applied_later_add_hierarchies(hybrid: tuple[FakeCgroup1, V1Driver]) -> None:
-    """A job init waits in memory + cgroup2 only; a job's cpu and pids limits add those
-    hierarchies, whose cgroup.procs the init must then join."""
+    """A job init waits in memory, cpu and cgroup2; a job's pids limit adds that
+    hierarchy, whose cgroup.procs the init must then join; its cpu limit adds none."""
     fake, driver = hybrid
     group = driver.create("init-1", Limits())
     root = fake.root
     join = driver.apply(group, Limits(cpu=0.5, pids=10, memory=64 << 20))
-    assert join == [
-        str(root / "cpu,cpuacct/remo/init-1/cgroup.procs"),
-        str(root / "pids/remo/init-1/cgroup.procs"),
-    ]
+    assert join == [str(root / "pids/remo/init-1/cgroup.procs")]
     assert (root / "cpu,cpuacct/remo/init-1/cpu.cfs_quota_us").read_text() == "50000"
     assert (root / "pids/remo/init-1/pids.max").read_text() == "11"  # + the init
     memory = root / "memory/process_api/f716/remo/init-1"

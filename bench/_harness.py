@@ -422,6 +422,10 @@ class ServerProcess:
                 stdout=log,
                 stderr=log,
                 env={k: v for k, v in os.environ.items() if k != "GRPC_SSL_CIPHER_SUITES"},
+                # Its own session, as a service has: where sessions are autogroups
+                # (sched(7)), sharing the bench's would split one CPU share between
+                # the server and the bench's clients.
+                start_new_session=True,
             )
         finally:
             log.close()

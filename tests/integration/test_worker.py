@@ -239,7 +239,7 @@ async def test_every_job_is_in_a_cpu_group_of_its_own_beneath_remos(manager: Job
     group of the cpu hierarchy, beneath remo's: all jobs together weigh as one sibling
     of the server, each job as much as another whatever it forks. Left in the root group
     (cgroup v1, no cpu limit), every session is an autogroup of its own (sched(7)) that
-    weighs as much as the server: a thousand jobs left it a thousandth of the CPU."""
+    weighs as much as the server's: a thousand busy sessions would leave it a thousandth."""
     marker = f"REMO_TEST_SESSION={uuid.uuid4().hex}"
     job = await manager.start(
         JobSpec(["sh", "-c", f"setsid env {marker} sleep 1000 & echo ready; exec sleep 1000"])

@@ -227,10 +227,10 @@ class V1Driver:
         (``Starter._prepare_init``): only a limit's own hierarchy adds to a start.
 
         cpu always, as on cgroup v2: left in the root group, each session a job starts
-        is an autogroup of its own (sched(7)) that weighs as much as the server's, so
-        20 busy jobs left a busy server 9 % of two cores, and with 1,000 followed jobs
-        stopping them all took about twice as long. In remo's group all jobs together
-        weigh as one sibling of the server (92 % left to it), each job as one of them.
+        is an autogroup of its own (sched(7)) that weighs as much as the server's: 20
+        busy sessions left a busy process 9 % of a core. In remo's group all jobs
+        together weigh as one sibling of the server (92 % left to it), each job as one
+        of them; docs/BENCHMARKS.md has what it costs a saturated machine's followers.
         """
         wanted = {"memory", "cpu"}
         if limits.pids is not None:

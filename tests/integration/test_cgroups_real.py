@@ -162,6 +162,20 @@ def test_default_parent_is_remo_under_own_cgroup() -> None:
             os.rmdir(parent)
 
 
+def test_the_jobs_group_weighs_as_many_processes_as_there_are_cpus(driver: CgroupDriver) -> None:
+    """The kernel takes the weight remo gives its group: all jobs together weigh as many
+    processes as the server has CPUs (cpu.shares 1024 each on v1, cpu.weight 100 on v2)."""
+    cpus = len(os.sched_getaffinity(0))
+    if driver.name == "v2":
+        file, weight = "cpu.weight", min(10000, 100 * cpus)
+    else:
+        file, weight = "cpu.shares", min(262144, 1024 * cpus)
+    weighed = [Path(d, PARENT, file) for d in own_dirs() if Path(d, PARENT, file).exists()]
+    assert weighed, "no cpu controller for remo's group"
+    for path in weighed:
+        assert path.read_text().strip() == str(weight), path
+
+
 def test_group_under_own_cgroup_with_limits(driver: CgroupDriver, make: list[JobGroup]) -> None:
     limits = Limits(cpu=0.5, memory=64 << 20, io_read_bps=1 << 20, io_write_bps=2 << 20, pids=32)
     group = create(driver, make, "limits", limits)

@@ -236,10 +236,11 @@ async def test_stop_kills_setsid_grandchild_ignoring_sigterm(manager: JobManager
 @needs_root
 async def test_every_job_is_in_a_cpu_group_of_its_own_beneath_remos(manager: JobManager) -> None:
     """Limits or not, a job's processes (one that left its session too) are in the job's
-    group of the cpu hierarchy, beneath remo's: all jobs together weigh as one sibling
-    of the server, each job as much as another whatever it forks. Left in the root group
-    (cgroup v1, no cpu limit), every session is an autogroup of its own (sched(7)) that
-    weighs as much as the server's: a thousand busy sessions would leave it a thousandth."""
+    group of the cpu hierarchy, beneath remo's: all jobs together weigh what that group
+    weighs (test_cgroups_real.py), each job as much as another whatever it forks. Left
+    in the root group (cgroup v1, no cpu limit), every session is an autogroup of its
+    own (sched(7)) that weighs as much as the server's: a thousand busy sessions would
+    leave it a thousandth."""
     marker = f"REMO_TEST_SESSION={uuid.uuid4().hex}"
     job = await manager.start(
         JobSpec(["sh", "-c", f"setsid env {marker} sleep 1000 & echo ready; exec sleep 1000"])

@@ -471,3 +471,24 @@ def test_mounts_outside_root_are_ignored(tmp_path: Path) -> None:
     fake = FakeCgroup1(tmp_path / "cgroup", HYBRID)
     driver = detect(str(tmp_path / "elsewhere"), str(make_proc(tmp_path, fake)), [], fs=fake)
     assert driver.name == "none"
+
+
+@pytest.mark.parametrize(("cpus", "shares"), [(1, "1024"), (3, "3072"), (300, "262144")])
+def test_the_jobs_cpu_group_weighs_as_many_processes_as_there_are_cpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpus: int, shares: str
+) -> None:
+    """remo's group in the cpu hierarchy: cpu.shares of one process times the CPUs the
+    server may use (the kernel's maximum at most), so the jobs can fill the machine and
+    the server, one process, keeps its share."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    fake, driver = make_driver(tmp_path, HYBRID)
+    assert (fake.root / "cpu,cpuacct/remo/cpu.shares").read_text() == shares
+    assert not [w for w in driver.warnings() if "weigh" in w]
+
+
+def test_a_cpu_group_that_cannot_be_weighed_is_a_warning(tmp_path: Path) -> None:
+    fake = FakeCgroup1(tmp_path / "cgroup", HYBRID)
+    fake.fail_on = "cpu.shares"
+    driver = detect(str(fake.root), str(make_proc(tmp_path, fake)), ["254:0"], fs=fake)
+    assert [w for w in driver.warnings() if w.startswith("cannot weigh the jobs' cpu group")]
+    assert "cpu" in driver.supported()

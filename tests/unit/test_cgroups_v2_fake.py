@@ -516,3 +516,24 @@ def test_parsers() -> None:
     assert v2 == "/"
     assert own_dir(mount, "/a b/c") == "/sys/fs/cgroup/my dir/c"
     assert own_dir(mount, "/a bc") is None
+
+
+@pytest.mark.parametrize(("cpus", "weight"), [(1, "100"), (3, "300"), (200, "10000")])
+def test_the_jobs_group_weighs_as_many_processes_as_there_are_cpus(
+    tmp_path: Path, fake: FakeCgroup2, monkeypatch: pytest.MonkeyPatch, cpus: int, weight: str
+) -> None:
+    """remo's group: cpu.weight of one process (100) times the server's CPUs, at most the
+    kernel's 10000; the server's own leaf keeps one process's."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    proc = make_proc(tmp_path, fake.mount, "/system.slice/remo.service")
+    driver = detect(str(fake.mount), str(proc), ["254:0"], fs=fake)
+    assert (fake.mount / "system.slice/remo.service/remo/cpu.weight").read_text() == weight
+    assert driver.warnings() == []
+
+
+def test_a_group_that_cannot_be_weighed_is_a_warning(tmp_path: Path, fake: FakeCgroup2) -> None:
+    fake.fail_on = "cpu.weight"
+    proc = make_proc(tmp_path, fake.mount, "/system.slice/remo.service")
+    driver = detect(str(fake.mount), str(proc), ["254:0"], fs=fake)
+    assert [w for w in driver.warnings() if w.startswith("cannot weigh the jobs' cpu group")]
+    assert "cpu" in driver.supported()

@@ -33,6 +33,21 @@ FEATURES = frozenset({"cpu", "memory", "io", "pids", "kill", "usage"})
 #: Name of the group, beneath the caller's own cgroup, that holds every job group.
 PARENT = "remo"
 
+
+def jobs_cpu_weight(one: int, maximum: int) -> int:
+    """The CPU weight of remo's group: ``one`` process's (cpu.shares 1024 on v1,
+    cpu.weight 100 on v2) times the CPUs this process may run on, at most ``maximum``.
+
+    As Kubernetes weighs its pods' group: all jobs together weigh as many busy
+    processes as there are CPUs, while the server, weighing one, keeps 1/(n+1) of the
+    machine under contention (two thirds of a core on two CPUs, nearly one on many:
+    about what its one event loop can use). At one process's weight, with 1,000
+    followed jobs on two cores, each job's relay (in the job's group) waited for the
+    jobs' turn: a line's p99 from print to record 28-54 ms, 3-13 ms weighed so
+    (bench/many_jobs_bench.py)."""
+    return min(maximum, one * len(os.sched_getaffinity(0)))
+
+
 #: Tasks of remo's own in every job cgroup (the job's init): pids.max is the job's limit
 #: plus these, so that ``--pids N`` lets the job itself hold N processes.
 INIT_TASKS = 1

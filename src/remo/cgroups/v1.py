@@ -180,6 +180,12 @@ class V1Driver:
                 self._warnings.append(f"cgroup2 hierarchy unusable: {err}")
         if not self._bases and not self._unified and first_error:
             raise first_error
+        if "cpu" in self._bases:
+            try:  # (cgroup-v1 scheduler docs: cpu.shares from 2 to 262144)
+                weight = base.jobs_cpu_weight(1024, 262144)
+                base.write(fs, self._bases["cpu"], "cpu.shares", str(weight))
+            except CgroupError as err:
+                self._warnings.append(f"cannot weigh the jobs' cpu group: {err}")
         self._has_kill = bool(self._unified) and self._has("unified", "cgroup.kill")
         self._has_memsw = self._has("memory", "memory.memsw.limit_in_bytes")
         self._unified_cpu_stat = self._has("unified", "cpu.stat")
@@ -229,8 +235,8 @@ class V1Driver:
         cpu always, as on cgroup v2: left in the root group, each session a job starts
         is an autogroup of its own (sched(7)) that weighs as much as the server's: 20
         busy sessions left a busy process 9 % of a core. In remo's group all jobs
-        together weigh as one sibling of the server (92 % left to it), each job as one
-        of them; docs/BENCHMARKS.md has what it costs a saturated machine's followers.
+        together weigh as many processes as there are CPUs (base.jobs_cpu_weight), each
+        job as much as another, and the server keeps its share.
         """
         wanted = {"memory", "cpu"}
         if limits.pids is not None:

@@ -120,6 +120,7 @@ class V2Driver:
             own = os.path.dirname(own)
         self._fs = fs
         self._devices = list(io_devices)
+        self._warnings: list[str] = []
         self.own = own
         self.base = os.path.join(own, parent)
         self._mount = mount
@@ -158,6 +159,12 @@ class V2Driver:
             self._enable(self.own)
         base.mkdir_exist_ok(self._fs, self.base)
         self._enable(self.base)
+        if self._fs.exists(os.path.join(self.base, "cpu.weight")):
+            try:  # (cgroup-v2.rst "Weights": 1 to 10000, 100 by default)
+                weight = base.jobs_cpu_weight(100, 10000)
+                base.write(self._fs, self.base, "cpu.weight", str(weight))
+            except CgroupError as err:
+                self._warnings.append(f"cannot weigh the jobs' cpu group: {err}")
 
     def _enable(self, path: str) -> None:
         available = (base.read(self._fs, path, "cgroup.controllers") or "").split()
@@ -182,7 +189,7 @@ class V2Driver:
                         raise
 
     def warnings(self) -> list[str]:
-        return base.off_warnings(self._supported)
+        return self._warnings + base.off_warnings(self._supported)
 
     def supported(self) -> frozenset[str]:
         return self._supported

@@ -36,6 +36,8 @@ def interrupt_inside_grpc():
 with Client.from_file(credential) as remo:
     if handler == "remo":
         common.interrupt_outside_grpc()
+    else:
+        calls.track_calls()  # (only to see when the main thread waits inside grpc)
     threading.Thread(target=interrupt_inside_grpc, daemon=True).start()
     try:
         for chunk in remo.output(job_id, follow=True):

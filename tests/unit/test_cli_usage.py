@@ -791,3 +791,20 @@ def test_completion_of_ids_is_silent_without_a_server(env: dict[str, str]) -> No
     ctx = click.Context(cli)
     param = click.Argument(["job_id"])
     assert complete_ids()(ctx, param, "") == []  # no profile: nothing, no error
+
+
+def test_ctrl_c_inside_an_import_is_an_interruption(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.11 wraps a KeyboardInterrupt raised while a class is made (its fields'
+    ``__set_name__``, as an import makes them) in a RuntimeError: still "interrupted",
+    exit 130, not an internal error."""
+
+    class Field:
+        def __set_name__(self, owner: type, name: str) -> None:
+            raise KeyboardInterrupt
+
+    def connect() -> None:
+        type("Imported", (), {"field": Field()})
+
+    monkeypatch.setattr("remo.cli.status.connect", connect)
+    result = CliRunner().invoke(cli, ["status", "12"])
+    assert (result.exit_code, result.stderr) == (130, "remo: interrupted\n")

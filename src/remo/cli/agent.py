@@ -315,9 +315,12 @@ class Command:
         with self._state:
             if not self.running or ident is None:
                 return
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
-            )
+            # Inside grpc: its calls cancelled, raised as grpc's wait returns; elsewhere
+            # raised at once (see remo.client.calls.interrupt).
+            if not calls.interrupt(ident, KeyboardInterrupt()):
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
+                )
             self.interrupted = True
         calls.cancel_calls(ident)
 

@@ -84,7 +84,25 @@ def connect() -> Client:
 
     global connected
     connected = True
-    return Client.from_profile(chosen_profile())
+    client = Client.from_profile(chosen_profile())
+    interrupt_outside_grpc()
+    return client
+
+
+def interrupt_outside_grpc() -> None:
+    """In the main thread, from now on: Ctrl-C cancels the calls the command waits for
+    inside grpc and is raised once grpc's wait returned, never in grpc's own code,
+    whose half-updated state could leave the channel's close hanging for ever (see
+    :func:`remo.client.calls.interrupt`). SIGINT ignored by our parent stays ignored."""
+    import signal
+
+    from remo.client import calls
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    calls.track_calls()
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, calls.interrupting(lambda _signum: KeyboardInterrupt()))
 
 
 #: In the agent, per command thread: the shared client and the command's terminal width.

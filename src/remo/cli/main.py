@@ -164,15 +164,32 @@ class RemoGroup(click.Group):
             _silence_stdout()
             code = 141
         except Exception as err:
-            if os.environ.get("REMO_DEBUG"):
+            if _interrupted(err):
+                click.echo("remo: interrupted", err=True)
+                code = EXIT_INTERRUPTED
+            elif os.environ.get("REMO_DEBUG"):
                 raise
-            click.echo(
-                f"remo: internal error: {type(err).__name__}: {_one_line(str(err))} "
-                "(set REMO_DEBUG=1 for details)",
-                err=True,
-            )
-            code = 1
+            else:
+                click.echo(
+                    f"remo: internal error: {type(err).__name__}: {_one_line(str(err))} "
+                    "(set REMO_DEBUG=1 for details)",
+                    err=True,
+                )
+                code = 1
         sys.exit(code)
+
+
+def _interrupted(err: BaseException) -> bool:
+    """Whether Ctrl-C caused ``err``: Python wraps a KeyboardInterrupt raised while a
+    class is made (``__set_name__``, during an import) in a RuntimeError."""
+    seen: BaseException | None = err
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _available(module: str) -> bool:

@@ -224,12 +224,13 @@ class _Detach(Exception):
 @contextlib.contextmanager
 def _signals_detach() -> Iterator[None]:
     """While streaming: SIGTERM and SIGHUP raise :class:`_Detach`, as SIGINT raises
-    KeyboardInterrupt. The previous handlers come back afterwards."""
-
-    def detach(signum: int, _frame: object) -> None:
-        raise _Detach(signum)
-
+    KeyboardInterrupt (outside grpc's code, as :func:`common.interrupt_outside_grpc`
+    has it). The previous handlers come back afterwards."""
     import threading
+
+    from remo.client import calls
+
+    detach = calls.interrupting(_Detach)
 
     if threading.current_thread() is not threading.main_thread():
         yield  # in the agent: the command forwards these signals as Ctrl-C

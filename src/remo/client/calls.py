@@ -184,22 +184,30 @@ class Lanes:
 
 # -- calls a thread may have to abandon (the CLI's agent, on a command's Ctrl-C) ---------
 
-#: Per thread that asked (:func:`track_calls`): its streaming calls in progress.
+#: Per thread that asked (:func:`track_calls`): its calls in progress.
 ACTIVE = threading.local()
 _TRACKED: dict[int, set[Any]] = {}
-_TRACKED_LOCK = threading.Lock()
+#: (re-entrant: a signal handler may cancel the calls of the thread it interrupted)
+_TRACKED_LOCK = threading.RLock()
 
 
 def track_calls() -> None:
-    """Remember this thread's streaming calls from now on (see :func:`cancel_calls`)."""
+    """Remember this thread's calls from now on (see :func:`cancel_calls`)."""
     with _TRACKED_LOCK:
         ACTIVE.calls = _TRACKED.setdefault(threading.get_ident(), set())
+        _SHIELDS[threading.get_ident()] = _Shield()
 
 
 def untrack_calls() -> None:
     with _TRACKED_LOCK:
         _TRACKED.pop(threading.get_ident(), None)
+        _SHIELDS.pop(threading.get_ident(), None)
         ACTIVE.calls = None
+
+
+def tracked() -> bool:
+    """Whether this thread's calls are tracked (:func:`track_calls`)."""
+    return getattr(ACTIVE, "calls", None) is not None
 
 
 def note_call(call: Any) -> None:
@@ -223,6 +231,85 @@ def cancel_calls(thread_ident: int | None) -> None:
         calls = list(_TRACKED.get(thread_ident or 0, ()))
     for call in calls:
         call.cancel()
+
+
+# -- interrupts outside grpc's code (Ctrl-C in the CLI) ---------------------------------
+#
+# An exception a signal handler raises (KeyboardInterrupt) lands wherever the thread is.
+# Inside grpc's Python code it can leave a call half updated that never completes, and
+# closing the channel then waits for it for ever (grpc/grpc#19973): `remo logs -f`
+# hung after Ctrl-C about once in 200 times on a busy machine. So a tracked thread
+# marks each wait inside grpc (:class:`shielded`), and an interrupt that finds it there
+# cancels its calls instead, which ends the wait the way grpc means calls to end, and
+# is raised as the wait returns.
+
+
+class _Shield:
+    __slots__ = ("depth", "pending")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending: BaseException | None = None
+
+
+#: Per tracked thread: how deep it is inside grpc, and the interrupt it is owed.
+_SHIELDS: dict[int, _Shield] = {}
+
+
+class shielded:
+    """Around one wait inside grpc (a message, a reply): an interrupt meanwhile (see
+    :func:`interrupt`) is raised when it ends, replacing the cancellation it caused."""
+
+    __slots__ = ("_shield",)
+
+    def __enter__(self) -> None:
+        self._shield = _SHIELDS.get(threading.get_ident())
+        if self._shield is not None:
+            self._shield.depth += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        shield = self._shield
+        if shield is None:
+            return
+        with _TRACKED_LOCK:
+            shield.depth -= 1
+            if shield.depth:
+                return
+            pending, shield.pending = shield.pending, None
+        if pending is not None:
+            raise pending from None
+
+
+def inside_grpc(thread_ident: int) -> bool:
+    """Whether the tracked thread waits inside grpc now."""
+    shield = _SHIELDS.get(thread_ident)
+    return shield is not None and shield.depth > 0
+
+
+def interrupt(thread_ident: int, error: BaseException) -> bool:
+    """Interrupt a tracked thread that waits inside grpc: cancel its calls and leave
+    ``error`` to be raised as the wait returns; True. False when it is elsewhere (the
+    caller raises ``error`` there itself)."""
+    with _TRACKED_LOCK:
+        shield = _SHIELDS.get(thread_ident)
+        if shield is None or shield.depth == 0:
+            return False
+        if shield.pending is None:
+            shield.pending = error
+    cancel_calls(thread_ident)
+    return True
+
+
+def interrupting(error: Callable[[int], BaseException]) -> Callable[[int, Any], None]:
+    """A signal handler for the main thread (tracked): raises ``error(signum)`` where
+    the thread is, or, inside grpc, once grpc's wait returned."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raised = error(signum)
+        if not interrupt(threading.get_ident(), raised):
+            raise raised
+
+    return handler
 
 
 #: The status codes of "the connection broke or the server went away", which are worth

@@ -92,9 +92,10 @@ class Client(ClientBase):
         return self._replied.is_set()
 
     def close(self) -> None:
-        for channel in self._lanes.channels():
-            channel.close()
-        self._channel.close()
+        with calls.shielded():
+            for channel in self._lanes.channels():
+                channel.close()
+            self._channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -129,7 +130,8 @@ class Client(ClientBase):
                 # Again after an outage, the attempt waits for the connection to be back
                 # (wait_for_ready), up to the deadline, rather than fail at once.
                 with contextlib.nullcontext() if lane else self._short_calls:
-                    reply = method(
+                    reply = _unary(
+                        method,
                         request,
                         timeout=attempts.left(),
                         wait_for_ready=True if attempts.again else None,
@@ -371,7 +373,8 @@ class Client(ClientBase):
             pending = lane.stub.Wait.future(pb.WaitRequest(id=job_id), timeout=left)
             calls.note_call(pending)
             try:
-                reply = pending.result()
+                with calls.shielded():
+                    reply = pending.result()
             except grpc.RpcError as err:
                 if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise WaitTimeout(f"job {job_id} still running after {timeout:g}s") from None
@@ -472,7 +475,7 @@ class Client(ClientBase):
             call = lane.output(request, timeout=left)
             calls.note_call(call)
             try:
-                for msg in call:
+                while (msg := _next(call)) is not None:
                     self._replied.set()
                     chunk = resume.take(msg)
                     if chunk is not None:
@@ -519,7 +522,7 @@ class Client(ClientBase):
             call = lane.stub.OutputMany(state.request(), timeout=left)
             calls.note_call(call)
             try:
-                for msg in call:
+                while (msg := _next(call)) is not None:
                     self._replied.set()
                     outage.progressed()
                     yield from state.take(msg)
@@ -542,11 +545,15 @@ class Client(ClientBase):
         broken connection: the job's stdin is closed then, as ssh's would be."""
         chunks = calls.read_chunks(source) if _readable(source) else source  # type: ignore[arg-type]
         lane = self._lanes.take()
+        pending = lane.stub.WriteStdin.future(calls.stdin_requests(job_id, chunks))  # type: ignore[arg-type]
+        calls.note_call(pending)
         try:
-            reply = lane.stub.WriteStdin(calls.stdin_requests(job_id, chunks))  # type: ignore[arg-type]
+            with calls.shielded():
+                reply = pending.result()
         except grpc.RpcError as err:
             raise self._error(err, f"job {job_id}") from err
         finally:
+            calls.forget_call(pending)
             self._lanes.give(lane)
         self._replied.set()
         return int(reply.written_bytes)
@@ -566,6 +573,29 @@ class Client(ClientBase):
             yield from complete
         if pending:
             yield pending.decode("utf-8", "replace")
+
+
+def _unary(method: Callable[..., T], request: Any, **options: Any) -> T:
+    """One unary call. A tracked thread's (the CLI's, see calls.interrupt) is a future,
+    which an interrupt can cancel, and its wait is shielded; any other thread's blocks,
+    ~0.1 ms faster (the future's reply comes through the channel's spin thread)."""
+    if not calls.tracked():
+        return method(request, **options)
+    pending = method.future(request, **options)  # type: ignore[attr-defined]
+    calls.note_call(pending)
+    try:
+        with calls.shielded():
+            reply: T = pending.result()
+    finally:
+        calls.forget_call(pending)
+    return reply
+
+
+def _next(call: Any) -> Any:
+    """The next message of a streaming call, or None at its end: a wait inside grpc,
+    which an interrupt leaves only once grpc's wait returned (see calls.interrupt)."""
+    with calls.shielded():
+        return next(call, None)
 
 
 def _readable(source: object) -> bool:

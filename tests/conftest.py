@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,13 @@ from tests.support import wait_until_sync
 
 # grpc fixes its TLS policy when first imported: set it before any test imports grpc.
 ensure_tls13_only_env()
+
+# A run started in the background by a shell without job control (`.ci/run &` in a
+# script) has SIGINT ignored, and every process it starts inherits that: the CLI, which
+# keeps an ignored SIGINT ignored (as nohup asks), could then not hear the Ctrl-C of the
+# tests that send one. They, and Ctrl-C to pytest itself, get Python's handler back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")

@@ -19,8 +19,8 @@ from remo.client import AsyncClient
 
 #: A process that follows a silent job in its main thread, as the CLI does, with the
 #: CLI's SIGINT handler (or Python's own, given ``default``), and interrupts itself once
-#: the main thread waits inside grpc. It prints where the KeyboardInterrupt was raised,
-#: then ``closed`` once the client is closed.
+#: the main thread waits inside grpc for a message. It prints where the KeyboardInterrupt
+#: was raised, then ``closed`` once the client is closed.
 FOLLOWER = r"""
 import os, signal, sys, threading, time, traceback
 from remo.client import Client, calls
@@ -28,8 +28,17 @@ from remo.cli import common
 credential, job_id, handler = sys.argv[1:]
 main = threading.get_ident()
 
+def waiting_for_a_message():
+    if not calls.inside_grpc(main):
+        return False
+    frame, names = sys._current_frames().get(main), set()
+    while frame is not None:
+        names.add((os.path.basename(frame.f_code.co_filename), frame.f_code.co_name))
+        frame = frame.f_back
+    return {("threading.py", "wait"), ("sync.py", "_next")} <= names
+
 def interrupt_inside_grpc():
-    while not calls.inside_grpc(main):
+    while not waiting_for_a_message():
         time.sleep(0.001)
     os.kill(os.getpid(), signal.SIGINT)
 

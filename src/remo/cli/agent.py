@@ -237,6 +237,8 @@ class Command:
         self.streams: tuple[TextIO, TextIO, TextIO] | None = None
         #: True while the verb runs: only then may an interrupt be raised in the thread.
         self.running = False
+        #: An interrupt that came before the verb started (it is not run then).
+        self.started = self.owed = False
         #: Whether an interrupt was raised in the thread (see Agent._run).
         self.interrupted = False
         self._state = threading.Lock()
@@ -248,10 +250,15 @@ class Command:
         """Run the verb; its exit code. An interrupt raised in the thread (see
         :meth:`interrupt`) can only land while the verb runs, never in the clean-up."""
         with self._state:
-            self.running = True
+            self.running = self.started = True
+            owed = self.owed
         code = 130
         try:
-            code = self._main()
+            if owed:  # Ctrl-C already: as the verb's own handling would say it
+                self.interrupted = True
+                os.write(self.fds[2], b"\nremo: interrupted\n")
+            else:
+                code = self._main()
         except BaseException:  # an interrupt that came after the verb's own handlers
             code = 130
         while True:
@@ -313,14 +320,20 @@ class Command:
 
         ident = self.thread.ident
         with self._state:
+            if not self.started:
+                self.owed = True
+                return
             if not self.running or ident is None:
                 return
-            # Inside grpc: its calls cancelled, raised as grpc's wait returns; elsewhere
-            # raised at once (see remo.client.calls.interrupt).
-            if not calls.interrupt(ident, KeyboardInterrupt()):
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            # Inside grpc: its calls cancelled, raised as grpc's step ends; elsewhere
+            # raised at once, before it can begin one (see remo.client.calls.interrupt).
+            calls.interrupt(
+                ident,
+                KeyboardInterrupt(),
+                elsewhere=lambda: ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
-                )
+                ),
+            )
             self.interrupted = True
         calls.cancel_calls(ident)
 

@@ -35,6 +35,8 @@ ACCEPT_TIMEOUT = 2.0
 #: After a forwarded Ctrl-C, how long to wait for the agent's exit code.
 INTERRUPT_GRACE = 2.0
 EXIT_INTERRUPTED = 130
+#: Signals forwarded to the agent while it runs the command.
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 
 
 def main(argv: "Sequence[str] | None" = None) -> "NoReturn":
@@ -86,6 +88,27 @@ def _through_agent(args: list[str]) -> int | None:
     except link.LinkError:
         _start_agent(chosen, path)
         return None
+    # Held from the request on until they are forwarded (see _wait_for_exit): one that
+    # came between the agent's acceptance and our handlers would end this command
+    # alone, the agent running on with our descriptors.
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
+    try:
+        code = _through(sock, args, chosen)
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
+    if code == RESTART:  # (only now: a child inherits the mask)
+        _start_agent(chosen, path)
+        return None
+    return code
+
+
+#: What :func:`_through` returns for an agent that asks to be replaced (never an exit code).
+RESTART = -1
+
+
+def _through(sock: "link.Socket", args: list[str], chosen: str) -> int | None:
+    """The command through the connected agent: its exit code; None when the agent
+    declines it, RESTART when it asks to be replaced."""
     with sock:
         try:
             request = {
@@ -101,9 +124,7 @@ def _through_agent(args: list[str]) -> int | None:
         except (OSError, link.LinkError, ValueError):
             return None
         if answer is None or not answer.get("accepted"):
-            if answer is not None and answer.get("restart"):
-                _start_agent(chosen, path)
-            return None
+            return RESTART if answer is not None and answer.get("restart") else None
         return _wait_for_exit(sock)
 
 
@@ -119,11 +140,15 @@ def _wait_for_exit(sock: link.Socket) -> int:
             pass
         raise _Forwarded  # out of the wait: it goes on, bounded now
 
-    for signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+    for signum in FORWARDED:
         _signal.signal(signum, forward)
     sock.settimeout(None)
+    held = True
     while True:
         try:
+            if held:  # (one that came meanwhile is forwarded now)
+                held = False
+                _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
             answer, _ = link.receive(sock)
         except _Forwarded:
             # the agent answers an interrupt with the command's own words and exit

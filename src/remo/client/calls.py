@@ -211,11 +211,16 @@ def tracked() -> bool:
 
 
 def note_call(call: Any) -> None:
-    """A streaming call starts on this thread (a no-op unless it is tracked)."""
+    """A call starts on this thread (a no-op unless it is tracked); cancelled at once if
+    the thread is owed an interrupt (it came while the call was being made)."""
     tracked = getattr(ACTIVE, "calls", None)
     if tracked is not None:
         with _TRACKED_LOCK:
             tracked.add(call)
+            shield = _SHIELDS.get(threading.get_ident())
+            owed = shield is not None and shield.pending is not None
+        if owed:
+            call.cancel()
 
 
 def forget_call(call: Any) -> None:
@@ -257,15 +262,17 @@ _SHIELDS: dict[int, _Shield] = {}
 
 
 class shielded:
-    """Around one wait inside grpc (a message, a reply): an interrupt meanwhile (see
-    :func:`interrupt`) is raised when it ends, replacing the cancellation it caused."""
+    """Around each step inside grpc (making a call, waiting for a message or a reply,
+    cancelling it): an interrupt meanwhile (see :func:`interrupt`) is raised when it
+    ends, replacing the cancellation it caused."""
 
     __slots__ = ("_shield",)
 
     def __enter__(self) -> None:
-        self._shield = _SHIELDS.get(threading.get_ident())
-        if self._shield is not None:
-            self._shield.depth += 1
+        shield = self._shield = _SHIELDS.get(threading.get_ident())
+        if shield is not None:
+            with _TRACKED_LOCK:  # (see interrupt: no asynchronous raise from here on)
+                shield.depth += 1
 
     def __exit__(self, *_exc: object) -> None:
         shield = self._shield
@@ -286,16 +293,21 @@ def inside_grpc(thread_ident: int) -> bool:
     return shield is not None and shield.depth > 0
 
 
-def interrupt(thread_ident: int, error: BaseException) -> bool:
-    """Interrupt a tracked thread that waits inside grpc: cancel its calls and leave
-    ``error`` to be raised as the wait returns; True. False when it is elsewhere (the
-    caller raises ``error`` there itself)."""
+def interrupt(
+    thread_ident: int, error: BaseException, elsewhere: Callable[[], object] | None = None
+) -> bool:
+    """Interrupt a tracked thread that is inside grpc: cancel its calls and leave
+    ``error`` to be raised as that step ends; True. False when it is elsewhere, or
+    already owed an interrupt (a second Ctrl-C gets out at once, whatever grpc does):
+    the caller raises ``error`` itself, or ``elsewhere`` does it for another thread,
+    called while no step can begin (an asynchronous raise must not land in one)."""
     with _TRACKED_LOCK:
         shield = _SHIELDS.get(thread_ident)
-        if shield is None or shield.depth == 0:
+        if shield is None or shield.depth == 0 or shield.pending is not None:
+            if elsewhere is not None:
+                elsewhere()
             return False
-        if shield.pending is None:
-            shield.pending = error
+        shield.pending = error
     cancel_calls(thread_ident)
     return True
 

@@ -64,6 +64,7 @@ from remo.v1 import jobs_pb2 as pb
 __all__ = ["Client"]
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 class Client(ClientBase):
@@ -92,10 +93,9 @@ class Client(ClientBase):
         return self._replied.is_set()
 
     def close(self) -> None:
-        with calls.shielded():
-            for channel in self._lanes.channels():
-                channel.close()
-            self._channel.close()
+        for channel in self._lanes.channels():
+            channel.close()
+        self._channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -369,11 +369,13 @@ class Client(ClientBase):
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             lane = self._lanes.take()
-            # (a future: cancellable from another thread, see calls.cancel_calls)
-            pending = lane.stub.Wait.future(pb.WaitRequest(id=job_id), timeout=left)
-            calls.note_call(pending)
+            request = pb.WaitRequest(id=job_id)
             try:
-                with calls.shielded():
+                # (a future: cancellable from another thread, see calls.cancel_calls)
+                with (
+                    _tracked(lane.stub.Wait.future, request, timeout=left) as pending,
+                    calls.shielded(),
+                ):
                     reply = pending.result()
             except grpc.RpcError as err:
                 if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -381,7 +383,6 @@ class Client(ClientBase):
                 self._recover(outage, err, f"job {job_id}", f"waiting for job {job_id}")
                 continue
             finally:
-                calls.forget_call(pending)
                 self._lanes.give(lane)
             self._replied.set()
             return job_from_pb(reply.job)
@@ -472,15 +473,14 @@ class Client(ClientBase):
                 job_id, resume.position, follow, not resume.started, resume.final_status
             )
             lane = self._lanes.take()
-            call = lane.output(request, timeout=left)
-            calls.note_call(call)
             try:
-                while (msg := _next(call)) is not None:
-                    self._replied.set()
-                    chunk = resume.take(msg)
-                    if chunk is not None:
-                        outage.progressed()
-                        yield chunk
+                with _tracked(lane.output, request, timeout=left) as call:
+                    while (msg := _next(call)) is not None:
+                        self._replied.set()
+                        chunk = resume.take(msg)
+                        if chunk is not None:
+                            outage.progressed()
+                            yield chunk
                 return
             except grpc.RpcError as err:
                 if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -488,8 +488,6 @@ class Client(ClientBase):
                 doing = f"reading the output of job {job_id} (at byte {resume.position})"
                 self._recover(outage, err, f"job {job_id}", doing)
             finally:
-                call.cancel()
-                calls.forget_call(call)
                 self._lanes.give(lane)
 
     def output_many(
@@ -519,21 +517,19 @@ class Client(ClientBase):
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             lane = self._lanes.take()
-            call = lane.stub.OutputMany(state.request(), timeout=left)
-            calls.note_call(call)
+            request = state.request()
             try:
-                while (msg := _next(call)) is not None:
-                    self._replied.set()
-                    outage.progressed()
-                    yield from state.take(msg)
+                with _tracked(lane.stub.OutputMany, request, timeout=left) as call:
+                    while (msg := _next(call)) is not None:
+                        self._replied.set()
+                        outage.progressed()
+                        yield from state.take(msg)
                 return
             except grpc.RpcError as err:
                 if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise WaitTimeout(f"jobs still running after {timeout:g}s") from None
                 self._recover(outage, err, "", f"reading the output of {len(job_ids)} jobs")
             finally:
-                call.cancel()
-                calls.forget_call(call)
                 self._lanes.give(lane)
 
     def write_stdin(self, job_id: str, source: bytes | BinaryIO | Iterable[bytes]) -> int:
@@ -545,15 +541,11 @@ class Client(ClientBase):
         broken connection: the job's stdin is closed then, as ssh's would be."""
         chunks = calls.read_chunks(source) if _readable(source) else source  # type: ignore[arg-type]
         lane = self._lanes.take()
-        pending = lane.stub.WriteStdin.future(calls.stdin_requests(job_id, chunks))  # type: ignore[arg-type]
-        calls.note_call(pending)
         try:
-            with calls.shielded():
-                reply = pending.result()
+            reply = _unary(lane.stub.WriteStdin, calls.stdin_requests(job_id, chunks))  # type: ignore[arg-type]
         except grpc.RpcError as err:
             raise self._error(err, f"job {job_id}") from err
         finally:
-            calls.forget_call(pending)
             self._lanes.give(lane)
         self._replied.set()
         return int(reply.written_bytes)
@@ -581,14 +573,28 @@ def _unary(method: Callable[..., T], request: Any, **options: Any) -> T:
     ~0.1 ms faster (the future's reply comes through the channel's spin thread)."""
     if not calls.tracked():
         return method(request, **options)
-    pending = method.future(request, **options)  # type: ignore[attr-defined]
-    calls.note_call(pending)
+    future = method.future  # type: ignore[attr-defined]
+    with _tracked(future, request, **options) as pending, calls.shielded():
+        reply: T = pending.result()
+    return reply
+
+
+@contextlib.contextmanager
+def _tracked(make: Callable[..., C], *args: Any, **options: Any) -> Iterator[C]:
+    """A call, ``make(*args, **options)``, noted (an interrupt cancels it), then, once
+    done with, forgotten and cancelled; making and cancelling it are steps inside grpc,
+    shielded as waits are (see calls.interrupt)."""
+    call: C | None = None
     try:
         with calls.shielded():
-            reply: T = pending.result()
+            call = make(*args, **options)
+            calls.note_call(call)
+        yield call
     finally:
-        calls.forget_call(pending)
-    return reply
+        if call is not None:
+            calls.forget_call(call)
+            with calls.shielded():
+                call.cancel()  # type: ignore[attr-defined]
 
 
 def _next(call: Any) -> Any:

@@ -5,7 +5,7 @@ SIGTERM and SIGHUP).
 An exception a signal handler raises lands wherever the main thread is. Inside grpc's
 Python code it could leave a call half updated that then never completed, and closing
 the channel waited for it for ever (grpc/grpc#19973): `remo logs -f` hung after Ctrl-C
-about once in 200 interruptions on a busy machine, in the CLI tests too.
+about once in 200 interruptions on a busy machine (bench/interrupt_bench.py).
 """
 
 from __future__ import annotations

@@ -244,9 +244,9 @@ def cancel_calls(thread_ident: int | None) -> None:
 # Inside grpc's Python code it can leave a call half updated that never completes, and
 # closing the channel then waits for it for ever (grpc/grpc#19973): `remo logs -f`
 # hung after Ctrl-C about once in 200 times on a busy machine. So a tracked thread
-# marks each wait inside grpc (:class:`shielded`), and an interrupt that finds it there
-# cancels its calls instead, which ends the wait the way grpc means calls to end, and
-# is raised as the wait returns.
+# marks each step inside grpc (:class:`shielded`), and an interrupt that finds it there
+# cancels its calls instead, which ends a wait the way grpc means calls to end, and is
+# raised as the step returns.
 
 
 class _Shield:

@@ -10,7 +10,8 @@ turn), runs on its own (``REMO_NO_AGENT=1``) and gets SIGINT 0.15-0.8 s after it
 started, while ``--busy`` shell loops (2 by default) keep the machine's cores busy. A
 CLI still running 10 s after its SIGINT counts as hung: its stacks are printed
 (``py-spy dump``, when py-spy is on PATH) and it is killed. Exit codes other than 130
-are printed too. Before remo kept Ctrl-C out of grpc's code, 2 in 450 hung.
+are printed too. The hang it looks for is a rare race (docs/RELIABILITY.md, "Ctrl-C
+could leave the CLI hanging").
 """
 
 from __future__ import annotations

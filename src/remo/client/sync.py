@@ -369,14 +369,8 @@ class Client(ClientBase):
             outage.opened()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             lane = self._lanes.take()
-            request = pb.WaitRequest(id=job_id)
             try:
-                # (a future: cancellable from another thread, see calls.cancel_calls)
-                with (
-                    _tracked(lane.stub.Wait.future, request, timeout=left) as pending,
-                    calls.shielded(),
-                ):
-                    reply = pending.result()
+                reply = _unary(lane.stub.Wait, pb.WaitRequest(id=job_id), timeout=left)
             except grpc.RpcError as err:
                 if deadline is not None and err.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise WaitTimeout(f"job {job_id} still running after {timeout:g}s") from None

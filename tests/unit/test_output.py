@@ -24,7 +24,6 @@ from remo.core.output_format import LEGACY_OUTPUT_FILE as OUTPUT_FILE
 from remo.core.output_format import RECORDS_FILE
 from remo.core.paths import EXIT_FILE
 from remo.output import inotify
-from remo.output import watcher as watcher_module
 from remo.output.reader import read_output
 from remo.output.watcher import OutputWatcher
 
@@ -529,42 +528,6 @@ async def test_a_data_files_write_queues_no_event_a_records_write_wakes(
         assert [(e.mask, e.name) for e in events_read] == [(inotify.IN_MODIFY, b"")]
         assert watch.reshaped == reshaped  # (data: no file came or went)
     assert kernel_watches(watcher) == 0
-
-
-@linux_only
-async def test_events_coming_again_soon_are_read_once_after_a_pause(
-    job_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A busy watcher (events again within PAUSE of its last read) stops listening until
-    PAUSE after that read and then reads everything that came at once: one wake-up of
-    the loop, not one per write; nothing is lost."""
-    monkeypatch.setattr(watcher_module, "PAUSE", 0.5)
-    reads: list[int] = []
-    original = inotify.Inotify.read_events
-
-    def counting(self: inotify.Inotify) -> list[inotify.Event]:
-        events = original(self)
-        reads.append(len(events))
-        return events
-
-    monkeypatch.setattr(inotify.Inotify, "read_events", counting)
-    (job_dir / RECORDS_FILE).write_bytes(b"")
-    loop = asyncio.get_running_loop()
-    watcher = OutputWatcher()
-    with watcher.watch(str(job_dir)) as watch:
-        seen = watch.generation
-        write(job_dir / RECORDS_FILE, b"r" * 32)
-        assert await asyncio.wait_for(watch.wait(seen), TIMEOUT)
-        first_read = loop.time()
-        reads.clear()
-        seen = watch.generation
-        for _ in range(20):  # each write made readable while the loop goes round
-            write(job_dir / RECORDS_FILE, b"r" * 32)
-            await asyncio.sleep(0)
-        assert await asyncio.wait_for(watch.wait(seen), TIMEOUT)
-        assert loop.time() - first_read >= 0.4  # (held until the pause was over)
-        assert len([n for n in reads if n]) == 1  # (every write's events, in one read)
-    watcher.close()
 
 
 @linux_only

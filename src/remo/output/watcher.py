@@ -7,10 +7,7 @@ single :class:`OutputWatcher` holding one inotify descriptor, registered with th
 loop through ``loop.add_reader``. Each job directory gets at most one kernel watch,
 shared and reference-counted by every follower of that job, and removed when the last
 one leaves. The descriptor itself is opened with the first watch and closed with the
-last, so an idle server holds none. A busy descriptor is read at most once per
-:data:`PAUSE`: with 1,000 jobs printing ten lines a second the loop woke ~3,500 times a
-second, mostly for one or two events each; reading what a millisecond brings at once
-cost the server 30-32 µs of CPU a line instead of 37-39 (bench/many_jobs_bench.py).
+last, so an idle server holds none.
 
 Why a generation counter: a follower reads to end of file, then waits. A write landing
 between the read and the wait must not be lost, so the follower notes the directory's
@@ -58,10 +55,6 @@ WATCH_MASK = DIR_MASK | inotify.IN_MODIFY
 #: would be queued, read and thrown away), and their cost falls on the job's init,
 #: which queues them, and on the server, which reads them.
 RECORDS_MASK = inotify.IN_MODIFY | inotify.IN_DONT_FOLLOW | inotify.IN_MASK_CREATE
-
-#: Seconds: inotify events that come again within this are read this long after the
-#: last read, all at once (a busy server wakes for them ~1,000 times a second at most).
-PAUSE = 0.001
 
 #: Events after which the path no longer names the watched directory. A renamed job
 #: directory counts as gone: followers find the job's files by path.
@@ -245,8 +238,6 @@ class OutputWatcher:
         self._by_path: dict[str, _Dir] = {}
         self._by_wd: dict[int, _Dir] = {}  # a directory's watch
         self._by_records_wd: dict[int, _Dir] = {}  # the watch of a directory's records
-        self._last_read = -1.0  # (the loop's clock)
-        self._paused: asyncio.TimerHandle | None = None
 
     @property
     def uses_inotify(self) -> bool:
@@ -399,27 +390,8 @@ class OutputWatcher:
                 del self._by_path[key]
 
     def _on_readable(self) -> None:
-        if self._ino is None or self._loop is None:
+        if self._ino is None:
             return
-        if self._loop.time() - self._last_read < PAUSE:
-            # Busy: events came again within PAUSE of the last read. Read them PAUSE
-            # after it, with whatever comes meanwhile, instead of waking for each.
-            self._loop.remove_reader(self._ino.fileno())
-            self._paused = self._loop.call_at(self._last_read + PAUSE, self._resume)
-            return
-        self._read()
-
-    def _resume(self) -> None:
-        self._paused = None
-        if self._ino is None or self._loop is None:
-            return
-        self._loop.add_reader(self._ino.fileno(), self._on_readable)
-        self._read()
-
-    def _read(self) -> None:
-        """Read every queued event and wake the directories they concern."""
-        assert self._ino is not None and self._loop is not None
-        self._last_read = self._loop.time()
         try:
             events = self._ino.read_events()
         except (OSError, ValueError):
@@ -460,9 +432,6 @@ class OutputWatcher:
     def _close_fd(self) -> None:
         ino, loop = self._ino, self._loop
         self._ino = self._loop = None
-        if self._paused is not None:
-            self._paused.cancel()
-            self._paused = None
         if ino is None:
             return
         if loop is not None and not loop.is_closed():

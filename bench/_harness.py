@@ -343,25 +343,34 @@ def malloc_trim_probe(pid: int | None) -> dict[str, Any] | None:
     return {"rss_before_trim_kib": before, "rss_after_trim_kib": rss_kib(pid)}
 
 
-def user_install(prefix: Path, python: str = "/usr/bin/python3") -> Path:
-    """remo installed into ``prefix`` as ``scripts/install`` installs it, from this tree:
-    uv.lock's runtime dependencies only (no grpcio-tools, so no setuptools and its
-    ``.pth`` hook in every interpreter start), remo as a wheel rather than a link to the
-    checkout, bytecode compiled. Returns its ``bin/remo``: what a user's command runs,
-    where ``.venv/bin/remo`` is the development environment's."""
+def user_install(
+    prefix: Path, python: str = "/usr/bin/python3", revision: str | None = None
+) -> Path:
+    """remo installed into ``prefix`` as ``scripts/install`` installs it, from this tree
+    (or from the commit ``revision`` names): uv.lock's runtime dependencies only (no
+    grpcio-tools, so no setuptools and its ``.pth`` hook in every interpreter start),
+    remo as a wheel rather than a link to the checkout, bytecode compiled. Returns its
+    ``bin/remo``: what a user's command runs, where ``.venv/bin/remo`` is the
+    development environment's."""
     uv = subprocess.run(
         ["bash", "-c", ". scripts/lib/env.sh && remo_uv"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     stage = Path(tempfile.mkdtemp(prefix="remo-bench-stage-"))
     try:
-        # (what scripts/install copies: the project, its lock, setup.py for the relay)
-        for name in ("pyproject.toml", "uv.lock", "setup.py"):
-            shutil.copy2(ROOT / name, stage / name)
-        shutil.copytree(
-            ROOT / "src", stage / "src",
-            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-        )  # fmt: skip
+        if revision is not None:
+            archive = subprocess.run(
+                ["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(stage)], input=archive, check=True)
+        else:
+            # (what scripts/install copies: the project, its lock, setup.py for the relay)
+            for name in ("pyproject.toml", "uv.lock", "setup.py"):
+                shutil.copy2(ROOT / name, stage / name)
+            shutil.copytree(
+                ROOT / "src", stage / "src",
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+            )  # fmt: skip
         subprocess.run(
             [uv, "sync", "-q", "--locked", "--no-dev", "--no-editable", "--compile-bytecode",
              "--python", python, "--project", str(stage)],

@@ -2,8 +2,11 @@
 follow latency (``remo logs -f``: a job's line to the client) cannot go under.
 
 A ``grpc.aio`` server (remo's server is one) yields one small message of a server stream
-each time a byte arrives on a pipe; a sync client (the CLI is one) waits for it. No TLS,
-no files, no remo: one pipe wake-up, one message, loopback. Run::
+each time a byte arrives on a pipe; a sync client (the CLI is one) waits for it. No
+files, no remo: one pipe wake-up, one message, loopback; with and without TLS (a
+self-signed P-256 certificate, as remo's are EC), and at two paces: a message every 5
+ms, and every 20 ms as the follow-latency benchmarks print their lines (after 20 ms of
+quiet, gRPC's threads and the CPUs have gone idle, and waking them costs). Run::
 
     .venv/bin/python bench/grpc_floor.py [ROUNDS]
 """
@@ -11,6 +14,8 @@ no files, no remo: one pipe wake-up, one message, loopback. Run::
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import os
 import socket
 import statistics
@@ -38,11 +43,46 @@ class _Ticks(health_pb2_grpc.HealthServicer):
             yield health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
 
 
-def _serve(fd: int, port: int) -> None:
+def _self_signed() -> tuple[bytes, bytes]:
+    """A key and a certificate for 127.0.0.1 (PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _serve(fd: int, port: int, tls: tuple[bytes, bytes] | None) -> None:
     async def main() -> None:
         server = grpc.aio.server()
         health_pb2_grpc.add_HealthServicer_to_server(_Ticks(fd), server)
-        server.add_insecure_port(f"127.0.0.1:{port}")
+        if tls is None:
+            server.add_insecure_port(f"127.0.0.1:{port}")
+        else:
+            server.add_secure_port(f"127.0.0.1:{port}", grpc.ssl_server_credentials([tls]))
         await server.start()
         await server.wait_for_termination()
 
@@ -50,7 +90,20 @@ def _serve(fd: int, port: int) -> None:
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    tls = _self_signed()
+    for gap in (0.005, 0.020):
+        for secure in (False, True):
+            median, p99, count = _floor(rounds, gap, tls if secure else None)
+            print(
+                f"grpc.aio server stream -> sync client, loopback, "
+                f"{'TLS' if secure else 'no TLS'}, a message every {gap * 1e3:.0f} ms: median "
+                f"{median * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms ({count} messages)"
+            )
+
+
+def _floor(rounds: int, gap: float, tls: tuple[bytes, bytes] | None) -> tuple[float, float, int]:
+    """Median and p99 of ``rounds`` messages (the first 20 left out), and their count."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -58,11 +111,17 @@ def main() -> None:
     child = os.fork()
     if child == 0:  # the server
         os.close(write_end)
-        _serve(read_end, port)
+        _serve(read_end, port, tls)
         os._exit(0)
     os.close(read_end)
+    address = f"127.0.0.1:{port}"
+    channel = (
+        grpc.insecure_channel(address)
+        if tls is None
+        else grpc.secure_channel(address, grpc.ssl_channel_credentials(tls[1]))
+    )
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             stub = health_pb2_grpc.HealthStub(channel)
             replies = stub.Watch(health_pb2.HealthCheckRequest())
@@ -72,14 +131,10 @@ def main() -> None:
                 os.write(write_end, b"x")
                 next(replies)
                 latencies.append(time.perf_counter() - began)
-                time.sleep(0.005)
+                time.sleep(gap)
             replies.cancel()
         kept = sorted(latencies[20:])
-        median, p99 = statistics.median(kept), kept[int(len(kept) * 0.99)]
-        print(
-            f"grpc.aio server stream -> sync client, loopback, no TLS: median "
-            f"{median * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms ({len(kept)} messages)"
-        )
+        return statistics.median(kept), kept[int(len(kept) * 0.99)], len(kept)
     finally:
         os.kill(child, 9)
         os.waitpid(child, 0)

@@ -114,6 +114,45 @@ async def test_a_killed_agent_is_replaced(server: Server, cli_env: dict[str, str
     assert await remo(cli_env, "status", "99") == (5, "", "remo: no job 99\n")
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time the process's threads ran so far (schedstat), or None once it has exited
+    (a zombie until whoever adopted it reaps it)."""
+    total = 0
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return None
+        for task in os.listdir(f"/proc/{pid}/task"):
+            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return total / 1e9
+
+
+async def test_a_stopped_agent_leaves_without_spinning(
+    server: Server, cli_env: dict[str, str]
+) -> None:
+    """``remo agent stop`` wakes the agent's accept loop at once, and it leaves having
+    used little CPU (it used to shut its listener down, which left the loop retrying
+    accept at full speed for a second: ~1 s of a core, slowing the next command)."""
+    agent = await agent_up(cli_env)
+    pid = int(str(agent["pid"]))
+    before = cpu_seconds(pid)
+    assert before is not None
+    assert (await remo(cli_env, "agent", "stop"))[0] == 0
+    used = 0.0
+
+    def gone() -> bool:
+        nonlocal used
+        now = cpu_seconds(pid)
+        if now is None:
+            return True
+        used = now - before
+        return False
+
+    await wait_until(gone, 30, what="the agent to leave")
+    assert used < 0.5, f"the stopped agent ran {used:.2f} s of CPU before it left"
+
+
 async def test_a_changed_profile_makes_the_agent_step_aside(
     server: Server, cli_env: dict[str, str], tmp_path: Path
 ) -> None:

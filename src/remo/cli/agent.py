@@ -34,6 +34,7 @@ import ctypes
 import json
 import os
 import queue
+import select
 import signal
 import socket
 import sys
@@ -63,7 +64,11 @@ class Agent:
         self.client = _shared_client()
         self._socket_inode = -1
         self._lock_fd = lock_fd  # (held: no other agent of this selection runs)
-        self._listener: socket.socket | None = None
+        # stop() writes a byte here to wake the accept loop. (Shutting the listener
+        # down did wake it, but on Linux its poll then says readable while accept
+        # says EAGAIN, and CPython's timed accept retried that for its whole second:
+        # an agent told to stop spun a core for a second before leaving.)
+        self._wake_read, self._wake_write = os.pipe()
         self.workers = Workers()
 
     # -- the socket ---------------------------------------------------------------------
@@ -79,19 +84,19 @@ class Agent:
         listener.listen(64)  # (before it has its name: no command finds it refusing)
         os.rename(temporary, self.path)
         self._socket_inode = os.stat(self.path).st_ino
-        listener.settimeout(1.0)
-        self._listener = listener
+        listener.setblocking(False)
         try:
             _warm()  # (listening already: a command waits for it, not runs on its own)
             while not self.stopping.is_set() and not self._idle_too_long():
+                # (once a second: the idle time is checked between connections)
+                ready, _, _ = select.select([listener.fileno(), self._wake_read], [], [], 1.0)
+                if listener.fileno() not in ready:
+                    continue
                 try:
                     conn, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                except OSError:
-                    if self.stopping.is_set():
-                        break
-                    raise
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    continue  # (the command that knocked gave up meanwhile)
+                conn.setblocking(True)
                 self.workers.submit(self._handle, conn)
         finally:
             self._unlink_socket()
@@ -107,9 +112,8 @@ class Agent:
             lock, self._lock_fd = self._lock_fd, -1
         if lock >= 0:
             os.close(lock)  # a new agent may start while running commands finish here
-        if self._listener is not None:
-            with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept at once
+        with contextlib.suppress(OSError):  # wakes the accept loop at once
+            os.write(self._wake_write, b"x")
 
     def _unlink_socket(self) -> None:
         with contextlib.suppress(OSError):

@@ -69,6 +69,7 @@ class Agent:
         # says EAGAIN, and CPython's timed accept retried that for its whole second:
         # an agent told to stop spun a core for a second before leaving.)
         self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)  # (a full pipe wakes it just as well)
         self.workers = Workers()
 
     # -- the socket ---------------------------------------------------------------------

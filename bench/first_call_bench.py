@@ -19,7 +19,8 @@ Debian's ``/usr/bin/python3``, bytecode compiled and cached). The base is
 after the other: the base's fresh ``remo run -- true``; this tree's with no agent
 (``REMO_NO_AGENT=1``); this tree's as the first command of a new profile directory
 (``XDG_RUNTIME_DIR``: no agent there yet, so the command runs on its own and starts one
-beside it), whose agent is stopped afterwards; then the same for ``remo status ID``.
+beside it), whose agent is stopped afterwards. All the rounds of ``run``, then all
+those of ``remo status ID``.
 All against one server of this tree. Medians and the ratios to the base are printed.
 """
 
@@ -65,9 +66,18 @@ def _rounds(
         time.sleep(0.5)
         times[names[2]].append(rb.timed([this, *verb], first, stdout=subprocess.DEVNULL))
         time.sleep(1.5)  # (the agent it started is up: stopped, not left importing)
-        rb.out([this, "agent", "stop"], first)
+        _stop_agents(this, direct, tmp)
         time.sleep(0.5)
     return times
+
+
+def _stop_agents(this: str, direct: dict[str, str], tmp: Path) -> None:
+    """Stop the agent of every profile directory made so far (none is left behind)."""
+    for runtime in tmp.glob("runtime-*"):
+        env = {**direct, "XDG_RUNTIME_DIR": str(runtime)}
+        env.pop("REMO_NO_AGENT", None)
+        subprocess.run([this, "agent", "stop"], env=env, capture_output=True, check=False)
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def main() -> None:
@@ -77,11 +87,13 @@ def main() -> None:
     parser.add_argument("--python", default="/usr/bin/python3")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="remo-first-"))
-    base = str(user_install(tmp / "base", args.python, revision=args.base))
-    this = str(user_install(tmp / "this", args.python))
     remo = rb.RemoSide(tmp)
-    remo.start()
+    this = ""
+    direct: dict[str, str] = {}
     try:
+        base = str(user_install(tmp / "base", args.python, revision=args.base))
+        this = str(user_install(tmp / "this", args.python))
+        remo.start()
         direct = dict(remo.env)
         direct.pop("PYTHONDONTWRITEBYTECODE", None)  # (cached, as on a user's machine)
         for cli in (base, this):  # warm-ups: the page cache, the server's first start
@@ -98,6 +110,8 @@ def main() -> None:
                 ratio = median / reference
                 print(f"  {name}: median {median * 1e3:.1f} ms ({ratio:.2f}x) [{spread}]")
     finally:
+        if this:
+            _stop_agents(this, direct, tmp)
         remo.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -92,52 +92,67 @@ def _serve(fd: int, port: int, tls: tuple[bytes, bytes] | None) -> None:
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     tls = _self_signed()
-    for gap in (0.005, 0.020):
-        for secure in (False, True):
-            median, p99, count = _floor(rounds, gap, tls if secure else None)
-            print(
-                f"grpc.aio server stream -> sync client, loopback, "
-                f"{'TLS' if secure else 'no TLS'}, a message every {gap * 1e3:.0f} ms: median "
-                f"{median * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms ({count} messages)"
-            )
+    # Every server is forked before this process makes its first channel: a fork
+    # after gRPC has started its threads is not supported (it can hang).
+    servers = [_Server(tls if secure else None) for secure in (False, True)]
+    try:
+        for gap in (0.005, 0.020):
+            for server in servers:
+                median, p99, count = _floor(server, rounds, gap)
+                print(
+                    f"grpc.aio server stream -> sync client, loopback, "
+                    f"{'TLS' if server.tls else 'no TLS'}, a message every {gap * 1e3:.0f} ms: "
+                    f"median {median * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms ({count} messages)"
+                )
+    finally:
+        for server in servers:
+            server.close()
 
 
-def _floor(rounds: int, gap: float, tls: tuple[bytes, bytes] | None) -> tuple[float, float, int]:
+class _Server:
+    """A forked server answering a Watch once per byte written to its pipe."""
+
+    def __init__(self, tls: tuple[bytes, bytes] | None) -> None:
+        self.tls = tls
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        read_end, self.write_end = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.write_end)
+            _serve(read_end, self.port, tls)
+            os._exit(0)
+        os.close(read_end)
+
+    def close(self) -> None:
+        os.kill(self.pid, 9)
+        os.waitpid(self.pid, 0)
+        os.close(self.write_end)
+
+
+def _floor(server: _Server, rounds: int, gap: float) -> tuple[float, float, int]:
     """Median and p99 of ``rounds`` messages (the first 20 left out), and their count."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # the server
-        os.close(write_end)
-        _serve(read_end, port, tls)
-        os._exit(0)
-    os.close(read_end)
-    address = f"127.0.0.1:{port}"
+    address = f"127.0.0.1:{server.port}"
     channel = (
         grpc.insecure_channel(address)
-        if tls is None
-        else grpc.secure_channel(address, grpc.ssl_channel_credentials(tls[1]))
+        if server.tls is None
+        else grpc.secure_channel(address, grpc.ssl_channel_credentials(server.tls[1]))
     )
-    try:
-        with channel:
-            grpc.channel_ready_future(channel).result(timeout=30)
-            stub = health_pb2_grpc.HealthStub(channel)
-            replies = stub.Watch(health_pb2.HealthCheckRequest())
-            latencies = []
-            for _ in range(rounds):
-                began = time.perf_counter()
-                os.write(write_end, b"x")
-                next(replies)
-                latencies.append(time.perf_counter() - began)
-                time.sleep(gap)
-            replies.cancel()
-        kept = sorted(latencies[20:])
-        return statistics.median(kept), kept[int(len(kept) * 0.99)], len(kept)
-    finally:
-        os.kill(child, 9)
-        os.waitpid(child, 0)
+    with channel:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        stub = health_pb2_grpc.HealthStub(channel)
+        replies = stub.Watch(health_pb2.HealthCheckRequest())
+        latencies = []
+        for _ in range(rounds):
+            began = time.perf_counter()
+            os.write(server.write_end, b"x")
+            next(replies)
+            latencies.append(time.perf_counter() - began)
+            time.sleep(gap)
+        replies.cancel()
+    kept = sorted(latencies[20:])
+    return statistics.median(kept), kept[int(len(kept) * 0.99)], len(kept)
 
 
 if __name__ == "__main__":

@@ -63,8 +63,7 @@ LOOP = (
     'f=$(mktemp -u); mkfifo "$f"; exec 9<>"$f"; rm "$f"; n=0; '
     'while :; do n=$((n+1)); echo "$n $EPOCHREALTIME"; read -t 0.1 -u 9; done'
 )
-#: ``--job c``: the same lines from a compiled program (the job's command line names it
-#: ``remo-bench-printer``, which the CPU and memory figures look for).
+#: ``--job c``: the same lines from a compiled program.
 PRINTER_C = r"""
 #include <stdio.h>
 #include <time.h>
@@ -81,23 +80,22 @@ int main(void) {
     }
 }
 """
-#: What a job's command line starts with (the jobs are told apart from remo's processes).
-JOB_COMMANDS = (b"bash", b"/")
 
 
-def job_command(kind: str, tmp: Path) -> list[str]:
-    """The command of each job: the bash loop, or the printer compiled into ``tmp``
-    (a directory every job can read)."""
+def job_command(kind: str, where: Path) -> list[str]:
+    """The command of each job: the bash loop, or the printer compiled into ``where``
+    (a directory of its own that every job can read). Its first word is what the CPU
+    and memory figures tell the jobs from remo's processes by."""
     if kind == "bash":
         return ["bash", "-c", LOOP]
-    source = tmp / "printer.c"
+    where.mkdir(mode=0o755)
+    source = where / "printer.c"
     source.write_text(PRINTER_C)
-    program = tmp / "remo-bench-printer"
+    program = where / "remo-bench-printer"
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
         raise SystemExit("--job c needs a C compiler (cc)")
     subprocess.run([compiler, "-O2", "-o", str(program), str(source)], check=True)
-    tmp.chmod(0o755)
     return [str(program)]
 
 
@@ -112,9 +110,9 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def remo_pss_kib(server_pid: int, state: Path) -> tuple[int, int]:
+def remo_pss_kib(server_pid: int, state: Path, job: bytes) -> tuple[int, int]:
     """PSS of remo's processes (the server, the supervisor and what it forked, but not
-    the jobs' bash), and their count."""
+    the jobs, whose command lines start with ``job``), and their count."""
     total = pss_kib(server_pid)
     count = 1
     supervisor = find_supervisor(state)
@@ -124,16 +122,18 @@ def remo_pss_kib(server_pid: int, state: Path) -> tuple[int, int]:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if command.startswith(JOB_COMMANDS):
+        if command.startswith(job):
             continue
         total += pss_kib(pid)
         count += 1
     return total, count
 
 
-def cpu_seconds(server_pid: int, state: Path) -> dict[str, float]:
-    """CPU time so far of the server, this client, the jobs' inits and the jobs: where
-    the machine's work goes while they are followed."""
+def cpu_seconds(server_pid: int, state: Path, job: bytes) -> dict[str, float]:
+    """CPU time so far of the server, this client, the jobs' inits (with the spawner and
+    its waiting inits) and the jobs (command lines starting with ``job``): where the
+    machine's work goes while they are followed. Threads are summed as they are now:
+    one that ended in between drops out (remo's relays and the jobs here have one)."""
 
     def of(pid: int) -> float:
         total = 0
@@ -150,8 +150,8 @@ def cpu_seconds(server_pid: int, state: Path) -> dict[str, float]:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        # (the jobs; the rest: their inits, and the spawner's few waiting ones)
-        found["jobs" if command.startswith(JOB_COMMANDS) else "inits"] += of(pid)
+        # (the jobs; the rest: their inits, and the spawner and its few waiting ones)
+        found["jobs" if command.startswith(job) else "inits"] += of(pid)
     return found
 
 
@@ -248,11 +248,12 @@ async def run(
     other_client: bool = False,
     command: list[str] | None = None,
 ) -> None:
-    base_kib, base_count = remo_pss_kib(server_pid, state)
+    command = command or ["bash", "-c", LOOP]
+    job = command[0].encode()
+    base_kib, base_count = remo_pss_kib(server_pid, state, job)
     async with AsyncClient.from_file(credential, timeout=120) as remo:
         began = time.monotonic()
         ids: list[str] = []
-        command = command or ["bash", "-c", LOOP]
         for first in range(0, jobs, 50):
             started = await asyncio.gather(
                 *(remo.start(command) for _ in range(first, min(jobs, first + 50)))
@@ -280,7 +281,7 @@ async def run(
         await asyncio.sleep(1.0)
         # (/proc of some 2,000 processes is read in a thread, and half a second away
         # from the window: read on this loop, it held the followers up by ~0.3 s)
-        cpu_before = await asyncio.to_thread(cpu_seconds, server_pid, state)
+        cpu_before = await asyncio.to_thread(cpu_seconds, server_pid, state, job)
         cpu_from = time.time()
         await asyncio.sleep(0.5)
         start = time.time()
@@ -296,13 +297,13 @@ async def run(
         if other is not None:
             await other.wait()
         await asyncio.sleep(0.5)
-        cpu_after = await asyncio.to_thread(cpu_seconds, server_pid, state)
+        cpu_after = await asyncio.to_thread(cpu_seconds, server_pid, state, job)
         cpu_to = time.time()
         cpu = {k: (v - cpu_before[k]) / (cpu_to - cpu_from) for k, v in cpu_after.items()}
         lines_per_second = len(received.latencies(cpu_from, cpu_to)) / (cpu_to - cpu_from)
         await asyncio.sleep(0.5)  # lines printed in the window may still be on their way
         window = received.latencies(start, end)
-        kib, count = remo_pss_kib(server_pid, state)
+        kib, count = remo_pss_kib(server_pid, state, job)
         began = time.monotonic()
         stopped = await asyncio.gather(*(remo.stop(i, grace=5) for i in ids))
         stop_seconds = time.monotonic() - began
@@ -394,7 +395,7 @@ def main() -> None:
                     not args.no_follow,
                     args.many,
                     args.other_client,
-                    job_command(args.job, Path(tmp)),
+                    job_command(args.job, Path(tmp) / "printer"),
                 )
             )
         except BaseException:

@@ -29,18 +29,29 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
 class _Ticks(health_pb2_grpc.HealthServicer):
-    """Watch answers once per byte written to ``fd``."""
+    """Watch answers once at its start, then once per byte written to ``fd``. One reader
+    serves the server's life and hands each byte to the latest Watch: a server is
+    measured once per pace, and a reader left by an earlier Watch would eat its bytes."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        self._ticks: asyncio.Queue[None] | None = None
+
+    def _tick(self) -> None:
+        os.read(self._fd, 1)
+        if self._ticks is not None:
+            self._ticks.put_nowait(None)
 
     async def Watch(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        loop = asyncio.get_running_loop()
         ticks: asyncio.Queue[None] = asyncio.Queue()
-        loop.add_reader(self._fd, lambda: (os.read(self._fd, 1), ticks.put_nowait(None)))
+        if self._ticks is None:
+            asyncio.get_running_loop().add_reader(self._fd, self._tick)
+        self._ticks = ticks
+        serving = health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+        yield serving  # (the client writes its first byte once this came: ours by then)
         while True:
             await ticks.get()
-            yield health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+            yield serving
 
 
 def _self_signed() -> tuple[bytes, bytes]:
@@ -143,6 +154,7 @@ def _floor(server: _Server, rounds: int, gap: float) -> tuple[float, float, int]
         grpc.channel_ready_future(channel).result(timeout=30)
         stub = health_pb2_grpc.HealthStub(channel)
         replies = stub.Watch(health_pb2.HealthCheckRequest())
+        next(replies)  # (the server's Watch is the one its bytes go to)
         latencies = []
         for _ in range(rounds):
             began = time.perf_counter()

@@ -11,7 +11,7 @@ Each job prints its line number and the time ten times a second. ``--job bash`` 
 default) is a bash loop printing ``$EPOCHREALTIME`` without forking (it sleeps in ``read
 -t`` on a FIFO nobody writes); it still costs ~60 µs of CPU a line, 0.6 of a core for
 1,000 jobs, more than remo's server and client together. ``--job c`` is a C program
-compiled for the run (``cc``; ~23 µs a line, what a wake-up, a write and a sleep cost):
+compiled for the run (``cc``; ~25 µs a line, what a wake-up, a write and a sleep cost):
 the machine's work is then mostly remo's. One ``AsyncClient`` follows every job: with
 ``--many`` through ``output_many(follow=True)``, one OutputMany stream per 1,000 jobs;
 otherwise with an ``output(follow=True)`` per job. A line's latency is its arrival time

@@ -64,7 +64,6 @@ async def test_ctrl_c_inside_grpc_is_raised_outside_it_and_the_client_closes(
     """With the CLI's handler the KeyboardInterrupt comes from remo's client code, once
     grpc's wait returned (the call cancelled). (With Python's own handler, ``default``,
     it is raised inside grpc's or threading's code.)"""
-    handler = "remo"
     async with AsyncClient.from_file(credential) as remo:
         job = (await remo.start(["sleep", "1000"])).job
         assert job is not None
@@ -75,7 +74,7 @@ async def test_ctrl_c_inside_grpc_is_raised_outside_it_and_the_client_closes(
                 FOLLOWER,
                 str(credential),
                 job.id,
-                handler,
+                "remo",  # ("default" to see the interrupt land in grpc's code)
                 stdout=asyncio.subprocess.PIPE,
                 env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
             )

@@ -242,7 +242,8 @@ class Command:
         self.streams: tuple[TextIO, TextIO, TextIO] | None = None
         #: True while the verb runs: only then may an interrupt be raised in the thread.
         self.running = False
-        #: An interrupt that came before the verb started (it is not run then).
+        #: Whether run() has begun, and whether an interrupt came before it had (the
+        #: verb is then not run: the command ends as interrupted).
         self.started = self.owed = False
         #: Whether an interrupt was raised in the thread (see Agent._run).
         self.interrupted = False
